@@ -7,7 +7,7 @@ Inside extraction, code raises :class:`ClipError`; the per-clip driver catches e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 
 import pyarrow as pa
@@ -74,5 +74,6 @@ FAILURE_SCHEMA = pa.schema(
 
 def failures_table(failures: list[Failure]) -> pa.Table:
     """Rows of ``failures.parquet`` (an empty table with the schema when there are none)."""
-    rows = [{k: str(v) for k, v in asdict(f).items()} for f in failures]
+    rows = [{"sample_id": f.sample_id, "split": f.split, "stage": str(f.stage),
+             "reason": str(f.reason), "message": f.message} for f in failures]
     return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)

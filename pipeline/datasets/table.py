@@ -2,7 +2,8 @@
 
 Columns (pyarrow):
 
-- ``sample_id`` (string, unique): the dataset's own clip id (MELD ``dia0_utt0``).
+- ``sample_id`` (string, unique across the table): the dataset's clip id, split-qualified
+  where the release reuses ids across splits (MELD ``train/dia0_utt0``).
 - ``split`` (string): ``train``, ``val`` or ``test``.
 - ``media_path`` (string): absolute path of the media file.
 - ``start_s`` / ``end_s`` (float64, null = whole file): the clip's interval in the file.
