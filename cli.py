@@ -7,6 +7,7 @@ Thin by design: every command parses its options and calls one importable ``run_
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -126,6 +127,151 @@ def scan_cmd(
     try:
         run_scan(dataset, root, annotations=annotations, transcripts=transcripts, out=out)
     except (DatasetError, ConfigError, ValueError) as err:
+        raise _fail(str(err)) from None
+
+
+def _parse_weights(values: list[str], modalities: list[str] | None) -> dict[str, str]:
+    """``random`` (every modality) or ``KEY=VALUE`` pairs -> {key: weights}."""
+    from pipeline.extract import MODALITIES
+
+    out: dict[str, str] = {}
+    for value in values:
+        if "=" in value:
+            key, weights = value.split("=", 1)
+            if key not in MODALITIES:
+                raise ValueError(f"--weights {value}: unknown modality {key!r}; "
+                                 f"valid: {list(MODALITIES)}")
+            out[key] = weights
+        else:
+            out.update({m: value for m in (modalities or MODALITIES)})
+    return out
+
+
+def _parse_pairs(values: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        if "=" not in value:
+            raise ValueError(f"{option} {value}: expected KEY=VALUE")
+        key, val = value.split("=", 1)
+        out[key] = val
+    return out
+
+
+def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
+                    modalities: list[str] | None, weights: dict[str, str],
+                    backbones: dict[str, str], views: int | None, shard_size: int,
+                    limit: int | None, device: str, annotations: Path | None,
+                    transcripts: Path | None, cluster: object) -> dict[str, object]:
+    """Extract with a rich progress bar; returns ``store.json``."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    from pipeline.datasets import scan
+    from pipeline.extract import load_extract_config
+    from pipeline.run import ClusterOptions, run_extract
+
+    assert isinstance(cluster, ClusterOptions)
+    cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
+                              backbones=backbones or None, views=views)
+    total = scan(dataset, root, annotations=annotations, transcripts=transcripts).samples.num_rows
+    total = min(total, limit) if limit is not None else total
+    columns = [TextColumn("extracting"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("clips · {task.fields[rate]:.2f} clips/s · {task.fields[failed]} failed"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("extract", total=total, rate=0.0, failed=0)
+        started = time.perf_counter()
+
+        def on_progress(done: int, failed: int) -> None:
+            rate = done / max(1e-9, time.perf_counter() - started)
+            progress.update(task, completed=done, failed=failed, rate=rate)
+
+        manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
+                               transcripts=transcripts, limit=limit, shard_size=shard_size,
+                               device=device, cluster=cluster, on_progress=on_progress)
+    _print_extract_summary(out, manifest)
+    return manifest
+
+
+def _print_extract_summary(out: str, manifest: dict[str, object]) -> None:
+    from pipeline.store import Location, read_parquet
+
+    counts = manifest["counts"]
+    assert isinstance(counts, dict)
+    console.print(f"[bold green]store complete[/]: {out}  store_id {str(manifest['store_id'])[:12]}"
+                  f"  samples {counts['samples']}  failures {counts['failures']}")
+    failures = read_parquet(Location.parse(out), "failures.parquet").to_pandas()
+    if len(failures):
+        console.print("failures by reason: " + ", ".join(
+            f"{r} {n}" for r, n in failures["reason"].value_counts().items()))
+    timings = manifest.get("timings") or {}
+    assert isinstance(timings, dict)
+    if timings:
+        console.print("seconds per stage (summed over workers): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])))
+
+
+@app.command("extract")
+def extract_cmd(
+    dataset: DatasetOpt,
+    root: Annotated[Path, typer.Option(help="Dataset root in its official raw layout.")],
+    out: Annotated[str, typer.Option(help="The feature store: a folder or fsspec URL.")],
+    config: Annotated[str | None, typer.Option(
+        help="Extraction config YAML (default manifests/extract.yaml).")] = None,
+    modalities: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of frames_2d,frames_3d,audio,text.")] = None,
+    weights: Annotated[list[str], typer.Option(
+        help="'random' (every backbone), or KEY=ID|PATH|URL|random per modality; repeatable.")
+    ] = [],  # noqa: B006 - Typer needs a literal default
+    backbone: Annotated[list[str], typer.Option(
+        help="KEY=NAME to use another registered backbone, e.g. frames_3d=r2plus1d_18.")
+    ] = [],  # noqa: B006
+    views: Annotated[int | None, typer.Option(help="Views per clip (1 = clean only).")] = None,
+    shard_size: Annotated[int, typer.Option(help="Clips per shard (one Dask task).")] = 256,
+    limit: Annotated[int | None, typer.Option(help="Only the first N clips (quick tries).")
+                     ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    workers: Annotated[int | None, typer.Option(
+        help="Local Dask workers (default: one per core, or one per GPU).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
+    cluster: Annotated[str, typer.Option(help="local | slurm (starts workers via dask-jobqueue)")
+                       ] = "local",
+    slurm_queue: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
+    slurm_cores: Annotated[int, typer.Option(help="Cores per SLURM job.")] = 8,
+    slurm_memory: Annotated[str, typer.Option(help="Memory per SLURM job.")] = "32GB",
+    slurm_gpus: Annotated[int, typer.Option(help="GPUs per SLURM job (one worker each).")] = 0,
+    slurm_walltime: Annotated[str, typer.Option(help="Walltime per SLURM job.")] = "04:00:00",
+    slurm_jobs: Annotated[int, typer.Option(help="Number of SLURM jobs.")] = 1,
+    annotations: Annotated[Path | None, typer.Option(
+        help="Folder with the annotation files, if they are not under --root.")] = None,
+    transcripts: Annotated[Path | None, typer.Option(
+        help="Transcript sidecar CSV (sample_id,transcript).")] = None,
+) -> None:
+    """Extract a raw dataset into a feature store (resumable: run it again after a crash)."""
+    from pipeline.config import ConfigError
+    from pipeline.datasets import DatasetError
+    from pipeline.run import ClusterOptions
+    from pipeline.store import StoreError
+
+    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    try:
+        if cluster not in ("local", "slurm"):
+            raise ValueError(f"--cluster {cluster!r}: valid values are local, slurm")
+        if device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"--device {device!r}: valid values are cpu, cuda, auto")
+        opts = ClusterOptions(workers=workers, scheduler=scheduler, cluster=cluster,
+                              slurm_queue=slurm_queue, slurm_account=slurm_account,
+                              slurm_cores=slurm_cores, slurm_memory=slurm_memory,
+                              slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
+                              slurm_jobs=slurm_jobs)
+        run_extract_cli(dataset, root, out, config=config, modalities=mods,
+                        weights=_parse_weights(weights, mods),
+                        backbones=_parse_pairs(backbone, "--backbone"), views=views,
+                        shard_size=shard_size, limit=limit, device=device,
+                        annotations=annotations, transcripts=transcripts, cluster=opts)
+    except (DatasetError, ConfigError, StoreError, ValueError) as err:
         raise _fail(str(err)) from None
 
 

@@ -138,11 +138,13 @@ class ShardResult:
     sha256: str
     index: pa.Table       # index rows of this shard (without ``shard``/``row``; added at finalize)
     failures: pa.Table
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. encoder provenance, timings
 
 
 def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[str],
                 features: dict[str, np.ndarray], index: pa.Table, failures: pa.Table,
-                dtype: str = "float16", scratch: str | Path | None = None) -> ShardResult:
+                dtype: str = "float16", scratch: str | Path | None = None,
+                info: dict[str, Any] | None = None) -> ShardResult:
     """Write shard ``k`` (features + its index and failure rows) under a temporary name.
 
     The two Parquet sidecars (``shard-k.index.parquet``, ``shard-k.failures.parquet``) land
@@ -159,6 +161,7 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
         failures: failure rows of this shard's clips.
         dtype: storage dtype of the features.
         scratch: local folder for the temporary file when the store is remote.
+        info: JSON-able facts about how the shard was made (kept in its ``info`` attribute).
     """
     rows = len(sample_ids)
     if index.num_rows != rows or index.column("sample_id").to_pylist() != list(sample_ids):
@@ -172,6 +175,7 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
     with h5py.File(tmp, "w") as h5:
         h5.attrs["format"] = FORMAT
         h5.attrs["store_id"] = store_id
+        h5.attrs["info"] = json.dumps(info or {}, sort_keys=True)
         h5.create_dataset("sample_id", data=np.array(list(sample_ids), dtype=object),
                           dtype=h5py.string_dtype())
         for key, arr in features.items():
@@ -187,7 +191,7 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
     else:
         loc.put_atomic(tmp, SHARD_DIR, name + ".h5")
         tmp.unlink()
-    return ShardResult(name, rows, digest, index, failures)
+    return ShardResult(name, rows, digest, index, failures, info or {})
 
 
 def completed_shard(loc: Location, k: int, store_id: str) -> ShardResult | None:
@@ -202,23 +206,26 @@ def completed_shard(loc: Location, k: int, store_id: str) -> ShardResult | None:
     with loc.fs.open(loc.path(SHARD_DIR, name + ".h5"), "rb") as f, h5py.File(f, "r") as h5:
         found = str(h5.attrs.get("store_id", ""))
         rows = int(h5["sample_id"].shape[0])
+        info = json.loads(h5.attrs.get("info", "{}"))
     if found != store_id:
         raise StoreError(f"{loc.path(SHARD_DIR, name + '.h5')} was extracted with another "
                          f"configuration (store_id {found[:12]}, this run {store_id[:12]}); "
                          "use a new --out or the same options as before")
     return ShardResult(name, rows, sha256_file(loc.fs, loc.path(SHARD_DIR, name + ".h5")),
                        read_parquet(loc, SHARD_DIR, name + ".index.parquet"),
-                       read_parquet(loc, SHARD_DIR, name + ".failures.parquet"))
+                       read_parquet(loc, SHARD_DIR, name + ".failures.parquet"), info)
 
 
-def finalize(loc: Location, *, provenance: dict[str, Any], extra: dict[str, Any],
+def finalize(loc: Location, *, identity: dict[str, Any], provenance: dict[str, Any],
              shards: Sequence[ShardResult], adapter_failures: pa.Table) -> dict[str, Any]:
     """Write ``index.parquet``, ``failures.parquet`` and, last, ``store.json``.
 
     Args:
-        provenance: the feature provenance (dataset, modalities, views, ...); its sha256 is the
-            ``store_id``.
-        extra: non-identifying provenance (software versions, timings, options).
+        identity: what determines the feature values (dataset and manifest hash, backbones and
+            weights, views, extraction settings). Stored under ``identity``; its canonical
+            sha256 is the ``store_id``, so anyone can recompute it.
+        provenance: everything else ``store.json`` records: ``dataset``, ``modalities`` (with
+            ``dim`` and ``dtype`` per key), ``views``, software versions, timings, options.
         shards: every shard of the store, in order.
         adapter_failures: failures found before extraction (missing files, known-bad clips).
 
@@ -243,9 +250,9 @@ def finalize(loc: Location, *, provenance: dict[str, Any], extra: dict[str, Any]
     splits = index.column("split").to_pylist()
     manifest = {
         "format": FORMAT,
-        "store_id": store_id_of(provenance),
+        "store_id": store_id_of(identity),
+        "identity": identity,
         **provenance,
-        **extra,
         "shards": [{"path": f"{SHARD_DIR}/{s.name}.h5", "rows": s.rows, "sha256": s.sha256}
                    for s in shards],
         "counts": {
@@ -296,7 +303,7 @@ def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
         shards.append(write_shard(loc, k, store_id=store_id, sample_ids=ids,
                                   features={key: v[sl] for key, v in features.items()},
                                   index=pa.table(cols), failures=FAILURE_SCHEMA.empty_table()))
-    finalize(loc, provenance=provenance, extra={"software": {}}, shards=shards,
+    finalize(loc, identity=provenance, provenance=provenance, shards=shards,
              adapter_failures=FAILURE_SCHEMA.empty_table())
     return open_store(url)
 

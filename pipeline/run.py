@@ -1,0 +1,391 @@
+"""The extraction run: a sample table -> a complete feature store, with Dask.
+
+One Dask task per shard of clips. Workers load the backbones once (a per-process cache keyed by
+the configuration) and write their shard straight into the store; the driver only plans, shows
+progress and, after the last shard, writes ``index.parquet``, ``failures.parquet`` and
+``store.json``. A re-run of the same command skips complete shards and refuses to mix shards of
+another configuration into the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline import store as store_mod
+from pipeline.config import file_sha256
+from pipeline.datasets import scan
+from pipeline.datasets.table import SampleTable
+from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
+from pipeline.failures import failures_table
+from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
+
+log = logging.getLogger(__name__)
+
+INDEX_FIELDS_BASE = [
+    pa.field("sample_id", pa.string()), pa.field("split", pa.string()),
+    pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
+    pa.field("duration_s", pa.float64()), pa.field("face_ratio", pa.float64()),
+    pa.field("transcript", pa.string()),
+]
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where the work runs: in-process LocalCluster (default), a scheduler, or SLURM."""
+
+    workers: int | None = None          # local workers (default: cores, or one per GPU)
+    scheduler: str | None = None        # tcp://host:8786 of a running cluster
+    cluster: str = "local"              # "local" | "slurm"
+    slurm_queue: str | None = None
+    slurm_cores: int = 8
+    slurm_memory: str = "32GB"
+    slurm_gpus: int = 0
+    slurm_walltime: str = "04:00:00"
+    slurm_jobs: int = 1
+    slurm_account: str | None = None
+
+
+# ---------------------------------------------------------------------------------- provenance
+
+def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> dict[str, Any]:
+    """What determines the feature values; its sha256 is the store_id.
+
+    Weights given as a local file are identified by their sha256, so a changed checkpoint at the
+    same path is a different store.
+    """
+    modalities = {}
+    for key in cfg.modalities:
+        weights = cfg.weights.get(key)
+        entry: dict[str, Any] = {"backbone": cfg.backbones[key], "weights": weights or "default"}
+        if weights and Path(weights).is_file():
+            entry["weights_file_sha256"] = file_sha256(weights)
+        modalities[key] = entry
+    return {
+        "dataset": {"name": manifest.name, "manifest_sha256": manifest.sha256,
+                    "labels": list(manifest.labels), "multilabel": manifest.multilabel},
+        "modalities": modalities,
+        "views": cfg.views,
+        "extraction": {
+            "fps_2d": cfg.fps_2d, "fps_3d": cfg.fps_3d, "sample_rate": cfg.sample_rate,
+            "faces": {**dataclasses.asdict(cfg.faces), "crop": manifest.faces.crop,
+                      "no_face": manifest.faces.no_face},
+            "empty_text": cfg.empty_text, "dtype": cfg.dtype, "augment_seed": cfg.seed,
+        },
+    }
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("conclugen", "torch", "torchvision", "torchaudio", "transformers",
+                "facenet-pytorch", "av", "h5py", "pyarrow", "dask", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["git_commit"] = _git_commit()
+    return out
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, check=False, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return res.stdout.strip() or "unknown"
+
+
+# -------------------------------------------------------------------------------- worker side
+
+_MODELS: dict[str, Models] = {}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
+    """Load (once per process) the encoders and the face detector for ``cfg``."""
+    import torch
+
+    from pipeline.backbones import load_encoder
+    from pipeline.faces import FaceDetector
+
+    key = repr((cfg, policy, device))
+    if key not in _MODELS:
+        encoders = {}
+        for i, modality in enumerate(cfg.modalities):
+            # Seeded so that "random" weights are the same network on every worker.
+            torch.manual_seed(cfg.seed + i)
+            encoders[modality] = load_encoder(cfg.backbones[modality],
+                                              weights=cfg.weights.get(modality), device=device)
+        detector = FaceDetector(cfg.faces, device=device) if (
+            policy.crop and cfg.needs_video) else None
+        _MODELS[key] = Models(encoders, detector)
+    return _MODELS[key]
+
+
+def _worker_name() -> str:
+    """The Dask worker's name, or "driver" when called outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except ValueError:
+        return "driver"
+
+
+def _worker_device(device: str) -> str:
+    """One GPU per worker: a worker named 0, 1, ... (LocalCluster) takes that GPU."""
+    if device != "cuda":
+        return device
+    import torch
+
+    name = _worker_name()
+    index = int(name) if name.isdigit() else 0
+    return f"cuda:{index % max(1, torch.cuda.device_count())}"
+
+
+def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConfig,
+                  policy: FacePolicy, store_id: str, device: str, multilabel: bool,
+                  threads: int = 1) -> store_mod.ShardResult:
+    """One Dask task: extract the clips of shard ``k`` and write the shard into the store."""
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    device = _worker_device(device)
+    loc = store_mod.Location.parse(url)
+    timer = Timer()
+    with timer("load"):
+        models = load_models(cfg, policy, device)
+    kept, feats, failures = extract_clips(rows, cfg, models, policy, timer)
+    with timer("write"), tempfile.TemporaryDirectory() as scratch:
+        result = store_mod.write_shard(
+            loc, k, store_id=store_id, sample_ids=[r["sample_id"] for r in kept],
+            features=feats, index=_index_table(kept, multilabel),
+            failures=failures_table(failures), dtype=cfg.dtype, scratch=scratch,
+            info={"encoders": {m: e.provenance() for m, e in models.encoders.items()},
+                  "timings": dict(timer.seconds), "host": socket.gethostname(),
+                  "worker": _worker_name(),
+                  "device": device, "clips": len(rows)})
+    return result
+
+
+def _index_table(rows: list[dict[str, Any]], multilabel: bool) -> pa.Table:
+    label = (pa.field("labels", pa.list_(pa.float32())) if multilabel
+             else pa.field("label", pa.int64()))
+    schema = pa.schema([*INDEX_FIELDS_BASE, label])
+    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows],
+                                schema=schema)
+
+
+# -------------------------------------------------------------------------------- driver side
+
+def plan_shards(samples: pa.Table, shard_size: int) -> list[list[dict[str, Any]]]:
+    rows = samples.to_pylist()
+    return [rows[i:i + shard_size] for i in range(0, len(rows), shard_size)]
+
+
+def _check_existing(loc: store_mod.Location, store_id: str) -> bool:
+    """True when the store is already complete with this configuration."""
+    if not loc.exists("store.json"):
+        return False
+    existing = store_mod.open_store(loc.url).store_id
+    if existing != store_id:
+        raise store_mod.StoreError(
+            f"{loc.url} is a complete store of another configuration (store_id {existing[:12]}, "
+            f"this run {store_id[:12]}); choose a new --out, or compare with `cli store info`")
+    return True
+
+
+def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
+               store_id: str) -> dict[int, store_mod.ShardResult]:
+    done = {}
+    for k, rows in enumerate(plan):
+        shard = store_mod.completed_shard(loc, k, store_id)
+        if shard is None:
+            continue
+        have = set(shard.index.column("sample_id").to_pylist()) | set(
+            shard.failures.column("sample_id").to_pylist())
+        if have != {r["sample_id"] for r in rows}:
+            raise store_mod.StoreError(
+                f"{loc.url}: shard {k} holds other clips than this run plans (was --limit or "
+                "--shard-size different?); use the same options as before or a new --out")
+        done[k] = shard
+    return done
+
+
+def _make_client(opts: ClusterOptions, device: str) -> Any:
+    from distributed import Client, LocalCluster
+
+    if opts.scheduler:
+        return Client(opts.scheduler)
+    if opts.cluster == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        extra = [f"--gres=gpu:{opts.slurm_gpus}"] if opts.slurm_gpus else []
+        cluster = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
+                               cores=opts.slurm_cores, memory=opts.slurm_memory,
+                               processes=max(1, opts.slurm_gpus) if opts.slurm_gpus else 1,
+                               walltime=opts.slurm_walltime, job_extra_directives=extra,
+                               worker_extra_args=(["--resources", "GPU=1"]
+                                                  if opts.slurm_gpus else []))
+        cluster.scale(jobs=opts.slurm_jobs)
+        return Client(cluster)
+    if device == "cuda":
+        import torch
+
+        n = opts.workers or torch.cuda.device_count()
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               resources={"GPU": 1}, dashboard_address=":0")
+    else:
+        n = opts.workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+    return Client(cluster)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
+                annotations: str | Path | None = None, transcripts: str | Path | None = None,
+                limit: int | None = None, shard_size: int = 256, device: str = "auto",
+                cluster: ClusterOptions | None = None,
+                on_progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Extract a raw dataset into a complete feature store at ``out``.
+
+    Args:
+        dataset: dataset name (``meld``, ...).
+        root: the raw dataset root in its official layout.
+        out: the store (folder or fsspec URL).
+        cfg: the extraction configuration.
+        limit: extract only the first ``limit`` clips of the sample table.
+        shard_size: clips per shard (= per Dask task).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        cluster: where to run (default: an in-process LocalCluster).
+        on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
+
+    Returns:
+        The ``store.json`` content.
+    """
+    manifest = load_manifest(dataset)
+    table = scan(dataset, root, manifest=manifest, annotations=annotations,
+                 transcripts=transcripts)
+    samples, adapter_failures = _limit(table, limit)
+    identity = feature_identity(cfg, manifest)
+    store_id = store_mod.store_id_of(identity)
+    loc = store_mod.Location.parse(out)
+    if _check_existing(loc, store_id):
+        log.info("%s is already complete with this configuration; nothing to do", out)
+        return store_mod.open_store(out).manifest
+    plan = plan_shards(samples, shard_size)
+    done = _completed(loc, plan, store_id)
+    device = resolve_device(device)
+    log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows, len(plan),
+             len(done), store_id[:12])
+    results = dict(done)
+    todo = [k for k in range(len(plan)) if k not in done]
+    if todo:
+        results.update(_run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
+                                  cluster or ClusterOptions(), on_progress,
+                                  initial=sum(len(plan[k]) for k in done)))
+    shards = [results[k] for k in range(len(plan))]
+    _check_same_weights(shards)
+    return store_mod.finalize(loc, identity=identity, shards=shards,
+                              adapter_failures=adapter_failures, provenance={
+                                  "dataset": identity["dataset"],
+                                  "modalities": _modalities(identity, shards, cfg.dtype),
+                                  "views": cfg.views,
+                                  "extraction": identity["extraction"],
+                                  "software": software_versions(),
+                                  "timings": _sum_timings(shards),
+                                  "options": {"shard_size": shard_size, "limit": limit,
+                                              "device": device}})
+
+
+def _limit(table: SampleTable, limit: int | None) -> tuple[pa.Table, pa.Table]:
+    if limit is None:
+        return table.samples, table.failures
+    return table.samples.slice(0, limit), table.failures.slice(0, 0)
+
+
+def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
+               cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
+               opts: ClusterOptions, on_progress: ProgressFn | None,
+               initial: int) -> dict[int, store_mod.ShardResult]:
+    from distributed import as_completed
+
+    client = _make_client(opts, device)
+    log.info("Dask dashboard: %s", client.dashboard_link)
+    try:
+        resources = {"GPU": 1} if device == "cuda" else None
+        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
+                                 device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
+                                 resources=resources, pure=False): k for k in todo}
+        results: dict[int, store_mod.ShardResult] = {}
+        clips, failed = initial, 0
+        for future in as_completed(futures):
+            k = futures[future]
+            results[k] = future.result()
+            clips += len(plan[k])
+            failed += results[k].failures.num_rows
+            if on_progress:
+                on_progress(clips, failed)
+        return results
+    finally:
+        client.close()
+        if client.cluster is not None:
+            client.cluster.close()
+
+
+def _modalities(identity: dict[str, Any], shards: Sequence[store_mod.ShardResult],
+                dtype: str) -> dict[str, Any]:
+    """Per key: the planned backbone/weights plus what the loaded encoder reports (dim,
+    weights sha256, every preprocessing parameter)."""
+    encoders: dict[str, Any] = {}
+    for shard in shards:
+        encoders = encoders or dict(shard.info.get("encoders", {}))
+    return {key: {**planned, **encoders.get(key, {}), "dtype": dtype}
+            for key, planned in identity["modalities"].items()}
+
+
+def _check_same_weights(shards: Sequence[store_mod.ShardResult]) -> None:
+    """Every shard must come from the same weights (a worker with other weights is a bug)."""
+    seen: dict[str, set[str]] = {}
+    for shard in shards:
+        for key, prov in shard.info.get("encoders", {}).items():
+            seen.setdefault(key, set()).add(str(prov.get("weights_sha256")))
+    mixed = {k: sorted(v) for k, v in seen.items() if len(v) > 1}
+    if mixed:
+        raise store_mod.StoreError(f"shards were extracted with different weights: {mixed}")
+
+
+def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for shard in shards:
+        for stage, seconds in shard.info.get("timings", {}).items():
+            total[stage] = round(total.get(stage, 0.0) + float(seconds), 3)
+    return total
+
+
+__all__ = ["ClusterOptions", "extract_shard", "feature_identity", "run_extract"]

@@ -1,0 +1,86 @@
+"""Strict YAML -> dataclass loading, and the dataset manifests that use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from pipeline.config import ConfigError, from_dict, load_yaml
+from pipeline.manifest import DatasetManifest, load_manifest
+
+
+@dataclass(frozen=True)
+class Inner:
+    size: int
+    mode: Literal["a", "b"] = "a"
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    rate: float
+    tags: tuple[str, ...] = ()
+    inner: Inner = field(default_factory=lambda: Inner(1))
+    extra: dict[str, int] | None = None
+
+
+def test_nested_values_are_converted() -> None:
+    cfg = from_dict(Outer, {"name": "x", "rate": 1, "tags": ["a"], "inner": {"size": 3,
+                                                                            "mode": "b"}}, "f")
+    assert cfg == Outer("x", 1.0, ("a",), Inner(3, "b"))
+    assert isinstance(cfg.rate, float)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"name": "x", "rate": 1, "colour": 2}, "f: unknown key(s) ['colour']"),
+    ({"rate": 1}, "f: missing required key 'name'"),
+    ({"name": "x", "rate": "fast"}, "f: rate: expected float"),
+    ({"name": "x", "rate": 1, "inner": {"size": True}}, "f: inner: size: expected int"),
+    ({"name": "x", "rate": 1, "inner": {"size": 1, "mode": "c"}}, "'c' is not one of"),
+    ({"name": "x", "rate": 1, "tags": "a"}, "tags: expected a list"),
+])
+def test_errors_name_the_file_and_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict(Outer, data, "f")
+    assert message in str(err.value)
+
+
+def test_load_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="list.yaml: expected a mapping"):
+        load_yaml(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("name", ["meld", "caer", "mosei", "voxceleb2"])
+def test_every_shipped_manifest_loads(name: str) -> None:
+    manifest = load_manifest(name)
+    assert isinstance(manifest, DatasetManifest)
+    assert manifest.name == name and len(manifest.sha256) == 64
+    assert set(manifest.splits) <= {"train", "val", "test"}
+
+
+def test_manifest_label_orders_follow_the_official_releases() -> None:
+    assert load_manifest("meld").labels == ("neutral", "surprise", "fear", "sadness", "joy",
+                                            "disgust", "anger")
+    assert load_manifest("caer").labels == ("Anger", "Disgust", "Fear", "Happy", "Neutral",
+                                            "Sad", "Surprise")
+    assert load_manifest("mosei").labels == ("happy", "sad", "anger", "surprise", "disgust",
+                                             "fear")
+    assert load_manifest("mosei").multilabel
+    assert not load_manifest("voxceleb2").faces.crop
+
+
+def test_manifest_rejects_unknown_split(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\ntitle: X\nlabels: [a]\nmultilabel: false\nmedia_ext: mp4\n"
+                    "splits: {training: {media: t}}\n")
+    with pytest.raises(ConfigError, match="unknown split"):
+        load_manifest(path)

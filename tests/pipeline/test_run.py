@@ -1,0 +1,147 @@
+"""The extraction run end to end: sample dataset -> store, resume, refusals, remote scheduler."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.datasets import scan
+from pipeline.extract import load_extract_config
+from pipeline.run import ClusterOptions, run_extract
+from pipeline.store import StoreError, open_store
+
+pytestmark = pytest.mark.slow
+RANDOM = "--weights random"
+
+
+def test_store_matches_the_contract(meld_store: Path) -> None:
+    manifest = json.loads((meld_store / "store.json").read_text())
+    dims = {"frames_2d": 2048, "frames_3d": 512, "audio": 1024, "text": 768}
+    index = pq.read_table(meld_store / "index.parquet").to_pandas()
+    for entry in manifest["shards"]:
+        with h5py.File(meld_store / entry["path"], "r") as h5:
+            for key, dim in dims.items():
+                assert h5[key].shape == (entry["rows"], 1, dim)
+                assert h5[key].dtype == np.float16
+                assert np.isfinite(h5[key][:]).all()
+    assert index["sample_id"].is_unique
+    assert set(index["split"]) == {"train", "val", "test"}
+    assert ((index["face_ratio"] > 0) & (index["face_ratio"] <= 1)).all()
+    for key in dims:
+        assert manifest["modalities"][key]["weights"] == "random"
+        assert manifest["modalities"][key]["dim"] == dims[key]
+    assert manifest["software"]["torch"].startswith("2.")
+    assert {"decode", "faces", "write"} <= set(manifest["timings"])
+
+
+def test_index_and_failures_account_for_every_clip_once(meld_sample: Path,
+                                                        meld_store: Path) -> None:
+    table = scan("meld", meld_sample)
+    expected = set(table.samples.column("sample_id").to_pylist()) | set(
+        table.failures.column("sample_id").to_pylist())
+    index = pq.read_table(meld_store / "index.parquet").column("sample_id").to_pylist()
+    failures = pq.read_table(meld_store / "failures.parquet").to_pandas()
+    got = index + failures["sample_id"].tolist()
+    assert len(got) == len(set(got)), "a clip is both extracted and failed, or twice"
+    assert set(got) == expected
+    reasons = dict(zip(failures["sample_id"], failures["reason"], strict=True))
+    assert reasons["train/dia125_utt3"] == "known_bad"
+    assert reasons["val/dia110_utt7"] in ("missing_file", "known_bad")
+    assert "no_face" in reasons.values(), "the sample's face-less clips must be recorded"
+
+
+def test_features_follow_their_sample_ids(meld_store: Path) -> None:
+    """Rows of different clips differ; the same clip read twice is identical."""
+    store = open_store(meld_store)
+    x = store.read("frames_2d").astype(np.float32)[:, 0]
+    assert len(np.unique(x.round(3), axis=0)) == len(x)
+    rev = store.positions()[::-1]
+    np.testing.assert_array_equal(store.read("audio", rev), store.read("audio")[::-1])
+
+
+def test_another_configuration_is_refused(meld_sample: Path, meld_store: Path) -> None:
+    cfg = load_extract_config(weights={m: "random" for m in ("frames_2d", "audio")},
+                              modalities=["frames_2d", "audio"])
+    with pytest.raises(StoreError, match="another configuration"):
+        run_extract("meld", meld_sample, str(meld_store), cfg=cfg, device="cpu")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli", *args]
+
+
+def test_killed_run_resumes_to_the_same_store(meld_sample: Path, meld_store: Path,
+                                              tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    cmd = _cli("extract", "--dataset", "meld", "--root", str(meld_sample), "--out", str(out),
+               "--weights", "random", "--backbone", "frames_3d=r3d_18", "--shard-size", "3",
+               "--workers", "1", "--device", "cpu")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "shards").glob("*.h5")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Dask workers, mid-run
+    proc.wait()
+    assert not (out / "store.json").exists(), "the run finished before it could be killed"
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = open_store(meld_store), open_store(out)
+    assert a.store_id == b.store_id
+    ids_a = a.index.column("sample_id").to_pylist()
+    ids_b = b.index.column("sample_id").to_pylist()
+    assert sorted(ids_a) == sorted(ids_b) and len(set(ids_b)) == len(ids_b)
+    order = np.argsort(ids_a)[np.argsort(np.argsort(ids_b))]
+    for key in a.keys:
+        np.testing.assert_allclose(b.read(key).astype(np.float32),
+                                   a.read(key)[order].astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_runs_on_a_separately_started_dask_cluster(meld_sample: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                 "--name", f"w{i}", "--no-dashboard"], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cfg = load_extract_config(weights={"frames_2d": "random", "text": "random"},
+                                  modalities=["frames_2d", "text"])
+        manifest = run_extract("meld", meld_sample, str(tmp_path / "s"), cfg=cfg, limit=6,
+                               shard_size=2, device="cpu",
+                               cluster=ClusterOptions(scheduler=address))
+        assert manifest["counts"]["samples"] + manifest["counts"]["failures"] == 6
+        workers = set()
+        for entry in manifest["shards"]:
+            with h5py.File(tmp_path / "s" / entry["path"], "r") as h5:
+                workers.add(json.loads(h5.attrs["info"])["worker"])
+        assert workers <= {"w0", "w1"} and workers, workers
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)

@@ -1,0 +1,107 @@
+"""The feature store: write, read back with this project and with plain h5py + pyarrow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.failures import FAILURE_SCHEMA
+from pipeline.store import (Location, StoreError, canonical_json, completed_shard, open_store,
+                            store_id_of, write_arrays, write_shard)
+
+
+def _store(tmp_path: Path, n: int = 300, views: int = 2, shard_size: int = 128):
+    rng = np.random.default_rng(0)
+    feats = {"frames_2d": rng.standard_normal((n, views, 16)).astype(np.float32),
+             "audio": rng.standard_normal((n, views, 8)).astype(np.float32)}
+    splits = ["train"] * (n - 100) + ["val"] * 50 + ["test"] * 50
+    store = write_arrays(tmp_path / "s", dataset="toy", sample_ids=[f"c{i}" for i in range(n)],
+                         splits=splits, features=feats, labels=np.arange(n) % 7,
+                         label_names=[f"l{i}" for i in range(7)], shard_size=shard_size)
+    return store, feats
+
+
+def test_round_trip_in_any_order(tmp_path: Path) -> None:
+    store, feats = _store(tmp_path)
+    pos = store.positions("val")
+    assert len(pos) == 50 and pos[0] == 200
+    shuffled = np.random.default_rng(1).permutation(store.positions())
+    got = store.read("frames_2d", shuffled).astype(np.float32)
+    np.testing.assert_allclose(got, feats["frames_2d"][shuffled], atol=2e-3)
+    assert store.read("audio", pos, view=1).shape == (50, 8)
+    np.testing.assert_array_equal(store.labels(pos), np.arange(200, 250) % 7)
+    assert store.keys == ("audio", "frames_2d") and store.views == 2 and store.dim("audio") == 8
+
+
+def test_plain_h5py_and_pyarrow_read_the_contract(tmp_path: Path) -> None:
+    store, feats = _store(tmp_path)
+    root = tmp_path / "s"
+    manifest = json.loads((root / "store.json").read_text())
+    assert manifest["format"] == "conclugen-store/1"
+    assert manifest["store_id"] == store_id_of(manifest["identity"])
+    index = pq.read_table(root / "index.parquet").to_pandas()
+    assert index["sample_id"].is_unique and len(index) == 300
+    for entry in manifest["shards"]:
+        with h5py.File(root / entry["path"], "r") as h5:
+            rows = index[index["shard"] == Path(entry["path"]).stem]
+            assert h5["frames_2d"].shape == (entry["rows"], 2, 16)
+            assert h5["frames_2d"].dtype == np.float16
+            ids = [s.decode() for s in h5["sample_id"][:]]
+            assert ids == rows.sort_values("row")["sample_id"].tolist()
+
+
+def test_unknown_key_lists_the_keys(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    with pytest.raises(KeyError, match="frames_2d"):
+        store.read("text")
+
+
+def test_incomplete_store_is_refused_with_a_resume_hint(tmp_path: Path) -> None:
+    _store(tmp_path)
+    (tmp_path / "s" / "store.json").unlink()
+    with pytest.raises(StoreError, match="resume"):
+        open_store(tmp_path / "s")
+
+
+def test_shard_of_another_configuration_is_refused(tmp_path: Path) -> None:
+    loc = Location.parse(tmp_path / "x")
+    import pyarrow as pa
+
+    index = pa.table({"sample_id": ["a"], "split": ["train"]})
+    write_shard(loc, 0, store_id="aaa", sample_ids=["a"],
+                features={"audio": np.zeros((1, 1, 4), np.float32)}, index=index,
+                failures=FAILURE_SCHEMA.empty_table())
+    assert completed_shard(loc, 0, "aaa") is not None
+    assert completed_shard(loc, 1, "aaa") is None
+    with pytest.raises(StoreError, match="another configuration"):
+        completed_shard(loc, 0, "bbb")
+
+
+def test_non_finite_features_are_never_written(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    bad = np.zeros((1, 1, 4), np.float32)
+    bad[0, 0, 2] = np.nan
+    with pytest.raises(StoreError, match="NaN"):
+        write_shard(Location.parse(tmp_path / "x"), 0, store_id="a", sample_ids=["a"],
+                    features={"audio": bad}, index=pa.table({"sample_id": ["a"]}),
+                    failures=FAILURE_SCHEMA.empty_table())
+
+
+def test_memory_filesystem_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    feats = {"text": rng.standard_normal((10, 1, 4)).astype(np.float32)}
+    store = write_arrays("memory://stores/t", dataset="toy", sample_ids=list("abcdefghij"),
+                         splits=["train"] * 10, features=feats, labels=np.zeros(10, int),
+                         label_names=["x"])
+    np.testing.assert_allclose(store.read("text").astype(np.float32), feats["text"], atol=1e-3)
+
+
+def test_store_id_is_canonical() -> None:
+    assert store_id_of({"b": 1, "a": [1, 2]}) == store_id_of({"a": [1, 2], "b": 1})
+    assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'

@@ -1,0 +1,81 @@
+"""The command line, called as a user would (Typer's CliRunner) and as `python -m cli`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("datasets", "sample-data", "scan", "extract"):
+        assert command in result.output
+
+
+def test_python_dash_m_cli_works() -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "cli", "datasets"], cwd=root,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "meld" in done.stdout and "voxceleb2" in done.stdout
+
+
+def test_datasets_lists_all_four() -> None:
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    for name in ("meld", "caer", "mosei", "voxceleb2", "neutral", "multi-label"):
+        assert name in result.output
+
+
+def test_scan_prints_counts_and_failures_and_writes_the_table(meld_sample: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "samples.parquet"
+    result = runner.invoke(app, ["scan", "--dataset", "meld", "--root", str(meld_sample),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "known_bad" in result.output and "train" in result.output
+    table = pq.read_table(out)
+    assert table.num_rows == 10
+    assert pq.read_table(tmp_path / "samples.failures.parquet").num_rows >= 2
+
+
+def test_scan_of_a_missing_root_is_one_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["scan", "--dataset", "meld", "--root", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "nope" in result.output and "not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_dataset_lists_the_valid_ones(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["scan", "--dataset", "affectnet", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "affectnet" in result.output and "meld" in result.output
+
+
+def test_sample_data_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["sample-data", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_extract_rejects_bad_options_before_any_work(meld_sample: Path, tmp_path: Path) -> None:
+    base = ["extract", "--dataset", "meld", "--root", str(meld_sample), "--out",
+            str(tmp_path / "s")]
+    result = runner.invoke(app, [*base, "--weights", "speech=random"])
+    assert result.exit_code == 2 and "unknown modality 'speech'" in result.output
+    result = runner.invoke(app, [*base, "--modalities", "frames_2d,smell"])
+    assert result.exit_code == 2 and "smell" in result.output
+    result = runner.invoke(app, [*base, "--device", "tpu"])
+    assert result.exit_code == 2 and "tpu" in result.output
+    assert not (tmp_path / "s").exists()
