@@ -18,7 +18,6 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -32,6 +31,14 @@ logger = logging.getLogger(__name__)
 
 MIN_AUDIO_S = 0.1
 """Shortest audio (seconds) :func:`read_audio` accepts; less is ``too_short``."""
+
+TRUNCATION_TOLERANCE_S = 0.5
+"""A stream that ends this much earlier than its header declares is truncated (corrupt)."""
+
+AUDIO_PREROLL_S = 0.25
+"""Audio decoding starts this long before an interval: after a seek, transform codecs (AAC,
+MP3, Opus) need earlier packets to rebuild the first frame, and the resampler's filter warms up.
+The extra samples are decoded and dropped."""
 
 # Slack when comparing a frame timestamp with a target time: timestamps are exact fractions,
 # targets are floats, and a frame stamped at exactly t must count as on screen at t.
@@ -124,6 +131,7 @@ def iter_frames(
             raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{path}: no video stream")
         stream = container.streams.video[0]
         n = yield from _sample(container, stream, path, fps, start, end, max_frames)
+    logger.debug("%s: %d frames at %g fps from %.3f s", path, n, fps, start)
     if n == 0:
         raise ClipError(Stage.DECODE, Reason.TOO_SHORT,
                         f"{path}: no video frame in [{start:.3f}, {end:.3f}) s")
@@ -138,7 +146,7 @@ def read_audio(
 ) -> np.ndarray:
     """Decode the first audio stream as mono float samples at ``sample_rate``.
 
-    All channels are down-mixed and resampled by FFmpeg (``av.AudioResampler``). The interval
+    FFmpeg resamples (``av.AudioResampler``); channels are then averaged. The interval
     is cut by sample count, counted from the timestamp of the first decoded frame, so it is
     exact to one output sample; decoding seeks to ``start_s`` first.
 
@@ -266,6 +274,7 @@ def _sample(container: av.container.InputContainer, stream: av.stream.Stream,
         if k >= limit or start + k / fps >= end:
             return k
         on_screen, screen_end = current, time_s + duration_s
+    _check_complete(container, stream, path, max(screen_end, start), end)
     # After the last frame: it stays on screen for its duration.
     while (on_screen is not None and k < limit and (t := start + k / fps) < end
            and t < screen_end - _TIME_EPS):
@@ -274,49 +283,79 @@ def _sample(container: av.container.InputContainer, stream: av.stream.Stream,
     return k
 
 
+def _check_complete(container: av.container.InputContainer, stream: av.stream.Stream,
+                    path: str | Path, decoded_end: float, end: float) -> None:
+    """Raise ``corrupt_media`` when decoding stopped well before the stream's declared end.
+
+    A file cut short (an interrupted download or copy) still decodes without an error up to
+    the cut; without this check it would silently give a shorter clip.
+    """
+    if stream.duration is None or stream.time_base is None:
+        return
+    stream_start = stream.start_time if stream.start_time is not None else 0
+    declared_end = float((stream_start + stream.duration) * stream.time_base)
+    declared_end -= _origin_s(container)
+    if decoded_end < min(end, declared_end) - TRUNCATION_TOLERANCE_S:
+        raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
+                        f"{path}: {stream.type} decoding stops at {decoded_end:.3f} s, "
+                        f"its header declares {declared_end:.3f} s (truncated file?)")
+
+
 def _decode_audio(container: av.container.InputContainer, stream: av.stream.Stream,
                   path: str | Path, sample_rate: int, start: float, end: float) -> np.ndarray:
-    """Mono float32 samples of ``[start, end)``; buffers only the interval's samples."""
-    _seek(container, stream, path, start)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    origin = _origin_s(container)
+    """Mono float32 samples of ``[start, end)``; holds only the interval's samples."""
+    _seek(container, stream, path, start - AUDIO_PREROLL_S)
+    # Keep the channels and average them afterwards (librosa's to_mono): FFmpeg's own stereo to
+    # mono matrix sums L and R at -3 dB, which raises the level and can exceed full scale.
+    resampler = av.AudioResampler(format="fltp", layout=None, rate=sample_rate)
+    n_wanted = math.inf if math.isinf(end) else round((end - start) * sample_rate)
     first_s: float | None = None
-    chunks: list[np.ndarray] = []
-    n_needed = math.inf if math.isinf(end) else round((end - start) * sample_rate)
-    skip = 0  # samples before `start`, decoded because seeking lands on an earlier packet
-    have = 0
+    out: _Trimmed | None = None
     try:
         for frame in container.decode(stream):
-            if first_s is None:
-                if frame.pts is None:
-                    raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
-                                    f"{path}: audio frame without a timestamp")
-                first_s = float(frame.pts * frame.time_base) - origin
-                skip = max(0, round((start - first_s) * sample_rate))
-            have += _append(chunks, resampler.resample(frame))
-            if have - skip >= n_needed:
+            if out is None:
+                first_s = _audio_time(container, frame, path)
+                out = _Trimmed(skip=max(0, round((start - first_s) * sample_rate)))
+            out.add(resampler.resample(frame))
+            if out.kept >= n_wanted:
                 break
         else:
-            have += _append(chunks, resampler.resample(None))  # flush the resampler's buffer
+            if out is not None:
+                out.add(resampler.resample(None))  # flush the resampler's buffer
     except av.error.FFmpegError as err:
         raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
                         f"{path}: audio decoding failed: {err}") from err
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    stop = None if math.isinf(n_needed) else skip + int(n_needed)
-    return samples[skip:stop]
+    if out is None or first_s is None:
+        _check_complete(container, stream, path, start, end)
+        return np.zeros(0, np.float32)
+    _check_complete(container, stream, path, first_s + out.decoded / sample_rate, end)
+    samples = out.samples()
+    return samples if math.isinf(n_wanted) else samples[: int(n_wanted)]
 
 
-def _append(chunks: list[np.ndarray], frames: list[av.AudioFrame]) -> int:
-    """Append resampled packed mono frames as 1-D float32 arrays; return the sample count."""
-    n = 0
-    for frame in frames:
-        data = frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-        chunks.append(data)
-        n += len(data)
-    return n
+class _Trimmed:
+    """Resampled audio as channel means, dropping the first ``skip`` samples as they come."""
+
+    def __init__(self, skip: int) -> None:
+        self.skip, self.decoded, self.kept = skip, 0, 0
+        self._chunks: list[np.ndarray] = []
+
+    def add(self, frames: list[av.AudioFrame]) -> None:
+        for frame in frames:
+            data = frame.to_ndarray().mean(axis=0, dtype=np.float32)  # [channels, n] -> [n]
+            drop = min(self.skip, len(data))
+            self.skip -= drop
+            self.decoded += len(data)
+            self.kept += len(data) - drop
+            self._chunks.append(data[drop:])
+
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
 
 
-def _seconds(value: Fraction | int | None, time_base: Fraction | None) -> float | None:
-    if value is None or time_base is None:
-        return None
-    return float(value * time_base)
+def _audio_time(container: av.container.InputContainer, frame: av.AudioFrame,
+                path: str | Path) -> float:
+    if frame.pts is None:
+        raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
+                        f"{path}: audio frame without a timestamp")
+    return float(frame.pts * frame.time_base) - _origin_s(container)

@@ -1,0 +1,335 @@
+"""Face detection (facenet-pytorch MTCNN), one face track per clip, and square face crops.
+
+The flow for a clip: :meth:`FaceDetector.detect` runs MTCNN in batches on a few frames (the
+1-fps frames), :func:`track` follows the most confident face through them and turns the
+detections into smooth square boxes, and :func:`crop` cuts any frame (also the 16-fps frames in
+between, through :meth:`FaceTrack.box_at`) to a ``size x size`` RGB crop without distorting it.
+
+Frames are RGB throughout (MTCNN's weights expect RGB; the paper's reference code fed BGR).
+Boxes are ``(x1, y1, x2, y2)`` in pixels of the original frame, float; frame sizes are
+``(width, height)`` as in PIL and :class:`~pipeline.media.MediaInfo` (``frame.shape[1::-1]``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceSpec:
+    """Face detection, tracking and cropping settings (recorded in the store's provenance).
+
+    Attributes:
+        size: side of the output crop in pixels.
+        margin: context added around the face: the crop's side is the detected box's longer side
+            times ``1 + margin`` (``margin / 2`` of the side on each edge), centred on the box.
+        min_prob: detections with a lower MTCNN probability are ignored.
+        detect_max_side: frames whose longer side exceeds this are downscaled for detection only
+            (the boxes are scaled back); MTCNN cost grows with the pixel count.
+        min_face_size: smallest face MTCNN looks for, in pixels of the (downscaled) detection
+            frame; a larger value drops the finest image-pyramid levels, which cost the most
+            (on one CPU thread at 640x360: ~80 ms per frame at 20, ~45 ms at 40).
+        smoothing: standard deviation in seconds of the Gaussian weights with which box
+            coordinates are averaged over the detection times (a centred, time-based moving
+            average: no lag, and the same meaning at any detection rate); 0 disables it. It only
+            takes out jitter: at 1-fps detection 0.25 s leaves neighbours almost unweighted,
+            while 0.5 s already damps real head motion (``benchmarks/faces_detect.py``).
+        max_shift: a detection continues the track when its centre is within ``max_shift``
+            times the track's box side (per second since the last match, at least one) of the
+            previous box's centre; farther faces are taken to be someone else.
+    """
+
+    size: int = 180
+    margin: float = 0.2
+    min_prob: float = 0.9
+    detect_max_side: int = 640
+    min_face_size: int = 40
+    smoothing: float = 0.25
+    max_shift: float = 1.5
+
+    def __post_init__(self) -> None:
+        checks = {
+            "size": self.size >= 1,
+            "margin": self.margin >= 0,
+            "min_prob": 0 <= self.min_prob <= 1,
+            "detect_max_side": self.detect_max_side >= 48,
+            "min_face_size": self.min_face_size >= 12,
+            "smoothing": self.smoothing >= 0,
+            "max_shift": self.max_shift > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
+                             "0 <= min_prob <= 1, detect_max_side >= 48, min_face_size >= 12, "
+                             "smoothing >= 0, max_shift > 0)")
+
+
+class FaceDetector:
+    """Batched MTCNN face detection on RGB frames.
+
+    Uses ``MTCNN.detect`` (boxes and probabilities), not the batched ``forward``, which fails
+    when some frames of a batch have no face. The network weights ship with facenet-pytorch.
+    """
+
+    def __init__(self, spec: FaceSpec, device: str = "cpu", batch_size: int = 32) -> None:
+        """Build MTCNN once.
+
+        Args:
+            spec: detection settings.
+            device: torch device for the networks and the downscaling.
+            batch_size: frames per MTCNN call (bounds the memory of the image pyramid).
+        """
+        from facenet_pytorch import MTCNN  # heavy import, only where detection runs
+
+        if batch_size < 1:
+            raise ValueError(f"FaceDetector: batch_size must be >= 1, got {batch_size}")
+        self.spec = spec
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self._mtcnn = MTCNN(keep_all=True, select_largest=False, post_process=False,
+                            min_face_size=spec.min_face_size, device=self.device)
+        self._mtcnn.eval()
+
+    def detect(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Detect faces in each frame.
+
+        Frames of one size go through MTCNN together (its batches need one size), in chunks
+        of ``batch_size``.
+
+        Args:
+            frames: RGB uint8 frames ``[H, W, 3]``; sizes may differ.
+
+        Returns:
+            Per frame, float32 ``[n_faces, 5]`` rows ``(x1, y1, x2, y2, prob)`` in the frame's
+            own pixel coordinates, sorted by decreasing probability, all ``prob >= min_prob``;
+            or None when no face passes.
+        """
+        results: list[np.ndarray | None] = [None] * len(frames)
+        for shape, indices in _group_by_shape(frames).items():
+            for lo in range(0, len(indices), self.batch_size):
+                chunk = indices[lo:lo + self.batch_size]
+                for i, dets in zip(chunk, self._detect_same_size([frames[i] for i in chunk]),
+                                   strict=True):
+                    results[i] = dets
+            logger.debug("detected faces in %d frames of size %s", len(indices), shape)
+        return results
+
+    def _detect_same_size(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        batch = torch.from_numpy(np.stack(frames)).to(self.device)  # [B, H, W, 3] uint8
+        height, width = batch.shape[1:3]
+        scale = min(1.0, self.spec.detect_max_side / max(height, width))
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        if scale < 1.0:
+            batch = F.interpolate(batch.permute(0, 3, 1, 2).float(), size=(new_h, new_w),
+                                  mode="bilinear", antialias=True, align_corners=False
+                                  ).permute(0, 2, 3, 1)
+        boxes, probs = self._mtcnn.detect(batch.float())
+        to_original = np.array([width / new_w, height / new_h] * 2, dtype=np.float32)
+        return [self._keep(b, p, to_original) for b, p in zip(boxes, probs, strict=True)]
+
+    def _keep(self, boxes: np.ndarray | None, probs: np.ndarray, to_original: np.ndarray
+              ) -> np.ndarray | None:
+        if boxes is None:
+            return None
+        dets = np.concatenate([np.asarray(boxes, np.float32).reshape(-1, 4) * to_original,
+                               np.asarray(probs, np.float32).reshape(-1, 1)], axis=1)
+        dets = dets[dets[:, 4] >= self.spec.min_prob]
+        return dets[np.argsort(-dets[:, 4], kind="stable")] if len(dets) else None
+
+
+def _group_by_shape(frames: list[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, frame in enumerate(frames):
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"FaceDetector.detect: frame {i} must be RGB uint8 [H, W, 3], "
+                             f"got {frame.dtype} {frame.shape}")
+        groups.setdefault(frame.shape, []).append(i)
+    return groups
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """One face followed through a clip.
+
+    Attributes:
+        times: ``[K]`` seconds of the detection frames, increasing.
+        boxes: ``[K, 4]`` smoothed square boxes with margin, ``(x1, y1, x2, y2)``, float.
+        found: ``[K]`` bool: the face was detected in that frame (otherwise its box was
+            interpolated from the neighbouring detections).
+    """
+
+    times: np.ndarray
+    boxes: np.ndarray
+    found: np.ndarray
+
+    @property
+    def face_ratio(self) -> float:
+        """Fraction of detection frames in which the face was found."""
+        return float(np.mean(self.found))
+
+    def box_at(self, t: float) -> np.ndarray:
+        """The box at time ``t``: linear between detection times, held constant beyond the ends.
+
+        Returns:
+            float ``[4]`` ``(x1, y1, x2, y2)``.
+        """
+        return np.array([np.interp(t, self.times, self.boxes[:, j]) for j in range(4)])
+
+
+def track(times: Sequence[float], detections: list[np.ndarray | None], spec: FaceSpec,
+          frame_size: tuple[int, int]) -> FaceTrack | None:
+    """Follow the clip's most confident face through the detection frames.
+
+    The track starts at the single most confident detection of the clip and is followed
+    forwards and backwards: in each frame the detection whose centre is nearest the previous
+    box's centre continues it, unless it is farther than ``spec.max_shift`` box sides (another
+    person). Frames without a match get boxes interpolated between their neighbours; then boxes
+    are smoothed over time (``spec.smoothing``), made square with ``spec.margin``, and shifted
+    into the frame where they fit.
+
+    Args:
+        times: ``[K]`` seconds of the detection frames, strictly increasing.
+        detections: ``K`` outputs of :meth:`FaceDetector.detect` (``[n, 5]`` or None).
+        spec: tracking and cropping settings.
+        frame_size: ``(width, height)`` of the frames, i.e. ``frame.shape[1::-1]``.
+
+    Returns:
+        The :class:`FaceTrack`, or None when no frame has a face.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    if t.ndim != 1 or len(t) != len(detections):
+        raise ValueError(f"track: {len(t)} times for {len(detections)} detections")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError(f"track: times must be strictly increasing, got {t.tolist()}")
+    raw, found = _follow(t, detections, spec.max_shift)
+    if raw is None:
+        return None
+    raw = _fill(t, raw, found)
+    raw = _smooth(t, raw, spec.smoothing)
+    boxes = _fit_inside(_square(raw, spec.margin), frame_size)
+    return FaceTrack(times=t, boxes=boxes, found=found)
+
+
+def _follow(times: np.ndarray, detections: list[np.ndarray | None], max_shift: float
+            ) -> tuple[np.ndarray | None, np.ndarray]:
+    """Raw boxes ``[K, 4]`` of the followed face (NaN where unmatched) and ``found [K]``."""
+    found = np.zeros(len(times), dtype=bool)
+    best = [d[:, 4].max() if d is not None and len(d) else -np.inf for d in detections]
+    if not np.isfinite(np.max(best, initial=-np.inf)):
+        return None, found
+    anchor = int(np.argmax(best))
+    anchor_dets = detections[anchor]
+    assert anchor_dets is not None
+    raw = np.full((len(times), 4), np.nan)
+    raw[anchor], found[anchor] = anchor_dets[np.argmax(anchor_dets[:, 4]), :4], True
+    for order in (range(anchor + 1, len(times)), range(anchor - 1, -1, -1)):
+        last = anchor
+        for i in order:
+            # The allowed shift grows with the time since the face was last seen.
+            reach = max_shift * max(1.0, abs(times[i] - times[last]))
+            match = _nearest(raw[last], detections[i], reach)
+            if match is not None:
+                raw[i], found[i], last = match, True, i
+    return raw, found
+
+
+def _nearest(box: np.ndarray, dets: np.ndarray | None, max_shift: float) -> np.ndarray | None:
+    """The detection box nearest ``box`` by centre distance, within ``max_shift`` box sides."""
+    if dets is None or len(dets) == 0:
+        return None
+    dist = np.linalg.norm(_centres(dets[:, :4]) - _centres(box[None]), axis=1)
+    i = int(np.argmin(dist))
+    side = max(box[2] - box[0], box[3] - box[1])
+    return dets[i, :4] if dist[i] <= max_shift * side else None
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+
+
+def _fill(times: np.ndarray, boxes: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Boxes of unmatched frames, linearly interpolated in time (held at the ends)."""
+    return np.stack([np.interp(times, times[found], boxes[found, j]) for j in range(4)], axis=1)
+
+
+def _smooth(times: np.ndarray, boxes: np.ndarray, sigma_s: float) -> np.ndarray:
+    """Gaussian-weighted average of the boxes over time (centred: no lag)."""
+    if sigma_s == 0 or len(times) == 1:
+        return boxes
+    weights = np.exp(-0.5 * ((times[:, None] - times[None, :]) / sigma_s) ** 2)  # [K, K]
+    return (weights @ boxes) / weights.sum(axis=1, keepdims=True)
+
+
+def _square(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """Square boxes on the same centres, side = longer side x (1 + margin)."""
+    centres = _centres(boxes)
+    half = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (1 + margin) / 2
+    return np.stack([centres[:, 0] - half, centres[:, 1] - half,
+                     centres[:, 0] + half, centres[:, 1] + half], axis=1)
+
+
+def _fit_inside(boxes: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """Shift boxes into the frame along each axis where the side fits in it.
+
+    Real pixels beat padding; a box larger than the frame stays centred on the face and the
+    crop pads it.
+    """
+    width, height = frame_size
+    out = boxes.copy()
+    for lo, hi, limit in ((0, 2, width), (1, 3, height)):
+        side = out[:, hi] - out[:, lo]
+        fits = side <= limit
+        shift = np.where(out[:, lo] < 0, -out[:, lo], np.minimum(0.0, limit - out[:, hi]))
+        out[fits, lo] += shift[fits]
+        out[fits, hi] += shift[fits]
+    return out
+
+
+def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """Cut a square box out of a frame and resize it to ``size x size``.
+
+    Parts of the box outside the frame are filled with black (zeros), as PIL's ``crop`` does;
+    the box is square, so resizing (PIL bilinear, which filters over the whole source area when
+    shrinking) keeps the aspect ratio.
+
+    Args:
+        frame: RGB uint8 ``[H, W, 3]``.
+        box: ``[4]`` square box ``(x1, y1, x2, y2)`` in pixels (any overhang allowed).
+        size: output side.
+
+    Returns:
+        RGB uint8 ``[size, size, 3]``.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1)
+    if not side > 0 or abs((x2 - x1) - (y2 - y1)) > max(1.0, 0.01 * side):
+        raise ValueError(f"crop: box must be a non-empty square, got {np.round(box, 2).tolist()}")
+    left, top = round(x1), round(y1)
+    pixels = max(1, round(side))
+    region = Image.fromarray(frame).crop((left, top, left + pixels, top + pixels))
+    return np.asarray(region.resize((size, size), Image.Resampling.BILINEAR))
+
+
+def centre_box(frame_size: tuple[int, int]) -> np.ndarray:
+    """The largest square centred in the frame (for clips without face cropping).
+
+    Args:
+        frame_size: ``(width, height)``.
+
+    Returns:
+        float ``[4]`` ``(x1, y1, x2, y2)``.
+    """
+    width, height = frame_size
+    side = min(height, width)
+    x1, y1 = (width - side) / 2, (height - side) / 2
+    return np.array([x1, y1, x1 + side, y1 + side], dtype=np.float64)
