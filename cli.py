@@ -29,6 +29,10 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                                  help="Debug logging.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    if not verbose:
+        # Dask's scheduler runs in this process and narrates every worker start and stop.
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _fail(message: str) -> typer.Exit:
