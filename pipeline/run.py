@@ -60,14 +60,19 @@ class ClusterOptions:
 def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> dict[str, Any]:
     """What determines the feature values; its sha256 is the store_id.
 
-    Weights given as a local file are identified by their sha256, so a changed checkpoint at the
-    same path is a different store.
+    Per modality: the backbone, its weights (the default identifier when none is given; a local
+    file also by its sha256, so a changed checkpoint at the same path is another store) and
+    the backbone's whole spec (every preprocessing constant).
     """
+    from pipeline.backbones import get_spec
+
     modalities = {}
     for key in cfg.modalities:
-        weights = cfg.weights.get(key)
-        entry: dict[str, Any] = {"backbone": cfg.backbones[key], "weights": weights or "default"}
-        if weights and Path(weights).is_file():
+        spec = get_spec(cfg.backbones[key])
+        weights = cfg.weights.get(key) or getattr(spec, "default_weights", None) or "none"
+        entry: dict[str, Any] = {"backbone": cfg.backbones[key], "weights": weights,
+                                 "spec": dataclasses.asdict(spec)}
+        if Path(weights).is_file():
             entry["weights_file_sha256"] = file_sha256(weights)
         modalities[key] = entry
     return {
@@ -124,17 +129,13 @@ def resolve_device(device: str) -> str:
 
 def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
     """Load (once per process) the encoders and the face detector for ``cfg``."""
-    import torch
-
     from pipeline.backbones import load_encoder
     from pipeline.faces import FaceDetector
 
     key = repr((cfg, policy, device))
     if key not in _MODELS:
         encoders = {}
-        for i, modality in enumerate(cfg.modalities):
-            # Seeded so that "random" weights are the same network on every worker.
-            torch.manual_seed(cfg.seed + i)
+        for modality in cfg.modalities:
             encoders[modality] = load_encoder(cfg.backbones[modality],
                                               weights=cfg.weights.get(modality), device=device)
         detector = FaceDetector(cfg.faces, device=device) if (
@@ -365,7 +366,8 @@ def _modalities(identity: dict[str, Any], shards: Sequence[store_mod.ShardResult
     encoders: dict[str, Any] = {}
     for shard in shards:
         encoders = encoders or dict(shard.info.get("encoders", {}))
-    return {key: {**planned, **encoders.get(key, {}), "dtype": dtype}
+    return {key: {**{k: v for k, v in planned.items() if k != "spec"},
+                  **encoders.get(key, {}), "dtype": dtype}
             for key, planned in identity["modalities"].items()}
 
 

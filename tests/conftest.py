@@ -37,10 +37,6 @@ def meld_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate("meld", tmp_path_factory.mktemp("meld") / "raw", clips=SAMPLE_CLIPS, seed=0)
 
 
-FAST_BACKBONES = {"frames_3d": "r3d_18"}
-"""Lighter than the paper's 3D ResNet-101 where a test is about the run, not the backbone."""
-
-
 @pytest.fixture(scope="session")
 def meld_store(meld_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample extracted with random weights by two local Dask workers, 3 clips a shard."""
@@ -50,7 +46,7 @@ def meld_store(meld_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("stores") / "meld"
     cfg = load_extract_config(weights={m: "random" for m in
                                        ("frames_2d", "frames_3d", "audio", "text")},
-                              backbones=FAST_BACKBONES)
+)
     run_extract("meld", meld_sample, str(out), cfg=cfg, shard_size=3, device="cpu",
                 cluster=ClusterOptions(workers=2))
     return out

@@ -22,12 +22,11 @@ from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import StoreError, open_store
 
 pytestmark = pytest.mark.slow
-RANDOM = "--weights random"
 
 
 def test_store_matches_the_contract(meld_store: Path) -> None:
     manifest = json.loads((meld_store / "store.json").read_text())
-    dims = {"frames_2d": 2048, "frames_3d": 512, "audio": 1024, "text": 768}
+    dims = {"frames_2d": 2048, "frames_3d": 2048, "audio": 1024, "text": 768}
     index = pq.read_table(meld_store / "index.parquet").to_pandas()
     for entry in manifest["shards"]:
         with h5py.File(meld_store / entry["path"], "r") as h5:
@@ -85,7 +84,7 @@ def test_killed_run_resumes_to_the_same_store(meld_sample: Path, meld_store: Pat
                                               tmp_path: Path) -> None:
     out = tmp_path / "resumed"
     cmd = _cli("extract", "--dataset", "meld", "--root", str(meld_sample), "--out", str(out),
-               "--weights", "random", "--backbone", "frames_3d=r3d_18", "--shard-size", "3",
+               "--weights", "random", "--shard-size", "3",
                "--workers", "1", "--device", "cpu")
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -1,0 +1,115 @@
+"""Frame features: torchvision ResNet-152 up to global average pooling (``frames_2d``, 2048-d).
+
+Input: the face crops of one clip sampled at 1 fps, ``uint8 [T, H, W, 3]`` RGB. Each frame is
+resized to the spec's 180 px (a no-op for the face cropper's output), normalised with the
+ImageNet statistics in RGB order, encoded to ``[2048]``; the clip's vector is the mean over
+frames. (The paper's reference configs swap ImageNet mean and std; this module does not.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.backbones.encoder import (
+    UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
+from pipeline.backbones.weights import (
+    fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Resnet2dSpec:
+    """A torchvision 2D ResNet as a frame encoder, with its preprocessing constants.
+
+    Attributes:
+        name: registry name.
+        arch: torchvision constructor (``resnet152``).
+        key: store key.
+        dim: output dimension (channels after global average pooling).
+        default_weights: torchvision weights enum member loaded when none is given.
+        image_size: frames are resized to ``image_size x image_size``.
+        mean: per-channel RGB mean of the weights' training data.
+        std: per-channel RGB std.
+        fps: frame rate extraction samples the clip at.
+        batch_size: frames per backbone call.
+    """
+
+    name: str = "resnet152"
+    arch: str = "resnet152"
+    key: str = "frames_2d"
+    dim: int = 2048
+    default_weights: str | None = "IMAGENET1K_V2"
+    image_size: int = 180
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    fps: float = 1.0
+    batch_size: int = 64
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The preprocessing parameters recorded in provenance."""
+        return {"input": "uint8 RGB face crops [T, H, W, 3]", "fps": self.fps,
+                "image_size": self.image_size, "resize": "bilinear, antialiased",
+                "mean": list(self.mean), "std": list(self.std),
+                "pooling": "mean over frames of the global-average-pooled features"}
+
+
+RESNET152 = Resnet2dSpec()
+
+
+def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -> UnitEncoder:
+    """Build the frozen frame encoder.
+
+    Args:
+        spec: the backbone's spec.
+        weights: ``None`` (the spec's torchvision weights), a torchvision weights name,
+            ``"random"``, a state-dict file or an http(s) URL (torchvision key names).
+        device: ``"cpu"`` or ``"cuda[:i]"``.
+
+    Returns:
+        An encoder mapping ``uint8 [T, H, W, 3]`` to ``float32 [spec.dim]``.
+    """
+    import torchvision
+
+    dev = resolve_device(device)
+    enum = torchvision.models.get_model_weights(spec.arch)
+    named = {member.name: member.url for member in enum}
+    source = resolve_weights(weights, backbone=spec.name, key=spec.key,
+                             default=spec.default_weights, named=named)
+    with seeded_init():
+        # Zero-initialised residual branches keep random-weight activations tame; loaded
+        # weights overwrite them.
+        model = torchvision.models.get_model(spec.arch, weights=None, zero_init_residual=True)
+    model.fc = torch.nn.Identity()
+    if source.kind == "random":
+        warn_random(spec.name)
+        sha = "random"
+    else:
+        state, sha = load_state_dict(source, check_hash=source.identifier in named)
+        fit_state_dict(model, state, source=source.location, backbone=spec.name,
+                       ignore_prefixes=("fc.",))
+    model = freeze(model, dev)
+    normalise = normaliser(spec.mean, spec.std, dev)
+
+    def prepare(frames: torch.Tensor) -> torch.Tensor:
+        # [N, H, W, 3] uint8 -> [N, 3, S, S] float, normalised (affine and resize commute).
+        return resize(normalise(frames.permute(0, 3, 1, 2)), spec.image_size)
+
+    provenance = {"backbone": spec.name, "architecture": f"torchvision {spec.arch}, fc removed",
+                  "weights": source.identifier, "weights_sha256": sha, "dim": spec.dim,
+                  "dtype": "float32", "compute_dtype": compute_dtype(dev),
+                  **spec.preprocessing()}
+    return UnitEncoder(name=spec.name, key=spec.key, dim=spec.dim, model=model, device=dev,
+                       batch_size=spec.batch_size, split=_frames, prepare=prepare,
+                       provenance=provenance)
+
+
+def _frames(clip: np.ndarray) -> list[np.ndarray]:
+    """Every frame is a unit: one block ``[T, H, W, 3]`` (the clip itself, no copy)."""
+    return [clip]
+

@@ -1,0 +1,109 @@
+"""Lighter motion features: torchvision's ``r3d_18`` / ``r2plus1d_18`` (``frames_3d``, 512-d).
+
+Alternatives to the paper's 3D ResNet-101 with published, downloadable Kinetics-400 weights
+(``KINETICS400_V1``). Same windowing rule and pooling as :mod:`pipeline.backbones.resnet3d`
+(16-frame windows at 16 fps, mean over windows); mean and std are those of the torchvision
+weights' transforms, input 112 px. torchvision's transforms resize to 128x171 and centre-crop
+112; face crops are square and already centred, so they are resized straight to 112.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipeline.backbones.encoder import UnitEncoder, freeze, resolve_device
+from pipeline.backbones.resnet3d import (
+    KINETICS_MEAN, KINETICS_STD, window_encoder, window_preprocessing)
+from pipeline.backbones.weights import (
+    fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
+
+
+@dataclass(frozen=True)
+class TorchvisionVideoSpec:
+    """A torchvision video ResNet as a window encoder.
+
+    Attributes:
+        name: registry name.
+        arch: torchvision constructor (``r3d_18`` or ``r2plus1d_18``).
+        key: store key.
+        dim: output dimension.
+        default_weights: torchvision weights enum member loaded when none is given.
+        image_size: frames are resized to ``image_size x image_size``.
+        mean: per-channel RGB mean (``KINETICS400_V1.transforms().mean``).
+        std: per-channel RGB std.
+        fps: frame rate extraction samples the clip at.
+        window: frames per window.
+        min_tail: shortest trailing partial window kept in a clip longer than ``window``.
+        batch_size: windows per backbone call.
+    """
+
+    name: str
+    arch: str
+    key: str = "frames_3d"
+    dim: int = 512
+    default_weights: str | None = "KINETICS400_V1"
+    image_size: int = 112
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+    fps: float = 16.0
+    window: int = 16
+    min_tail: int = 8
+    batch_size: int = 16
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The preprocessing parameters recorded in provenance."""
+        return window_preprocessing(self)
+
+
+R3D_18 = TorchvisionVideoSpec(name="r3d_18", arch="r3d_18")
+R2PLUS1D_18 = TorchvisionVideoSpec(name="r2plus1d_18", arch="r2plus1d_18")
+
+
+def build(spec: TorchvisionVideoSpec, weights: str | None = None,
+          device: str = "cpu") -> UnitEncoder:
+    """Build the frozen window encoder.
+
+    Args:
+        spec: the backbone's spec.
+        weights: ``None`` (``KINETICS400_V1``), a torchvision weights name, ``"random"``, a
+            state-dict file or an http(s) URL (torchvision key names).
+        device: ``"cpu"`` or ``"cuda[:i]"``.
+
+    Returns:
+        An encoder mapping ``uint8 [T, H, W, 3]`` at 16 fps to ``float32 [spec.dim]``.
+    """
+    import torchvision
+
+    dev = resolve_device(device)
+    enum = torchvision.models.get_model_weights(spec.arch)
+    named = {member.name: member.url for member in enum}
+    source = resolve_weights(weights, backbone=spec.name, key=spec.key,
+                             default=spec.default_weights, named=named)
+    if source.identifier in named:
+        _check_constants(spec, enum[source.identifier].transforms())
+    with seeded_init():
+        # Zero-initialised residual branches keep random-weight activations tame; loaded
+        # weights overwrite them.
+        model = torchvision.models.get_model(spec.arch, weights=None, zero_init_residual=True)
+    model.fc = torch.nn.Identity()
+    if source.kind == "random":
+        warn_random(spec.name)
+        sha = "random"
+    else:
+        state, sha = load_state_dict(source, check_hash=source.identifier in named)
+        fit_state_dict(model, state, source=source.location, backbone=spec.name,
+                       ignore_prefixes=("fc.",))
+    return window_encoder(spec, freeze(model, dev), dev, weights=source.identifier, sha256=sha,
+                          architecture=f"torchvision {spec.arch}, fc removed")
+
+
+def _check_constants(spec: TorchvisionVideoSpec, transforms: Any) -> None:
+    """The spec's constants must be the weights' own (guards against a silent mismatch)."""
+    expected = (list(transforms.mean), list(transforms.std), list(transforms.crop_size))
+    actual = (list(spec.mean), list(spec.std), [spec.image_size, spec.image_size])
+    if expected != actual:
+        raise ValueError(f"{spec.name}: preprocessing (mean, std, size) {actual} differs from "
+                         f"the torchvision weights' {expected}")

@@ -1,0 +1,273 @@
+"""Resolving a backbone's ``weights`` argument, loading the state dict, fingerprinting it.
+
+A weights argument is one of:
+
+- ``None``: the backbone's default identifier (an error for backbones that have none, such as
+  DAVEnet, whose checkpoints are not published under a downloadable name);
+- ``"random"``: random initialisation, for tests and smoke runs (the features are meaningless);
+- a named identifier the backbone knows (``"IMAGENET1K_V2"``; a Hugging Face id for text);
+- a local path: a state-dict file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``) or, for text,
+  a folder written by ``save_pretrained``;
+- an ``http(s)://`` URL of a state-dict file, downloaded once into the torch hub cache.
+
+Whatever is loaded is fingerprinted with the sha256 of the file actually read, so a store's
+provenance says exactly which weights made its features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import pickle
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+RANDOM = "random"
+WeightsKind = Literal["random", "url", "file", "folder", "hub"]
+#: Keys a checkpoint may lack without harm: BatchNorm step counters (absent in checkpoints
+#: written before PyTorch 0.4.1; unused in eval mode).
+_OPTIONAL_KEY = re.compile(r"(^|\.)num_batches_tracked$")
+_MAX_KEYS_SHOWN = 12
+
+
+class WeightsError(ValueError):
+    """A weights argument cannot be resolved, read, or does not fit the backbone."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a backbone's weights come from.
+
+    Attributes:
+        identifier: what provenance records: the named identifier, the URL, the file or folder
+            name (not its machine-specific directory; the sha256 pins the content), or
+            ``"random"``.
+        kind: ``random``, ``url``, ``file``, ``folder`` (Hugging Face folder) or ``hub``
+            (Hugging Face id).
+        location: the URL, absolute path or hub id to load; empty for ``random``.
+    """
+
+    identifier: str
+    kind: WeightsKind
+    location: str
+
+
+def resolve_weights(weights: str | None, *, backbone: str, key: str, default: str | None,
+                    named: Mapping[str, str] | None = None, allow_folder: bool = False,
+                    allow_hub: bool = False, hint: str = "") -> WeightsSource:
+    """Turn a ``weights`` argument into a :class:`WeightsSource`.
+
+    Args:
+        weights: the user's argument (see the module docstring), or ``None`` for the default.
+        backbone: registry name, for messages.
+        key: store key of the modality (``audio``), for the ``--weights KEY=...`` hint.
+        default: the backbone's default identifier, or ``None`` when there is none.
+        named: identifiers the backbone knows, mapped to their download URLs.
+        allow_folder: accept a local folder (Hugging Face ``save_pretrained`` layout).
+        allow_hub: accept any other string as a Hugging Face id.
+        hint: what the user should supply when there is no default (a checkpoint name).
+
+    Raises:
+        WeightsError: no default and none given, or an argument that is none of the above.
+    """
+    if weights is None:
+        if default is None:
+            raise WeightsError(
+                f"backbone '{backbone}' has no downloadable default weights{hint}; pass "
+                f"--weights {key}=PATH (a local checkpoint file or an http(s) URL), or "
+                f"--weights {key}=random for meaningless features in a smoke run")
+        weights = default
+    if weights == RANDOM:
+        return WeightsSource(RANDOM, "random", "")
+    if named and weights in named:
+        return WeightsSource(weights, "url", named[weights])
+    if weights.startswith(("http://", "https://")):
+        # Query strings (signed-URL tokens) stay out of provenance; the sha256 pins the file.
+        return WeightsSource(urlparse(weights)._replace(query="", fragment="").geturl(), "url",
+                             weights)
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return WeightsSource(path.name, "file", str(path.resolve()))
+    if path.is_dir():
+        if not allow_folder:
+            raise WeightsError(f"weights '{weights}' for backbone '{backbone}' is a folder; "
+                               "expected a state-dict file (.pt, .pth, .bin, .safetensors)")
+        return WeightsSource(path.resolve().name, "folder", str(path.resolve()))
+    if allow_hub:
+        return WeightsSource(weights, "hub", weights)
+    known = ", ".join(sorted(named or {})) or "none"
+    raise WeightsError(
+        f"weights '{weights}' for backbone '{backbone}' is not a known identifier "
+        f"(known: {known}), an existing file, an http(s) URL or '{RANDOM}'")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, streamed (checkpoints are hundreds of MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_state_dict(source: WeightsSource, *, check_hash: bool = False,
+                    ) -> tuple[dict[str, torch.Tensor], str]:
+    """Read the state dict a ``url`` or ``file`` source points to.
+
+    Checkpoints that wrap the state dict (``{"state_dict": ..., "epoch": ...}``, as 3D-ResNet
+    training scripts save them) are unwrapped.
+
+    Args:
+        source: a resolved source of kind ``url`` or ``file``.
+        check_hash: for URLs whose file name carries a sha256 prefix (``name-1a2b3c4d.pth``, the
+            torchvision convention), verify it after download.
+
+    Returns:
+        The state dict (tensors on the CPU) and the sha256 of the file read.
+
+    Raises:
+        WeightsError: the file cannot be read as a state dict.
+    """
+    if source.kind == "url":
+        path = download(source.location, check_hash=check_hash)
+    elif source.kind == "file":
+        path = Path(source.location)
+    else:
+        raise WeightsError(f"weights of kind '{source.kind}' are not a state-dict file")
+    return read_state_file(path), sha256_file(path)
+
+
+def download(url: str, *, check_hash: bool = False) -> Path:
+    """Download ``url`` into ``<torch hub dir>/checkpoints`` once; return the cached file."""
+    import torch.hub
+
+    name = Path(urlparse(url).path).name
+    if not name:
+        raise WeightsError(f"{url}: the URL names no file")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if cached.is_file():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    prefix = None
+    if check_hash:
+        match = torch.hub.HASH_REGEX.search(name)
+        prefix = match.group(1) if match else None
+    log.info("downloading %s to %s", url, cached)
+    # download_url_to_file writes a temporary file and renames it: concurrent workers are safe.
+    try:
+        torch.hub.download_url_to_file(url, str(cached), hash_prefix=prefix, progress=False)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; hash mismatch a RuntimeError
+        raise WeightsError(f"{url}: download failed ({err}); download the file by other means "
+                           "and pass its local path as the weights") from err
+    return cached
+
+
+def read_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state-dict file without executing pickled code (``weights_only``)."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
+        raise WeightsError(f"{path}: cannot be read as a PyTorch state dict "
+                           f"(a state dict saved with torch.save is expected): {err}") from err
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{path}: expected a mapping of parameter names to tensors, "
+                           f"got {type(obj).__name__}")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if len(tensors) != len(obj):
+        bad = sorted(k for k in obj if k not in tensors)
+        raise WeightsError(f"{path}: entries that are not tensors: {_show(bad)}")
+    return tensors
+
+
+def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str,
+                   backbone: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``model``, requiring every parameter and buffer to be present.
+
+    A ``module.`` prefix (checkpoints saved from ``nn.DataParallel``) is removed. Keys under
+    ``ignore_prefixes`` are dropped on purpose (classifier layers the frozen feature extractor
+    does not have). Any missing key, unexpected key or shape mismatch is an error.
+
+    Args:
+        model: the module to fill.
+        state: the checkpoint's state dict.
+        source: the file or URL the state came from, named in errors.
+        backbone: registry name, named in errors.
+        ignore_prefixes: key prefixes dropped before matching (``("fc.",)``).
+
+    Raises:
+        WeightsError: the checkpoint does not fit, naming the file and the offending keys.
+    """
+    renamed = {k.removeprefix("module."): v for k, v in state.items()}
+    kept = {k: v for k, v in renamed.items() if not k.startswith(ignore_prefixes)}
+    if ignore_prefixes and len(kept) < len(renamed):
+        log.debug("%s: ignoring %d classifier keys", source, len(renamed) - len(kept))
+    expected = model.state_dict()
+    missing = sorted(k for k in expected.keys() - kept.keys() if not _OPTIONAL_KEY.search(k))
+    unexpected = sorted(kept.keys() - expected.keys())
+    mismatched = sorted(f"{k} {tuple(kept[k].shape)} != {tuple(expected[k].shape)}"
+                        for k in expected.keys() & kept.keys()
+                        if kept[k].shape != expected[k].shape)
+    problems = [f"{label}: {_show(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected),
+                 ("shape mismatches (checkpoint != model)", mismatched)) if keys]
+    if problems:
+        raise WeightsError(f"{source}: checkpoint does not fit backbone '{backbone}': "
+                           + "; ".join(problems))
+    # A plain dict carries no version metadata, so BatchNorm fills an absent num_batches_tracked.
+    model.load_state_dict(kept, strict=True)
+
+
+def folder_weights_sha256(folder: Path) -> str:
+    """sha256 of the weight file(s) a Hugging Face folder holds (safetensors preferred).
+
+    Sharded checkpoints hash the shards' names and digests in order, so the result still pins
+    the exact weights.
+    """
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / single).is_file():
+            return sha256_file(folder / single)
+    shards = (sorted(folder.glob("model-*.safetensors"))
+              or sorted(folder.glob("pytorch_model-*.bin")))
+    if not shards:
+        raise WeightsError(f"{folder}: no model.safetensors or pytorch_model.bin found")
+    digest = hashlib.sha256()
+    for shard in shards:
+        digest.update(f"{shard.name}:{sha256_file(shard)}\n".encode())
+    return digest.hexdigest()
+
+
+def warn_random(backbone: str) -> None:
+    """Say loudly that a backbone runs with random weights."""
+    log.warning("RANDOM WEIGHTS: features are meaningless; backbone '%s' is randomly "
+                "initialised (use only for tests and smoke runs)", backbone)
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int = 0) -> Iterator[None]:
+    """Make random initialisation reproducible without touching the caller's RNG state."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _show(keys: list[str]) -> str:
+    more = len(keys) - _MAX_KEYS_SHOWN
+    return ", ".join(keys[:_MAX_KEYS_SHOWN]) + (f" (+{more} more)" if more > 0 else "")
