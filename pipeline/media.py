@@ -130,8 +130,15 @@ def iter_frames(
         if not container.streams.video:
             raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{path}: no video stream")
         stream = container.streams.video[0]
+        declared = _duration_s(container)
         n = yield from _sample(container, stream, path, fps, start, end, max_frames)
     logger.debug("%s: %d frames at %g fps from %.3f s", path, n, fps, start)
+    if n == 0 and declared > start + TRUNCATION_TOLERANCE_S:
+        # A header that promises frames in the interval but a stream that yields none (a
+        # broken AVI opens and "decodes" zero frames without an error) is corrupt, not short.
+        raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
+                        f"{path}: the header declares {declared:.2f} s of video but no frame "
+                        f"decodes in [{start:.3f}, {end:.3f}) s")
     if n == 0:
         raise ClipError(Stage.DECODE, Reason.TOO_SHORT,
                         f"{path}: no video frame in [{start:.3f}, {end:.3f}) s")

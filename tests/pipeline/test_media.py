@@ -244,3 +244,15 @@ def test_caller_mistakes_are_value_errors(files: dict[str, Path]) -> None:
         next(iter_frames(files["clip"], fps=0))
     with pytest.raises(ValueError, match="max_frames"):
         next(iter_frames(files["clip"], fps=1, max_frames=0))
+
+
+def test_container_that_opens_but_yields_no_frame_is_corrupt(tmp_path: Path) -> None:
+    """A broken AVI opens and lists a video stream, then decodes nothing without an error."""
+    from pipeline.sample_data.render import write_corrupt
+
+    path = tmp_path / "broken.avi"
+    write_corrupt(path, seed=0)
+    with pytest.raises(ClipError) as err:
+        list(media.iter_frames(path, fps=1.0))
+    assert err.value.reason in (Reason.CORRUPT_MEDIA,)
+    assert str(path) in err.value.message
