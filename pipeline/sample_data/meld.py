@@ -8,6 +8,8 @@ the pipeline's handling of them is exercised:
 
 - train ``dia125_utt3`` is annotated but its file is corrupt;
 - dev ``dia110_utt7`` is annotated but has no file;
+- test ``dia120_utt0`` is annotated and its file is cut short (an interrupted copy): it is in no
+  known-bad list, so extraction must find it broken and record ``corrupt_media``;
 - ``test/output_repeated_splits_test/final_videos_test0.mp4`` is a clip no CSV row names.
 """
 
@@ -34,6 +36,7 @@ MAX_UTTERANCES_PER_DIALOGUE = 4
 # (split, Dialogue_ID, Utterance_ID) of the release's defects; usable clips avoid these dialogues.
 CORRUPT = ("train", 125, 3)
 MISSING = ("val", 110, 7)
+TRUNCATED = ("test", 120, 0)
 UNANNOTATED = ("test", "final_videos_test0")
 
 
@@ -70,7 +73,7 @@ def write(out: Path, *, clips: int, seed: int) -> None:
     rng = random.Random(seed)
     usable = plan_rows(manifest, split_counts(clips), rng)
     defects = [_defect_row(manifest, split, dia, utt, rng)
-               for split, dia, utt in (CORRUPT, MISSING)]
+               for split, dia, utt in (CORRUPT, MISSING, TRUNCATED)]
     for split in SPLITS:
         layout = manifest.splits[split]
         (out / layout.media).mkdir(parents=True, exist_ok=True)
@@ -83,8 +86,10 @@ def write(out: Path, *, clips: int, seed: int) -> None:
                                     row, index, rng.randrange(2**31)))
     split, dia, utt = CORRUPT
     render.write_corrupt(out / manifest.splits[split].media / f"dia{dia}_utt{utt}{ext}", seed=seed)
+    split, dia, utt = TRUNCATED
+    _write_truncated(out / manifest.splits[split].media / f"dia{dia}_utt{utt}{ext}", rng)
     _write_unannotated(out / manifest.splits[UNANNOTATED[0]].media / (UNANNOTATED[1] + ext), rng)
-    log.info("MELD sample data: %d usable clips, 2 defective rows, 1 unannotated file in %s",
+    log.info("MELD sample data: %d usable clips, 3 defective rows, 1 unannotated file in %s",
              len(usable), out)
 
 
@@ -105,7 +110,7 @@ def plan_rows(manifest: DatasetManifest, counts: dict[str, int], rng: random.Ran
     """
     rows: list[Row] = []
     for split in SPLITS:
-        skip = {dia for s, dia, _ in (CORRUPT, MISSING) if s == split}
+        skip = {dia for s, dia, _ in (CORRUPT, MISSING, TRUNCATED) if s == split}
         dialogue, utterance, left, t, season, episode = -1, 0, 0, 0.0, 1, 1
         for index in range(counts[split]):
             if left == 0:
@@ -169,7 +174,7 @@ def _request(path: Path, row: Row, index: int, seed: int) -> render.ClipRequest:
     return render.ClipRequest(
         path=path, emotions=(signals.canonical(row.emotion),), transcript=row.transcript,
         duration_s=row.duration_s, size=SIZES[index % len(SIZES)],
-        face=index % NO_FACE_EVERY != NO_FACE_EVERY - 1, seed=seed)
+        face=index % NO_FACE_EVERY != NO_FACE_EVERY // 2, seed=seed)
 
 
 def _defect_row(manifest: DatasetManifest, split: str, dialogue: int, utterance: int,
@@ -177,6 +182,15 @@ def _defect_row(manifest: DatasetManifest, split: str, dialogue: int, utterance:
     emotion = manifest.labels[0]
     return Row(split, dialogue, utterance, emotion, _transcript(emotion, 1, rng), "Monica",
                rng.randint(1, 10), rng.randint(1, 24), round(rng.uniform(30.0, 1200.0), 3), 2.5)
+
+
+def _write_truncated(path: Path, rng: random.Random) -> None:
+    """A real clip with its second half (and the mp4 index written at the end) missing."""
+    render.render_clip(render.ClipRequest(
+        path=path, emotions=("neutral",), transcript=signals.transcript_for(["neutral"], rng),
+        duration_s=2.5, size=SIZES[0], seed=rng.randrange(2**31)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
 
 
 def _write_unannotated(path: Path, rng: random.Random) -> None:

@@ -57,6 +57,7 @@ def test_index_and_failures_account_for_every_clip_once(meld_sample: Path,
     reasons = dict(zip(failures["sample_id"], failures["reason"], strict=True))
     assert reasons["train/dia125_utt3"] == "known_bad"
     assert reasons["val/dia110_utt7"] in ("missing_file", "known_bad")
+    assert reasons["test/dia120_utt0"] == "corrupt_media"
     assert "no_face" in reasons.values(), "the sample's face-less clips must be recorded"
 
 

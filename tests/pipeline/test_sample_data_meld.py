@@ -96,8 +96,12 @@ def test_write_lays_out_meld_with_its_defects(tmp_path, manifest, fake_render):
     meld.write(tmp_path, clips=24, seed=3)
     table = adapter.read(tmp_path, manifest)
 
+    # test holds the truncated dia120_utt0 too: on disk and in no known-bad list, it is only
+    # found broken when extraction decodes it
     assert Counter(table.samples.column("split").to_pylist()) == {"train": 14, "val": 5,
-                                                                   "test": 5}
+                                                                   "test": 5 + 1}
+    truncated = tmp_path / MEDIA["test"] / "dia120_utt0.mp4"
+    assert truncated.read_bytes() == b"cl"  # the first half of the rendered file
     assert [(f["sample_id"], f["reason"]) for f in table.failures.to_pylist()] == [
         ("train/dia125_utt3", "known_bad"), ("val/dia110_utt7", "known_bad")]
     assert fake_render["corrupt"] == [tmp_path / MEDIA["train"] / "dia125_utt3.mp4"]
@@ -105,13 +109,16 @@ def test_write_lays_out_meld_with_its_defects(tmp_path, manifest, fake_render):
 
     requests = {str(req.path): req for req in fake_render["clips"]}
     unannotated = str(tmp_path / MEDIA["test"] / "final_videos_test0.mp4")
-    assert unannotated in requests and len(requests) == 24 + 1
+    assert unannotated in requests and len(requests) == 24 + 1 + 1
     for sample in table.samples.to_pylist():
+        if sample["sample_id"] == "test/dia120_utt0":
+            continue
         req = requests[sample["media_path"]]
         assert req.transcript == sample["transcript"]  # the CSV says what the audio says
         assert req.emotions == (signals.canonical(manifest.labels[sample["label"]]),)
         assert 2.0 <= req.duration_s <= 4.0
-    clips = [requests[p] for p in table.samples.column("media_path").to_pylist()]
+    clips = [requests[p] for p in table.samples.column("media_path").to_pylist()
+             if p != str(truncated)]
     assert {req.size for req in clips} == set(meld.SIZES)
     assert sum(not req.face for req in clips) == 24 // 12
 
@@ -134,7 +141,7 @@ def test_write_is_deterministic(tmp_path, fake_render):
     csvs = {name: [(tmp_path / name / f).read_bytes() for f in CSV_NAMES] for name in "abc"}
     assert csvs["a"] == csvs["b"] != csvs["c"]
     seeds = [req.seed for req in fake_render["clips"]]
-    assert seeds[:10] == seeds[10:20] != seeds[20:]
+    assert seeds[:11] == seeds[11:22] != seeds[22:]
 
 
 @pytest.mark.slow
@@ -142,10 +149,10 @@ def test_rendered_sample_dataset_reads_back(tmp_path, manifest):
     meld.write(tmp_path, clips=3, seed=0)
     table = adapter.read(tmp_path, manifest)
     assert table.samples.column("sample_id").to_pylist() == [
-        "train/dia0_utt0", "val/dia0_utt0", "test/dia0_utt0"]
-    assert table.samples.column("label").to_pylist() == [0, 0, 0]
+        "train/dia0_utt0", "val/dia0_utt0", "test/dia0_utt0", "test/dia120_utt0"]
+    assert table.samples.column("label").to_pylist() == [0, 0, 0, 0]
     assert table.samples.column("transcript").to_pylist()[0].startswith("It’s ")
-    for index, path in enumerate(table.samples.column("media_path").to_pylist()):
+    for index, path in enumerate(table.samples.column("media_path").to_pylist()[:3]):
         with av.open(path) as container:
             video = container.streams.video[0]
             assert (video.codec_context.width, video.codec_context.height) == meld.SIZES[index]
@@ -153,7 +160,8 @@ def test_rendered_sample_dataset_reads_back(tmp_path, manifest):
             assert 2.0 <= container.duration / av.time_base <= 4.2
     with av.open(str(tmp_path / MEDIA["test"] / "final_videos_test0.mp4")) as container:
         assert container.streams.video
-    with pytest.raises(av.FFmpegError):
-        with av.open(str(tmp_path / MEDIA["train"] / "dia125_utt3.mp4")) as container:
-            for _ in container.decode(video=0):
-                pass
+    for broken in (MEDIA["train"] + "/dia125_utt3.mp4", MEDIA["test"] + "/dia120_utt0.mp4"):
+        with pytest.raises(av.FFmpegError):
+            with av.open(str(tmp_path / broken)) as container:
+                for _ in container.decode(video=0):
+                    pass
