@@ -1,0 +1,243 @@
+"""The pretraining configuration: a frozen :class:`TrainConfig`, resolved strictly from YAML.
+
+``manifests/pretrain.yaml`` holds the paper appendix's defaults in three layers::
+
+    defaults:    every objective            (AdamW, batch 4096, D 4096, k-means settings, ...)
+    objectives:  per objective              (learning rate, modalities)
+    presets:     named overrides            (``cpu``: a small model for laptops, tests, demos)
+
+A run's config is ``defaults <- objectives[name] <- presets[preset] <- config file <- overrides
+<- explicit arguments``, merged key by key, then checked by :func:`pipeline.config.from_dict`:
+an unknown key or a wrong type is an error naming the key path. The resolved config is written
+next to every run (``RUN/config.yaml``) and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.config import ConfigError, from_dict, load_yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "manifests" / "pretrain.yaml"
+LAYER_KEYS = frozenset({"defaults", "objectives", "presets"})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Head sizes: D (representation), P (projection), R (decoder hidden)."""
+
+    representation_dim: int = 4096
+    projection_dim: int = 512
+    reconstruction_dim: int = 1024
+    shared_projection: bool = False
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and hyper-parameters; ``combine`` merges the weighted parts.
+
+    ``sum`` is the paper's formula; ``mean`` is what the reference code computes (a weighted
+    mean of the active losses).
+    """
+
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "mms": 1.0, "clustering": 1.0, "reconstruction": 1.0, "info_nce": 1.0})
+    combine: Literal["sum", "mean"] = "sum"
+    mms_margin: float = 0.001
+    mms_temperature: float = 1.0
+    cluster_margin: float = 0.001
+    info_nce_temperature: float = 0.1
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """Online k-means: clusters, queue length in batches, first epoch of the loss."""
+
+    clusters: int = 8
+    queue_batches: int = 4
+    start_epoch: int = 12
+    iterations: int = 10
+    mode: Literal["joint", "individual"] = "joint"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with cosine annealing and warm restarts (periods in epochs, see ``lr_at``)."""
+
+    lr: float = 3.6e-4
+    weight_decay: float = 3.2e-4
+    betas: tuple[float, ...] = (0.9, 0.999)
+    warmup_steps: int = 0
+    restart_epochs: float = 20.0
+    restart_mult: int = 2
+    min_lr: float = 1e-6
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which splits train and validate, the batch size and where the features live."""
+
+    splits: tuple[str, ...] = ("train",)
+    val_splits: tuple[str, ...] = ("val",)
+    batch_size: int = 4096
+    drop_last: bool = True
+    placement: Literal["auto", "memory", "stream"] = "auto"
+    chunk_rows: int = 16384
+    shuffle_chunks: int = 4
+    memory_fraction: float = 0.8
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Checkpoint cadence and retention (``keep_checkpoints: 0`` keeps every epoch's)."""
+
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 3
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One pretraining run, fully resolved."""
+
+    objective: str
+    modalities: tuple[str, ...]
+    epochs: int
+    seed: int = 0
+    modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            problems.append(f"modalities {list(self.modalities)} must be non-empty and distinct")
+        unknown = [m for m in self.modalities if m not in self.modality_keys]
+        if unknown:
+            problems.append(f"modalities {unknown} have no entry in modality_keys "
+                            f"{sorted(self.modality_keys)}")
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.data.batch_size < 2:
+            problems.append(f"data.batch_size must be >= 2, got {self.data.batch_size}")
+        if self.optim.lr <= 0 or self.optim.restart_epochs <= 0 or self.optim.restart_mult < 1:
+            problems.append("optim: lr and restart_epochs must be > 0, restart_mult >= 1")
+        bad_weights = sorted(set(self.loss.weights) - {"mms", "clustering", "reconstruction",
+                                                       "info_nce"})
+        if bad_weights:
+            problems.append(f"loss.weights: unknown part(s) {bad_weights}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-safe mapping (tuples as lists) that :func:`config_from_dict` reads."""
+        return _plain(dataclasses.asdict(self))
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
+    """A :class:`TrainConfig` from a resolved mapping (``RUN/config.yaml``, a checkpoint)."""
+    return from_dict(TrainConfig, dict(data), where)
+
+
+def resolve_config(objective: str, *, config: str | Path | None = None, preset: str | None = None,
+                   overrides: Mapping[str, Any] | None = None,
+                   modalities: Sequence[str] | None = None, epochs: int | None = None,
+                   seed: int | None = None) -> TrainConfig:
+    """Merge the layers into one checked :class:`TrainConfig`.
+
+    Args:
+        objective: a name of :data:`heads.objectives.OBJECTIVES`.
+        config: a YAML file: either layered like ``manifests/pretrain.yaml`` (it replaces the
+            default file) or a partial/complete TrainConfig mapping merged over the defaults
+            (a run's ``config.yaml`` reproduces that run).
+        preset: a key of the layered file's ``presets`` (``"cpu"``).
+        overrides: merged last; nested mappings or dotted keys (``{"model.representation_dim":
+            64}``).
+        modalities: overrides ``modalities`` (the paper's ablations: without text/audio).
+        epochs: overrides ``epochs``.
+        seed: overrides ``seed``.
+
+    Raises:
+        ConfigError: unknown objective or preset, unknown key, wrong type, invalid value.
+    """
+    from heads.objectives import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
+    base_path, partial = DEFAULT_CONFIG, {}
+    if config is not None:
+        data = load_yaml(config)
+        if LAYER_KEYS & set(data):
+            base_path = Path(config)
+        else:
+            partial = data
+    layers = _layers(base_path)
+    merged = dict(layers.get("defaults") or {})
+    merged = deep_merge(merged, (layers.get("objectives") or {}).get(objective) or {})
+    if preset is not None:
+        presets = layers.get("presets") or {}
+        if preset not in presets:
+            raise ConfigError(f"{base_path}: unknown preset {preset!r}; valid: {sorted(presets)}")
+        merged = deep_merge(merged, presets[preset])
+    merged = deep_merge(merged, partial)
+    merged = deep_merge(merged, expand_dotted(overrides or {}))
+    explicit = {"objective": objective, "modalities": None if modalities is None
+                else list(modalities), "epochs": epochs, "seed": seed}
+    if merged.get("objective", objective) != objective:
+        raise ConfigError(f"{config}: written for objective {merged['objective']!r}, "
+                          f"not {objective!r}")
+    merged.update({k: v for k, v in explicit.items() if v is not None})
+    return from_dict(TrainConfig, merged, str(config or base_path))
+
+
+def _layers(path: Path) -> dict[str, Any]:
+    data = load_yaml(path)
+    unknown = sorted(set(data) - LAYER_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid: "
+                          f"{sorted(LAYER_KEYS)}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in; nested mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def expand_dotted(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1, "c": {...}}`` -> ``{"a": {"b": 1}, "c": {...}}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = str(key).split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with a non-mapping value")
+        node[leaf] = deep_merge(node[leaf], value) if isinstance(node.get(leaf), dict) \
+            and isinstance(value, Mapping) else value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

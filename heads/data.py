@@ -1,0 +1,321 @@
+"""Feature batches for the head trainer, from a feature store.
+
+Modalities are assembled from store keys (video = ``frames_2d ++ frames_3d``): the config names
+the keys per modality, the store says which exist. A modality with some keys missing is built
+from the rest (logged; the keys used are recorded in the run's config and checkpoint), one with
+none of its keys is an error naming the store and what it holds.
+
+Two sources, one interface (``epoch(generator)`` yields shuffled batches, ``ordered()`` yields
+the rows in index order):
+
+- :class:`InMemoryFeatures`: the chosen splits in one tensor per modality on the device, float16
+  on a GPU (they fit for MELD, CAER, CMU-MOSEI and VoxCeleb2 on an 80 GB GPU), float32 on the
+  CPU; each epoch is a random permutation cut into batches, as index draws from a seeded CPU
+  generator.
+- :class:`StreamedFeatures`: for stores that do not fit. Reads chunks of contiguous rows (fast
+  HDF5 slices) in a random chunk order, a group of chunks at a time while the next group loads in
+  a background thread, and draws random batches from the group (a shuffle buffer); the rows left
+  over join the next group. Host tensors are pinned and copied with ``non_blocking`` on CUDA.
+
+Batches hold float32 [N, E_m] (view 0, the clean features) per modality, or [N, 2, E_m] with two
+distinct views per sample when an objective contrasts augmented views.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from heads.config import DataConfig
+
+if TYPE_CHECKING:
+    from pipeline.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Tensor]
+
+
+class DataError(ValueError):
+    """The store cannot provide what the run asks for; the message names store and keys."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which store keys make up each modality, and the resulting input dims."""
+
+    keys: dict[str, tuple[str, ...]]
+    dims: dict[str, int]
+
+
+def assemble_modalities(store: FeatureStore, modality_keys: Mapping[str, Sequence[str]],
+                        modalities: Sequence[str]) -> Layout:
+    """Map each requested modality to the store keys it is concatenated from.
+
+    Args:
+        store: an open feature store (``keys``, ``dim(key)``, ``url``).
+        modality_keys: per modality the keys to concatenate, in order.
+        modalities: the modalities the run trains on.
+
+    Raises:
+        DataError: a modality is not configured, or the store has none of its keys.
+    """
+    keys, dims = {}, {}
+    for m in modalities:
+        if m not in modality_keys:
+            raise DataError(f"modality {m!r} has no entry in modality_keys {sorted(modality_keys)}")
+        wanted = tuple(modality_keys[m])
+        present = tuple(k for k in wanted if k in store.keys)
+        if not present:
+            raise DataError(f"{store.url}: modality {m!r} needs key(s) {list(wanted)}, but the "
+                            f"store has only {list(store.keys)}")
+        if present != wanted:
+            log.warning("%s: modality %r built from %s only (missing %s)", store.url, m,
+                        list(present), [k for k in wanted if k not in present])
+        keys[m] = present
+        dims[m] = sum(store.dim(k) for k in present)
+    return Layout(keys, dims)
+
+
+def check_views(store: FeatureStore, needs_views: bool) -> None:
+    """Objectives that contrast augmented views need a store with at least two."""
+    if needs_views and store.views < 2:
+        raise DataError(f"{store.url} holds {store.views} view per sample; contrasting augmented "
+                        "views needs at least 2 (extract with augmented views)")
+
+
+def read_modality(store: FeatureStore, keys: Sequence[str], positions: np.ndarray, *,
+                  all_views: bool) -> np.ndarray:
+    """float16 features of one modality: [n, E] (view 0) or [n, V, E] with ``all_views``."""
+    view = None if all_views else 0
+    parts = [store.read(k, positions, view=view) for k in keys]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def steps_per_epoch(rows: int, batch_size: int, drop_last: bool) -> int:
+    """Batches per epoch: full batches (at least one), plus a partial one of >= 2 rows."""
+    full = rows // batch_size
+    if full == 0:
+        return 1
+    return full + int(not drop_last and rows % batch_size >= 2)
+
+
+def pick_two_views(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """[N, V, E] -> [N, 2, E]: two distinct random views per row (views 0, 1 without generator)."""
+    n, v = x.shape[:2]
+    if generator is None:
+        return x[:, :2]
+    first = torch.randint(v, (n,), generator=generator)
+    second = (first + torch.randint(1, v, (n,), generator=generator)) % v
+    rows = torch.arange(n)
+    idx = torch.stack([first, second], dim=1).to(x.device)
+    return x[rows.to(x.device)[:, None], idx]
+
+
+def _to_batch(tensors: Mapping[str, Tensor], pair_views: bool,
+              generator: torch.Generator | None) -> Batch:
+    out = {}
+    for m, x in tensors.items():
+        x = pick_two_views(x, generator) if pair_views else x
+        out[m] = x.float()
+    return out
+
+
+def _split(n: int, batch_size: int, drop_last: bool,
+           order: Tensor | None = None) -> list[Tensor]:
+    order = torch.arange(n) if order is None else order
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < batch_size and (drop_last or len(batches[-1]) < 2):
+        batches.pop()
+    return batches
+
+
+class InMemoryFeatures:
+    """All rows of the chosen splits as one tensor per modality on the device.
+
+    Args:
+        tensors: per modality [n, E] or [n, V, E] (float16 on a GPU, float32 on the CPU),
+            already on the device.
+        batch_size: rows per batch.
+        drop_last: drop the trailing partial batch of an epoch.
+        pair_views: batches carry two random views per row ([N, 2, E]).
+    """
+
+    def __init__(self, tensors: Mapping[str, Tensor], *, batch_size: int, drop_last: bool,
+                 pair_views: bool) -> None:
+        self.tensors = dict(tensors)
+        self.rows = len(next(iter(self.tensors.values())))
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.pair_views = pair_views
+        self.device = next(iter(self.tensors.values())).device
+
+    def __len__(self) -> int:
+        return steps_per_epoch(self.rows, self.batch_size, self.drop_last)
+
+    def close(self) -> None:
+        """Nothing to release (the tensors go with the object)."""
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled batches; all randomness comes from ``generator`` (CPU)."""
+        order = torch.randperm(self.rows, generator=generator)
+        for idx in _split(self.rows, self.batch_size, self.drop_last, order):
+            idx = idx.to(self.device, non_blocking=True)
+            yield _to_batch({m: t[idx] for m, t in self.tensors.items()}, self.pair_views,
+                            generator)
+
+    def ordered(self) -> Iterator[Batch]:
+        """Every row in index order (evaluation); views 0 and 1 when pairing. A last batch of a
+        single row is left out: contrastive losses need two."""
+        for idx in _split(self.rows, self.batch_size, drop_last=False):
+            idx = idx.to(self.device)
+            yield _to_batch({m: t[idx] for m, t in self.tensors.items()}, self.pair_views, None)
+
+
+class StreamedFeatures:
+    """Rows streamed from the store's shards in large chunks through a shuffle buffer.
+
+    Args:
+        store: the open feature store.
+        layout: modality -> keys.
+        positions: [n] index positions of the rows to serve.
+        device: where batches go.
+        batch_size: rows per batch.
+        drop_last: drop the trailing partial batch of an epoch.
+        pair_views: read all views and pair two per row.
+        chunk_rows: rows per read (contiguous in the store).
+        shuffle_chunks: chunks per shuffle buffer (the buffer holds about
+            ``chunk_rows * shuffle_chunks`` rows; batches are drawn at random from it).
+    """
+
+    def __init__(self, store: FeatureStore, layout: Layout, positions: np.ndarray, *,
+                 device: torch.device, batch_size: int, drop_last: bool, pair_views: bool,
+                 chunk_rows: int, shuffle_chunks: int) -> None:
+        self.store, self.layout = store, layout
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.rows = len(self.positions)
+        self.device = device
+        self.batch_size, self.drop_last, self.pair_views = batch_size, drop_last, pair_views
+        self.chunks = [self.positions[i:i + chunk_rows] for i in range(0, self.rows, chunk_rows)]
+        self.shuffle_chunks = max(1, shuffle_chunks)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-reader")
+
+    def __len__(self) -> int:
+        return steps_per_epoch(self.rows, self.batch_size, self.drop_last)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _read(self, chunk_ids: list[int]) -> dict[str, Tensor]:
+        """Runs in the reader thread: host tensors, pinned when they go to a GPU."""
+        pos = [self.chunks[i] for i in chunk_ids]
+        out = {}
+        for m, keys in self.layout.keys.items():
+            arr = np.concatenate([read_modality(self.store, keys, p, all_views=self.pair_views)
+                                  for p in pos])
+            t = torch.from_numpy(arr)
+            # float16 over PCIe (half the bytes), float32 on the CPU (no per-batch conversion).
+            out[m] = t.pin_memory() if self.device.type == "cuda" else t.float()
+        return out
+
+    def _groups(self, order: list[int]) -> Iterator[dict[str, Tensor]]:
+        groups = [order[i:i + self.shuffle_chunks] for i in range(0, len(order),
+                                                                   self.shuffle_chunks)]
+        pending: Future | None = self._pool.submit(self._read, groups[0]) if groups else None
+        for k in range(len(groups)):
+            assert pending is not None
+            host = pending.result()
+            pending = self._pool.submit(self._read, groups[k + 1]) if k + 1 < len(groups) \
+                else None
+            yield {m: t.to(self.device, non_blocking=True) for m, t in host.items()}
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch: random chunk order, random batches within each shuffle buffer."""
+        order = torch.randperm(len(self.chunks), generator=generator).tolist()
+        carry: dict[str, Tensor] | None = None
+        emitted = 0
+        for group in self._groups(order):
+            rows = group if carry is None else {m: torch.cat([carry[m], group[m]]) for m in group}
+            n = len(next(iter(rows.values())))
+            perm = torch.randperm(n, generator=generator).to(self.device)
+            full = n // self.batch_size * self.batch_size
+            for start in range(0, full, self.batch_size):
+                idx = perm[start:start + self.batch_size]
+                emitted += 1
+                yield _to_batch({m: t[idx] for m, t in rows.items()}, self.pair_views, generator)
+            carry = {m: t[perm[full:]] for m, t in rows.items()}
+        left = 0 if carry is None else len(next(iter(carry.values())))
+        if carry is not None and left >= 2 and (not self.drop_last or emitted == 0):
+            yield _to_batch(carry, self.pair_views, generator)
+
+    def ordered(self) -> Iterator[Batch]:
+        """Every row in index order (evaluation); views 0 and 1 when pairing. A last batch of a
+        single row is left out: contrastive losses need two."""
+        for k in range(len(self.chunks)):
+            host = self._read([k])
+            rows = {m: t.to(self.device, non_blocking=True) for m, t in host.items()}
+            n = len(next(iter(rows.values())))
+            for start in range(0, n, self.batch_size):
+                sl = slice(start, start + self.batch_size)
+                yield _to_batch({m: t[sl] for m, t in rows.items()}, self.pair_views, None)
+
+
+FeatureSource = InMemoryFeatures | StreamedFeatures
+
+
+def fits_in_memory(nbytes: int, device: torch.device, fraction: float) -> bool:
+    """Whether ``nbytes`` of features fit in ``fraction`` of the device's free memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        import psutil  # installed with dask.distributed
+
+        free = psutil.virtual_memory().available
+    return nbytes <= fraction * free
+
+
+def load_features(store: FeatureStore, layout: Layout, splits: Sequence[str], cfg: DataConfig, *,
+                  device: torch.device, pair_views: bool) -> FeatureSource | None:
+    """The rows of ``splits`` as an in-memory or streamed source (None when there are none).
+
+    Args:
+        store: the open feature store.
+        layout: modality -> keys (see :func:`assemble_modalities`).
+        splits: which splits to serve.
+        cfg: batch size, placement (auto/memory/stream), chunking.
+        device: the training device.
+        pair_views: serve two views per row (for view-contrasting objectives).
+    """
+    positions = store.positions(list(splits))
+    if len(positions) == 0:
+        return None
+    views = store.views if pair_views else 1
+    # float16 on a GPU (twice the rows fit); float32 on the CPU, which has no fast float16 math.
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    nbytes = len(positions) * views * sum(layout.dims.values()) * dtype.itemsize
+    placement = cfg.placement
+    if placement == "auto":
+        fits = fits_in_memory(nbytes, device, cfg.memory_fraction)
+        placement = "memory" if fits else "stream"
+    log.info("%s splits %s: %d rows, %.2f GB, %s", store.url, list(splits),
+             len(positions), nbytes / 1e9, "on the device" if placement == "memory"
+             else "streamed")
+    if len(positions) < cfg.batch_size:
+        log.warning("%s splits %s: %d rows, fewer than one batch of %d", store.url,
+                    list(splits), len(positions), cfg.batch_size)
+    if placement == "stream":
+        return StreamedFeatures(store, layout, positions, device=device,
+                                batch_size=cfg.batch_size, drop_last=cfg.drop_last,
+                                pair_views=pair_views, chunk_rows=cfg.chunk_rows,
+                                shuffle_chunks=cfg.shuffle_chunks)
+    tensors = {m: torch.from_numpy(read_modality(store, keys, positions, all_views=pair_views))
+               .to(device=device, dtype=dtype) for m, keys in layout.keys.items()}
+    return InMemoryFeatures(tensors, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
+                            pair_views=pair_views)

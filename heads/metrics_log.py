@@ -1,0 +1,108 @@
+"""Training metrics: one JSON object per line in ``RUN/metrics.jsonl``, TensorBoard, progress.
+
+Every record has ``kind`` (``"step"`` or ``"epoch"``), ``epoch`` and ``step`` (optimizer steps
+done); the rest are numbers (loss parts, lr, samples/s, feature std) or lists of numbers
+(cluster occupancy). TensorBoard event files go to ``RUN/tensorboard`` when the ``tensorboard``
+package is importable; the JSON lines are always written and are the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FILE = "metrics.jsonl"
+
+
+def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (of one ``kind`` if given), in order."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILE
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+class MetricsLog:
+    """Appends metric records; on resume, drops what came after the checkpoint.
+
+    Args:
+        run_dir: the run folder.
+        tensorboard: also write TensorBoard scalars (if the package is installed).
+        resume_step: keep only records with ``step <= resume_step`` (None: start empty).
+    """
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool, resume_step: int | None) -> None:
+        self.path = run_dir / FILE
+        kept = []
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._file = self.path.open("a", encoding="utf-8")
+        self._tb = _tensorboard_writer(run_dir) if tensorboard else None
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Append one record (flushed at once: a killed run keeps what it logged)."""
+        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            self._write_scalars(record)
+
+    def _write_scalars(self, record: Mapping[str, Any]) -> None:
+        prefix = f"{record.get('kind', 'step')}/"
+        for key, value in record.items():
+            if key in ("kind", "step", "epoch"):
+                continue
+            if isinstance(value, list):
+                for i, v in enumerate(value):
+                    self._tb.add_scalar(f"{prefix}{key}/{i}", v, record["step"])
+            elif isinstance(value, (int, float)) and math.isfinite(value):
+                self._tb.add_scalar(prefix + key, value, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _tensorboard_writer(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.info("tensorboard is not installed: metrics go to %s only", run_dir / FILE)
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+class ProgressBar:
+    """A rich progress bar of training steps with samples/s and the loss, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._bar = None
+        if not enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[rate]:>8.0f} samples/s"),
+                             TextColumn("loss {task.fields[loss]:.4f}"),
+                             TimeElapsedColumn(), TimeRemainingColumn())
+        self._task = self._bar.add_task("pretrain", total=total, rate=0.0, loss=math.nan)
+        self._bar.start()
+
+    def advance(self, epoch: int, rate: float, loss: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=f"epoch {epoch}", rate=rate,
+                             loss=loss)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+

@@ -1,0 +1,366 @@
+"""Pretraining of the ConCluGen heads on a feature store: build, loop, evaluate, checkpoint.
+
+:func:`run_pretrain` is the whole program: it resolves the config, reads the store's features
+onto the device (or streams them), builds the heads and the objective, and runs AdamW with a
+cosine schedule with warm restarts (:func:`lr_at`, a pure function of the step). Each step logs
+every loss part, the lr, samples/s, the feature std per modality and the cluster occupancy;
+each epoch evaluates the validation split, logs epoch means and writes a checkpoint. A killed run
+resumed with ``resume=True`` ends with the same weights as an uninterrupted one (same seed and
+device): every random draw comes from generators whose states the checkpoint carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from heads.checkpoint import (FORMAT, LAST, CheckpointError, check_store, epoch_file,
+                              link_checkpoint, load_checkpoint, prune_epochs, restore_rng,
+                              rng_state, save_checkpoint)
+from heads.config import TrainConfig, config_from_dict, resolve_config
+from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, check_views,
+                        load_features)
+from heads.metrics_log import MetricsLog, ProgressBar
+from heads.models import ConCluGenHeads
+from heads.objectives import Objective, get_objective, model_spec
+
+if TYPE_CHECKING:
+    from pipeline.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss part became NaN or infinite; the run stops before the weights are touched."""
+
+    def __init__(self, step: int, epoch: int, parts: Mapping[str, float],
+                 checkpoint: Path | None) -> None:
+        names = ", ".join(f"{k}={v}" for k, v in parts.items())
+        where = checkpoint if checkpoint is not None else "none (no epoch had finished)"
+        super().__init__(f"non-finite loss at step {step} (epoch {epoch}): {names}; "
+                         f"last good checkpoint: {where}")
+        self.step, self.epoch, self.parts, self.checkpoint = step, epoch, dict(parts), checkpoint
+
+
+def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, restart_epochs: float,
+          restart_mult: int, min_lr: float, warmup_steps: int = 0) -> float:
+    """Learning rate after ``step`` optimizer steps: linear warm-up, then cosine annealing with
+    warm restarts (Loshchilov & Hutter 2017), the first period ``restart_epochs`` long and each
+    next one ``restart_mult`` times longer. Periods are in epochs, measured in fractional steps.
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    t = (step - warmup_steps) / steps_per_epoch
+    period = restart_epochs
+    while t >= period:
+        t -= period
+        period *= restart_mult
+    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * t / period)) / 2
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; float32 everywhere else."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_step(model: ConCluGenHeads, objective: Objective, optimizer: torch.optim.Optimizer,
+               batch: Batch, *, step: int, epoch: int, lr: float, grad_clip: float | None = None,
+               last_checkpoint: Path | None = None) -> dict[str, float]:
+    """One optimizer step on ``batch``; returns the loss parts' values.
+
+    Args:
+        step: the number of this step (1-based), for the error message.
+        last_checkpoint: named in the error message.
+
+    Raises:
+        NonFiniteLossError: a loss part is NaN/Inf; raised before any gradient is applied.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(next(model.parameters()).device):
+        parts = objective(model, batch, epoch=epoch)
+    values = dict(zip(parts, torch.stack([v.detach().float() for v in parts.values()]).tolist()))
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(step, epoch, bad, last_checkpoint)
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return values
+
+
+@torch.no_grad()
+def evaluate(model: ConCluGenHeads, objective: Objective, data: FeatureSource, *,
+             epoch: int) -> dict[str, float]:
+    """Mean loss parts over ``data`` (in index order), without touching any training state."""
+    model.eval()
+    sums: dict[str, float] = defaultdict(float)
+    rows = 0
+    device = next(model.parameters()).device
+    for batch in data.ordered():
+        n = len(next(iter(batch.values())))
+        if n < 2:
+            continue
+        with autocast(device):
+            parts = objective(model, batch, epoch=epoch, train=False)
+        for k, v in parts.items():
+            sums[k] += float(v) * n
+        rows += n
+    model.train()
+    return {f"val/{k}": v / rows for k, v in sums.items()} if rows else {}
+
+
+def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None, modalities: Sequence[str] | None = None,
+                 preset: str | None = None, device: str = "auto", resume: bool = False,
+                 seed: int | None = None, epochs: int | None = None,
+                 progress: bool = True) -> Path:
+    """Pretrain the heads with ``objective`` on the features in ``store``.
+
+    Args:
+        store: the feature store (folder or fsspec URL).
+        objective: a key of :data:`heads.objectives.OBJECTIVES`.
+        out: the run folder (created; refused if it holds a run and ``resume`` is False).
+        config: a YAML config, layered or partial (see :func:`heads.config.resolve_config`).
+        overrides: config values merged last (``{"model.representation_dim": 64}``).
+        modalities: train on these modalities only (the paper's ablations).
+        preset: a named preset of the config file (``"cpu"``: small and fast).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        resume: continue the run in ``out`` from ``checkpoints/last.pt``; only ``epochs`` may
+            change (to extend it), other settings must match the checkpoint's.
+        seed: seeds model init, batch order and k-means (default: the config's, 0).
+        epochs: total epochs (default: the config's).
+        progress: show a progress bar with samples/s.
+
+    Returns:
+        the run folder, holding ``config.yaml``, ``metrics.jsonl`` and ``checkpoints/``.
+
+    Raises:
+        ConfigError, DataError, CheckpointError: bad settings, store or run folder.
+        NonFiniteLossError: a loss part became NaN/Inf (names the step, part and checkpoint).
+    """
+    from pipeline.store import open_store
+
+    run_dir = Path(out)
+    payload = _resume_payload(run_dir, resume)
+    cfg = _run_config(payload, objective, config=config, preset=preset, overrides=overrides,
+                      modalities=modalities, epochs=epochs, seed=seed)
+    with open_store(store) as fs:
+        if payload is not None:
+            check_store(payload, fs.store_id, checkpoint=run_dir / "checkpoints" / LAST,
+                        store=str(store))
+        run = _build(fs, cfg, resolve_device(device), payload)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(run.cfg.to_dict(),
+                                                                sort_keys=False))
+            _train(run, run_dir, progress=progress, resumed=payload is not None)
+        finally:
+            run.close()
+    return run_dir
+
+
+@dataclass
+class _Run:
+    """Everything a training run holds between steps."""
+
+    cfg: TrainConfig
+    model: ConCluGenHeads
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    generator: torch.Generator
+    train_data: FeatureSource
+    val_data: FeatureSource | None
+    static: dict[str, Any]  # the checkpoint entries that never change during the run
+    step: int = 0
+    epoch: int = 0
+
+    def close(self) -> None:
+        self.train_data.close()
+        if self.val_data is not None:
+            self.val_data.close()
+
+
+def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
+           payload: Mapping[str, Any] | None) -> _Run:
+    """Features on the device, the heads, AdamW, the objective; restored from ``payload``."""
+    spec = get_objective(cfg.objective)
+    check_views(fs, spec.needs_views)
+    layout = assemble_modalities(fs, cfg.modality_keys, cfg.modalities)
+    # The config records the keys actually used (a store may lack some of the asked ones).
+    cfg = dataclasses.replace(cfg, modality_keys={**cfg.modality_keys, **layout.keys})
+    train_data = load_features(fs, layout, cfg.data.splits, cfg.data, device=dev,
+                               pair_views=spec.needs_views)
+    if train_data is None:
+        raise DataError(f"{fs.url}: no rows in splits {list(cfg.data.splits)}")
+    val_data = load_features(fs, layout, cfg.data.val_splits, cfg.data, device=dev,
+                             pair_views=spec.needs_views) if cfg.data.val_splits else None
+    torch.manual_seed(cfg.seed)
+    mspec = model_spec(cfg, layout.dims)
+    model = ConCluGenHeads(mspec).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
+                                  weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
+    static = {"format": FORMAT, "objective": cfg.objective, "config": cfg.to_dict(),
+              "store_id": fs.store_id, "store_url": fs.url,
+              "layout": {m: list(k) for m, k in layout.keys.items()},
+              "model_spec": mspec.to_dict(), "device": str(dev)}
+    run = _Run(cfg, model, optimizer, Objective(cfg), torch.Generator().manual_seed(cfg.seed),
+               train_data, val_data, static)
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        run.objective.load_state_dict(payload["objective_state"], dev)
+        restore_rng(payload["rng"], run.generator)
+        run.step, run.epoch = int(payload["step"]), int(payload["epoch"])
+        log.info("resuming at epoch %d, step %d", run.epoch, run.step)
+    return run
+
+
+def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool) -> None:
+    """The loop: epochs of steps, then evaluation, metrics and a checkpoint per epoch."""
+    cfg, ckpt_dir = run.cfg, run_dir / "checkpoints"
+    metrics = MetricsLog(run_dir, tensorboard=cfg.output.tensorboard,
+                         resume_step=run.step if resumed else None)
+    last_good = ckpt_dir / LAST if resumed else None
+    steps_per_epoch = len(run.train_data)
+    bar = ProgressBar(progress, total=steps_per_epoch * max(0, cfg.epochs - run.epoch))
+    try:
+        for epoch in range(run.epoch, cfg.epochs):
+            run.model.train()
+            sums: dict[str, float] = defaultdict(float)
+            epoch_start, seen = time.perf_counter(), 0
+            for batch in run.train_data.epoch(run.generator):
+                lr = lr_at(run.step, base_lr=cfg.optim.lr, steps_per_epoch=steps_per_epoch,
+                           restart_epochs=cfg.optim.restart_epochs,
+                           restart_mult=cfg.optim.restart_mult, min_lr=cfg.optim.min_lr,
+                           warmup_steps=cfg.optim.warmup_steps)
+                t0, n = time.perf_counter(), len(next(iter(batch.values())))
+                parts = train_step(run.model, run.objective, run.optimizer, batch,
+                                   step=run.step + 1, epoch=epoch, lr=lr,
+                                   grad_clip=cfg.optim.grad_clip, last_checkpoint=last_good)
+                run.step += 1
+                seen += n
+                record = _step_record(parts, run.objective.monitors, epoch=epoch, step=run.step,
+                                      lr=lr, samples_per_s=n / (time.perf_counter() - t0))
+                metrics.log(record)
+                for k, v in record.items():
+                    if k in parts or k.startswith("std/"):
+                        sums[k] += v * n
+                bar.advance(epoch, record["samples_per_s"], record["loss"])
+
+            # ---- evaluate
+            elapsed = time.perf_counter() - epoch_start
+            summary = {"kind": "epoch", "epoch": epoch, "step": run.step,
+                       **{k: v / max(seen, 1) for k, v in sums.items()},
+                       "samples_per_s": seen / elapsed, "time_s": elapsed}
+            if run.val_data is not None:
+                summary.update(evaluate(run.model, run.objective, run.val_data, epoch=epoch))
+            metrics.log(summary)
+            log.info("epoch %d: loss %.4f, %.0f samples/s", epoch, summary.get("loss", math.nan),
+                     summary["samples_per_s"])
+
+            # ---- checkpoint
+            run.epoch = epoch + 1
+            last_good = _save(ckpt_dir, _checkpoint(run), run.epoch, cfg)
+    finally:
+        bar.close()
+        metrics.close()
+
+
+def _checkpoint(run: _Run) -> dict[str, Any]:
+    return {**run.static, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": {"kind": "cosine_warm_restarts", "step": run.step},
+            "objective_state": run.objective.state_dict(), "step": run.step, "epoch": run.epoch,
+            "rng": rng_state(run.generator)}
+
+
+def _resume_payload(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    last = run_dir / "checkpoints" / LAST
+    if not resume:
+        if (run_dir / "config.yaml").exists() or last.exists():
+            raise CheckpointError(f"{run_dir} already holds a run; pass resume=True to continue "
+                                  "it or choose another folder")
+        return None
+    if not last.exists():
+        log.warning("%s has no checkpoint to resume from: starting from the beginning", run_dir)
+        return None
+    return load_checkpoint(last)
+
+
+def _run_config(payload: Mapping[str, Any] | None, objective: str, *,
+                epochs: int | None, seed: int | None, **layers: Any) -> TrainConfig:
+    """The run's config: resolved fresh, or the checkpoint's (only ``epochs`` may change)."""
+    if payload is None:
+        return resolve_config(objective, epochs=epochs, seed=seed, **layers)
+    saved = config_from_dict(payload["config"], "checkpoint config")
+    if objective != saved.objective:
+        raise CheckpointError(f"the run to resume trained {saved.objective!r}, not {objective!r}")
+    asked = saved
+    if any(v is not None for v in layers.values()) or seed is not None:
+        asked = resolve_config(objective, seed=seed, **layers)
+        asked = dataclasses.replace(asked, modality_keys={**asked.modality_keys,
+                                                          **{m: saved.modality_keys[m]
+                                                             for m in saved.modalities}})
+    diff = _diff({**saved.to_dict(), "epochs": None}, {**asked.to_dict(), "epochs": None})
+    if diff:
+        raise CheckpointError(f"resume: settings differ from the checkpoint's: {diff}; only "
+                              "epochs may change when resuming")
+    return dataclasses.replace(saved, epochs=epochs if epochs is not None else saved.epochs)
+
+
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def _step_record(parts: Mapping[str, float], monitors: Mapping[str, Tensor], *, epoch: int,
+                 step: int, lr: float, samples_per_s: float) -> dict[str, Any]:
+    record: dict[str, Any] = {"kind": "step", "epoch": epoch, "step": step, "lr": lr,
+                              "samples_per_s": samples_per_s}
+    record.update(parts)
+    for k, v in monitors.items():
+        record[k] = v.tolist() if v.ndim else float(v)
+    return record
+
+
+def _save(ckpt_dir: Path, state: Mapping[str, Any], epochs_done: int, cfg: TrainConfig) -> Path:
+    """Write ``last.pt`` every epoch and keep every ``checkpoint_every``-th epoch's file too."""
+    last = ckpt_dir / LAST
+    every = cfg.output.checkpoint_every
+    if every > 0 and (epochs_done % every == 0 or epochs_done == cfg.epochs):
+        kept = save_checkpoint(ckpt_dir / epoch_file(epochs_done), state)
+        link_checkpoint(kept, last)
+        prune_epochs(ckpt_dir, cfg.output.keep_checkpoints)
+    else:
+        save_checkpoint(last, state)
+    return last

@@ -1,0 +1,166 @@
+"""Feature batches: modality assembly, in-memory and streamed epochs, views, placement."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from heads.config import DataConfig
+from heads.data import (DataError, InMemoryFeatures, StreamedFeatures, assemble_modalities,
+                        check_views, fits_in_memory, load_features, pick_two_views,
+                        steps_per_epoch)
+from pipeline.store import open_store
+
+KEYS = {"video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)}
+CPU = torch.device("cpu")
+
+
+def _rows(batches: list[dict[str, torch.Tensor]], modality: str = "video") -> np.ndarray:
+    return torch.cat([b[modality] for b in batches]).numpy()
+
+
+def _sorted_rows(x: np.ndarray) -> np.ndarray:
+    return x[np.lexsort(x.T[::-1])]
+
+
+def test_video_is_frames_2d_then_frames_3d(store_1view: str) -> None:
+    store = open_store(store_1view)
+    layout = assemble_modalities(store, KEYS, ["video", "audio", "text"])
+    assert layout.keys["video"] == ("frames_2d", "frames_3d")
+    assert layout.dims == {"video": 128, "audio": 32, "text": 24}
+    data = load_features(store, layout, ["val"], DataConfig(batch_size=16, placement="memory"),
+                         device=CPU, pair_views=False)
+    pos = store.positions("val")
+    expected = np.concatenate([store.read("frames_2d", pos, view=0),
+                               store.read("frames_3d", pos, view=0)], axis=1)
+    got = _rows(list(data.ordered()))
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+
+
+def test_a_store_without_frames_3d_gives_video_from_frames_2d(store_no3d: str,
+                                                              caplog: pytest.LogCaptureFixture
+                                                              ) -> None:
+    store = open_store(store_no3d)
+    with caplog.at_level(logging.WARNING, logger="heads.data"):
+        layout = assemble_modalities(store, KEYS, ["video", "text"])
+    assert layout.keys == {"video": ("frames_2d",), "text": ("text",)}
+    assert layout.dims["video"] == 64
+    assert "missing ['frames_3d']" in caplog.text
+
+
+def test_a_modality_without_any_key_is_an_error(store_no3d: str) -> None:
+    store = open_store(store_no3d)
+    with pytest.raises(DataError, match=r"modality 'depth' needs key\(s\) \['depth_map'\].*"
+                                        r"has only \['audio', 'frames_2d', 'text'\]"):
+        assemble_modalities(store, {**KEYS, "depth": ("depth_map",)}, ["video", "depth"])
+    with pytest.raises(DataError, match="no entry in modality_keys"):
+        assemble_modalities(store, KEYS, ["depth"])
+
+
+def test_views_check(store_1view: str, store_2views: str) -> None:
+    with pytest.raises(DataError, match="1 view per sample.*at least 2"):
+        check_views(open_store(store_1view), needs_views=True)
+    check_views(open_store(store_1view), needs_views=False)
+    check_views(open_store(store_2views), needs_views=True)
+
+
+@pytest.mark.parametrize("rows, batch, drop_last, expected", [
+    (10, 4, True, 2), (10, 4, False, 3), (9, 4, False, 2), (8, 4, False, 2), (3, 4, True, 1),
+])
+def test_steps_per_epoch(rows: int, batch: int, drop_last: bool, expected: int) -> None:
+    assert steps_per_epoch(rows, batch, drop_last) == expected
+
+
+def _sources(store_url: str, **kw) -> tuple[InMemoryFeatures, StreamedFeatures]:
+    store = open_store(store_url)
+    layout = assemble_modalities(store, KEYS, ["video", "audio", "text"])
+    out = []
+    for placement in ("memory", "stream"):
+        cfg = DataConfig(batch_size=kw.get("batch_size", 40), drop_last=kw.get("drop_last", False),
+                         placement=placement, chunk_rows=50, shuffle_chunks=2)
+        out.append(load_features(store, layout, ["train"], cfg, device=CPU,
+                                 pair_views=kw.get("pair_views", False)))
+    return out[0], out[1]
+
+
+def test_both_sources_serve_every_row_once_per_epoch(store_1view: str) -> None:
+    memory, stream = _sources(store_1view)
+    assert isinstance(memory, InMemoryFeatures) and isinstance(stream, StreamedFeatures)
+    reference = _sorted_rows(_rows(list(memory.ordered())))
+    assert len(reference) == 288
+    for source in (memory, stream):
+        batches = list(source.epoch(torch.Generator().manual_seed(0)))
+        assert len(batches) == len(source) == 8  # 7 full batches of 40 and one of 8
+        assert all(len(b["video"]) == 40 for b in batches[:-1])
+        assert {m: b.dtype for m, b in batches[0].items()} == dict.fromkeys(KEYS, torch.float32)
+        np.testing.assert_array_equal(_sorted_rows(_rows(batches)), reference)
+        # rows of one sample stay together across modalities
+        first = batches[0]
+        assert first["video"].shape[0] == first["audio"].shape[0] == first["text"].shape[0]
+    stream.close()
+
+
+def test_rows_stay_aligned_across_modalities(store_1view: str) -> None:
+    memory, stream = _sources(store_1view)
+    ordered = list(memory.ordered())
+    lookup = {tuple(v.tolist()): a.tolist() for b in ordered
+              for v, a in zip(b["video"], b["audio"])}
+    for source in (memory, stream):
+        batch = next(iter(source.epoch(torch.Generator().manual_seed(3))))
+        for v, a in zip(batch["video"], batch["audio"]):
+            assert lookup[tuple(v.tolist())] == a.tolist()
+    stream.close()
+
+
+def test_epochs_are_seeded_and_shuffled(store_1view: str) -> None:
+    memory, stream = _sources(store_1view, drop_last=True)
+    for source in (memory, stream):
+        a = _rows(list(source.epoch(torch.Generator().manual_seed(5))))
+        b = _rows(list(source.epoch(torch.Generator().manual_seed(5))))
+        c = _rows(list(source.epoch(torch.Generator().manual_seed(6))))
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+        assert len(a) == 7 * 40  # drop_last: full batches only
+    stream.close()
+
+
+def test_streamed_ordered_matches_in_memory_ordered(store_1view: str) -> None:
+    memory, stream = _sources(store_1view)
+    np.testing.assert_array_equal(_rows(list(stream.ordered())), _rows(list(memory.ordered())))
+    stream.close()
+
+
+def test_two_distinct_views_per_row(store_2views: str) -> None:
+    memory, stream = _sources(store_2views, pair_views=True)
+    store = open_store(store_2views)
+    both = store.read("audio", store.positions("train")).astype(np.float32)  # [n, 2, 32]
+    clean, augmented = {tuple(r) for r in both[:, 0]}, {tuple(r) for r in both[:, 1]}
+    for source in (memory, stream):
+        batch = next(iter(source.epoch(torch.Generator().manual_seed(0))))
+        assert batch["audio"].shape == (40, 2, 32)
+        kinds = {(tuple(r[0].tolist()) in clean, tuple(r[1].tolist()) in augmented)
+                 for r in batch["audio"]}
+        assert kinds == {(True, True), (False, False)}  # (0, 1) or (1, 0), never a view twice
+    stream.close()
+
+
+def test_pick_two_views_without_generator_takes_views_0_and_1() -> None:
+    x = torch.arange(2 * 3 * 1, dtype=torch.float32).reshape(2, 3, 1)
+    assert torch.equal(pick_two_views(x, None), x[:, :2])
+    picked = pick_two_views(x, torch.Generator().manual_seed(0))
+    assert (picked[:, 0] != picked[:, 1]).all()
+
+
+def test_auto_placement_and_empty_splits(store_1view: str) -> None:
+    store = open_store(store_1view)
+    layout = assemble_modalities(store, KEYS, ["audio"])
+    auto = load_features(store, layout, ["train"], DataConfig(batch_size=16), device=CPU,
+                         pair_views=False)
+    assert isinstance(auto, InMemoryFeatures) and auto.tensors["audio"].dtype == torch.float32
+    assert load_features(store, layout, ["test"], DataConfig(), device=CPU,
+                         pair_views=False) is None
+    assert fits_in_memory(1000, CPU, 0.5)
+    assert not fits_in_memory(1 << 60, CPU, 0.5)

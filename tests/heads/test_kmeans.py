@@ -1,0 +1,112 @@
+"""Cosine k-means: recovers clusters, seeds reproducibly, warm-starts, resumes from its state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from heads.kmeans import CosineKMeans, FeatureQueue, OnlineClustering, occupancy
+
+
+def _blobs(n_per: int = 30, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three tight groups around orthogonal directions (norms vary: cosine must ignore them)."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.eye(3) * 5
+    x = torch.cat([c + 0.3 * torch.randn(n_per, 3, generator=g) for c in centers])
+    scale = 0.5 + torch.rand(len(x), 1, generator=g) * 3
+    return x * scale, torch.arange(3).repeat_interleave(n_per)
+
+
+def test_fit_recovers_well_separated_clusters() -> None:
+    x, truth = _blobs()
+    labels = CosineKMeans(3, seed=0).fit(x)
+    # Each true group lands in exactly one cluster, and the clusters differ between groups.
+    mapping = {int(t): set(labels[truth == t].tolist()) for t in range(3)}
+    assert all(len(v) == 1 for v in mapping.values())
+    assert len(set.union(*mapping.values())) == 3
+
+
+def test_centroids_are_unit_norm_and_seeding_is_reproducible() -> None:
+    x, _ = _blobs()
+    a, b = CosineKMeans(3, seed=7), CosineKMeans(3, seed=7)
+    a.fit(x)
+    b.fit(x)
+    assert torch.equal(a.centroids, b.centroids)
+    assert torch.allclose(a.centroids.norm(dim=1), torch.ones(3), atol=1e-6)
+
+
+def test_warm_start_continues_from_previous_centroids() -> None:
+    x, _ = _blobs()
+    km = CosineKMeans(3, iterations=50, seed=0)
+    km.fit(x)
+    before = km.centroids.clone()
+    km.iterations = 1
+    km.fit(x)  # converged centroids are a fixed point of one more Lloyd step
+    assert torch.allclose(km.centroids, before, atol=1e-6)
+    shifted = x + 0.05 * torch.randn_like(x)
+    km.fit(shifted)
+    assert torch.allclose(km.centroids, before, atol=0.05)  # stays near, not re-seeded
+
+
+def test_empty_clusters_are_refilled_without_nan() -> None:
+    x = torch.tensor([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 5)
+    km = CosineKMeans(3, seed=0)
+    km.fit(x)
+    assert torch.isfinite(km.centroids).all()
+    assert km.predict(x).shape == (10,)
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match="clusters"):
+        CosineKMeans(0)
+    with pytest.raises(ValueError, match=r"\[N >= 4, K\].*\(3, 2\)"):
+        CosineKMeans(4).fit(torch.randn(3, 2))
+    with pytest.raises(RuntimeError, match="before any fit"):
+        CosineKMeans(2).predict(torch.randn(3, 2))
+    km = CosineKMeans(2)
+    km.fit(torch.randn(5, 2))
+    with pytest.raises(ValueError, match="do not match centroids"):
+        km.fit(torch.randn(5, 3))
+
+
+def test_queue_is_fifo_of_the_last_batches() -> None:
+    q = FeatureQueue(2)
+    for i in range(4):
+        q.push(torch.full((2, 1), float(i)))
+    out = q.with_batch(torch.full((2, 1), 9.0))
+    assert out.squeeze(1).tolist() == [2, 2, 3, 3, 9, 9]
+    empty = FeatureQueue(0)
+    empty.push(torch.ones(2, 1))
+    assert len(empty) == 0
+
+
+def test_online_clustering_assigns_the_batch_and_resumes_exactly() -> None:
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(16, 4, generator=g) for _ in range(6)]
+    straight = OnlineClustering(3, queue_batches=2, iterations=3, seed=1)
+    outs = [straight.step(b) for b in batches]
+    assert outs[0][1].shape == (16,)
+    assert len(straight.queue) == 2
+
+    first = OnlineClustering(3, queue_batches=2, iterations=3, seed=1)
+    for b in batches[:3]:
+        first.step(b)
+    resumed = OnlineClustering(3, queue_batches=2, iterations=3, seed=99)
+    resumed.load_state_dict(first.state_dict())
+    for b, (centroids, labels) in zip(batches[3:], outs[3:]):
+        c, lab = resumed.step(b)
+        assert torch.equal(c, centroids) and torch.equal(lab, labels)
+
+
+def test_labels_agree_with_nearest_centroid() -> None:
+    x, _ = _blobs(seed=3)
+    km = CosineKMeans(3)
+    labels = km.fit(x)
+    sims = F.normalize(x, dim=1) @ km.centroids.T
+    assert torch.equal(labels, sims.argmax(dim=1))
+
+
+def test_occupancy_is_a_distribution_over_clusters() -> None:
+    occ = occupancy(torch.tensor([0, 0, 2, 2, 2, 1]), 4)
+    assert occ.tolist() == pytest.approx([2 / 6, 1 / 6, 3 / 6, 0.0])
