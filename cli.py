@@ -279,6 +279,52 @@ def extract_cmd(
         raise _fail(str(err)) from None
 
 
+def _parse_sets(values: list[str]) -> dict[str, object]:
+    """``--set key.sub=value`` pairs; values are parsed as YAML scalars (numbers, bools, lists)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in _parse_pairs(values, "--set").items()}
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    store: Annotated[str, typer.Option(help="The feature store (folder or fsspec URL).")],
+    out: Annotated[Path, typer.Option(help="The run folder to create (or resume).")],
+    objective: Annotated[str, typer.Option(
+        help="conclugen | conclu | congen | multi_cont | generative | instance_cont")
+    ] = "conclugen",
+    modalities: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of video,audio,text (the paper's ablations).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="A preset of manifests/pretrain.yaml, e.g. 'cpu' (small, fast).")] = None,
+    config: Annotated[Path | None, typer.Option(help="A YAML config layered on top.")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="KEY=VALUE config override, e.g. --set optim.lr=1e-4; repeatable.")
+    ] = [],  # noqa: B006 - Typer needs a literal default
+    epochs: Annotated[int | None, typer.Option(help="Total epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the config's).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Pretrain the ConCluGen heads on a feature store with one self-supervised objective."""
+    from heads.train import NonFiniteLossError, run_pretrain
+
+    try:
+        run = run_pretrain(store, objective, out, config=config, overrides=_parse_sets(set_),
+                           modalities=_split_list(modalities), preset=preset, device=device,
+                           resume=resume, seed=seed, epochs=epochs, progress=True)
+    # ValueError covers the typed errors: ConfigError, DataError, CheckpointError, StoreError.
+    except (ValueError, NonFiniteLossError) as err:
+        raise _fail(str(err)) from None
+    console.print(f"[bold green]run complete[/]: {run}  (config.yaml, metrics.jsonl, "
+                  "checkpoints/last.pt)")
+
+
 def main() -> None:
     app()
 

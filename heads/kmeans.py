@@ -170,16 +170,22 @@ class OnlineClustering:
         self.kmeans = CosineKMeans(clusters, iterations=iterations, seed=seed)
         self.queue = FeatureQueue(queue_batches)
 
-    def step(self, fused: Tensor) -> tuple[Tensor, Tensor]:
+    def step(self, fused: Tensor) -> tuple[Tensor, Tensor] | None:
         """Refine the centroids on queue + batch, assign the batch, then enqueue it.
 
         Args:
             fused: [N, K] the batch's modality-mean clustering-head outputs.
 
         Returns:
-            centroids [C, K] (unit norm, no gradient) and the batch's assignments [N] int64.
+            centroids [C, K] (unit norm, no gradient) and the batch's assignments [N] int64;
+            None while queue + batch still hold fewer points than clusters (tiny datasets:
+            the batch is queued and the clustering loss waits for the next step).
         """
-        labels = self.kmeans.fit(self.queue.with_batch(fused))
+        points = self.queue.with_batch(fused)
+        if self.kmeans.centroids is None and points.shape[0] < self.kmeans.clusters:
+            self.queue.push(fused)
+            return None
+        labels = self.kmeans.fit(points)
         self.queue.push(fused)
         assert self.kmeans.centroids is not None
         return self.kmeans.centroids, labels[-fused.shape[0]:]

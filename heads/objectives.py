@@ -167,7 +167,10 @@ class Objective:
         logits = {m: g.float() for m, g in out.cluster_logits.items()}
         fused = torch.stack(list(logits.values())).mean(dim=0)
         if train:
-            centroids, labels = self.clustering.step(fused)
+            fitted = self.clustering.step(fused)
+            if fitted is None:  # fewer points than clusters so far (a tiny dataset)
+                return {}
+            centroids, labels = fitted
         elif self.clustering.kmeans.centroids is not None:
             centroids, labels = self.clustering.kmeans.centroids, \
                 self.clustering.kmeans.predict(fused)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,8 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
     with timer("load"):
         models = load_models(cfg, policy, device)
     kept, feats, failures = extract_clips(rows, cfg, models, policy, timer)
-    with timer("write"), tempfile.TemporaryDirectory() as scratch:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
         result = store_mod.write_shard(
             loc, k, store_id=store_id, sample_ids=[r["sample_id"] for r in kept],
             features=feats, index=_index_table(kept, multilabel),
@@ -188,6 +190,8 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
                   "timings": dict(timer.seconds), "host": socket.gethostname(),
                   "worker": _worker_name(),
                   "device": device, "clips": len(rows)})
+    # The shard's own write time cannot be inside the shard; it travels back with the result.
+    result.info["timings"]["write"] = time.perf_counter() - started
     return result
 
 
@@ -340,6 +344,8 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
     log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         resources = {"GPU": 1} if device == "cuda" else None
+        if resources:
+            _check_gpu_workers(client)
         futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
                                  device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
                                  resources=resources, pure=False): k for k in todo}
@@ -357,6 +363,15 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
         client.close()
         if client.cluster is not None:
             client.cluster.close()
+
+
+def _check_gpu_workers(client: Any) -> None:
+    """GPU tasks carry a Dask resource; workers that do not advertise it would never run them."""
+    client.wait_for_workers(1, timeout=300)
+    workers = client.scheduler_info()["workers"].values()
+    if not any(w.get("resources", {}).get("GPU") for w in workers):
+        raise ValueError("--device cuda, but no Dask worker advertises a GPU: start workers "
+                         "with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
 
 
 def _modalities(identity: dict[str, Any], shards: Sequence[store_mod.ShardResult],

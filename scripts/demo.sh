@@ -12,3 +12,10 @@ clips="${DEMO_CLIPS:-48}"
 
 [ -d "$out/meld-raw" ] || cli sample-data "$out/meld-raw" --dataset meld --clips "$clips" --seed 0
 cli scan --dataset meld --root "$out/meld-raw" --out "$out/meld-samples.parquet"
+# Random-weight backbones: no weights can be downloaded here; the store records it.
+cli extract --dataset meld --root "$out/meld-raw" --out "$out/meld-store" --weights random \
+    --shard-size 12 --device cpu
+# The heads: the paper's full objective, laptop-sized (`--preset cpu`); drop the preset on a GPU.
+[ -f "$out/run-conclugen/checkpoints/last.pt" ] || \
+  cli pretrain --store "$out/meld-store" --out "$out/run-conclugen" --objective conclugen \
+      --preset cpu --epochs 30 --device cpu

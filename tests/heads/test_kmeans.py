@@ -110,3 +110,14 @@ def test_labels_agree_with_nearest_centroid() -> None:
 def test_occupancy_is_a_distribution_over_clusters() -> None:
     occ = occupancy(torch.tensor([0, 0, 2, 2, 2, 1]), 4)
     assert occ.tolist() == pytest.approx([2 / 6, 1 / 6, 3 / 6, 0.0])
+
+
+def test_online_clustering_waits_until_it_has_as_many_points_as_clusters() -> None:
+    online = OnlineClustering(8, queue_batches=2)
+    batch = F.normalize(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    assert online.step(batch) is None       # 3 points, 8 clusters: queued, nothing fitted
+    assert online.step(batch + 0.01) is None  # 6 points
+    fitted = online.step(batch - 0.01)      # 9 points
+    assert fitted is not None
+    centroids, labels = fitted
+    assert centroids.shape == (8, 4) and labels.shape == (3,)
