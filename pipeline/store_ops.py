@@ -1,0 +1,409 @@
+"""Operations on whole feature stores, for teams that share them: info, verify, diff, merge.
+
+Each returns plain data (dataclasses of builtins, JSON-able with :func:`dataclasses.asdict`)
+that the command line renders; none prints. Stores are given as URLs (any fsspec URL; the
+credentials come from the environment or ``storage_options``) or as open
+:class:`~pipeline.store.FeatureStore` objects. URLs in results and messages are redacted
+(:func:`~pipeline.store.redact_url`).
+
+- :func:`store_info`: what a store holds and how it was made.
+- :func:`verify_store`: recompute every checksum and cross-check store.json, index, failures and
+  shards, reading features in chunks; a report of precise problems (empty when sound).
+- :func:`diff_stores`: provenance differences, a comparability verdict, sample-set overlap.
+- :func:`merge_stores`: combine stores of one configuration (say, splits extracted by different
+  teams) into a new store, refusing other configurations and overlapping samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.failures import FAILURE_SCHEMA
+from pipeline.store import (SHARD_DIR, FeatureStore, Location, ShardResult, StoreError,
+                            dictionary_codes, finalize, group_by_code, open_store, read_parquet,
+                            shard_name, table_to_bytes)
+from pipeline.store_verify import Problem, VerifyReport, verify_store
+
+log = logging.getLogger(__name__)
+
+StoreRef = str | Path | FeatureStore
+ABSENT = "<absent>"
+"""Stands for a field one store of a diff does not have (None is a value a field can hold)."""
+FEATURE_SECTIONS = ("format", "identity", "dataset", "modalities", "views", "extraction")
+"""Top-level store.json fields that determine feature values: any difference there means the
+features of two stores cannot be mixed, even when their store_id agrees (say, "default" weights
+that resolved to different checkpoints)."""
+NOT_PROVENANCE = ("store_id", "shards", "counts", "created", "timings", "merged_from")
+MODALITY_FIELDS = ("backbone", "weights", "weights_sha256", "dim", "dtype")
+EXAMPLES = 5
+
+__all__ = ["ABSENT", "Difference", "MergeResult", "ModalityInfo", "Problem", "StoreDiff",
+           "StoreInfo", "VerifyReport", "diff_stores", "merge_stores", "store_info",
+           "verify_store"]
+
+
+def _as_store(ref: StoreRef, storage_options: dict[str, Any] | None = None) -> FeatureStore:
+    return ref if isinstance(ref, FeatureStore) else open_store(
+        ref, storage_options=storage_options)
+
+
+def _value_counts(column: pa.ChunkedArray) -> dict[str, int]:
+    pairs = pc.value_counts(column).to_pylist()
+    return {str(p["values"]): int(p["counts"]) for p in sorted(pairs, key=lambda p: -p["counts"])}
+
+
+# ----------------------------------------------------------------------------------------- info
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    """One store key: how its features were made."""
+
+    key: str
+    backbone: str
+    weights: str
+    weights_sha256: str | None
+    random_weights: bool
+    dim: int
+    dtype: str
+    preprocessing: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What :func:`store_info` reports; ``counts[split][label name]`` counts samples (for
+    multi-label datasets: samples with that label), ``"unlabeled"`` counts label -1."""
+
+    url: str
+    store_id: str
+    format: str
+    created: str
+    dataset: str
+    manifest_sha256: str | None
+    label_names: list[str]
+    multilabel: bool
+    views: int
+    samples: int
+    failures: int
+    shards: int
+    size_bytes: int
+    counts: dict[str, dict[str, int]]
+    modalities: list[ModalityInfo]
+    failures_by_reason: dict[str, int]
+    software: dict[str, str]
+    timings: dict[str, float]
+    merged_from: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def random_weights(self) -> list[str]:
+        """Keys whose backbone had random weights: such features are for tests only."""
+        return [m.key for m in self.modalities if m.random_weights]
+
+
+def store_info(store: StoreRef, *, storage_options: dict[str, Any] | None = None) -> StoreInfo:
+    """Describe a store: dataset, counts per split and label, modalities and how they were
+    made, failures by reason, software, size on disk.
+
+    Raises:
+        StoreError: not a complete store.
+    """
+    fs = _as_store(store, storage_options)
+    m = fs.manifest
+    return StoreInfo(
+        url=fs.url, store_id=fs.store_id, format=str(m["format"]),
+        created=str(m.get("created", "")), dataset=fs.dataset,
+        manifest_sha256=m["dataset"].get("manifest_sha256"), label_names=list(fs.label_names),
+        multilabel=fs.multilabel, views=fs.views, samples=fs.index.num_rows,
+        failures=fs.failures.num_rows, shards=len(m.get("shards", [])),
+        size_bytes=fs.loc.size(), counts=_label_counts(fs),
+        modalities=[_modality_info(k, m["modalities"][k]) for k in fs.keys],
+        failures_by_reason=_value_counts(fs.failures.column("reason")),
+        software=dict(m.get("software", {})), timings=dict(m.get("timings", {})),
+        merged_from=list(m.get("merged_from", [])))
+
+
+def _modality_info(key: str, entry: dict[str, Any]) -> ModalityInfo:
+    return ModalityInfo(
+        key=key, backbone=str(entry.get("backbone")), weights=str(entry.get("weights")),
+        weights_sha256=entry.get("weights_sha256"), random_weights=entry.get("weights") == "random",
+        dim=int(entry["dim"]), dtype=str(entry.get("dtype", "float16")),
+        preprocessing={k: v for k, v in sorted(entry.items()) if k not in MODALITY_FIELDS})
+
+
+def _label_counts(fs: FeatureStore) -> dict[str, dict[str, int]]:
+    names = fs.label_names
+    counts: dict[str, dict[str, int]] = {}
+    if fs.multilabel:
+        for split in fs.splits:
+            positive = (fs.labels(fs.positions(split)) > 0.5).sum(axis=0)
+            counts[split] = {name: int(n) for name, n in zip(names, positive, strict=True)}
+        return counts
+    grouped = pa.table({"split": fs.index.column("split"), "label": fs.index.column("label")})
+    for row in grouped.group_by(["split", "label"]).aggregate([("split", "count")]).to_pylist():
+        label = row["label"]
+        name = "unlabeled" if label == -1 else (
+            names[label] if 0 <= label < len(names) else f"<invalid {label}>")
+        counts.setdefault(row["split"], {})[name] = int(row["split_count"])
+    rank = {name: i for i, name in enumerate([*names, "unlabeled"])}
+    return {split: dict(sorted(c.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+            for split, c in sorted(counts.items())}
+
+
+# ----------------------------------------------------------------------------------------- diff
+
+@dataclass(frozen=True)
+class Difference:
+    """One provenance field that differs: its dotted path and the two values."""
+
+    path: str
+    a: Any
+    b: Any
+
+
+@dataclass(frozen=True)
+class StoreDiff:
+    """What :func:`diff_stores` reports.
+
+    ``comparable``: same store_id and no difference in the feature-determining fields
+    (``blocking``); such stores can be merged and their features mixed. ``differences`` also
+    holds the rest (software versions, run options).
+    """
+
+    a: str
+    b: str
+    a_store_id: str
+    b_store_id: str
+    comparable: bool
+    reason: str
+    differences: list[Difference]
+    blocking: list[Difference]
+    samples_only_a: int
+    samples_only_b: int
+    samples_both: int
+    examples_only_a: list[str]
+    examples_only_b: list[str]
+    examples_both: list[str]
+    splits_a: dict[str, int]
+    splits_b: dict[str, int]
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}``; lists and empty dicts are leaves."""
+    if not isinstance(obj, dict) or not obj:
+        return {prefix: obj}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def provenance_differences(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    """Differences between two store.json contents, sorted by path.
+
+    ``identity`` repeats the top-level fields it was made from; an identity path is listed only
+    when its top-level twin is not, so a changed weight shows once.
+    """
+    def prov(m: dict[str, Any]) -> dict[str, Any]:
+        return flatten({k: v for k, v in m.items() if k not in NOT_PROVENANCE})
+
+    fa, fb = prov(a), prov(b)
+    diffs = {p: Difference(p, fa.get(p, ABSENT), fb.get(p, ABSENT))
+             for p in sorted(fa.keys() | fb.keys()) if fa.get(p, ABSENT) != fb.get(p, ABSENT)}
+    for path in [p for p in diffs if p.startswith("identity.")]:
+        if path.removeprefix("identity.") in diffs:
+            del diffs[path]
+    return list(diffs.values())
+
+
+def diff_stores(a: StoreRef, b: StoreRef) -> StoreDiff:
+    """Compare the provenance and the sample sets of two stores.
+
+    Raises:
+        StoreError: either is not a complete store.
+    """
+    sa, sb = _as_store(a), _as_store(b)
+    diffs = provenance_differences(sa.manifest, sb.manifest)
+    blocking = [d for d in diffs if d.path.split(".")[0] in FEATURE_SECTIONS]
+    if sa.store_id != sb.store_id:
+        reason = f"different store_id ({sa.store_id[:12]} vs {sb.store_id[:12]})"
+    elif blocking:
+        reason = "same store_id, but the features were made differently at " + ", ".join(
+            d.path for d in blocking)
+    else:
+        reason = "same store_id and feature provenance"
+    ids_a = sa.index.column("sample_id").combine_chunks()
+    ids_b = sb.index.column("sample_id").combine_chunks()
+    in_b = pc.is_in(ids_a, value_set=ids_b).to_numpy(zero_copy_only=False)
+    in_a = pc.is_in(ids_b, value_set=ids_a).to_numpy(zero_copy_only=False)
+    return StoreDiff(
+        a=sa.url, b=sb.url, a_store_id=sa.store_id, b_store_id=sb.store_id,
+        comparable=sa.store_id == sb.store_id and not blocking, reason=reason,
+        differences=diffs, blocking=blocking, samples_only_a=int((~in_b).sum()),
+        samples_only_b=int((~in_a).sum()), samples_both=int(in_b.sum()),
+        examples_only_a=_examples(ids_a, ~in_b), examples_only_b=_examples(ids_b, ~in_a),
+        examples_both=_examples(ids_a, in_b),
+        splits_a=_value_counts(sa.index.column("split")),
+        splits_b=_value_counts(sb.index.column("split")))
+
+
+def _examples(ids: pa.Array, mask: np.ndarray) -> list[str]:
+    return ids.take(pa.array(np.flatnonzero(mask)[:EXAMPLES], pa.int64())).to_pylist()
+
+
+# ---------------------------------------------------------------------------------------- merge
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What :func:`merge_stores` wrote."""
+
+    url: str
+    store_id: str
+    sources: list[str]
+    shards: int
+    samples: int
+    failures: int
+    dropped_failures: int
+    """Failure rows left out because another source extracted that sample."""
+
+
+def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
+                 storage_options: dict[str, Any] | None = None) -> MergeResult:
+    """Combine stores of one configuration into a new store at ``out`` (any filesystem).
+
+    The new store holds every source shard, copied (checksums checked on the way) and renumbered
+    ``shard-00000 ...`` in source order; a new index and failures table (failure rows of a
+    sample that another source extracted are dropped, repeated ones kept once); and a store.json
+    with the sources' provenance, summed counts and timings and a ``merged_from`` list (redacted
+    URLs, store ids, counts, software of each source).
+
+    Args:
+        sources: two or more stores (URLs or open stores).
+        out: the new store; must not exist or be empty.
+        storage_options: fsspec options of ``out``'s filesystem.
+
+    Raises:
+        StoreError: fewer than two sources; ``out`` not empty; sources of different
+            configurations (the differing fields are named); overlapping sample ids (a few are
+            named); a source shard whose bytes do not match its checksum.
+    """
+    stores = [_as_store(s) for s in sources]
+    if len(stores) < 2:
+        raise StoreError(f"merge needs at least two stores, got {len(stores)}")
+    dest = Location.parse(out, storage_options)
+    if dest.exists() and dest.fs.ls(dest.root):
+        raise StoreError(f"{dest.display} exists and is not empty; merge into a new location")
+    _check_mergeable(stores)
+    shards: list[ShardResult] = []
+    for store in stores:
+        log.info("merging %s (%d shards)", store.url, len(store.manifest["shards"]))
+        groups = _shard_tables(store)
+        for entry in store.manifest["shards"]:
+            part = groups.get(posixpath.basename(entry["path"]).removesuffix(".h5"))
+            shards.append(_copy_shard(store, entry, part, dest, len(shards)))
+    ids = pa.concat_arrays([s.index.column("sample_id").combine_chunks() for s in stores])
+    failures, dropped = _merged_failures(stores, ids)
+    manifest = finalize(dest, identity=stores[0].manifest["identity"], shards=shards,
+                        adapter_failures=failures, provenance=_merged_provenance(stores))
+    return MergeResult(url=dest.display, store_id=str(manifest["store_id"]),
+                       sources=[s.url for s in stores], shards=len(shards),
+                       samples=int(manifest["counts"]["samples"]),
+                       failures=int(manifest["counts"]["failures"]), dropped_failures=dropped)
+
+
+def _check_mergeable(stores: list[FeatureStore]) -> None:
+    first = stores[0]
+    for other in stores[1:]:
+        diff = diff_stores(first, other)
+        if not diff.comparable:
+            fields = "; ".join(f"{d.path}: {d.a!r} vs {d.b!r}" for d in diff.blocking[:10])
+            raise StoreError(f"cannot merge {other.url} with {first.url}: {diff.reason}"
+                             + (f" ({fields})" if fields else ""))
+        if diff.differences:
+            log.warning("%s and %s differ in %s (kept per source in merged_from)", first.url,
+                        other.url, ", ".join(d.path for d in diff.differences))
+    ids = pa.chunked_array([s.index.column("sample_id") for s in stores])
+    counts = pc.value_counts(ids)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    if len(repeated):
+        raise StoreError(f"the stores overlap in {len(repeated)} sample_ids (e.g. "
+                         f"{repeated[:EXAMPLES].to_pylist()}); merge stores of disjoint samples")
+
+
+def _shard_tables(store: FeatureStore) -> dict[str, pa.Table]:
+    """Per shard name, its index rows in row order, without the ``shard``/``row`` columns."""
+    ordered = store.index.sort_by([("shard", "ascending"), ("row", "ascending")])
+    rows = ordered.column("row").to_numpy()
+    codes, names = dictionary_codes(ordered.column("shard"))
+    out = {}
+    for code, sel in group_by_code(codes):
+        part = ordered.slice(int(sel[0]), len(sel))
+        if not np.array_equal(rows[sel], np.arange(len(sel))):
+            raise StoreError(f"{store.url}/index.parquet: the rows of {names[code]} are not "
+                             f"0..{len(sel) - 1}; run `cli store verify` on it")
+        out[names[code]] = part.drop_columns(["shard", "row"])
+    return out
+
+
+def _copy_shard(store: FeatureStore, entry: dict[str, Any], part: pa.Table | None,
+                dest: Location, k: int) -> ShardResult:
+    src, name = store.loc.path(entry["path"]), shard_name(k)
+    sidecar = str(entry["path"]).removesuffix(".h5") + ".failures.parquet"
+    index = part if part is not None else store.index.schema.empty_table().drop_columns(
+        ["shard", "row"])
+    if index.num_rows != int(entry["rows"]):
+        raise StoreError(f"{store.url}/{entry['path']}: store.json says {entry['rows']} rows, "
+                         f"the index has {index.num_rows}; run `cli store verify` on it")
+    failures = (read_parquet(store.loc, sidecar) if store.loc.exists(sidecar)
+                else FAILURE_SCHEMA.empty_table())
+    dest.write_atomic(table_to_bytes(index), SHARD_DIR, name + ".index.parquet")
+    dest.write_atomic(table_to_bytes(failures), SHARD_DIR, name + ".failures.parquet")
+    digest = dest.copy_atomic(store.loc.fs, src, SHARD_DIR, name + ".h5")
+    if digest != entry["sha256"]:
+        dest.fs.rm(dest.path(SHARD_DIR, name + ".h5"))
+        raise StoreError(f"{store.url}/{entry['path']}: checksum mismatch (store.json "
+                         f"{entry['sha256'][:12]}, file {digest[:12]}); run `cli store verify`")
+    # Failures are merged store-wide (see _merged_failures); the sidecar keeps the shard's own.
+    return ShardResult(name, index.num_rows, digest, index, FAILURE_SCHEMA.empty_table())
+
+
+def _merged_failures(stores: list[FeatureStore], extracted: pa.Array) -> tuple[pa.Table, int]:
+    """All sources' failure rows, minus samples extracted by a source, each sample once."""
+    table = pa.concat_tables([s.failures.cast(FAILURE_SCHEMA) for s in stores])
+    kept = table.filter(pc.invert(pc.is_in(table.column("sample_id"), value_set=extracted)))
+    first = (kept.append_column("_pos", pa.array(np.arange(kept.num_rows), pa.int64()))
+             .group_by("sample_id").aggregate([("_pos", "min")]).column("_pos_min"))
+    unique = kept.take(np.sort(first.to_numpy()))  # the first row of each sample, in order
+    dropped = table.num_rows - unique.num_rows
+    if dropped:
+        log.info("%d failure rows dropped: sample extracted by another source, or repeated",
+                 dropped)
+    return unique, dropped
+
+
+def _merged_provenance(stores: list[FeatureStore]) -> dict[str, Any]:
+    first = stores[0].manifest
+    skip = ("format", "store_id", "identity", "shards", "counts", "created", "merged_from")
+    timings: dict[str, float] = {}
+    for store in stores:
+        for stage, seconds in store.manifest.get("timings", {}).items():
+            timings[stage] = round(timings.get(stage, 0.0) + float(seconds), 3)
+    return {**{k: v for k, v in first.items() if k not in skip}, "timings": timings,
+            "merged_from": [_source_entry(s) for s in stores]}
+
+
+def _source_entry(store: FeatureStore) -> dict[str, Any]:
+    m = store.manifest
+    entry = {"url": store.url, "store_id": store.store_id, "created": m.get("created"),
+             "counts": m.get("counts"), "shards": len(m.get("shards", [])),
+             "software": m.get("software"), "options": m.get("options")}
+    if "merged_from" in m:
+        entry["merged_from"] = m["merged_from"]
+    return entry

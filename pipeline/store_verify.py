@@ -1,0 +1,413 @@
+"""``store verify``: is a feature store exactly what its ``store.json`` says it is?
+
+Recomputes every shard's sha256 and cross-checks store.json, ``index.parquet``,
+``failures.parquet`` and each shard: the store_id is the sha256 of the identity; counts agree;
+sample ids are unique and each shard's ``sample_id`` dataset matches its index rows in row order;
+every index row points to an existing shard row; datasets have the declared shape and dtype; no
+NaN or Inf (read in chunks of rows, so a store of any size fits in memory); the failures table
+has its schema and closed sets; no sample is both extracted and failed.
+
+A remote shard is downloaded once, into a temporary file, while its checksum is computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import posixpath
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.failures import FAILURE_SCHEMA, Reason, Stage
+from pipeline.store import (COPY_BLOCK_SIZE, FORMAT, SHARD_DIR, Location, dictionary_codes,
+                            group_by_code, read_parquet, store_id_of)
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SHOWN = 5
+"""Problems of one kind listed one by one; the rest are counted in one more line."""
+H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
+"""What h5py raises on a damaged file (it maps HDF5 library errors onto these)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way the store differs from what it declares.
+
+    ``file`` is relative to the store root; ``where`` the row, dataset or field.
+    """
+
+    file: str
+    where: str
+    message: str
+    expected: Any = None
+    found: Any = None
+
+    def __str__(self) -> str:
+        place = f"{self.file} [{self.where}]" if self.where else self.file
+        detail = (f" (expected {self.expected}, found {self.found})"
+                  if self.expected is not None or self.found is not None else "")
+        return f"{place}: {self.message}{detail}"
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_store` found; the store is sound when ``problems`` is empty.
+
+    ``notes`` are harmless findings (leftover temporary files, undeclared datasets).
+    """
+
+    url: str
+    store_id: str | None = None
+    shards: int = 0
+    rows: int = 0
+    bytes_hashed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_store(url: str | Path, *, storage_options: dict[str, Any] | None = None,
+                 chunk_rows: int = 4096) -> VerifyReport:
+    """Check a store against its own declarations (see the module docstring).
+
+    Args:
+        url: the store (folder or fsspec URL); it need not be complete to be reported on.
+        storage_options: fsspec options (credentials, endpoint).
+        chunk_rows: rows of one dataset read at a time when scanning for NaN and Inf.
+
+    Returns:
+        The report; the CLI exits 1 when it holds problems.
+    """
+    loc = Location.parse(url, storage_options)
+    verifier = _Verifier(loc, chunk_rows)
+    verifier.run()
+    report = verifier.report
+    log.info("%s: %d shards, %d rows, %.1f MB hashed, %d problems", report.url, report.shards,
+             report.rows, report.bytes_hashed / 1e6, len(report.problems))
+    return report
+
+
+class _Verifier:
+    def __init__(self, loc: Location, chunk_rows: int) -> None:
+        self.loc, self.chunk_rows = loc, chunk_rows
+        self.report = VerifyReport(loc.display)
+
+    def problem(self, file: str, where: str, message: str, expected: Any = None,
+                found: Any = None) -> None:
+        self.report.problems.append(Problem(file, where, message, expected, found))
+
+    def problems(self, file: str, items: list[tuple[str, str]], kind: str,
+                 total: int | None = None) -> None:
+        """One problem per ``(where, message)`` for the first few, then a count of the rest."""
+        for where, message in items[:SHOWN]:
+            self.problem(file, where, message)
+        rest = (len(items) if total is None else total) - SHOWN
+        if rest > 0:
+            self.problem(file, "", f"{rest} more {kind}")
+
+    def run(self) -> None:
+        manifest = self.manifest()
+        if manifest is None:
+            return
+        index, failures = self.table("index.parquet"), self.table("failures.parquet")
+        groups: dict[str, pa.Table] = {}
+        if index is not None and self.check_index(index, manifest):
+            groups = self.index_by_shard(index, manifest)
+        if failures is not None:
+            self.check_failures(failures, index)
+        self.check_counts(manifest, index, failures)
+        for entry in manifest.get("shards", []):
+            name = posixpath.basename(entry["path"]).removesuffix(".h5")
+            self.check_shard(entry, manifest, groups.get(name))
+        self.note_leftovers(manifest)
+
+    # ------------------------------------------------------------------- store.json and tables
+
+    def manifest(self) -> dict[str, Any] | None:
+        if not self.loc.exists("store.json"):
+            self.problem("store.json", "", "missing: the store is incomplete or not a store")
+            return None
+        try:
+            manifest = json.loads(self.loc.read_bytes("store.json"))
+        except ValueError as err:
+            self.problem("store.json", "", f"not valid JSON: {err}")
+            return None
+        self.report.store_id = manifest.get("store_id")
+        if manifest.get("format") != FORMAT:
+            self.problem("store.json", "format", "unknown format", FORMAT, manifest.get("format"))
+        if "identity" not in manifest:
+            self.problem("store.json", "identity", "missing")
+        elif store_id_of(manifest["identity"]) != manifest.get("store_id"):
+            self.problem("store.json", "store_id", "is not the sha256 of the identity",
+                         store_id_of(manifest["identity"]), manifest.get("store_id"))
+        return manifest
+
+    def table(self, name: str) -> pa.Table | None:
+        if not self.loc.exists(name):
+            self.problem(name, "", "missing")
+            return None
+        try:
+            return read_parquet(self.loc, name)
+        except (OSError, pa.ArrowException) as err:
+            self.problem(name, "", f"not a readable Parquet file: {err}")
+            return None
+
+    def check_index(self, index: pa.Table, manifest: dict[str, Any]) -> bool:
+        """Columns, types, unique ids, splits, labels; True when shard/row can be used."""
+        label = ("labels", pa.types.is_list) if manifest["dataset"].get("multilabel") else (
+            "label", pa.types.is_integer)
+        usable = True
+        for name, is_type in [("sample_id", pa.types.is_string), ("split", pa.types.is_string),
+                              ("shard", pa.types.is_string), ("row", pa.types.is_integer), label]:
+            if name not in index.column_names:
+                self.problem("index.parquet", f"column {name}", "missing")
+                usable = False
+            elif not is_type(index.schema.field(name).type):
+                self.problem("index.parquet", f"column {name}", "wrong type",
+                             is_type.__name__.removeprefix("is_"), index.schema.field(name).type)
+                usable = False
+            elif index.column(name).null_count:
+                self.problem("index.parquet", f"column {name}",
+                             f"{index.column(name).null_count} null values")
+                usable = False
+        if not usable:
+            return False
+        self.check_unique(index)
+        splits = pc.value_counts(index.column("split")).to_pylist()
+        for other in [s for s in splits if s["values"] not in SPLITS]:
+            self.problem("index.parquet", "column split", f"{other['counts']} rows of an unknown "
+                         "split", f"one of {list(SPLITS)}", repr(other["values"]))
+        n_labels = len(manifest["dataset"].get("labels", []))
+        if manifest["dataset"].get("multilabel"):
+            lengths = pc.list_value_length(index.column("labels")).to_numpy()
+            bad = np.flatnonzero(lengths != n_labels)
+            if len(bad):
+                self.problem("index.parquet", f"column labels, row {bad[0]}",
+                             f"{len(bad)} rows with another number of labels", n_labels,
+                             int(lengths[bad[0]]))
+        else:
+            self.check_labels(index.column("label"), n_labels)
+        return True
+
+    def check_unique(self, index: pa.Table) -> None:
+        ids = index.column("sample_id")
+        counts = pc.value_counts(ids)
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+        items = []
+        for value, n in zip(repeated.field("values").to_pylist()[:SHOWN],
+                            repeated.field("counts").to_pylist(), strict=False):
+            rows = np.flatnonzero(pc.equal(ids, value).to_numpy(zero_copy_only=False))
+            items.append((f"sample_id {value!r}", f"appears {n} times (rows {rows.tolist()})"))
+        self.problems("index.parquet", items, "repeated sample_ids", total=len(repeated))
+
+    def check_labels(self, labels: pa.ChunkedArray, n_labels: int) -> None:
+        values = labels.to_numpy()
+        bad = np.flatnonzero((values < -1) | (values >= n_labels))
+        if len(bad):
+            self.problem("index.parquet", f"column label, row {bad[0]}",
+                         f"{len(bad)} labels out of range", f"-1..{n_labels - 1}",
+                         int(values[bad[0]]))
+
+    def check_failures(self, failures: pa.Table, index: pa.Table | None) -> None:
+        found = {f.name: f.type for f in failures.schema}
+        for f in FAILURE_SCHEMA:
+            if found.get(f.name) != f.type:
+                self.problem("failures.parquet", f"column {f.name}", "schema", f.type,
+                             found.get(f.name, "missing"))
+        for extra in sorted(set(found) - set(FAILURE_SCHEMA.names)):
+            self.problem("failures.parquet", f"column {extra}", "not in the schema")
+        if set(FAILURE_SCHEMA.names) - set(found):
+            return
+        for column, closed in (("reason", Reason), ("stage", Stage)):
+            for v in pc.unique(failures.column(column)).to_pylist():
+                if v not in {str(c) for c in closed}:
+                    self.problem("failures.parquet", f"column {column}", f"unknown {column}",
+                                 f"one of {[str(c) for c in closed]}", repr(v))
+        ids = failures.column("sample_id")
+        counts = pc.value_counts(ids)
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+        if len(repeated):
+            self.problem("failures.parquet", "column sample_id", f"{len(repeated)} samples "
+                         f"failed more than once, e.g. {repeated[:SHOWN].to_pylist()}")
+        if index is not None and "sample_id" in index.column_names:
+            both = pc.filter(ids, pc.is_in(ids, value_set=index.column("sample_id")
+                                           .combine_chunks()))
+            if len(both):
+                self.problem("failures.parquet", "column sample_id", f"{len(both)} samples are "
+                             f"also in index.parquet, e.g. {both[:SHOWN].to_pylist()}")
+
+    def check_counts(self, manifest: dict[str, Any], index: pa.Table | None,
+                     failures: pa.Table | None) -> None:
+        counts = manifest.get("counts", {})
+        declared = sum(int(e["rows"]) for e in manifest.get("shards", []))
+        if index is not None:
+            if counts.get("samples") != index.num_rows:
+                self.problem("store.json", "counts.samples", "does not match index.parquet",
+                             index.num_rows, counts.get("samples"))
+            if declared != index.num_rows:
+                self.problem("store.json", "shards[].rows", "sum does not match index.parquet",
+                             index.num_rows, declared)
+            if "split" in index.column_names:
+                splits = {d["values"]: d["counts"]
+                          for d in pc.value_counts(index.column("split")).to_pylist()}
+                if counts.get("splits") != splits:
+                    self.problem("store.json", "counts.splits", "do not match index.parquet",
+                                 splits, counts.get("splits"))
+        if failures is not None and counts.get("failures") != failures.num_rows:
+            self.problem("store.json", "counts.failures", "does not match failures.parquet",
+                         failures.num_rows, counts.get("failures"))
+
+    def index_by_shard(self, index: pa.Table, manifest: dict[str, Any]) -> dict[str, pa.Table]:
+        """Per shard, its index rows sorted by ``row``, with their ``position`` in the index."""
+        listed = {posixpath.basename(e["path"]).removesuffix(".h5")
+                  for e in manifest.get("shards", [])}
+        table = index.select(["sample_id", "shard", "row"]).append_column(
+            "position", pa.array(np.arange(index.num_rows), pa.int64()))
+        ordered = table.sort_by([("shard", "ascending"), ("row", "ascending")])
+        codes, names = dictionary_codes(ordered.column("shard"))
+        groups = {}
+        for code, sel in group_by_code(codes):
+            part = ordered.slice(int(sel[0]), len(sel))
+            if names[code] in listed:
+                groups[names[code]] = part
+            else:
+                self.problem("index.parquet", f"row {part.column('position')[0]}",
+                             f"{len(sel)} rows point to shard {names[code]!r}, which store.json "
+                             "does not list")
+        return groups
+
+    # ------------------------------------------------------------------------------- shards
+
+    def check_shard(self, entry: dict[str, Any], manifest: dict[str, Any],
+                    part: pa.Table | None) -> None:
+        rel = str(entry["path"])
+        pointing = f"; {part.num_rows} index rows point to it" if part is not None else ""
+        if not self.loc.exists(rel):
+            self.problem(rel, "", f"missing{pointing}", f"a shard of {entry['rows']} rows",
+                         "no file")
+            return
+        self.report.shards += 1
+        with self.local_copy(rel) as (path, digest, size):
+            self.report.bytes_hashed += size
+            if digest != entry.get("sha256"):
+                self.problem(rel, "", "checksum mismatch: the file changed after it was written",
+                             entry.get("sha256"), digest)
+            try:
+                with h5py.File(path, "r") as h5:
+                    self.check_h5(rel, h5, entry, manifest, part)
+            except H5_ERRORS as err:
+                self.problem(rel, "", f"not a readable HDF5 shard: {err}")
+
+    @contextlib.contextmanager
+    def local_copy(self, rel: str) -> Iterator[tuple[str, str, int]]:
+        """``(local path, sha256, bytes)``; a remote file is downloaded once while hashed."""
+        digest, size = hashlib.sha256(), 0
+        with self.loc.fs.open(self.loc.path(rel), "rb") as src, contextlib.ExitStack() as stack:
+            dst = None
+            if not self.loc.is_local:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "shard.h5"
+                dst = stack.enter_context(tmp.open("wb"))
+            while chunk := src.read(COPY_BLOCK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+                if dst is not None:
+                    dst.write(chunk)
+            if dst is not None:
+                dst.close()
+            yield (self.loc.path(rel) if dst is None else str(tmp)), digest.hexdigest(), size
+
+    def check_h5(self, rel: str, h5: h5py.File, entry: dict[str, Any],
+                 manifest: dict[str, Any], part: pa.Table | None) -> None:
+        rows = int(entry["rows"])
+        if h5.attrs.get("store_id") != manifest.get("store_id"):
+            self.problem(rel, "attribute store_id", "another configuration's shard",
+                         manifest.get("store_id"), h5.attrs.get("store_id"))
+        if "sample_id" not in h5:
+            self.problem(rel, "dataset sample_id", "missing")
+            return
+        ids = h5["sample_id"].asstr()[:]
+        if len(ids) != rows:
+            self.problem(rel, "dataset sample_id", "row count differs from store.json", rows,
+                         len(ids))
+        self.check_shard_ids(rel, ids, part)
+        for key, meta in sorted(manifest.get("modalities", {}).items()):
+            self.check_dataset(rel, h5, key, meta, (len(ids), int(manifest["views"])), ids)
+        for extra in sorted(set(h5) - set(manifest.get("modalities", {})) - {"sample_id"}):
+            self.report.notes.append(f"{rel}: dataset {extra!r} is not declared in store.json")
+        self.report.rows += len(ids)
+
+    def check_shard_ids(self, rel: str, ids: np.ndarray, part: pa.Table | None) -> None:
+        """The shard's ids in row order against the index rows that point into it."""
+        rows = part.column("row").to_numpy() if part is not None else np.empty(0, np.int64)
+        index_ids = part.column("sample_id").to_pylist() if part is not None else []
+        positions = part.column("position").to_numpy() if part is not None else rows
+        out_of_range = [(f"row {p}", f"sample_id {i!r} points to {rel} row {r}, which has "
+                         f"{len(ids)} rows")
+                        for p, i, r in zip(positions, index_ids, rows, strict=True)
+                        if not 0 <= r < len(ids)]
+        self.problems("index.parquet", out_of_range, "index rows out of range")
+        seen: dict[int, int] = {}
+        twice, mismatched = [], []
+        for p, i, r in zip(positions, index_ids, rows, strict=True):
+            if not 0 <= r < len(ids):
+                continue
+            if r in seen:
+                twice.append((f"rows {seen[r]}, {p}", f"both point to {rel} row {r}"))
+            seen[int(r)] = int(p)
+            if ids[r] != i:
+                mismatched.append((f"row {p}", f"sample_id {i!r} points to {rel} row {r}, "
+                                   f"which holds {ids[r]!r}"))
+        self.problems("index.parquet", twice, "shard rows with several index rows")
+        self.problems("index.parquet", mismatched, "sample_id mismatches")
+        orphans = [(f"row {r}", f"sample_id {ids[r]!r} has no index row")
+                   for r in range(len(ids)) if r not in seen]
+        self.problems(rel, orphans, "shard rows without an index row")
+
+    def check_dataset(self, rel: str, h5: h5py.File, key: str, meta: dict[str, Any],
+                      lead: tuple[int, int], ids: np.ndarray) -> None:
+        if key not in h5:
+            self.problem(rel, f"dataset {key}", "missing")
+            return
+        ds = h5[key]
+        shape = (*lead, int(meta["dim"]))
+        if ds.shape != shape:
+            self.problem(rel, f"dataset {key}", "shape differs from store.json", shape, ds.shape)
+        if ds.dtype != np.dtype(meta.get("dtype", "float16")):
+            self.problem(rel, f"dataset {key}", "dtype differs from store.json",
+                         meta.get("dtype", "float16"), str(ds.dtype))
+        bad: list[int] = []
+        for lo in range(0, ds.shape[0], self.chunk_rows):
+            block = ds[lo:lo + self.chunk_rows]
+            finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+            bad.extend((lo + np.flatnonzero(~finite)).tolist())
+        if bad:
+            sample = repr(ids[bad[0]]) if bad[0] < len(ids) else "?"
+            self.problem(rel, f"dataset {key}, row {bad[0]} (sample_id {sample})",
+                         f"{len(bad)} rows hold NaN or Inf values")
+
+    def note_leftovers(self, manifest: dict[str, Any]) -> None:
+        if not self.loc.exists(SHARD_DIR):
+            return
+        expected = set()
+        for entry in manifest.get("shards", []):
+            stem = posixpath.basename(entry["path"]).removesuffix(".h5")
+            expected |= {stem + ".h5", stem + ".index.parquet", stem + ".failures.parquet"}
+        for path in sorted(self.loc.fs.ls(self.loc.path(SHARD_DIR), detail=False)):
+            if posixpath.basename(path) not in expected:
+                self.report.notes.append(f"{SHARD_DIR}/{posixpath.basename(path)}: not part of "
+                                         "the store (a leftover of an interrupted run?)")
