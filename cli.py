@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -198,11 +199,11 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
 
 
 def _print_extract_summary(out: str, manifest: dict[str, object]) -> None:
-    from pipeline.store import Location, read_parquet
+    from pipeline.store import Location, read_parquet, redact_url
 
     counts = manifest["counts"]
     assert isinstance(counts, dict)
-    console.print(f"[bold green]store complete[/]: {out}  store_id {str(manifest['store_id'])[:12]}"
+    console.print(f"[bold green]store complete[/]: {redact_url(out)}  store_id {str(manifest['store_id'])[:12]}"
                   f"  samples {counts['samples']}  failures {counts['failures']}")
     failures = read_parquet(Location.parse(out), "failures.parquet").to_pandas()
     if len(failures):
@@ -323,6 +324,117 @@ def pretrain_cmd(
         raise _fail(str(err)) from None
     console.print(f"[bold green]run complete[/]: {run}  (config.yaml, metrics.jsonl, "
                   "checkpoints/last.pt)")
+
+
+store_app = typer.Typer(no_args_is_help=True, help="Inspect, verify, compare and merge stores.")
+app.add_typer(store_app, name="store")
+StoreArg = Annotated[str, typer.Argument(help="A feature store: folder or fsspec URL.")]
+
+
+def _short(value: object, width: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+@store_app.command("info")
+def store_info_cmd(store: StoreArg) -> None:
+    """Dataset, counts per split and label, modalities and how they were made, failures."""
+    from pipeline.store import StoreError
+    from pipeline.store_ops import store_info
+
+    try:
+        info = store_info(store)
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    console.print(f"[bold]{info.url}[/]  {info.format}  store_id {info.store_id}")
+    console.print(f"dataset {info.dataset} (manifest {str(info.manifest_sha256)[:12]}), "
+                  f"{info.samples} samples, {info.failures} failures, {info.views} view(s), "
+                  f"{info.shards} shards, {info.size_bytes / 1e6:.1f} MB, created {info.created}")
+    if info.random_weights:
+        console.print(f"[bold red]RANDOM WEIGHTS in {', '.join(info.random_weights)}: these "
+                      "features are for tests only, not for research results[/]")
+    names = [*info.label_names, "unlabeled"]
+    counts = Table("split", *names, title="samples per split and label")
+    for split, per in info.counts.items():
+        counts.add_row(split, *(str(per.get(n, 0)) for n in names))
+    console.print(counts)
+    mods = Table("key", "backbone", "weights", "weights sha256", "dim", "dtype",
+                 title="modalities")
+    for m in info.modalities:
+        weights = f"[bold red]{m.weights}[/]" if m.random_weights else m.weights
+        mods.add_row(m.key, m.backbone, weights, str(m.weights_sha256)[:16], str(m.dim), m.dtype)
+    console.print(mods)
+    for m in info.modalities:
+        console.print(f"[bold]{m.key}[/] preprocessing: " + escape(", ".join(
+            f"{k}={_short(v, 40)}" for k, v in m.preprocessing.items())), highlight=False)
+    if info.failures_by_reason:
+        console.print("failures by reason: " + ", ".join(
+            f"{r} {n}" for r, n in info.failures_by_reason.items()))
+    console.print("software: " + ", ".join(f"{k} {v}" for k, v in info.software.items()))
+
+
+@store_app.command("verify")
+def store_verify_cmd(store: StoreArg) -> None:
+    """Recompute every checksum and cross-check store.json, index, failures and shards.
+
+    Exit code 1 when anything is wrong, with one line per problem.
+    """
+    from pipeline.store_ops import verify_store
+
+    report = verify_store(store)
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")
+    if report.problems:
+        for problem in report.problems:
+            console.print(f"[red]PROBLEM[/] {escape(str(problem))}")
+        console.print(f"[bold red]{len(report.problems)} problem(s)[/] in {report.url}")
+        raise typer.Exit(1)
+    console.print(f"[bold green]OK[/]: {report.url}: {report.shards} shards, {report.rows} rows, "
+                  f"{report.bytes_hashed / 1e6:.1f} MB hashed")
+
+
+@store_app.command("diff")
+def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
+    """What differs in provenance between two stores; exit 1 when they are not comparable."""
+    from pipeline.store import StoreError
+    from pipeline.store_ops import diff_stores
+
+    try:
+        diff = diff_stores(a, b)
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    blocking = {d.path for d in diff.blocking}
+    table = Table("field", "A", "B", title=f"A = {diff.a}\nB = {diff.b}")
+    for d in diff.differences:
+        style = "red" if d.path in blocking else None
+        table.add_row(d.path, _short(d.a), _short(d.b), style=style)
+    if diff.differences:
+        console.print(table)
+    verdict = "[bold green]comparable[/]" if diff.comparable else "[bold red]not comparable[/]"
+    console.print(f"{verdict}: {diff.reason}")
+    console.print(f"samples only in A {diff.samples_only_a}, only in B {diff.samples_only_b}, "
+                  f"in both {diff.samples_both}")
+    if not diff.comparable:
+        raise typer.Exit(1)
+
+
+@store_app.command("merge")
+def store_merge_cmd(
+    stores: Annotated[list[str], typer.Argument(help="Two or more stores of one configuration.")],
+    out: Annotated[str, typer.Option(help="The merged store to create.")],
+) -> None:
+    """Combine stores with identical provenance (e.g. splits extracted by different teams)."""
+    from pipeline.store import StoreError
+    from pipeline.store_ops import merge_stores
+
+    try:
+        result = merge_stores(stores, out)
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    console.print(f"[bold green]merged[/] {len(result.sources)} stores into {result.url}: "
+                  f"store_id {result.store_id[:12]}, {result.shards} shards, {result.samples} "
+                  f"samples, {result.failures} failures ({result.dropped_failures} failure rows "
+                  "dropped: extracted by another source)")
 
 
 def main() -> None:

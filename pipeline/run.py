@@ -217,7 +217,7 @@ def _check_existing(loc: store_mod.Location, store_id: str) -> bool:
     existing = store_mod.open_store(loc.url).store_id
     if existing != store_id:
         raise store_mod.StoreError(
-            f"{loc.url} is a complete store of another configuration (store_id {existing[:12]}, "
+            f"{loc.display} is a complete store of another configuration (store_id {existing[:12]}, "
             f"this run {store_id[:12]}); choose a new --out, or compare with `cli store info`")
     return True
 
@@ -233,7 +233,7 @@ def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
             shard.failures.column("sample_id").to_pylist())
         if have != {r["sample_id"] for r in rows}:
             raise store_mod.StoreError(
-                f"{loc.url}: shard {k} holds other clips than this run plans (was --limit or "
+                f"{loc.display}: shard {k} holds other clips than this run plans (was --limit or "
                 "--shard-size different?); use the same options as before or a new --out")
         done[k] = shard
     return done
@@ -301,7 +301,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)
     if _check_existing(loc, store_id):
-        log.info("%s is already complete with this configuration; nothing to do", out)
+        log.info("%s is already complete with this configuration; nothing to do", loc.display)
         return store_mod.open_store(out).manifest
     plan = plan_shards(samples, shard_size)
     done = _completed(loc, plan, store_id)

@@ -100,3 +100,45 @@ def test_pretrain_unknown_objective_lists_the_valid_ones(meld_store: Path,
     result = runner.invoke(app, ["pretrain", "--store", str(meld_store), "--out",
                                  str(tmp_path / "r"), "--objective", "simclr", "--preset", "cpu"])
     assert result.exit_code == 2 and "conclugen" in result.output
+
+
+def _toy_store(path: Path, splits: list[str], start: int = 0) -> Path:
+    import numpy as np
+
+    from pipeline.store import write_arrays
+
+    n = len(splits)
+    rng = np.random.default_rng(start)
+    write_arrays(path, dataset="toy", sample_ids=[f"c{start + i}" for i in range(n)],
+                 splits=splits, features={"audio": rng.standard_normal((n, 1, 8), np.float32)},
+                 labels=np.arange(n) % 2, label_names=["a", "b"], shard_size=4)
+    return path
+
+
+def test_store_info_verify_diff_merge(tmp_path: Path) -> None:
+    a = _toy_store(tmp_path / "a", ["train"] * 6)
+    b = _toy_store(tmp_path / "b", ["test"] * 3, start=100)
+    info = runner.invoke(app, ["store", "info", str(a)])
+    assert info.exit_code == 0 and "toy" in info.output and "audio" in info.output
+    assert runner.invoke(app, ["store", "verify", str(a)]).exit_code == 0
+    diff = runner.invoke(app, ["store", "diff", str(a), str(b)])
+    assert diff.exit_code == 0 and "comparable" in diff.output
+    merged = runner.invoke(app, ["store", "merge", str(a), str(b), "--out", str(tmp_path / "c")])
+    assert merged.exit_code == 0, merged.output
+    assert runner.invoke(app, ["store", "verify", str(tmp_path / "c")]).exit_code == 0
+
+
+def test_store_verify_exits_1_on_a_flipped_byte(tmp_path: Path) -> None:
+    store = _toy_store(tmp_path / "a", ["train"] * 6)
+    shard = store / "shards" / "shard-00000.h5"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = runner.invoke(app, ["store", "verify", str(store)])
+    assert result.exit_code == 1
+    assert "shard-00000.h5" in result.output and "checksum" in result.output
+
+
+def test_store_info_of_a_missing_store_is_one_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["store", "info", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "store.json" in result.output
