@@ -1,0 +1,138 @@
+"""Per-clip extraction on the generated sample: crops, face policies, views, failure isolation.
+
+The backbones are stand-ins that summarise their input (the real ones have their own contract
+tests), so these tests are about what extraction feeds them and what it does with failures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.datasets import scan
+from pipeline.extract import Models, extract_clips, load_extract_config, prepare_clip
+from pipeline.failures import ClipError, Reason
+from pipeline.faces import FaceDetector, FaceSpec
+from pipeline.manifest import FacePolicy
+
+
+class Summary:
+    """A stand-in encoder: [mean, std, size] of each clip's input (text: length), dim 3."""
+
+    dim = 3
+
+    def __init__(self, key: str, fail_on: str | None = None) -> None:
+        self.key, self.fail_on = key, fail_on
+
+    def _one(self, x: Any) -> np.ndarray:
+        if isinstance(x, str):
+            if self.fail_on is not None and self.fail_on in x:
+                raise RuntimeError("backbone exploded")
+            return np.array([len(x), 0, 0], np.float32)
+        a = np.asarray(x, np.float32)
+        return np.array([a.mean(), a.std(), a.size], np.float32)
+
+    def encode_batch(self, xs: list[Any]) -> np.ndarray:
+        return np.stack([self._one(x) for x in xs])
+
+
+KEYS = ("frames_2d", "frames_3d", "audio", "text")
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(FaceSpec(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def rows(meld_sample: Path) -> dict[str, dict[str, Any]]:
+    return {r["sample_id"]: r for r in scan("meld", meld_sample).samples.to_pylist()}
+
+
+def _models(detector: FaceDetector, **fail: str) -> Models:
+    return Models({k: Summary(k, fail.get(k)) for k in KEYS}, detector)
+
+
+def test_face_clip_gives_square_crops_at_both_rates(rows: dict, detector: FaceDetector) -> None:
+    cfg = load_extract_config(weights={k: "random" for k in KEYS})
+    clip = prepare_clip(rows["train/dia0_utt0"], cfg, detector, FacePolicy())
+    assert clip.frames_2d is not None and clip.frames_3d is not None and clip.audio is not None
+    t2, t3 = len(clip.frames_2d), len(clip.frames_3d)
+    assert clip.frames_2d.shape[1:] == (180, 180, 3) and clip.frames_3d.shape[1:] == (180, 180, 3)
+    assert t2 == int(np.ceil(clip.duration_s))               # 1 fps over a 2-4 s clip
+    assert abs(t3 - 16 * clip.duration_s) <= 1               # 16 fps
+    assert abs(len(clip.audio) - 16000 * clip.duration_s) < 16000 * 0.05
+    assert 0.5 < (clip.face_ratio or 0) <= 1.0
+
+
+def _no_face_row(rows: dict, detector: FaceDetector) -> dict:
+    cfg = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
+    for row in rows.values():
+        try:
+            prepare_clip(row, cfg, detector, FacePolicy())
+        except ClipError as err:
+            if err.reason == Reason.NO_FACE:
+                return row
+    raise AssertionError("the sample has no face-less clip")
+
+
+def test_no_face_policy_fail_or_full_frame(rows: dict, detector: FaceDetector) -> None:
+    row = _no_face_row(rows, detector)
+    cfg = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
+    clip = prepare_clip(row, cfg, detector, FacePolicy(no_face="full_frame"))
+    assert clip.face_ratio == 0.0 and clip.frames_2d is not None
+    assert clip.frames_2d.shape[1:] == (180, 180, 3)
+
+
+def test_uncropped_datasets_skip_detection(rows: dict) -> None:
+    cfg = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
+    clip = prepare_clip(rows["train/dia0_utt0"], cfg, None, FacePolicy(crop=False))
+    assert clip.face_ratio is None and clip.frames_2d is not None
+    assert clip.frames_2d.shape[1:] == (180, 180, 3)
+
+
+def test_empty_transcript_is_a_failure_or_a_zero_text_by_policy(rows: dict,
+                                                                 detector: FaceDetector) -> None:
+    row = {**rows["train/dia0_utt0"], "transcript": "  "}
+    cfg = load_extract_config(modalities=["audio", "text"], weights={"audio": "random",
+                                                                      "text": "random"})
+    with pytest.raises(ClipError) as err:
+        prepare_clip(row, cfg, detector, FacePolicy())
+    assert err.value.reason == Reason.EMPTY_TRANSCRIPT
+    skip = load_extract_config(modalities=["audio", "text"], empty_text="skip_text",
+                               weights={"audio": "random", "text": "random"})
+    kept, feats, failures = extract_clips([row], skip, _models(detector), FacePolicy())
+    assert not failures and len(kept) == 1
+    np.testing.assert_array_equal(feats["text"][0, 0], 0.0)
+    assert feats["audio"][0, 0, 2] > 0
+
+
+def test_views_and_rows_stay_with_their_clips(rows: dict, detector: FaceDetector) -> None:
+    chosen = [r for r in rows.values() if r["split"] == "train"][:3]
+    cfg = load_extract_config(weights={k: "random" for k in KEYS}, views=3, batch_clips=2)
+    kept, feats, failures = extract_clips(chosen, cfg, _models(detector), FacePolicy())
+    assert not failures and [r["sample_id"] for r in kept] == [r["sample_id"] for r in chosen]
+    for key in KEYS:
+        assert feats[key].shape == (3, 3, 3)
+    for i, row in enumerate(chosen):  # view 0 is the clean clip: the same as alone, 1 view
+        alone = load_extract_config(weights={k: "random" for k in KEYS})
+        _, single, _ = extract_clips([row], alone, _models(detector), FacePolicy())
+        for key in KEYS:
+            np.testing.assert_allclose(feats[key][i, 0], single[key][0, 0], rtol=1e-5)
+        assert not np.allclose(feats["frames_2d"][i, 0], feats["frames_2d"][i, 1])
+        assert feats["text"][i, 1, 0] == feats["text"][i, 0, 0]  # word swaps keep the length
+
+
+def test_a_clip_that_breaks_a_backbone_fails_alone(rows: dict, detector: FaceDetector) -> None:
+    chosen = [r for r in rows.values() if r["split"] == "train"][:3]
+    victim = chosen[1]["transcript"]
+    cfg = load_extract_config(modalities=["text"], weights={"text": "random"})
+    kept, feats, failures = extract_clips(chosen, cfg, _models(detector, text=victim),
+                                          FacePolicy())
+    assert [r["sample_id"] for r in kept] == [chosen[0]["sample_id"], chosen[2]["sample_id"]]
+    assert [(f.sample_id, f.reason) for f in failures] == [
+        (chosen[1]["sample_id"], Reason.BACKBONE_ERROR)]
+    assert feats["text"].shape == (2, 1, 3)
