@@ -1,0 +1,444 @@
+"""Downstream classifiers on the heads' representations, and the loop that trains them.
+
+Three protocols share one model, :class:`ProbeModel` = representation heads F_m -> fusion ->
+``Dropout(p) + Linear`` (the paper's downstream head):
+
+- ``linear``: F from a pretraining run, frozen; only the linear layer learns. The heads are
+  deterministic (no dropout, no normalisation), so the representations are computed once per
+  split and the loop trains on them (``represented=True``): the same result as running the
+  frozen heads at every step, at a fraction of the cost.
+- ``finetune``: F initialised from the run and trained with the classifier.
+- ``supervised``: F randomly initialised (seeded) and trained with the classifier on the labels:
+  the paper's supervised baseline; it needs no run.
+
+Fusion is ``concat`` (the paper: [N, M*D]) or ``mean`` ([N, D]). With ``standardize`` (the
+default) the fused representation is standardised with the train split's per-feature mean and
+std, fixed before training (and, for the supervised baseline, so are its input features): a
+constant affine map, so the probe expresses the same classifiers as the paper's
+``Dropout + Linear``, but its optimisation no longer depends on the scale of the features
+(random-weight backbones give values in the thousands; ``standardize: false`` is the paper's
+head exactly). Single-label targets use
+cross-entropy weighted by the train split's inverse class frequencies; multi-label targets use
+BCE with ``pos_weight = negatives / positives`` per label (:func:`make_loss`). The optimiser is
+AdamW with a linear warm-up, then cosine annealing with warm restarts (:func:`heads.train.lr_at`);
+the epoch kept is the best on the validation split (:func:`fit`), never chosen on test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from sklearn.utils.class_weight import compute_class_weight
+from torch import Tensor, nn
+
+from heads.metrics import threshold
+from heads.metrics_log import ProgressBar
+from heads.models import ConCluGenHeads, ModelSpec
+from heads.train import autocast, lr_at
+
+if TYPE_CHECKING:
+    from heads.evaluate import EvalConfig
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("linear", "finetune", "supervised")
+FUSIONS = ("concat", "mean")
+
+
+# ------------------------------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """The classifier on top of the heads (stored in ``classifier.pt`` as a plain dict)."""
+
+    modalities: tuple[str, ...]
+    fusion: Literal["concat", "mean"]
+    representation_dim: int
+    outputs: int
+    dropout: float
+    multilabel: bool
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion {self.fusion!r}; valid: {list(FUSIONS)}")
+        if not self.modalities or self.outputs < 1:
+            raise ValueError(f"a probe needs modalities and outputs, got {self}")
+
+    @property
+    def features(self) -> int:
+        """Width of the fused representation: M * D (concat) or D (mean)."""
+        return self.representation_dim * (len(self.modalities) if self.fusion == "concat" else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "modalities": list(self.modalities)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeSpec:
+        return cls(**{**data, "modalities": tuple(data["modalities"])})
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std`` with statistics fixed by :meth:`fit` (identity before): [N, F].
+
+    A constant affine map: a linear layer after it can express exactly the classifiers it could
+    without it, but the optimisation no longer depends on the features' scale.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> None:
+        """Per-feature mean and std of ``x`` [n, F]; constant features keep std 1."""
+        x = x.float()
+        std = x.std(0, unbiased=False)
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class ProbeModel(nn.Module):
+    """Representation heads, fusion, standardisation, ``Dropout + Linear``: per modality
+    [N, E_m] -> [N, C].
+
+    Args:
+        spec: modalities, fusion, sizes.
+        heads: representation heads with an encoder for every modality of ``spec``.
+    """
+
+    def __init__(self, spec: ProbeSpec, heads: ConCluGenHeads) -> None:
+        super().__init__()
+        missing = sorted(set(spec.modalities) - set(heads.modalities))
+        if missing:
+            raise ValueError(f"the heads have no encoder for {missing} (they have "
+                             f"{list(heads.modalities)})")
+        self.spec = spec
+        self.heads = heads
+        #: fitted for the supervised baseline only: pretrained heads expect raw features.
+        self.input_norm = nn.ModuleDict({m: Standardize(heads.spec.input_dims[m])
+                                         for m in spec.modalities})
+        self.feature_norm = Standardize(spec.features)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.linear = nn.Linear(spec.features, spec.outputs)
+
+    def fuse(self, representations: Mapping[str, Tensor]) -> Tensor:
+        """Per modality [N, D] -> [N, M*D] (concat, in ``spec.modalities`` order) or [N, D]."""
+        parts = [representations[m] for m in self.spec.modalities]
+        return torch.cat(parts, dim=1) if self.spec.fusion == "concat" else \
+            torch.stack(parts).mean(0)
+
+    def represent(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per modality [N, E_m] features -> per modality [N, D] representations."""
+        return self.heads.represent({m: self.input_norm[m](batch[m])
+                                     for m in self.spec.modalities})
+
+    def classify(self, fused: Tensor) -> Tensor:
+        """Fused representations [N, F] -> logits [N, C]."""
+        return self.linear(self.dropout(self.feature_norm(fused)))
+
+    def forward(self, batch: Mapping[str, Tensor], *, represented: bool = False) -> Tensor:
+        """Logits [N, C] from features (or, ``represented``, from [N, D] representations)."""
+        reps = batch if represented else self.represent(batch)
+        return self.classify(self.fuse(reps))
+
+
+@torch.no_grad()
+def fit_standardization(model: ProbeModel, train: LabelledSplit, *, represented: bool,
+                        inputs: bool, batch_size: int) -> None:
+    """Fix the standardisation statistics on the TRAIN split, before training.
+
+    Args:
+        model: the probe, freshly built.
+        train: the train split (features, or representations if ``represented``).
+        represented: ``train`` holds representations.
+        inputs: also standardise the input features (the supervised baseline, whose heads
+            start from random weights; pretrained heads were trained on raw features).
+        batch_size: rows per forward pass.
+    """
+    if inputs and not represented:
+        for m in model.spec.modalities:
+            model.input_norm[m].fit(train.inputs[m])
+    _, fused = predict(model, train, represented=represented, batch_size=batch_size)
+    model.feature_norm.fit(fused)
+
+
+def encoder_heads(input_dims: Mapping[str, int], representation_dim: int, *,
+                  seed: int, pretrained: ConCluGenHeads | None = None) -> ConCluGenHeads:
+    """Representation heads only (no projection, clustering or decoder heads).
+
+    Args:
+        input_dims: per modality E_m, in order.
+        representation_dim: D.
+        seed: seeds the random initialisation (the supervised baseline's weights).
+        pretrained: copy each modality's encoder from these heads (linear / finetune).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        heads = ConCluGenHeads(ModelSpec(dict(input_dims), representation_dim))
+    if pretrained is not None:
+        for m in input_dims:
+            heads.encoders[m].load_state_dict(pretrained.encoders[m].state_dict())
+    return heads
+
+
+# -------------------------------------------------------------------------------------- data
+
+@dataclass
+class LabelledSplit:
+    """One split's inputs and targets, on the evaluation device.
+
+    Attributes:
+        name: ``train``, ``val`` or ``test``.
+        inputs: per modality [n, E_m] features (or [n, D] representations).
+        targets: int64 [n] class indices, or float32 [n, L] in {0, 1}.
+        sample_ids: the n sample ids, in order.
+    """
+
+    name: str
+    inputs: dict[str, Tensor]
+    targets: Tensor
+    sample_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def make_loss(targets: Tensor, outputs: int, *, multilabel: bool,
+              class_weights: str) -> tuple[nn.Module, list[float]]:
+    """The training loss, weighted from the TRAIN split's targets.
+
+    Single-label: cross-entropy with class weights ``n / (C * n_c)`` (scikit-learn's
+    "balanced", inverse frequency; the paper's reference code used the frequencies themselves,
+    which up-weights the majority classes). A class absent from train gets weight 0 (logged).
+    Multi-label: BCE-with-logits with ``pos_weight = negatives / positives`` per label (1 for a
+    label without positives, logged).
+
+    Returns:
+        the loss module and the weights it uses (recorded in ``metrics.json``).
+    """
+    y = targets.detach().cpu().numpy()
+    device = targets.device
+    if multilabel:
+        pos = y.sum(0)
+        neg = len(y) - pos
+        none = [i for i, p in enumerate(pos) if p == 0]
+        if none:
+            log.warning("labels %s have no positive in the train split: pos_weight 1", none)
+        weight = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+        if class_weights == "none":
+            weight = np.ones(outputs)
+        t = torch.tensor(weight, dtype=torch.float32, device=device)
+        return nn.BCEWithLogitsLoss(pos_weight=t), weight.tolist()
+    weight = np.ones(outputs)
+    if class_weights == "inverse":
+        present = np.unique(y)
+        weight = np.zeros(outputs)
+        weight[present] = compute_class_weight("balanced", classes=present, y=y)
+        absent = sorted(set(range(outputs)) - set(present.tolist()))
+        if absent:
+            log.warning("classes %s do not occur in the train split: weight 0", absent)
+    t = torch.tensor(weight, dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=t), weight.tolist()
+
+
+# -------------------------------------------------------------------------------------- loop
+
+@dataclass
+class FitResult:
+    """What :func:`fit` reports: the epoch kept and every epoch's numbers."""
+
+    best_epoch: int
+    best: dict[str, float]
+    history: list[dict[str, float]]
+    seconds: float
+
+
+def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalConfig, *,
+        loss_fn: nn.Module, represented: bool, seed: int, progress: bool = False) -> FitResult:
+    """Train ``model`` on ``train``; keep the weights of the best epoch on ``val``.
+
+    The best epoch has the highest validation weighted F1 (ties: lower validation loss) with
+    ``selection: val_f1``, or the lowest validation loss with ``selection: val_loss``. Test
+    data never enters this function.
+
+    Args:
+        model: the probe; only parameters with ``requires_grad`` are trained.
+        train: training split ([n, E_m] features, or [n, D] representations if ``represented``).
+        val: validation split, same form.
+        cfg: optimiser, schedule, epochs, batch size.
+        loss_fn: see :func:`make_loss`.
+        represented: the inputs are representations (linear protocol).
+        seed: seeds the batch order (dropout draws from torch's global RNG, seeded by the
+            caller).
+        progress: show a progress bar.
+
+    Raises:
+        FloatingPointError: the loss became NaN/Inf (names the epoch and step).
+    """
+    optimizer, trainable = _optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(seed)
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    schedule = {"base_lr": cfg.lr, "steps_per_epoch": per_epoch,
+                "restart_epochs": cfg.restart_epochs, "restart_mult": cfg.restart_mult,
+                "min_lr": cfg.min_lr, "warmup_steps": cfg.warmup_epochs * per_epoch}
+    best: dict[str, float] | None = None
+    best_state: dict[str, Tensor] = {}
+    history: list[dict[str, float]] = []
+    bar = ProgressBar(progress, total=per_epoch * cfg.epochs)
+    start = time.perf_counter()
+    try:
+        for epoch in range(cfg.epochs):
+            model.train()
+            record = {"epoch": epoch, "lr": lr_at(epoch * per_epoch, **schedule),
+                      "train_loss": _epoch(model, optimizer, loss_fn, train, epoch=epoch,
+                                           batch_size=cfg.batch_size, schedule=schedule,
+                                           generator=generator, represented=represented,
+                                           bar=bar),
+                      **score_split(model, val, loss_fn, represented, cfg.batch_size)}
+            history.append(record)
+            if best is None or _better(record, best, cfg.selection):
+                best = record
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()
+                              if k in trainable}
+    finally:
+        bar.close()
+    assert best is not None
+    _restore(model, best_state)
+    log.info("best epoch %d of %d: val loss %.4f, val weighted F1 %.4f", best["epoch"] + 1,
+             cfg.epochs, best["val_loss"], best["val_f1"])
+    return FitResult(int(best["epoch"]), best, history, time.perf_counter() - start)
+
+
+def _optimizer(model: ProbeModel, cfg: EvalConfig) -> tuple[torch.optim.Optimizer, set[str]]:
+    """AdamW over the trainable parameters (the heads' lr scaled by ``heads_lr_scale``), and
+    their names."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in params if not n.startswith("heads.")], "scale": 1.0},
+              {"params": [p for n, p in params if n.startswith("heads.")],
+               "scale": cfg.heads_lr_scale}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay, betas=cfg.betas)
+    return optimizer, {n for n, _ in params}
+
+
+def _epoch(model: ProbeModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+           train: LabelledSplit, *, epoch: int, batch_size: int, schedule: dict[str, Any],
+           generator: torch.Generator, represented: bool, bar: ProgressBar) -> float:
+    """One epoch of random batches; returns the mean training loss."""
+    per_epoch = schedule["steps_per_epoch"]
+    total, start = 0.0, time.perf_counter()
+    for k, idx in enumerate(torch.randperm(len(train), generator=generator).split(batch_size)):
+        step = epoch * per_epoch + k
+        lr = lr_at(step, **schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["scale"]
+        loss = _step(model, optimizer, loss_fn, train, idx, represented)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step "
+                                     f"{step + 1}")
+        total += loss * len(idx)
+        bar.advance(epoch, len(idx) * (k + 1) / max(time.perf_counter() - start, 1e-9), loss)
+    return total / len(train)
+
+
+@torch.no_grad()
+def _restore(model: ProbeModel, state: Mapping[str, Tensor]) -> None:
+    """Copy the kept epoch's weights back and leave the model in eval mode."""
+    for k, v in model.state_dict().items():
+        if k in state:
+            v.copy_(state[k])
+    model.eval()
+
+
+def _step(model: ProbeModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+          data: LabelledSplit, idx: Tensor, represented: bool) -> float:
+    idx = idx.to(data.targets.device)
+    batch = {m: x[idx].float() for m, x in data.inputs.items()}
+    with autocast(data.targets.device):
+        logits = model(batch, represented=represented)
+    loss = loss_fn(logits.float(), data.targets[idx])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _better(record: Mapping[str, float], best: Mapping[str, float], selection: str) -> bool:
+    if selection == "val_loss":
+        return record["val_loss"] < best["val_loss"]
+    if record["val_f1"] != best["val_f1"]:
+        return record["val_f1"] > best["val_f1"]
+    return record["val_loss"] < best["val_loss"]
+
+
+@torch.no_grad()
+def predict(model: ProbeModel, data: LabelledSplit, *, represented: bool, batch_size: int,
+            ) -> tuple[Tensor, Tensor]:
+    """Logits [n, C] and fused representations [n, F] (float32, on the data's device), in eval
+    mode."""
+    model.eval()
+    logits, fused = [], []
+    n = len(data)
+    for start in range(0, n, batch_size):
+        batch = {m: x[start:start + batch_size].float() for m, x in data.inputs.items()}
+        with autocast(data.targets.device):
+            reps = batch if represented else model.represent(batch)
+            z = model.fuse(reps)
+            logits.append(model.classify(z).float())
+        fused.append(z.float())
+    return torch.cat(logits), torch.cat(fused)
+
+
+def decide(logits: Tensor, multilabel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and decisions: softmax + argmax [n], or sigmoid + 0.5 threshold [n, L]."""
+    if multilabel:
+        probs = torch.sigmoid(logits).numpy()
+        return probs, threshold(probs)
+    probs = torch.softmax(logits, dim=1).numpy()
+    return probs, probs.argmax(1)
+
+
+def score_split(model: ProbeModel, data: LabelledSplit, loss_fn: nn.Module, represented: bool,
+                batch_size: int) -> dict[str, float]:
+    """Validation loss (same weighting as training) and weighted F1 of ``data``."""
+    logits, _ = predict(model, data, represented=represented, batch_size=batch_size)
+    with torch.no_grad():
+        loss = float(loss_fn(logits, data.targets))
+    _, decisions = decide(logits.cpu(), model.spec.multilabel)
+    f1 = f1_score(data.targets.cpu().numpy().astype(np.int64), decisions, average="weighted",
+                  zero_division=0)
+    return {"val_loss": loss, "val_f1": float(f1)}
+
+
+def represent_split(model: ProbeModel, data: LabelledSplit, batch_size: int) -> LabelledSplit:
+    """The split with its features replaced by the (frozen) heads' [n, D] representations."""
+    model.eval()
+    out: dict[str, list[Tensor]] = {m: [] for m in model.spec.modalities}
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = {m: x[start:start + batch_size].float() for m, x in data.inputs.items()}
+            with autocast(data.targets.device):
+                reps = model.represent(batch)
+            for m, r in reps.items():
+                out[m].append(r.float())
+    return LabelledSplit(data.name, {m: torch.cat(v) for m, v in out.items()}, data.targets,
+                         data.sample_ids)
+
+
+def freeze_heads(model: ProbeModel) -> None:
+    """The linear protocol: the heads do not learn."""
+    model.heads.requires_grad_(False)
+    model.heads.eval()
