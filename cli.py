@@ -20,6 +20,7 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emotion-video feature stores and the ConCluGen head trainer.")
 console = Console()
+_state = {"verbose": False}
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
                                          help="meld | caer | mosei | voxceleb2")]
@@ -30,9 +31,18 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                                  help="Debug logging.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
-    if not verbose:
-        # Dask's scheduler runs in this process and narrates every worker start and stop.
-        for name in ("distributed", "bokeh", "tornado"):
+    _state["verbose"] = verbose
+
+
+def _quiet_dask() -> None:
+    """Dask's scheduler runs in this process and narrates every worker start and stop; its
+    logging config sets levels on the sub-loggers, so each one is lowered, after the import."""
+    import distributed  # noqa: F401 - importing it installs the loggers to quiet
+
+    if _state["verbose"]:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "bokeh", "tornado"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -176,6 +186,7 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     from pipeline.run import ClusterOptions, run_extract
 
     assert isinstance(cluster, ClusterOptions)
+    _quiet_dask()
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
                               backbones=backbones or None, views=views)
     total = scan(dataset, root, annotations=annotations, transcripts=transcripts).samples.num_rows
@@ -435,6 +446,106 @@ def store_merge_cmd(
                   f"store_id {result.store_id[:12]}, {result.shards} shards, {result.samples} "
                   f"samples, {result.failures} failures ({result.dropped_failures} failure rows "
                   "dropped: extracted by another source)")
+
+
+def _print_metrics(result: dict, title: str) -> None:
+    """Val and test metrics (mean ± std over seeds) as the paper's tables report them."""
+    summary = result.get("summary", {})
+    table = Table("split", *(name for name in PAPER_METRICS), title=title)
+    for split in ("val", "test"):
+        if split not in summary:
+            continue
+        cells = []
+        for name in PAPER_METRICS:
+            value = summary[split].get(name)
+            cells.append("-" if value is None else
+                         f"{value['mean']:.4f} ± {value.get('std', 0.0):.4f}")
+        table.add_row(split, *cells)
+    console.print(table)
+
+
+PAPER_METRICS = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "f1_macro")
+
+
+@app.command("eval")
+def eval_cmd(
+    store: Annotated[str, typer.Option(help="The feature store the run was trained on.")],
+    protocol: Annotated[str, typer.Option(help="linear | finetune | supervised")] = "linear",
+    run: Annotated[Path | None, typer.Option(
+        help="The pretraining run (not needed for supervised).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default RUN/eval/<protocol>; required for supervised).")] = None,
+    modalities: Annotated[str | None, typer.Option(
+        help="Comma-separated modalities the classifier sees, e.g. video.")] = None,
+    fusion: Annotated[str, typer.Option(help="concat | mean")] = "concat",
+    preset: Annotated[str | None, typer.Option(help="e.g. cpu (small, fast).")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="KEY=VALUE override of manifests/evaluate.yaml; repeatable.")
+    ] = [],  # noqa: B006 - Typer needs a literal default
+    seeds: Annotated[int, typer.Option(help="Repeat with N seeds; mean and std.")] = 1,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Linear probe, fine-tuning or the supervised baseline, with the paper's metrics."""
+    from heads.evaluate import run_eval
+
+    try:
+        result = run_eval(store, run=run, protocol=protocol, out=out,
+                          modalities=_split_list(modalities), fusion=fusion, preset=preset,
+                          overrides=_parse_sets(set_), seeds=seeds, device=device)
+    except ValueError as err:  # ConfigError, CheckpointError, DataError, StoreError
+        raise _fail(str(err)) from None
+    _print_metrics(result, f"{protocol} evaluation (weighted by class support)")
+    if "out" in result:
+        console.print(f"metrics.json, confusion matrices and the embedding plot in "
+                      f"[bold]{result['out']}[/]")
+
+
+@app.command("study")
+def study_cmd(
+    store: Annotated[str, typer.Option(help="A labelled feature store.")],
+    out: Annotated[Path, typer.Option(help="The study folder (a re-run resumes it).")],
+    quick: Annotated[bool, typer.Option(
+        help="CPU-sized models and few epochs: the same study in minutes.")] = False,
+    seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Pretrain every objective and ablation, evaluate each, write the paper-style table."""
+    from heads.study import run_study
+
+    try:
+        folder = run_study(store, out, quick=quick, device=device, seeds=seeds)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    console.print((folder / "results.md").read_text(), markup=False, highlight=False)
+    console.print(f"[bold green]study complete[/]: {folder / 'results.md'}, "
+                  f"{folder / 'results.csv'}, {folder / 'results.png'}")
+
+
+@app.command("predict")
+def predict_cmd(
+    video: Annotated[Path, typer.Argument(help="A video file (any container PyAV reads).")],
+    run: Annotated[Path, typer.Option(help="The pretraining run with an evaluated classifier.")],
+    store: Annotated[str | None, typer.Option(
+        help="The store the run was trained on (default: the one recorded).")] = None,
+    transcript: Annotated[str | None, typer.Option(help="What is said in the clip.")] = None,
+    classifier: Annotated[Path | None, typer.Option(
+        help="Default RUN/eval/linear/classifier.pt.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Class probabilities for a new video, with the store's preprocessing and backbones."""
+    from heads.predict import run_predict
+
+    try:
+        result = run_predict(video, run=run, store=store, transcript=transcript,
+                             device=device, classifier=classifier)
+    except ValueError as err:  # PredictError, ConfigError, CheckpointError, StoreError
+        raise _fail(str(err)) from None
+    table = Table("class", "probability", title=str(video))
+    for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
+        style = "bold" if name == result["predicted"] else None
+        table.add_row(name, f"{p:.4f}", style=style)
+    console.print(table)
+    console.print(f"predicted: [bold]{result['predicted']}[/]")
 
 
 def main() -> None:

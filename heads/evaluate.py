@@ -361,6 +361,7 @@ def _evaluate(fs: FeatureStore, setup: _Setup, data: dict[str, LabelledSplit], *
                     config=setup.cfg.to_dict(), seed=seed, best_epoch=best_epoch)
     metrics = _report(fs, setup, runs, weights=weights, run=run, files=files,
                       counts={n: len(s) for n, s in data.items()})
+    metrics["out"] = str(out)
     write_json(out / METRICS, metrics)
     log.info("%s: test %s", out, _headline(metrics))
     return metrics

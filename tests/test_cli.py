@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from cli import app
+from pipeline.datasets import scan
 
 runner = CliRunner()
 
@@ -17,7 +18,8 @@ runner = CliRunner()
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("datasets", "sample-data", "scan", "extract"):
+    for command in ("datasets", "sample-data", "scan", "extract", "store", "pretrain", "eval",
+                    "study", "predict"):
         assert command in result.output
 
 
@@ -81,7 +83,8 @@ def test_extract_rejects_bad_options_before_any_work(meld_sample: Path, tmp_path
     assert not (tmp_path / "s").exists()
 
 
-def test_pretrain_on_the_extracted_sample(meld_store: Path, tmp_path: Path) -> None:
+def test_pretrain_eval_predict_on_the_extracted_sample(meld_sample: Path, meld_store: Path,
+                                                       tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = runner.invoke(app, ["pretrain", "--store", str(meld_store), "--out", str(run),
                                  "--objective", "conclugen", "--preset", "cpu", "--epochs", "3",
@@ -93,6 +96,19 @@ def test_pretrain_on_the_extracted_sample(meld_store: Path, tmp_path: Path) -> N
     again = runner.invoke(app, ["pretrain", "--store", str(meld_store), "--out", str(run),
                                 "--preset", "cpu", "--device", "cpu"])
     assert again.exit_code == 2 and "resume" in again.output
+
+    # the chain a user runs next: linear probe, then a new clip through everything
+    evaluated = runner.invoke(app, ["eval", "--store", str(meld_store), "--run", str(run),
+                                    "--protocol", "linear", "--preset", "cpu", "--set",
+                                    "epochs=3", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "f1_weighted" in evaluated.output and "test" in evaluated.output
+    assert (run / "eval" / "linear" / "metrics.json").is_file()
+    row = scan("meld", meld_sample).samples.to_pylist()[0]
+    predicted = runner.invoke(app, ["predict", row["media_path"], "--run", str(run),
+                                    "--transcript", row["transcript"], "--device", "cpu"])
+    assert predicted.exit_code == 0, predicted.output
+    assert "predicted:" in predicted.output and "neutral" in predicted.output
 
 
 def test_pretrain_unknown_objective_lists_the_valid_ones(meld_store: Path,
