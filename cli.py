@@ -457,9 +457,10 @@ def _print_metrics(result: dict, title: str) -> None:
             continue
         cells = []
         for name in PAPER_METRICS:
-            value = summary[split].get(name)
-            cells.append("-" if value is None else
-                         f"{value['mean']:.4f} ± {value.get('std', 0.0):.4f}")
+            value = summary[split].get(name) or {}
+            mean, std = value.get("mean"), value.get("std")
+            cells.append("-" if mean is None else f"{mean:.4f}" + (
+                f" ± {std:.4f}" if std is not None else ""))
         table.add_row(split, *cells)
     console.print(table)
 
