@@ -16,8 +16,7 @@ import torch
 
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
-from pipeline.backbones.weights import (
-    fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
+from pipeline.backbones.weights import torchvision_trunk
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,25 +73,9 @@ def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -
     Returns:
         An encoder mapping ``uint8 [T, H, W, 3]`` to ``float32 [spec.dim]``.
     """
-    import torchvision
 
     dev = resolve_device(device)
-    enum = torchvision.models.get_model_weights(spec.arch)
-    named = {member.name: member.url for member in enum}
-    source = resolve_weights(weights, backbone=spec.name, key=spec.key,
-                             default=spec.default_weights, named=named)
-    with seeded_init():
-        # Zero-initialised residual branches keep random-weight activations tame; loaded
-        # weights overwrite them.
-        model = torchvision.models.get_model(spec.arch, weights=None, zero_init_residual=True)
-    model.fc = torch.nn.Identity()
-    if source.kind == "random":
-        warn_random(spec.name)
-        sha = "random"
-    else:
-        state, sha = load_state_dict(source, check_hash=source.identifier in named)
-        fit_state_dict(model, state, source=source.location, backbone=spec.name,
-                       ignore_prefixes=("fc.",))
+    model, source, sha, _ = torchvision_trunk(spec, weights)
     model = freeze(model, dev)
     normalise = normaliser(spec.mean, spec.std, dev)
 

@@ -17,8 +17,7 @@ import torch
 from pipeline.backbones.encoder import UnitEncoder, freeze, resolve_device
 from pipeline.backbones.resnet3d import (
     KINETICS_MEAN, KINETICS_STD, window_encoder, window_preprocessing)
-from pipeline.backbones.weights import (
-    fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
+from pipeline.backbones.weights import torchvision_trunk
 
 
 @dataclass(frozen=True)
@@ -75,27 +74,11 @@ def build(spec: TorchvisionVideoSpec, weights: str | None = None,
     Returns:
         An encoder mapping ``uint8 [T, H, W, 3]`` at 16 fps to ``float32 [spec.dim]``.
     """
-    import torchvision
 
     dev = resolve_device(device)
-    enum = torchvision.models.get_model_weights(spec.arch)
-    named = {member.name: member.url for member in enum}
-    source = resolve_weights(weights, backbone=spec.name, key=spec.key,
-                             default=spec.default_weights, named=named)
-    if source.identifier in named:
+    model, source, sha, enum = torchvision_trunk(spec, weights)
+    if source.identifier in {member.name for member in enum}:
         _check_constants(spec, enum[source.identifier].transforms())
-    with seeded_init():
-        # Zero-initialised residual branches keep random-weight activations tame; loaded
-        # weights overwrite them.
-        model = torchvision.models.get_model(spec.arch, weights=None, zero_init_residual=True)
-    model.fc = torch.nn.Identity()
-    if source.kind == "random":
-        warn_random(spec.name)
-        sha = "random"
-    else:
-        state, sha = load_state_dict(source, check_hash=source.identifier in named)
-        fit_state_dict(model, state, source=source.location, backbone=spec.name,
-                       ignore_prefixes=("fc.",))
     return window_encoder(spec, freeze(model, dev), dev, weights=source.identifier, sha256=sha,
                           architecture=f"torchvision {spec.arch}, fc removed")
 

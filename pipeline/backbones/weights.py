@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -271,3 +271,39 @@ def seeded_init(seed: int = 0) -> Iterator[None]:
 def _show(keys: list[str]) -> str:
     more = len(keys) - _MAX_KEYS_SHOWN
     return ", ".join(keys[:_MAX_KEYS_SHOWN]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def torchvision_trunk(spec: Any, weights: str | None) -> tuple[torch.nn.Module, WeightsSource,
+                                                               str, Any]:
+    """A torchvision classifier without its ``fc`` head, with the weights ``weights`` resolves to.
+
+    Shared by the 2D ResNet and the torchvision 3D backbones: the same resolution (a torchvision
+    weights name, ``"random"``, a file or a URL), the same seeded random initialisation and the
+    same strict loading.
+
+    Args:
+        spec: a backbone spec with ``arch``, ``name``, ``key`` and ``default_weights``.
+        weights: the user's weights argument.
+
+    Returns:
+        ``(model, source, sha256 or "random", torchvision weights enum of the architecture)``.
+    """
+    import torch
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(spec.arch)
+    named = {member.name: member.url for member in enum}
+    source = resolve_weights(weights, backbone=spec.name, key=spec.key,
+                             default=spec.default_weights, named=named)
+    with seeded_init():
+        # Zero-initialised residual branches keep random-weight activations tame; loaded
+        # weights overwrite them.
+        model = torchvision.models.get_model(spec.arch, weights=None, zero_init_residual=True)
+    model.fc = torch.nn.Identity()
+    if source.kind == "random":
+        warn_random(spec.name)
+        return model, source, "random", enum
+    state, sha = load_state_dict(source, check_hash=source.identifier in named)
+    fit_state_dict(model, state, source=source.location, backbone=spec.name,
+                   ignore_prefixes=("fc.",))
+    return model, source, sha, enum
