@@ -8,6 +8,7 @@ shard writer (:mod:`pipeline.run`) only map these functions over shards.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -46,6 +47,7 @@ class ExtractConfig:
     views: int = 1
     fps_2d: float = 1.0
     fps_3d: float = 16.0
+    detect_fps: float = 1.0
     sample_rate: int = 16000
     faces: faces_mod.FaceSpec = field(default_factory=faces_mod.FaceSpec)
     empty_text: Literal["fail", "skip_text"] = "fail"
@@ -115,32 +117,62 @@ def _interval(row: dict[str, Any]) -> tuple[float | None, float | None]:
     return row.get("start_s"), row.get("end_s")
 
 
-def _decode_track(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector | None,
-                  policy: FacePolicy, timer: Timer) -> tuple[faces_mod.FaceTrack | None, list[float],
-                                                             list[np.ndarray], float | None]:
-    """Decode the 1-fps frames and follow the face through them."""
+DETECT_BATCH = 32
+"""Frames per MTCNN call while tracking: detection streams, so memory does not grow."""
+
+
+def _track_face(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector,
+                policy: FacePolicy, frame_size: tuple[int, int],
+                timer: Timer) -> tuple[faces_mod.FaceTrack | None, float]:
+    """Detect faces at ``detect_fps`` (streamed, in batches) and follow one through the clip.
+
+    Returns:
+        The track (None: no face and the ``full_frame`` policy) and the clip's face ratio.
+    """
     start, end = _interval(row)
-    with timer("decode"):
-        pairs = list(media.iter_frames(row["media_path"], fps=cfg.fps_2d, start_s=start, end_s=end))
-    times = [t for t, _ in pairs]
-    frames = [f for _, f in pairs]
-    if not policy.crop:
-        return None, times, frames, None
-    assert detector is not None
+    times: list[float] = []
+    detections: list[np.ndarray | None] = []
+    frames = media.iter_frames(row["media_path"], fps=cfg.detect_fps, start_s=start, end_s=end)
+    while True:
+        with timer("decode"):
+            batch = list(itertools.islice(frames, DETECT_BATCH))
+        if not batch:
+            break
+        with timer("faces"):
+            detections.extend(detector.detect([f for _, f in batch]))
+        times.extend(t for t, _ in batch)
     with timer("faces"):
-        track = faces_mod.track(times, detector.detect(frames), cfg.faces,
-                                (frames[0].shape[1], frames[0].shape[0]))
-    if track is None:
-        if policy.no_face == "fail":
-            raise ClipError(Stage.FACES, Reason.NO_FACE,
-                            f"no face with p >= {cfg.faces.min_prob} in {len(frames)} frames")
-        return None, times, frames, 0.0
-    return track, times, frames, track.face_ratio
+        track = faces_mod.track(times, detections, cfg.faces, frame_size)
+    if track is not None:
+        return track, track.face_ratio
+    if policy.no_face == "fail":
+        raise ClipError(Stage.FACES, Reason.NO_FACE, f"no face with p >= {cfg.faces.min_prob} "
+                        f"in {len(times)} frames sampled at {cfg.detect_fps:g} fps")
+    return None, 0.0
+
+
+def _crops(row: dict[str, Any], fps: float, box_at: Any, size: int, timer: Timer) -> np.ndarray:
+    """Frames at ``fps`` cropped as they are decoded: [T, size, size, 3] uint8."""
+    start, end = _interval(row)
+    crops = []
+    frames = media.iter_frames(row["media_path"], fps=fps, start_s=start, end_s=end)
+    while True:
+        with timer("decode"):
+            pair = next(frames, None)
+        if pair is None:
+            return np.stack(crops)
+        with timer("faces"):
+            crops.append(faces_mod.crop(pair[1], box_at(pair[0]), size))
 
 
 def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector | None,
                  policy: FacePolicy, timer: Timer | None = None) -> ClipInputs:
     """Decode one clip and crop its face track: the backbones' inputs for view 0.
+
+    Three streaming passes over the video, each holding one decoded frame at a time: face
+    detection at ``detect_fps``, then the 2D frames and the 16-fps frames, cropped with the
+    track's box at their own timestamps (interpolated between detections). A long clip costs
+    time, not memory beyond its crops.
 
     Args:
         row: a sample-table row (``sample_id``, ``media_path``, ``start_s``, ``end_s``,
@@ -160,29 +192,23 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
     start, end = _interval(row)
     with timer("decode"):
         info = media.probe(row["media_path"])
+    if cfg.needs_video and not info.has_video:
+        raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
     duration = (end - start) if start is not None and end is not None else info.duration_s
     frames_2d = frames_3d = audio = None
     face_ratio: float | None = None
     if cfg.needs_video:
-        track, times, frames, face_ratio = _decode_track(row, cfg, detector, policy, timer)
-        size = cfg.faces.size
-        box_at = track.box_at if track is not None else (
-            lambda _t, shape=frames[0].shape: faces_mod.centre_box((shape[1], shape[0])))
-        with timer("faces"):
-            if "frames_2d" in cfg.modalities:
-                frames_2d = np.stack([faces_mod.crop(f, box_at(t), size)
-                                      for t, f in zip(times, frames, strict=True)])
+        frame_size = (info.width, info.height)
+        track = None
+        if policy.crop:
+            assert detector is not None
+            track, face_ratio = _track_face(row, cfg, detector, policy, frame_size, timer)
+        centre = faces_mod.centre_box(frame_size)
+        box_at = track.box_at if track is not None else (lambda _t: centre)
+        if "frames_2d" in cfg.modalities:
+            frames_2d = _crops(row, cfg.fps_2d, box_at, cfg.faces.size, timer)
         if "frames_3d" in cfg.modalities:
-            crops = []
-            it = media.iter_frames(row["media_path"], fps=cfg.fps_3d, start_s=start, end_s=end)
-            while True:
-                with timer("decode"):
-                    pair = next(it, None)
-                if pair is None:
-                    break
-                with timer("faces"):
-                    crops.append(faces_mod.crop(pair[1], box_at(pair[0]), size))
-            frames_3d = np.stack(crops)
+            frames_3d = _crops(row, cfg.fps_3d, box_at, cfg.faces.size, timer)
     if "audio" in cfg.modalities:
         with timer("decode"):
             audio = media.read_audio(row["media_path"], sample_rate=cfg.sample_rate,

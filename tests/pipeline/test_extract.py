@@ -136,3 +136,20 @@ def test_a_clip_that_breaks_a_backbone_fails_alone(rows: dict, detector: FaceDet
     assert [(f.sample_id, f.reason) for f in failures] == [
         (chosen[1]["sample_id"], Reason.BACKBONE_ERROR)]
     assert feats["text"].shape == (2, 1, 3)
+
+
+def test_detection_rate_is_a_setting_and_part_of_the_identity(rows: dict,
+                                                              detector: FaceDetector) -> None:
+    from pipeline.manifest import load_manifest
+    from pipeline.run import feature_identity
+
+    row = rows["train/dia0_utt0"]
+    slow = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
+    fast = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"},
+                               detect_fps=4.0)
+    a = prepare_clip(row, slow, detector, FacePolicy())
+    b = prepare_clip(row, fast, detector, FacePolicy())
+    assert a.frames_2d is not None and b.frames_2d is not None
+    assert a.frames_2d.shape == b.frames_2d.shape  # the 2D frames stay at 1 fps
+    manifest = load_manifest("meld")
+    assert feature_identity(slow, manifest) != feature_identity(fast, manifest)
