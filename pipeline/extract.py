@@ -169,10 +169,11 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
                  policy: FacePolicy, timer: Timer | None = None) -> ClipInputs:
     """Decode one clip and crop its face track: the backbones' inputs for view 0.
 
-    Three streaming passes over the video, each holding one decoded frame at a time: face
-    detection at ``detect_fps``, then the 2D frames and the 16-fps frames, cropped with the
-    track's box at their own timestamps (interpolated between detections). A long clip costs
-    time, not memory beyond its crops.
+    Streaming passes over the video, each holding one decoded frame at a time: face detection
+    at ``detect_fps``, then the 16-fps frames cropped with the track's box at their own
+    timestamps (interpolated between detections); the 1-fps frames are every 16th of those (a
+    pass of their own when the rates are not multiples). A long clip costs time, not memory
+    beyond its crops.
 
     Args:
         row: a sample-table row (``sample_id``, ``media_path``, ``start_s``, ``end_s``,
@@ -205,10 +206,14 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
             track, face_ratio = _track_face(row, cfg, detector, policy, frame_size, timer)
         centre = faces_mod.centre_box(frame_size)
         box_at = track.box_at if track is not None else (lambda _t: centre)
-        if "frames_2d" in cfg.modalities:
-            frames_2d = _crops(row, cfg.fps_2d, box_at, cfg.faces.size, timer)
         if "frames_3d" in cfg.modalities:
             frames_3d = _crops(row, cfg.fps_3d, box_at, cfg.faces.size, timer)
+        step = cfg.fps_3d / cfg.fps_2d
+        if "frames_2d" in cfg.modalities and frames_3d is not None and step.is_integer():
+            # The 1-fps instants are every 16th 16-fps instant: the same frames, one pass less.
+            frames_2d = np.ascontiguousarray(frames_3d[::int(step)])
+        elif "frames_2d" in cfg.modalities:
+            frames_2d = _crops(row, cfg.fps_2d, box_at, cfg.faces.size, timer)
     if "audio" in cfg.modalities:
         with timer("decode"):
             audio = media.read_audio(row["media_path"], sample_rate=cfg.sample_rate,

@@ -153,3 +153,15 @@ def test_detection_rate_is_a_setting_and_part_of_the_identity(rows: dict,
     assert a.frames_2d.shape == b.frames_2d.shape  # the 2D frames stay at 1 fps
     manifest = load_manifest("meld")
     assert feature_identity(slow, manifest) != feature_identity(fast, manifest)
+
+
+def test_2d_frames_taken_from_the_16_fps_pass_equal_a_1_fps_pass(rows: dict,
+                                                                 detector: FaceDetector) -> None:
+    row = rows["train/dia0_utt0"]
+    both = load_extract_config(modalities=["frames_2d", "frames_3d"],
+                               weights={"frames_2d": "random", "frames_3d": "random"})
+    alone = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
+    a = prepare_clip(row, both, detector, FacePolicy())
+    b = prepare_clip(row, alone, detector, FacePolicy())
+    assert a.frames_2d is not None and b.frames_2d is not None
+    np.testing.assert_array_equal(a.frames_2d, b.frames_2d)
