@@ -174,7 +174,8 @@ def _parse_pairs(values: list[str], option: str) -> dict[str, str]:
 
 def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
                     modalities: list[str] | None, weights: dict[str, str],
-                    backbones: dict[str, str], views: int | None, shard_size: int,
+                    backbones: dict[str, str], views: int | None, detect_fps: float | None,
+                    shard_size: int,
                     limit: int | None, device: str, annotations: Path | None,
                     transcripts: Path | None, cluster: object) -> dict[str, object]:
     """Extract with a rich progress bar; returns ``store.json``."""
@@ -188,7 +189,8 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     assert isinstance(cluster, ClusterOptions)
     _quiet_dask()
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
-                              backbones=backbones or None, views=views)
+                              backbones=backbones or None, views=views,
+                              detect_fps=detect_fps)
     total = scan(dataset, root, annotations=annotations, transcripts=transcripts).samples.num_rows
     total = min(total, limit) if limit is not None else total
     columns = [TextColumn("extracting"), BarColumn(), MofNCompleteColumn(),
@@ -243,6 +245,8 @@ def extract_cmd(
         help="KEY=NAME to use another registered backbone, e.g. frames_3d=r2plus1d_18.")
     ] = [],  # noqa: B006
     views: Annotated[int | None, typer.Option(help="Views per clip (1 = clean only).")] = None,
+    detect_fps: Annotated[float | None, typer.Option(
+        help="Face detection rate (default 1; 2-4 follows fast heads).")] = None,
     shard_size: Annotated[int, typer.Option(help="Clips per shard (one Dask task).")] = 256,
     limit: Annotated[int | None, typer.Option(help="Only the first N clips (quick tries).")
                      ] = None,
@@ -285,7 +289,7 @@ def extract_cmd(
         run_extract_cli(dataset, root, out, config=config, modalities=mods,
                         weights=_parse_weights(weights, mods),
                         backbones=_parse_pairs(backbone, "--backbone"), views=views,
-                        shard_size=shard_size, limit=limit, device=device,
+                        detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
                         annotations=annotations, transcripts=transcripts, cluster=opts)
     except (DatasetError, ConfigError, StoreError, ValueError) as err:
         raise _fail(str(err)) from None

@@ -69,6 +69,9 @@ class ExtractConfig:
                               f"(modalities: {list(self.modalities)})")
         if self.views < 1:
             raise ConfigError(f"views must be at least 1, got {self.views}")
+        for name in ("fps_2d", "fps_3d", "detect_fps"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.batch_clips < 1:
             raise ConfigError(f"batch_clips must be at least 1, got {self.batch_clips}")
 

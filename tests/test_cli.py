@@ -78,6 +78,8 @@ def test_extract_rejects_bad_options_before_any_work(meld_sample: Path, tmp_path
     assert result.exit_code == 2 and "unknown modality 'speech'" in result.output
     result = runner.invoke(app, [*base, "--modalities", "frames_2d,smell"])
     assert result.exit_code == 2 and "smell" in result.output
+    result = runner.invoke(app, [*base, "--detect-fps", "0"])
+    assert result.exit_code == 2 and "detect_fps must be > 0" in result.output
     result = runner.invoke(app, [*base, "--device", "tpu"])
     assert result.exit_code == 2 and "tpu" in result.output
     assert not (tmp_path / "s").exists()
