@@ -261,7 +261,8 @@ def extract_cmd(
     slurm_account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
     slurm_cores: Annotated[int, typer.Option(help="Cores per SLURM job.")] = 8,
     slurm_memory: Annotated[str, typer.Option(help="Memory per SLURM job.")] = "32GB",
-    slurm_gpus: Annotated[int, typer.Option(help="GPUs per SLURM job (one worker each).")] = 0,
+    slurm_gpus: Annotated[int, typer.Option(
+        help="1: each SLURM job (one worker) gets a GPU.")] = 0,
     slurm_walltime: Annotated[str, typer.Option(help="Walltime per SLURM job.")] = "04:00:00",
     slurm_jobs: Annotated[int, typer.Option(help="Number of SLURM jobs.")] = 1,
     annotations: Annotated[Path | None, typer.Option(

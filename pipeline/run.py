@@ -248,10 +248,13 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
     if opts.cluster == "slurm":
         from dask_jobqueue import SLURMCluster
 
-        extra = [f"--gres=gpu:{opts.slurm_gpus}"] if opts.slurm_gpus else []
+        if opts.slurm_gpus not in (0, 1):
+            # One worker per job, one GPU per worker: more GPUs means more jobs (--slurm-jobs).
+            raise ValueError(f"--slurm-gpus {opts.slurm_gpus}: each SLURM job runs one worker "
+                             "with 0 or 1 GPU; use --slurm-jobs for more GPUs")
+        extra = ["--gres=gpu:1"] if opts.slurm_gpus else []
         cluster = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
-                               cores=opts.slurm_cores, memory=opts.slurm_memory,
-                               processes=max(1, opts.slurm_gpus) if opts.slurm_gpus else 1,
+                               cores=opts.slurm_cores, memory=opts.slurm_memory, processes=1,
                                walltime=opts.slurm_walltime, job_extra_directives=extra,
                                worker_extra_args=(["--resources", "GPU=1"]
                                                   if opts.slurm_gpus else []))

@@ -170,3 +170,10 @@ def test_augmented_views_feed_instance_cont(meld_sample: Path, tmp_path: Path) -
                        device="cpu", epochs=2, progress=False,
                        overrides={"data": {"batch_size": 2}})
     assert '"info_nce"' in (run / "metrics.jsonl").read_text()
+
+
+def test_slurm_jobs_take_at_most_one_gpu_each() -> None:
+    from pipeline.run import _make_client
+
+    with pytest.raises(ValueError, match="--slurm-jobs"):
+        _make_client(ClusterOptions(cluster="slurm", slurm_gpus=2), "cuda")
