@@ -194,7 +194,8 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     total = scan(dataset, root, annotations=annotations, transcripts=transcripts).samples.num_rows
     total = min(total, limit) if limit is not None else total
     columns = [TextColumn("extracting"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("clips · {task.fields[rate]:.2f} clips/s · {task.fields[failed]} failed"),
+               TextColumn("clips · {task.fields[rate]:.2f} clips/s · "
+                          "{task.fields[failed]} failed"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("extract", total=total, rate=0.0, failed=0)
@@ -216,7 +217,8 @@ def _print_extract_summary(out: str, manifest: dict[str, object]) -> None:
 
     counts = manifest["counts"]
     assert isinstance(counts, dict)
-    console.print(f"[bold green]store complete[/]: {redact_url(out)}  store_id {str(manifest['store_id'])[:12]}"
+    console.print(f"[bold green]store complete[/]: {redact_url(out)}  "
+                  f"store_id {str(manifest['store_id'])[:12]}"
                   f"  samples {counts['samples']}  failures {counts['failures']}")
     failures = read_parquet(Location.parse(out), "failures.parquet").to_pandas()
     if len(failures):

@@ -29,7 +29,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         # The C loader when PyYAML has it: the CMU-MOSEI manifest lists ~3,000 fold ids.
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - safe loader
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as err:
@@ -80,7 +80,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(arg, value, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[-1] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
+        raise ConfigError(errors[-1] if len(errors) == 1
+                          else f"{where}: {value!r} fits none of {tp}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")

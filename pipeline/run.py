@@ -218,7 +218,8 @@ def _check_existing(loc: store_mod.Location, store_id: str) -> bool:
     existing = store_mod.open_store(loc.url).store_id
     if existing != store_id:
         raise store_mod.StoreError(
-            f"{loc.display} is a complete store of another configuration (store_id {existing[:12]}, "
+            f"{loc.display} is a complete store of another configuration "
+            f"(store_id {existing[:12]}, "
             f"this run {store_id[:12]}); choose a new --out, or compare with `cli store info`")
     return True
 

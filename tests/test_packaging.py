@@ -56,7 +56,8 @@ def test_dockerfile_installs_from_the_lock_with_the_locked_python() -> None:
     assert 'ENTRYPOINT ["cli"]' in docker
 
 
-HADOLINT = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+HADOLINT = (shutil.which("hadolint", path=str(Path(sys.executable).parent))
+            or shutil.which("hadolint"))
 
 
 @pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed")

@@ -51,7 +51,8 @@ def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None
     adapter = get_adapter(name)
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(root, "dataset root not found (expected a folder in the official layout)")
+        raise DatasetError(root, "dataset root not found "
+                           "(expected a folder in the official layout)")
     manifest = manifest or load_manifest(name)
     return adapter.read(
         root.resolve(), manifest,
