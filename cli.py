@@ -24,6 +24,7 @@ _state = {"verbose": False}
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
                                          help="meld | caer | mosei | voxceleb2")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 
 
 @app.callback()
@@ -326,7 +327,7 @@ def pretrain_cmd(
     ] = [],  # noqa: B006 - Typer needs a literal default
     epochs: Annotated[int | None, typer.Option(help="Total epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the config's).")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
@@ -491,7 +492,7 @@ def eval_cmd(
         "--set", help="KEY=VALUE override of manifests/evaluate.yaml; repeatable.")
     ] = [],  # noqa: B006 - Typer needs a literal default
     seeds: Annotated[int, typer.Option(help="Repeat with N seeds; mean and std.")] = 1,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Linear probe, fine-tuning or the supervised baseline, with the paper's metrics."""
     from heads.evaluate import run_eval
@@ -515,7 +516,7 @@ def study_cmd(
     quick: Annotated[bool, typer.Option(
         help="CPU-sized models and few epochs: the same study in minutes.")] = False,
     seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Pretrain every objective and ablation, evaluate each, write the paper-style table."""
     from heads.study import run_study
@@ -538,7 +539,7 @@ def predict_cmd(
     transcript: Annotated[str | None, typer.Option(help="What is said in the clip.")] = None,
     classifier: Annotated[Path | None, typer.Option(
         help="Default RUN/eval/linear/classifier.pt.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Class probabilities for a new video, with the store's preprocessing and backbones."""
     from heads.predict import run_predict
