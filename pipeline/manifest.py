@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import manifests
 from pipeline.config import ConfigError, file_sha256, from_dict, load_yaml
 
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests"
+# The shipped YAML files (the top-level ``manifests`` package: the source folder in a checkout,
+# package data in an installed wheel).
+MANIFEST_DIR = manifests.directory()
 SPLITS = ("train", "val", "test")
 
 
@@ -90,7 +93,8 @@ class DatasetManifest:
 
 
 def manifest_path(name: str) -> Path:
-    return MANIFEST_DIR / f"{name}.yaml"
+    """The shipped ``<name>.yaml`` (it may not exist; :func:`load_manifest` says so)."""
+    return manifests.path(name)
 
 
 def load_manifest(name_or_path: str | Path) -> DatasetManifest:

@@ -29,11 +29,12 @@ uv="$(command -v uv || echo "$root/.venv-tools/bin/uv")"
 
 [ -x .venv/bin/python ] || "$uv" venv -q --python "$python" .venv
 stamp=".venv/.lock-sha256"
-want="$(cat requirements.lock setup.cfg | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.lock setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[env] installing locked dependencies into .venv (first run downloads about 4 GB)"
-  # --no-deps on the lock: every package is already pinned there, and facenet-pytorch's stale
-  # pins (torch<2.3, numpy<2) were overridden when the lock was resolved (overrides.txt).
+  # --no-deps on the lock: every package is already pinned there, and the lock also holds the
+  # packages whose metadata no resolver could satisfy (requirements-nodeps.in: facenet-pytorch,
+  # whose stale torch<2.3 and numpy<2 pins were overridden when the lock was resolved).
   VIRTUAL_ENV="$root/.venv" "$uv" pip install -q --no-deps -r requirements.lock
   VIRTUAL_ENV="$root/.venv" "$uv" pip install -q --no-deps -e .
   echo "$want" > "$stamp"
