@@ -15,14 +15,17 @@ RUN apt-get update \
 
 WORKDIR /opt/conclugen
 COPY requirements.lock setup.cfg pyproject.toml ./
-# --no-deps: the lock pins every package; facenet-pytorch's stale pins were overridden at lock time.
+# --no-deps: the lock pins every package, facenet-pytorch included (requirements-nodeps.in: not a
+# declared dependency, its stale torch<2.3 pins were overridden at lock time).
 RUN python3.11 -m venv /opt/venv \
  && pip install --no-cache-dir uv==0.13.9 \
  && uv pip install --no-cache --no-deps -r requirements.lock
 
+# A regular (not editable) install, as from the wheel: `cli datasets` reads the manifests from
+# the installed package, not from this source folder.
 COPY . .
-RUN uv pip install --no-cache --no-deps -e . \
- && cli --help > /dev/null
+RUN uv pip install --no-cache --no-deps . \
+ && cli datasets > /dev/null
 
 ENTRYPOINT ["cli"]
 CMD ["--help"]
