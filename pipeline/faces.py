@@ -23,6 +23,12 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
+# facenet-pytorch is not a declared dependency: its metadata demands torch<2.3, but it runs on
+# the torch this package requires, so it is installed without its metadata (setup.cfg).
+FACENET_MISSING = ("face detection needs facenet-pytorch, which is not installed; install it "
+                   "without its stale dependency pins: pip install --no-deps "
+                   "facenet-pytorch==2.6.0")
+
 
 @dataclass(frozen=True)
 class FaceSpec:
@@ -89,7 +95,12 @@ class FaceDetector:
             device: torch device for the networks and the downscaling.
             batch_size: frames per MTCNN call (bounds the memory of the image pyramid).
         """
-        from facenet_pytorch import MTCNN  # heavy import, only where detection runs
+        try:
+            from facenet_pytorch import MTCNN  # heavy import, only where detection runs
+        except ModuleNotFoundError as err:
+            if err.name != "facenet_pytorch":
+                raise
+            raise ModuleNotFoundError(FACENET_MISSING, name=err.name) from None
 
         if batch_size < 1:
             raise ValueError(f"FaceDetector: batch_size must be >= 1, got {batch_size}")

@@ -73,3 +73,12 @@ def test_dockerfile_lints_clean() -> None:
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
+
+
+def test_missing_facenet_names_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.faces import FaceDetector, FaceSpec
+
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # import now fails, as uninstalled
+    with pytest.raises(ModuleNotFoundError,
+                       match=r"pip install --no-deps facenet-pytorch==2\.6\.0"):
+        FaceDetector(FaceSpec())
