@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from pipeline.store import StoreManifest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emotion-video feature stores and the ConCluGen head trainer.")
@@ -178,7 +181,7 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
                     backbones: dict[str, str], views: int | None, detect_fps: float | None,
                     shard_size: int,
                     limit: int | None, device: str, annotations: Path | None,
-                    transcripts: Path | None, cluster: object) -> dict[str, object]:
+                    transcripts: Path | None, cluster: object) -> StoreManifest:
     """Extract with a rich progress bar; returns ``store.json``."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
@@ -213,20 +216,18 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     return manifest
 
 
-def _print_extract_summary(out: str, manifest: dict[str, object]) -> None:
+def _print_extract_summary(out: str, manifest: StoreManifest) -> None:
     from pipeline.store import Location, read_parquet, redact_url
 
-    counts = manifest["counts"]
-    assert isinstance(counts, dict)
+    counts = manifest.counts
     console.print(f"[bold green]store complete[/]: {redact_url(out)}  "
-                  f"store_id {str(manifest['store_id'])[:12]}"
-                  f"  samples {counts['samples']}  failures {counts['failures']}")
+                  f"store_id {manifest.store_id[:12]}"
+                  f"  samples {counts.samples}  failures {counts.failures}")
     failures = read_parquet(Location.parse(out), "failures.parquet").to_pandas()
     if len(failures):
         console.print("failures by reason: " + ", ".join(
             f"{r} {n}" for r, n in failures["reason"].value_counts().items()))
-    timings = manifest.get("timings") or {}
-    assert isinstance(timings, dict)
+    timings = manifest.timings
     if timings:
         console.print("seconds per stage (summed over workers): " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])))
@@ -359,13 +360,18 @@ def _short(value: object, width: int = 60) -> str:
 def store_info_cmd(store: StoreArg) -> None:
     """Dataset, counts per split and label, modalities and how they were made, failures."""
     from pipeline.store import StoreError
-    from pipeline.store_ops import store_info
+    from pipeline.store.ops import store_info
 
     try:
         info = store_info(store)
     except StoreError as err:
         raise _fail(str(err)) from None
     console.print(f"[bold]{info.url}[/]  {info.format}  store_id {info.store_id}")
+    console.print(f"feature space {info.feature_space[:16]} (stores with the same feature space "
+                  "share pretrained heads)")
+    if info.format != "conclugen-store/2":
+        console.print(f"[yellow]{info.format} store: `cli store upgrade {info.url}` rewrites its "
+                      "store.json in the current format (the shards stay)[/]")
     console.print(f"dataset {info.dataset} (manifest {str(info.manifest_sha256)[:12]}), "
                   f"{info.samples} samples, {info.failures} failures, {info.views} view(s), "
                   f"{info.shards} shards, {info.size_bytes / 1e6:.1f} MB, created {info.created}")
@@ -398,7 +404,7 @@ def store_verify_cmd(store: StoreArg) -> None:
 
     Exit code 1 when anything is wrong, with one line per problem.
     """
-    from pipeline.store_ops import verify_store
+    from pipeline.store.ops import verify_store
 
     report = verify_store(store)
     for note in report.notes:
@@ -416,7 +422,7 @@ def store_verify_cmd(store: StoreArg) -> None:
 def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
     """What differs in provenance between two stores; exit 1 when they are not comparable."""
     from pipeline.store import StoreError
-    from pipeline.store_ops import diff_stores
+    from pipeline.store.ops import diff_stores
 
     try:
         diff = diff_stores(a, b)
@@ -433,6 +439,12 @@ def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
     console.print(f"{verdict}: {diff.reason}")
     console.print(f"samples only in A {diff.samples_only_a}, only in B {diff.samples_only_b}, "
                   f"in both {diff.samples_both}")
+    if diff.same_feature_space:
+        console.print("[green]same feature space[/]: heads pretrained on one can be evaluated "
+                      "on the other")
+    else:
+        console.print("[yellow]different feature spaces[/]: " + escape("; ".join(
+            f"{key}: " + ", ".join(items) for key, items in diff.feature_space.items())))
     if not diff.comparable:
         raise typer.Exit(1)
 
@@ -444,7 +456,7 @@ def store_merge_cmd(
 ) -> None:
     """Combine stores with identical provenance (e.g. splits extracted by different teams)."""
     from pipeline.store import StoreError
-    from pipeline.store_ops import merge_stores
+    from pipeline.store.ops import merge_stores
 
     try:
         result = merge_stores(stores, out)
@@ -454,6 +466,23 @@ def store_merge_cmd(
                   f"store_id {result.store_id[:12]}, {result.shards} shards, {result.samples} "
                   f"samples, {result.failures} failures ({result.dropped_failures} failure rows "
                   "dropped: extracted by another source)")
+
+
+@store_app.command("upgrade")
+def store_upgrade_cmd(store: StoreArg) -> None:
+    """Rewrite an older store's store.json in the current format (atomically; shards kept)."""
+    from pipeline.store import StoreError
+    from pipeline.store.ops import upgrade_store
+
+    try:
+        result = upgrade_store(store)
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    if result.changed:
+        console.print(f"[bold green]upgraded[/] {result.url}: {result.from_format} -> "
+                      f"{result.to_format}, store_id {result.store_id[:12]} kept")
+    else:
+        console.print(f"{result.url} is already {result.to_format}: nothing to do")
 
 
 def _print_metrics(result: dict, title: str) -> None:

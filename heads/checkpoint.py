@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from heads.models import ConCluGenHeads, ModelSpec
+from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ LAST = "last.pt"
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, of another format, or belongs to other features or settings."""
 
 

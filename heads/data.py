@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from heads.config import DataConfig
+from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from pipeline.store import FeatureStore
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Tensor]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The store cannot provide what the run asks for; the message names store and keys."""
 
 

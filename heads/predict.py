@@ -36,6 +36,7 @@ from heads.checkpoint import LAST, CheckpointError, check_store, load_model, sav
 from heads.classifier import ProbeModel, ProbeSpec, decide, encoder_heads
 from heads.models import ConCluGenHeads, ModelSpec
 from heads.train import resolve_device
+from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ CLASSIFIER = "classifier.pt"
 CLASSIFIER_FORMAT = "conclugen-classifier/1"
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
     """The video cannot be classified with this run and store; the message says why."""
 
 

@@ -16,11 +16,13 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from pipeline.errors import UserError
+
 T = TypeVar("T")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or mapping does not fit its dataclass."""
 
 

@@ -14,8 +14,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,62 +23,11 @@ from pipeline import faces as faces_mod
 from pipeline import media
 from pipeline.augment import augment_clip
 from pipeline.config import ConfigError
+from pipeline.extract_config import MODALITIES, ExtractConfig
 from pipeline.failures import ClipError, Failure, Reason, Stage
 from pipeline.manifest import FacePolicy
 
 log = logging.getLogger(__name__)
-
-MODALITIES = ("frames_2d", "frames_3d", "audio", "text")
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Everything that determines the extracted features (and a few run settings).
-
-    Loaded from ``manifests/extract.yaml`` plus command-line overrides; written into the
-    store's provenance.
-    """
-
-    modalities: tuple[str, ...] = MODALITIES
-    backbones: dict[str, str] = field(default_factory=lambda: {
-        "frames_2d": "resnet152", "frames_3d": "resnet3d101", "audio": "davenet",
-        "text": "distilbert-sst2"})
-    weights: dict[str, str] = field(default_factory=dict)
-    views: int = 1
-    fps_2d: float = 1.0
-    fps_3d: float = 16.0
-    detect_fps: float = 1.0
-    sample_rate: int = 16000
-    faces: faces_mod.FaceSpec = field(default_factory=faces_mod.FaceSpec)
-    empty_text: Literal["fail", "skip_text"] = "fail"
-    dtype: Literal["float16", "float32"] = "float16"
-    batch_clips: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.modalities) - set(MODALITIES))
-        if unknown or not self.modalities:
-            raise ConfigError(f"modalities: unknown {unknown or 'none given'}; "
-                              f"valid: {list(MODALITIES)}")
-        missing = [m for m in self.modalities if m not in self.backbones]
-        if missing:
-            raise ConfigError(f"backbones: no backbone named for {missing}")
-        stray = sorted(set(self.weights) - set(self.modalities))
-        if stray:
-            raise ConfigError(f"weights given for {stray}, which are not extracted "
-                              f"(modalities: {list(self.modalities)})")
-        if self.views < 1:
-            raise ConfigError(f"views must be at least 1, got {self.views}")
-        for name in ("fps_2d", "fps_3d", "detect_fps"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.batch_clips < 1:
-            raise ConfigError(f"batch_clips must be at least 1, got {self.batch_clips}")
-
-    @property
-    def needs_video(self) -> bool:
-        return "frames_2d" in self.modalities or "frames_3d" in self.modalities
-
 
 @dataclass(frozen=True)
 class ClipInputs:

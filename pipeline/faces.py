@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.extract_config import FaceSpec
+
 logger = logging.getLogger(__name__)
 
 # facenet-pytorch is not a declared dependency: its metadata demands torch<2.3, but it runs on
@@ -28,56 +30,6 @@ logger = logging.getLogger(__name__)
 FACENET_MISSING = ("face detection needs facenet-pytorch, which is not installed; install it "
                    "without its stale dependency pins: pip install --no-deps "
                    "facenet-pytorch==2.6.0")
-
-
-@dataclass(frozen=True)
-class FaceSpec:
-    """Face detection, tracking and cropping settings (recorded in the store's provenance).
-
-    Attributes:
-        size: side of the output crop in pixels.
-        margin: context added around the face: the crop's side is the detected box's longer side
-            times ``1 + margin`` (``margin / 2`` of the side on each edge), centred on the box.
-        min_prob: detections with a lower MTCNN probability are ignored.
-        detect_max_side: frames whose longer side exceeds this are downscaled for detection only
-            (the boxes are scaled back); MTCNN cost grows with the pixel count.
-        min_face_size: smallest face MTCNN looks for, in pixels of the (downscaled) detection
-            frame; a larger value drops the finest image-pyramid levels, which cost the most
-            (on one CPU thread at 640x360: ~80 ms per frame at 20, ~45 ms at 40).
-        smoothing: standard deviation in seconds of the Gaussian weights with which box
-            coordinates are averaged over the detection times (a centred, time-based moving
-            average: no lag, and the same meaning at any detection rate); 0 disables it. It only
-            takes out jitter: at 1-fps detection 0.25 s leaves neighbours almost unweighted,
-            while 0.5 s already damps real head motion (``benchmarks/faces_detect.py``).
-        max_shift: a detection continues the track when its centre is within ``max_shift``
-            times the track's box side (per second since the last match, at least one) of the
-            previous box's centre; farther faces are taken to be someone else.
-    """
-
-    size: int = 180
-    margin: float = 0.2
-    min_prob: float = 0.9
-    detect_max_side: int = 640
-    min_face_size: int = 40
-    smoothing: float = 0.25
-    max_shift: float = 1.5
-
-    def __post_init__(self) -> None:
-        checks = {
-            "size": self.size >= 1,
-            "margin": self.margin >= 0,
-            "min_prob": 0 <= self.min_prob <= 1,
-            "detect_max_side": self.detect_max_side >= 48,
-            "min_face_size": self.min_face_size >= 12,
-            "smoothing": self.smoothing >= 0,
-            "max_shift": self.max_shift > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
-                             "0 <= min_prob <= 1, detect_max_side >= 48, min_face_size >= 12, "
-                             "smoothing >= 0, max_shift > 0)")
 
 
 class FaceDetector:

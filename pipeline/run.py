@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import store as store_mod
+from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
+                                     ModalityInfo, StoreIdentity, StoreManifest)
 from pipeline.config import file_sha256
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
@@ -58,7 +60,7 @@ class ClusterOptions:
 
 # ---------------------------------------------------------------------------------- provenance
 
-def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> dict[str, Any]:
+def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIdentity:
     """What determines the feature values; its sha256 is the store_id.
 
     Per modality: the backbone, its weights (the default identifier when none is given; a local
@@ -71,24 +73,18 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> dict[str,
     for key in cfg.modalities:
         spec = get_spec(cfg.backbones[key])
         weights = cfg.weights.get(key) or getattr(spec, "default_weights", None) or "none"
-        entry: dict[str, Any] = {"backbone": cfg.backbones[key], "weights": weights,
-                                 "spec": dataclasses.asdict(spec)}
-        if Path(weights).is_file():
-            entry["weights_file_sha256"] = file_sha256(weights)
-        modalities[key] = entry
-    return {
-        "dataset": {"name": manifest.name, "manifest_sha256": manifest.sha256,
-                    "labels": list(manifest.labels), "multilabel": manifest.multilabel},
-        "modalities": modalities,
-        "views": cfg.views,
-        "extraction": {
-            "fps_2d": cfg.fps_2d, "fps_3d": cfg.fps_3d, "detect_fps": cfg.detect_fps,
-            "sample_rate": cfg.sample_rate,
-            "faces": {**dataclasses.asdict(cfg.faces), "crop": manifest.faces.crop,
-                      "no_face": manifest.faces.no_face},
-            "empty_text": cfg.empty_text, "dtype": cfg.dtype, "augment_seed": cfg.seed,
-        },
-    }
+        modalities[key] = BackboneChoice(
+            backbone=cfg.backbones[key], weights=weights, spec=dataclasses.asdict(spec),
+            weights_file_sha256=file_sha256(weights) if Path(weights).is_file() else None)
+    return StoreIdentity(
+        dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
+                            manifest.sha256),
+        modalities=modalities, views=cfg.views,
+        extraction=ExtractionInfo(
+            fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,
+            sample_rate=cfg.sample_rate, faces=cfg.faces,
+            face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
+            empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed))
 
 
 def software_versions() -> dict[str, str]:
@@ -281,7 +277,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 annotations: str | Path | None = None, transcripts: str | Path | None = None,
                 limit: int | None = None, shard_size: int = 256, device: str = "auto",
                 cluster: ClusterOptions | None = None,
-                on_progress: ProgressFn | None = None) -> dict[str, Any]:
+                on_progress: ProgressFn | None = None) -> StoreManifest:
     """Extract a raw dataset into a complete feature store at ``out``.
 
     Args:
@@ -296,7 +292,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
 
     Returns:
-        The ``store.json`` content.
+        The store's manifest (``store.json``).
     """
     manifest = load_manifest(dataset)
     table = scan(dataset, root, manifest=manifest, annotations=annotations,
@@ -321,16 +317,11 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                                   initial=sum(len(plan[k]) for k in done)))
     shards = [results[k] for k in range(len(plan))]
     _check_same_weights(shards)
-    return store_mod.finalize(loc, identity=identity, shards=shards,
-                              adapter_failures=adapter_failures, provenance={
-                                  "dataset": identity["dataset"],
-                                  "modalities": _modalities(identity, shards, cfg.dtype),
-                                  "views": cfg.views,
-                                  "extraction": identity["extraction"],
-                                  "software": software_versions(),
-                                  "timings": _sum_timings(shards),
-                                  "options": {"shard_size": shard_size, "limit": limit,
-                                              "device": device}})
+    return store_mod.finalize(
+        loc, identity=identity, modalities=_modalities(identity, shards, cfg.dtype),
+        shards=shards, adapter_failures=adapter_failures, config=cfg,
+        software=software_versions(), timings=_sum_timings(shards),
+        options={"shard_size": shard_size, "limit": limit, "device": device})
 
 
 def _limit(table: SampleTable, limit: int | None) -> tuple[pa.Table, pa.Table]:
@@ -379,16 +370,22 @@ def _check_gpu_workers(client: Any) -> None:
                          "with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
 
 
-def _modalities(identity: dict[str, Any], shards: Sequence[store_mod.ShardResult],
-                dtype: str) -> dict[str, Any]:
-    """Per key: the planned backbone/weights plus what the loaded encoder reports (dim,
-    weights sha256, every preprocessing parameter)."""
+def _modalities(identity: StoreIdentity, shards: Sequence[store_mod.ShardResult],
+                dtype: str) -> dict[str, ModalityInfo]:
+    """Per key: what the loaded encoder reports (dim, weights sha256, every preprocessing
+    parameter)."""
     encoders: dict[str, Any] = {}
     for shard in shards:
         encoders = encoders or dict(shard.info.get("encoders", {}))
-    return {key: {**{k: v for k, v in planned.items() if k != "spec"},
-                  **encoders.get(key, {}), "dtype": dtype}
-            for key, planned in identity["modalities"].items()}
+    out = {}
+    for key, choice in identity.modalities.items():
+        reported = dict(encoders.get(key, {}))
+        dim = reported.pop("dim", None) or choice.spec.get("dim")
+        sha = reported.pop("weights_sha256", None)
+        for planned in ("backbone", "weights", "dtype"):
+            reported.pop(planned, None)
+        out[key] = ModalityInfo(dim=int(dim), dtype=dtype, weights_sha256=sha, encoder=reported)
+    return out
 
 
 def _check_same_weights(shards: Sequence[store_mod.ShardResult]) -> None:

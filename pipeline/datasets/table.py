@@ -25,10 +25,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import UserError
 from pipeline.failures import FAILURE_SCHEMA, Failure, failures_table
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The raw dataset or its annotations cannot be read; the message names file, row, column."""
 
     def __init__(self, file: str | Path, message: str, *, row: int | None = None,

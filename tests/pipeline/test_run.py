@@ -38,8 +38,9 @@ def test_store_matches_the_contract(meld_store: Path) -> None:
     assert set(index["split"]) == {"train", "val", "test"}
     assert ((index["face_ratio"] > 0) & (index["face_ratio"] <= 1)).all()
     for key in dims:
-        assert manifest["modalities"][key]["weights"] == "random"
+        assert manifest["identity"]["modalities"][key]["weights"] == "random"
         assert manifest["modalities"][key]["dim"] == dims[key]
+        assert manifest["feature_space"][key]["dim"] == dims[key]
     assert manifest["software"]["torch"].startswith("2.")
     assert {"decode", "faces", "write"} <= set(manifest["timings"])
 
@@ -142,10 +143,10 @@ def test_runs_on_a_separately_started_dask_cluster(meld_sample: Path, tmp_path: 
         manifest = run_extract("meld", meld_sample, str(tmp_path / "s"), cfg=cfg, limit=6,
                                shard_size=2, device="cpu",
                                cluster=ClusterOptions(scheduler=address))
-        assert manifest["counts"]["samples"] + manifest["counts"]["failures"] == 6
+        assert manifest.counts.samples + manifest.counts.failures == 6
         workers = set()
-        for entry in manifest["shards"]:
-            with h5py.File(tmp_path / "s" / entry["path"], "r") as h5:
+        for entry in manifest.shards:
+            with h5py.File(tmp_path / "s" / entry.path, "r") as h5:
                 workers.add(json.loads(h5.attrs["info"])["worker"])
         assert workers <= {"w0", "w1"} and workers, workers
     finally:

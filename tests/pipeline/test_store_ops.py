@@ -13,10 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.extract_config import FaceSpec
 from pipeline.failures import FAILURE_SCHEMA
 from pipeline.store import (FeatureStore, Location, StoreError, finalize, group_by_code,
                             open_store, redact_url, store_id_of, write_arrays, write_shard)
-from pipeline.store_ops import (diff_stores, merge_stores, provenance_differences, store_info,
+from pipeline.store.manifest import (BackboneChoice, Counts, DatasetInfo, ExtractionInfo,
+                                     FacePolicyInfo, ModalityInfo, StoreIdentity,
+                                     build_manifest)
+from pipeline.store.ops import (diff_stores, merge_stores, provenance_differences, store_info,
                                 verify_store)
 
 LABELS = ["neutral", "joy", "anger"]
@@ -51,14 +55,15 @@ def store(tmp_path: Path) -> Path:
 def _extract_like(url: str | Path, ids: list[str], *, weights: str = "random",
                   software: str = "2.9.1", failures: list[tuple[str, str]] = ()) -> None:
     """A store with the provenance an extraction run writes (backbone, preprocessing, ...)."""
-    identity = {"dataset": {"name": "meld", "manifest_sha256": "m" * 64, "labels": LABELS,
-                            "multilabel": False},
-                "modalities": {"frames_2d": {"backbone": "resnet152", "weights": weights}},
-                "views": 1, "extraction": {"fps_2d": 1.0, "dtype": "float16"}}
-    prov = {**identity, "modalities": {"frames_2d": {
-        "backbone": "resnet152", "weights": weights, "weights_sha256": "w" * 64, "dim": 4,
-        "dtype": "float16", "image_size": 224, "mean": [0.485, 0.456, 0.406]}},
-        "software": {"torch": software}, "timings": {"decode": 1.5}}
+    identity = StoreIdentity(
+        dataset=DatasetInfo("meld", tuple(LABELS), False, "m" * 64),
+        modalities={"frames_2d": BackboneChoice("resnet152", weights)}, views=1,
+        extraction=ExtractionInfo(fps_2d=1.0, fps_3d=16.0, detect_fps=1.0, sample_rate=16000,
+                                  faces=FaceSpec(), face_policy=FacePolicyInfo(),
+                                  empty_text="fail", dtype="float16", augment_seed=0))
+    modalities = {"frames_2d": ModalityInfo(
+        dim=4, weights_sha256="w" * 64,
+        encoder={"image_size": 224, "mean": [0.485, 0.456, 0.406]})}
     loc = Location.parse(url)
     index = pa.table({"sample_id": ids, "split": ["train"] * len(ids),
                       "label": pa.array([i % 3 for i in range(len(ids))], pa.int64())})
@@ -68,8 +73,9 @@ def _extract_like(url: str | Path, ids: list[str], *, weights: str = "random",
     shard = write_shard(loc, 0, store_id=store_id_of(identity), sample_ids=ids, index=index,
                         features={"frames_2d": np.ones((len(ids), 1, 4), np.float32)},
                         failures=fail)
-    finalize(loc, identity=identity, provenance=prov, shards=[shard],
-             adapter_failures=FAILURE_SCHEMA.empty_table())
+    finalize(loc, identity=identity, modalities=modalities, shards=[shard],
+             adapter_failures=FAILURE_SCHEMA.empty_table(), software={"torch": software},
+             timings={"decode": 1.5})
 
 
 # ----------------------------------------------------------------------------------------- info
@@ -240,18 +246,26 @@ def test_diff_names_what_made_the_features_differ(tmp_path: Path) -> None:
     diff = diff_stores(tmp_path / "a", tmp_path / "b")
     assert not diff.comparable and "different store_id" in diff.reason
     paths = [d.path for d in diff.blocking]
-    assert paths == ["modalities.frames_2d.weights"], "identity repeats are folded"
+    assert paths == ["identity.modalities.frames_2d.weights"], "each field once"
     assert (diff.blocking[0].a, diff.blocking[0].b) == ("random", "imagenet")
+    assert diff.feature_space == {"frames_2d": ["weights: random -> sha256"]}
 
 
-def test_same_store_id_with_other_weights_is_not_comparable() -> None:
-    a = {"store_id": "x", "modalities": {"text": {"weights": "default", "weights_sha256": "1"}},
-         "software": {"torch": "2"}}
-    b = {"store_id": "x", "modalities": {"text": {"weights": "default", "weights_sha256": "2"}},
-         "label_only": True}
-    diffs = {d.path: (d.a, d.b) for d in provenance_differences(a, b)}
-    assert diffs == {"modalities.text.weights_sha256": ("1", "2"),
-                     "software.torch": ("2", "<absent>"), "label_only": ("<absent>", True)}
+def test_same_store_id_with_other_weights_is_not_comparable(tmp_path: Path) -> None:
+    _extract_like(tmp_path / "a", ["a"], weights="default")
+    _extract_like(tmp_path / "b", ["a"], weights="default", software="2.10")
+    manifest = json.loads((tmp_path / "b" / "store.json").read_text())
+    manifest["modalities"]["frames_2d"]["weights_sha256"] = "v" * 64  # another checkpoint
+    manifest["feature_space"]["frames_2d"]["weights_sha256"] = "v" * 64
+    (tmp_path / "b" / "store.json").write_text(json.dumps(manifest))
+    a, b = open_store(tmp_path / "a"), open_store(tmp_path / "b")
+    diffs = {d.path: (d.a, d.b) for d in provenance_differences(a.manifest, b.manifest)}
+    assert diffs == {"modalities.frames_2d.weights_sha256": ("w" * 64, "v" * 64),
+                     "software.torch": ("2.9.1", "2.10")}
+    diff = diff_stores(a, b)
+    assert a.store_id == b.store_id and not diff.comparable
+    assert [d.path for d in diff.blocking] == ["modalities.frames_2d.weights_sha256"]
+    assert not diff.same_feature_space
 
 
 # ---------------------------------------------------------------------------------------- merge
@@ -269,15 +283,15 @@ def test_merge_split_by_split_gives_back_every_feature(tmp_path: Path) -> None:
     report = verify_store(tmp_path / "all")
     assert report.ok, report.problems
     merged = open_store(tmp_path / "all")
-    names = [e["path"] for e in merged.manifest["shards"]]
+    names = [e.path for e in merged.manifest.shards]
     assert names == [f"shards/shard-{k:05d}.h5" for k in range(len(names))]
     order = [data["ids"].index(s) for s in merged.index.column("sample_id").to_pylist()]
     for key, values in data["features"].items():
         np.testing.assert_array_equal(merged.read(key),
                                       values[order].astype(np.float16))
     np.testing.assert_array_equal(merged.labels(), data["labels"][order])
-    assert [m["url"] for m in merged.manifest["merged_from"]] == sources
-    assert merged.manifest["counts"]["splits"] == {"test": 15, "train": 60, "val": 15}
+    assert [m["url"] for m in merged.manifest.merged_from] == sources
+    assert merged.manifest.counts.splits == {"test": 15, "train": 60, "val": 15}
 
 
 def test_merge_drops_failures_of_samples_another_team_extracted(tmp_path: Path) -> None:
@@ -290,7 +304,7 @@ def test_merge_drops_failures_of_samples_another_team_extracted(tmp_path: Path) 
     assert verify_store(tmp_path / "m").ok
     merged = open_store(tmp_path / "m")
     assert merged.failures.column("sample_id").to_pylist() == ["w", "v", "d", "u"]
-    assert merged.manifest["timings"] == {"decode": 3.0}
+    assert merged.manifest.timings == {"decode": 3.0}
     assert merged.store_id == open_store(tmp_path / "a").store_id
 
 
@@ -356,8 +370,9 @@ def test_index_operations_are_columnar_and_exact_on_a_large_index() -> None:
     index = pa.table({"sample_id": [f"s{i}" for i in range(n)], "split": split,
                       "shard": [f"shard-{i // 256:05d}" for i in range(n)],
                       "row": np.arange(n) % 256, "label": label})
-    manifest = {"store_id": "x", "views": 1, "modalities": {},
-                "dataset": {"name": "vox", "labels": LABELS, "multilabel": False}}
+    manifest = build_manifest(
+        identity=StoreIdentity(DatasetInfo("vox", tuple(LABELS)), {}, views=1), modalities={},
+        shards=[], counts=Counts(n, 0), created="")
     store = FeatureStore(Location.parse("memory://unused"), manifest, index)
     np.testing.assert_array_equal(store.positions("val"), np.flatnonzero(split == "val"))
     np.testing.assert_array_equal(store.positions(["test", "train"]),

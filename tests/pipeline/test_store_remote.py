@@ -19,7 +19,7 @@ s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
 from pipeline.store import open_store, write_arrays  # noqa: E402
-from pipeline.store_ops import merge_stores, store_info, verify_store  # noqa: E402
+from pipeline.store.ops import merge_stores, store_info, verify_store  # noqa: E402
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-this-must-never-be-written"
 
@@ -150,7 +150,7 @@ def test_extract_to_s3_then_verify_and_train(endpoint: str, meld_sample: Path,
     fs = s3fs.S3FileSystem()
     assert not fs.exists("bucket/meld/shards/shard-00000.h5.tmp")
     store = open_store("s3://bucket/meld")
-    assert store.store_id == manifest["store_id"] and store.keys == ("audio", "text")
+    assert store.store_id == manifest.store_id and store.keys == ("audio", "text")
     report = verify_store("s3://bucket/meld")
     assert report.ok, report.problems
     info = store_info("s3://bucket/meld")

@@ -29,8 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.failures import FAILURE_SCHEMA, Reason, Stage
-from pipeline.store import (COPY_BLOCK_SIZE, FORMAT, SHARD_DIR, Location, dictionary_codes,
-                            group_by_code, read_parquet, store_id_of)
+from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, ModalityInfo, ShardEntry, StoreError,
+                                     StoreManifest, parse_manifest, store_id_of)
+from pipeline.store.reader import dictionary_codes, group_by_code
 
 log = logging.getLogger(__name__)
 
@@ -131,30 +133,36 @@ class _Verifier:
         if failures is not None:
             self.check_failures(failures, index)
         self.check_counts(manifest, index, failures)
-        for entry in manifest.get("shards", []):
-            name = posixpath.basename(entry["path"]).removesuffix(".h5")
+        for entry in manifest.shards:
+            name = posixpath.basename(entry.path).removesuffix(".h5")
             self.check_shard(entry, manifest, groups.get(name))
         self.note_leftovers(manifest)
 
     # ------------------------------------------------------------------- store.json and tables
 
-    def manifest(self) -> dict[str, Any] | None:
+    def manifest(self) -> StoreManifest | None:
         if not self.loc.exists("store.json"):
             self.problem("store.json", "", "missing: the store is incomplete or not a store")
             return None
         try:
-            manifest = json.loads(self.loc.read_bytes("store.json"))
+            raw = json.loads(self.loc.read_bytes("store.json"))
         except ValueError as err:
             self.problem("store.json", "", f"not valid JSON: {err}")
             return None
-        self.report.store_id = manifest.get("store_id")
-        if manifest.get("format") != FORMAT:
-            self.problem("store.json", "format", "unknown format", FORMAT, manifest.get("format"))
-        if "identity" not in manifest:
-            self.problem("store.json", "identity", "missing")
-        elif store_id_of(manifest["identity"]) != manifest.get("store_id"):
+        try:
+            manifest = parse_manifest(raw, "store.json")
+        except StoreError as err:
+            self.problem("store.json", "", str(err))
+            return None
+        self.report.store_id = manifest.store_id
+        if raw.get("format") != FORMAT:
+            self.report.notes.append(f"store.json: format {raw.get('format')}; "
+                                     "`cli store upgrade` rewrites it as " + FORMAT)
+        identity = (manifest.legacy or {}).get("identity") if manifest.legacy else None
+        expected = store_id_of(identity if identity is not None else manifest.identity)
+        if expected != manifest.store_id:
             self.problem("store.json", "store_id", "is not the sha256 of the identity",
-                         store_id_of(manifest["identity"]), manifest.get("store_id"))
+                         expected, manifest.store_id)
         return manifest
 
     def table(self, name: str) -> pa.Table | None:
@@ -167,9 +175,9 @@ class _Verifier:
             self.problem(name, "", f"not a readable Parquet file: {err}")
             return None
 
-    def check_index(self, index: pa.Table, manifest: dict[str, Any]) -> bool:
+    def check_index(self, index: pa.Table, manifest: StoreManifest) -> bool:
         """Columns, types, unique ids, splits, labels; True when shard/row can be used."""
-        label = ("labels", pa.types.is_list) if manifest["dataset"].get("multilabel") else (
+        label = ("labels", pa.types.is_list) if manifest.dataset.multilabel else (
             "label", pa.types.is_integer)
         usable = True
         for name, is_type in [("sample_id", pa.types.is_string), ("split", pa.types.is_string),
@@ -192,8 +200,8 @@ class _Verifier:
         for other in [s for s in splits if s["values"] not in SPLITS]:
             self.problem("index.parquet", "column split", f"{other['counts']} rows of an unknown "
                          "split", f"one of {list(SPLITS)}", repr(other["values"]))
-        n_labels = len(manifest["dataset"].get("labels", []))
-        if manifest["dataset"].get("multilabel"):
+        n_labels = len(manifest.dataset.labels)
+        if manifest.dataset.multilabel:
             lengths = pc.list_value_length(index.column("labels")).to_numpy()
             bad = np.flatnonzero(lengths != n_labels)
             if len(bad):
@@ -251,31 +259,30 @@ class _Verifier:
                 self.problem("failures.parquet", "column sample_id", f"{len(both)} samples are "
                              f"also in index.parquet, e.g. {both[:SHOWN].to_pylist()}")
 
-    def check_counts(self, manifest: dict[str, Any], index: pa.Table | None,
+    def check_counts(self, manifest: StoreManifest, index: pa.Table | None,
                      failures: pa.Table | None) -> None:
-        counts = manifest.get("counts", {})
-        declared = sum(int(e["rows"]) for e in manifest.get("shards", []))
+        counts = manifest.counts
+        declared = sum(e.rows for e in manifest.shards)
         if index is not None:
-            if counts.get("samples") != index.num_rows:
+            if counts.samples != index.num_rows:
                 self.problem("store.json", "counts.samples", "does not match index.parquet",
-                             index.num_rows, counts.get("samples"))
+                             index.num_rows, counts.samples)
             if declared != index.num_rows:
                 self.problem("store.json", "shards[].rows", "sum does not match index.parquet",
                              index.num_rows, declared)
             if "split" in index.column_names:
                 splits = {d["values"]: d["counts"]
                           for d in pc.value_counts(index.column("split")).to_pylist()}
-                if counts.get("splits") != splits:
+                if counts.splits != splits:
                     self.problem("store.json", "counts.splits", "do not match index.parquet",
-                                 splits, counts.get("splits"))
-        if failures is not None and counts.get("failures") != failures.num_rows:
+                                 splits, counts.splits)
+        if failures is not None and counts.failures != failures.num_rows:
             self.problem("store.json", "counts.failures", "does not match failures.parquet",
-                         failures.num_rows, counts.get("failures"))
+                         failures.num_rows, counts.failures)
 
-    def index_by_shard(self, index: pa.Table, manifest: dict[str, Any]) -> dict[str, pa.Table]:
+    def index_by_shard(self, index: pa.Table, manifest: StoreManifest) -> dict[str, pa.Table]:
         """Per shard, its index rows sorted by ``row``, with their ``position`` in the index."""
-        listed = {posixpath.basename(e["path"]).removesuffix(".h5")
-                  for e in manifest.get("shards", [])}
+        listed = {posixpath.basename(e.path).removesuffix(".h5") for e in manifest.shards}
         table = index.select(["sample_id", "shard", "row"]).append_column(
             "position", pa.array(np.arange(index.num_rows), pa.int64()))
         ordered = table.sort_by([("shard", "ascending"), ("row", "ascending")])
@@ -293,20 +300,20 @@ class _Verifier:
 
     # ------------------------------------------------------------------------------- shards
 
-    def check_shard(self, entry: dict[str, Any], manifest: dict[str, Any],
+    def check_shard(self, entry: ShardEntry, manifest: StoreManifest,
                     part: pa.Table | None) -> None:
-        rel = str(entry["path"])
+        rel = entry.path
         pointing = f"; {part.num_rows} index rows point to it" if part is not None else ""
         if not self.loc.exists(rel):
-            self.problem(rel, "", f"missing{pointing}", f"a shard of {entry['rows']} rows",
+            self.problem(rel, "", f"missing{pointing}", f"a shard of {entry.rows} rows",
                          "no file")
             return
         self.report.shards += 1
         with self.local_copy(rel) as (path, digest, size):
             self.report.bytes_hashed += size
-            if digest != entry.get("sha256"):
+            if digest != entry.sha256:
                 self.problem(rel, "", "checksum mismatch: the file changed after it was written",
-                             entry.get("sha256"), digest)
+                             entry.sha256, digest)
             try:
                 with h5py.File(path, "r") as h5:
                     self.check_h5(rel, h5, entry, manifest, part)
@@ -331,12 +338,14 @@ class _Verifier:
                 dst.close()
             yield (self.loc.path(rel) if dst is None else str(tmp)), digest.hexdigest(), size
 
-    def check_h5(self, rel: str, h5: h5py.File, entry: dict[str, Any],
-                 manifest: dict[str, Any], part: pa.Table | None) -> None:
-        rows = int(entry["rows"])
-        if h5.attrs.get("store_id") != manifest.get("store_id"):
+    def check_h5(self, rel: str, h5: h5py.File, entry: ShardEntry,
+                 manifest: StoreManifest, part: pa.Table | None) -> None:
+        rows = entry.rows
+        # A merged store's shards carry the store_id of the source they were copied from.
+        allowed = {manifest.store_id, *(str(m.get("store_id")) for m in manifest.merged_from)}
+        if h5.attrs.get("store_id") not in allowed:
             self.problem(rel, "attribute store_id", "another configuration's shard",
-                         manifest.get("store_id"), h5.attrs.get("store_id"))
+                         manifest.store_id, h5.attrs.get("store_id"))
         if "sample_id" not in h5:
             self.problem(rel, "dataset sample_id", "missing")
             return
@@ -345,9 +354,9 @@ class _Verifier:
             self.problem(rel, "dataset sample_id", "row count differs from store.json", rows,
                          len(ids))
         self.check_shard_ids(rel, ids, part)
-        for key, meta in sorted(manifest.get("modalities", {}).items()):
-            self.check_dataset(rel, h5, key, meta, (len(ids), int(manifest["views"])), ids)
-        for extra in sorted(set(h5) - set(manifest.get("modalities", {})) - {"sample_id"}):
+        for key, meta in sorted(manifest.modalities.items()):
+            self.check_dataset(rel, h5, key, meta, (len(ids), manifest.views), ids)
+        for extra in sorted(set(h5) - set(manifest.modalities) - {"sample_id"}):
             self.report.notes.append(f"{rel}: dataset {extra!r} is not declared in store.json")
         self.report.rows += len(ids)
 
@@ -378,18 +387,18 @@ class _Verifier:
                    for r in range(len(ids)) if r not in seen]
         self.problems(rel, orphans, "shard rows without an index row")
 
-    def check_dataset(self, rel: str, h5: h5py.File, key: str, meta: dict[str, Any],
+    def check_dataset(self, rel: str, h5: h5py.File, key: str, meta: ModalityInfo,
                       lead: tuple[int, int], ids: np.ndarray) -> None:
         if key not in h5:
             self.problem(rel, f"dataset {key}", "missing")
             return
         ds = h5[key]
-        shape = (*lead, int(meta["dim"]))
+        shape = (*lead, meta.dim)
         if ds.shape != shape:
             self.problem(rel, f"dataset {key}", "shape differs from store.json", shape, ds.shape)
-        if ds.dtype != np.dtype(meta.get("dtype", "float16")):
-            self.problem(rel, f"dataset {key}", "dtype differs from store.json",
-                         meta.get("dtype", "float16"), str(ds.dtype))
+        if ds.dtype != np.dtype(meta.dtype):
+            self.problem(rel, f"dataset {key}", "dtype differs from store.json", meta.dtype,
+                         str(ds.dtype))
         bad: list[int] = []
         for lo in range(0, ds.shape[0], self.chunk_rows):
             block = ds[lo:lo + self.chunk_rows]
@@ -400,12 +409,12 @@ class _Verifier:
             self.problem(rel, f"dataset {key}, row {bad[0]} (sample_id {sample})",
                          f"{len(bad)} rows hold NaN or Inf values")
 
-    def note_leftovers(self, manifest: dict[str, Any]) -> None:
+    def note_leftovers(self, manifest: StoreManifest) -> None:
         if not self.loc.exists(SHARD_DIR):
             return
         expected = set()
-        for entry in manifest.get("shards", []):
-            stem = posixpath.basename(entry["path"]).removesuffix(".h5")
+        for entry in manifest.shards:
+            stem = posixpath.basename(entry.path).removesuffix(".h5")
             expected |= {stem + ".h5", stem + ".index.parquet", stem + ".failures.parquet"}
         for path in sorted(self.loc.fs.ls(self.loc.path(SHARD_DIR), detail=False)):
             if posixpath.basename(path) not in expected:

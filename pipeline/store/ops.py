@@ -12,10 +12,14 @@ credentials come from the environment or ``storage_options``) or as open
 - :func:`diff_stores`: provenance differences, a comparability verdict, sample-set overlap.
 - :func:`merge_stores`: combine stores of one configuration (say, splits extracted by different
   teams) into a new store, refusing other configurations and overlapping samples.
+- :func:`upgrade_store`: rewrite an older format's ``store.json`` as the current format,
+  atomically, keeping the shards.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import posixpath
 from collections.abc import Sequence
@@ -28,27 +32,32 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.failures import FAILURE_SCHEMA
-from pipeline.store import (SHARD_DIR, FeatureStore, Location, ShardResult, StoreError,
-                            dictionary_codes, finalize, group_by_code, open_store, read_parquet,
-                            shard_name, table_to_bytes)
-from pipeline.store_verify import Problem, VerifyReport, verify_store
+from pipeline.store.filesystem import Location, read_parquet, table_to_bytes
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, ShardEntry, StoreError, StoreManifest,
+                                     feature_space_differences, feature_space_id,
+                                     format_version, manifest_json, parse_manifest, sha256_json,
+                                     to_json)
+from pipeline.store.reader import FeatureStore, dictionary_codes, group_by_code, open_store
+from pipeline.store.verify import Problem, VerifyReport, verify_store
+from pipeline.store.writer import ShardResult, finalize, shard_name
 
 log = logging.getLogger(__name__)
 
 StoreRef = str | Path | FeatureStore
 ABSENT = "<absent>"
 """Stands for a field one store of a diff does not have (None is a value a field can hold)."""
-FEATURE_SECTIONS = ("format", "identity", "dataset", "modalities", "views", "extraction")
+FEATURE_SECTIONS = ("identity", "modalities", "feature_space")
 """Top-level store.json fields that determine feature values: any difference there means the
 features of two stores cannot be mixed, even when their store_id agrees (say, "default" weights
 that resolved to different checkpoints)."""
-NOT_PROVENANCE = ("store_id", "shards", "counts", "created", "timings", "merged_from")
+NOT_PROVENANCE = ("store_id", "shards", "counts", "created", "timings", "merged_from",
+                  "legacy")
 MODALITY_FIELDS = ("backbone", "weights", "weights_sha256", "dim", "dtype")
 EXAMPLES = 5
 
 __all__ = ["ABSENT", "Difference", "MergeResult", "ModalityInfo", "Problem", "StoreDiff",
-           "StoreInfo", "VerifyReport", "diff_stores", "merge_stores", "store_info",
-           "verify_store"]
+           "StoreInfo", "UpgradeResult", "VerifyReport", "diff_stores", "merge_stores",
+           "store_info", "upgrade_store", "verify_store"]
 
 
 def _as_store(ref: StoreRef, storage_options: dict[str, Any] | None = None) -> FeatureStore:
@@ -100,6 +109,8 @@ class StoreInfo:
     failures_by_reason: dict[str, int]
     software: dict[str, str]
     timings: dict[str, float]
+    feature_space: str = ""
+    """sha256 of the store's feature space over all its keys (equal: comparable vectors)."""
     merged_from: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -118,24 +129,26 @@ def store_info(store: StoreRef, *, storage_options: dict[str, Any] | None = None
     fs = _as_store(store, storage_options)
     m = fs.manifest
     return StoreInfo(
-        url=fs.url, store_id=fs.store_id, format=str(m["format"]),
-        created=str(m.get("created", "")), dataset=fs.dataset,
-        manifest_sha256=m["dataset"].get("manifest_sha256"), label_names=list(fs.label_names),
-        multilabel=fs.multilabel, views=fs.views, samples=fs.index.num_rows,
-        failures=fs.failures.num_rows, shards=len(m.get("shards", [])),
+        url=fs.url, store_id=fs.store_id,
+        format=m.format if m.legacy is None else str(m.legacy.get("format")),
+        created=m.created, dataset=fs.dataset, manifest_sha256=m.dataset.manifest_sha256,
+        label_names=list(fs.label_names), multilabel=fs.multilabel, views=fs.views,
+        samples=fs.index.num_rows, failures=fs.failures.num_rows, shards=len(m.shards),
         size_bytes=fs.loc.size(), counts=_label_counts(fs),
-        modalities=[_modality_info(k, m["modalities"][k]) for k in fs.keys],
+        modalities=[_modality_info(k, m) for k in fs.keys],
         failures_by_reason=_value_counts(fs.failures.column("reason")),
-        software=dict(m.get("software", {})), timings=dict(m.get("timings", {})),
-        merged_from=list(m.get("merged_from", [])))
+        software=dict(m.software), timings=dict(m.timings),
+        feature_space=feature_space_id(m.feature_space), merged_from=list(m.merged_from))
 
 
-def _modality_info(key: str, entry: dict[str, Any]) -> ModalityInfo:
+def _modality_info(key: str, m: StoreManifest) -> ModalityInfo:
+    choice, info = m.identity.modalities[key], m.modalities[key]
     return ModalityInfo(
-        key=key, backbone=str(entry.get("backbone")), weights=str(entry.get("weights")),
-        weights_sha256=entry.get("weights_sha256"), random_weights=entry.get("weights") == "random",
-        dim=int(entry["dim"]), dtype=str(entry.get("dtype", "float16")),
-        preprocessing={k: v for k, v in sorted(entry.items()) if k not in MODALITY_FIELDS})
+        key=key, backbone=choice.backbone, weights=choice.weights,
+        weights_sha256=info.weights_sha256, random_weights=choice.weights == "random",
+        dim=info.dim, dtype=info.dtype,
+        preprocessing={k: v for k, v in sorted(info.encoder.items())
+                       if k not in MODALITY_FIELDS})
 
 
 def _label_counts(fs: FeatureStore) -> dict[str, dict[str, int]]:
@@ -193,6 +206,13 @@ class StoreDiff:
     examples_both: list[str]
     splits_a: dict[str, int]
     splits_b: dict[str, int]
+    feature_space: dict[str, list[str]] = field(default_factory=dict)
+    """Per store key both stores hold, the feature-space fields that differ (empty: heads
+    trained on one can be evaluated on the other)."""
+
+    @property
+    def same_feature_space(self) -> bool:
+        return not self.feature_space
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -205,22 +225,17 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def provenance_differences(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
-    """Differences between two store.json contents, sorted by path.
-
-    ``identity`` repeats the top-level fields it was made from; an identity path is listed only
-    when its top-level twin is not, so a changed weight shows once.
-    """
-    def prov(m: dict[str, Any]) -> dict[str, Any]:
-        return flatten({k: v for k, v in m.items() if k not in NOT_PROVENANCE})
+def provenance_differences(a: StoreManifest, b: StoreManifest) -> list[Difference]:
+    """Differences between two manifests, sorted by dotted path (``feature_space`` is derived
+    from ``identity`` and ``modalities`` and reported separately by :func:`diff_stores`)."""
+    def prov(m: StoreManifest) -> dict[str, Any]:
+        data = m.to_json()
+        return flatten({k: v for k, v in data.items()
+                        if k not in (*NOT_PROVENANCE, "feature_space")})
 
     fa, fb = prov(a), prov(b)
-    diffs = {p: Difference(p, fa.get(p, ABSENT), fb.get(p, ABSENT))
-             for p in sorted(fa.keys() | fb.keys()) if fa.get(p, ABSENT) != fb.get(p, ABSENT)}
-    for path in [p for p in diffs if p.startswith("identity.")]:
-        if path.removeprefix("identity.") in diffs:
-            del diffs[path]
-    return list(diffs.values())
+    return [Difference(p, fa.get(p, ABSENT), fb.get(p, ABSENT))
+            for p in sorted(fa.keys() | fb.keys()) if fa.get(p, ABSENT) != fb.get(p, ABSENT)]
 
 
 def diff_stores(a: StoreRef, b: StoreRef) -> StoreDiff:
@@ -231,8 +246,13 @@ def diff_stores(a: StoreRef, b: StoreRef) -> StoreDiff:
     """
     sa, sb = _as_store(a), _as_store(b)
     diffs = provenance_differences(sa.manifest, sb.manifest)
-    blocking = [d for d in diffs if d.path.split(".")[0] in FEATURE_SECTIONS]
-    if sa.store_id != sb.store_id:
+    # Stores written from arrays differ in their content hash by design: their configuration
+    # is the rest of the identity.
+    blocking = [d for d in diffs if d.path.split(".")[0] in FEATURE_SECTIONS
+                and d.path != "identity.content_sha256"]
+    same_config = sa.store_id == sb.store_id or (
+        _is_arrays(sa.manifest) and _is_arrays(sb.manifest) and not blocking)
+    if not same_config:
         reason = f"different store_id ({sa.store_id[:12]} vs {sb.store_id[:12]})"
     elif blocking:
         reason = "same store_id, but the features were made differently at " + ", ".join(
@@ -245,13 +265,20 @@ def diff_stores(a: StoreRef, b: StoreRef) -> StoreDiff:
     in_a = pc.is_in(ids_b, value_set=ids_a).to_numpy(zero_copy_only=False)
     return StoreDiff(
         a=sa.url, b=sb.url, a_store_id=sa.store_id, b_store_id=sb.store_id,
-        comparable=sa.store_id == sb.store_id and not blocking, reason=reason,
+        comparable=same_config and not blocking, reason=reason,
         differences=diffs, blocking=blocking, samples_only_a=int((~in_b).sum()),
         samples_only_b=int((~in_a).sum()), samples_both=int(in_b.sum()),
         examples_only_a=_examples(ids_a, ~in_b), examples_only_b=_examples(ids_b, ~in_a),
         examples_both=_examples(ids_a, in_b),
         splits_a=_value_counts(sa.index.column("split")),
-        splits_b=_value_counts(sb.index.column("split")))
+        splits_b=_value_counts(sb.index.column("split")),
+        feature_space=feature_space_differences(
+            sa.manifest.feature_space, sb.manifest.feature_space,
+            sorted(set(sa.keys) | set(sb.keys))))
+
+
+def _is_arrays(manifest: StoreManifest) -> bool:
+    return manifest.identity.content_sha256 is not None
 
 
 def _examples(ids: pa.Array, mask: np.ndarray) -> list[str]:
@@ -303,19 +330,35 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
     _check_mergeable(stores)
     shards: list[ShardResult] = []
     for store in stores:
-        log.info("merging %s (%d shards)", store.url, len(store.manifest["shards"]))
+        log.info("merging %s (%d shards)", store.url, len(store.manifest.shards))
         groups = _shard_tables(store)
-        for entry in store.manifest["shards"]:
-            part = groups.get(posixpath.basename(entry["path"]).removesuffix(".h5"))
+        for entry in store.manifest.shards:
+            part = groups.get(posixpath.basename(entry.path).removesuffix(".h5"))
             shards.append(_copy_shard(store, entry, part, dest, len(shards)))
     ids = pa.concat_arrays([s.index.column("sample_id").combine_chunks() for s in stores])
     failures, dropped = _merged_failures(stores, ids)
-    manifest = finalize(dest, identity=stores[0].manifest["identity"], shards=shards,
-                        adapter_failures=failures, provenance=_merged_provenance(stores))
-    return MergeResult(url=dest.display, store_id=str(manifest["store_id"]),
+    first = stores[0].manifest
+    timings: dict[str, float] = {}
+    for store in stores:
+        for stage, seconds in store.manifest.timings.items():
+            timings[stage] = round(timings.get(stage, 0.0) + float(seconds), 3)
+    # Extracted stores: the sources' store_id is kept (the copied shards carry it). Stores
+    # written from arrays: new content, so a new content hash and store_id; the copied shards
+    # carry their source's id, which merged_from lists.
+    identity, store_id = first.identity, first.store_id
+    if _is_arrays(first):
+        identity = dataclasses.replace(identity, content_sha256=sha256_json(
+            [s.manifest.identity.content_sha256 for s in stores]))
+        store_id = None
+    manifest = finalize(dest, identity=identity, modalities=first.modalities,
+                        shards=shards, adapter_failures=failures, config=first.config,
+                        software=first.software, timings=timings, options=first.options,
+                        merged_from=[_source_entry(s) for s in stores],
+                        store_id=store_id, legacy=first.legacy)
+    return MergeResult(url=dest.display, store_id=manifest.store_id,
                        sources=[s.url for s in stores], shards=len(shards),
-                       samples=int(manifest["counts"]["samples"]),
-                       failures=int(manifest["counts"]["failures"]), dropped_failures=dropped)
+                       samples=manifest.counts.samples, failures=manifest.counts.failures,
+                       dropped_failures=dropped)
 
 
 def _check_mergeable(stores: list[FeatureStore]) -> None:
@@ -352,24 +395,24 @@ def _shard_tables(store: FeatureStore) -> dict[str, pa.Table]:
     return out
 
 
-def _copy_shard(store: FeatureStore, entry: dict[str, Any], part: pa.Table | None,
+def _copy_shard(store: FeatureStore, entry: ShardEntry, part: pa.Table | None,
                 dest: Location, k: int) -> ShardResult:
-    src, name = store.loc.path(entry["path"]), shard_name(k)
-    sidecar = str(entry["path"]).removesuffix(".h5") + ".failures.parquet"
+    src, name = store.loc.path(entry.path), shard_name(k)
+    sidecar = entry.path.removesuffix(".h5") + ".failures.parquet"
     index = part if part is not None else store.index.schema.empty_table().drop_columns(
         ["shard", "row"])
-    if index.num_rows != int(entry["rows"]):
-        raise StoreError(f"{store.url}/{entry['path']}: store.json says {entry['rows']} rows, "
+    if index.num_rows != entry.rows:
+        raise StoreError(f"{store.url}/{entry.path}: store.json says {entry.rows} rows, "
                          f"the index has {index.num_rows}; run `cli store verify` on it")
     failures = (read_parquet(store.loc, sidecar) if store.loc.exists(sidecar)
                 else FAILURE_SCHEMA.empty_table())
     dest.write_atomic(table_to_bytes(index), SHARD_DIR, name + ".index.parquet")
     dest.write_atomic(table_to_bytes(failures), SHARD_DIR, name + ".failures.parquet")
     digest = dest.copy_atomic(store.loc.fs, src, SHARD_DIR, name + ".h5")
-    if digest != entry["sha256"]:
+    if digest != entry.sha256:
         dest.fs.rm(dest.path(SHARD_DIR, name + ".h5"))
-        raise StoreError(f"{store.url}/{entry['path']}: checksum mismatch (store.json "
-                         f"{entry['sha256'][:12]}, file {digest[:12]}); run `cli store verify`")
+        raise StoreError(f"{store.url}/{entry.path}: checksum mismatch (store.json "
+                         f"{entry.sha256[:12]}, file {digest[:12]}); run `cli store verify`")
     # Failures are merged store-wide (see _merged_failures); the sidecar keeps the shard's own.
     return ShardResult(name, index.num_rows, digest, index, FAILURE_SCHEMA.empty_table())
 
@@ -388,22 +431,52 @@ def _merged_failures(stores: list[FeatureStore], extracted: pa.Array) -> tuple[p
     return unique, dropped
 
 
-def _merged_provenance(stores: list[FeatureStore]) -> dict[str, Any]:
-    first = stores[0].manifest
-    skip = ("format", "store_id", "identity", "shards", "counts", "created", "merged_from")
-    timings: dict[str, float] = {}
-    for store in stores:
-        for stage, seconds in store.manifest.get("timings", {}).items():
-            timings[stage] = round(timings.get(stage, 0.0) + float(seconds), 3)
-    return {**{k: v for k, v in first.items() if k not in skip}, "timings": timings,
-            "merged_from": [_source_entry(s) for s in stores]}
-
-
 def _source_entry(store: FeatureStore) -> dict[str, Any]:
     m = store.manifest
-    entry = {"url": store.url, "store_id": store.store_id, "created": m.get("created"),
-             "counts": m.get("counts"), "shards": len(m.get("shards", [])),
-             "software": m.get("software"), "options": m.get("options")}
-    if "merged_from" in m:
-        entry["merged_from"] = m["merged_from"]
+    entry: dict[str, Any] = {"url": store.url, "store_id": store.store_id,
+                             "created": m.created, "counts": to_json(m.counts),
+                             "shards": len(m.shards), "software": dict(m.software),
+                             "options": dict(m.options)}
+    if m.merged_from:
+        entry["merged_from"] = list(m.merged_from)
     return entry
+
+
+# -------------------------------------------------------------------------------------- upgrade
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    """What :func:`upgrade_store` did: ``from_format`` -> ``to_format`` (equal: nothing)."""
+
+    url: str
+    store_id: str
+    from_format: str
+    to_format: str
+
+    @property
+    def changed(self) -> bool:
+        return self.from_format != self.to_format
+
+
+def upgrade_store(url: str | Path, *,
+                  storage_options: dict[str, Any] | None = None) -> UpgradeResult:
+    """Rewrite an older store's ``store.json`` in the current format, atomically.
+
+    Only ``store.json`` changes (one atomic replace); the shards, the index and the failures
+    table are kept as they are, and so is the ``store_id`` (the shards carry it). A store in
+    the current format is left untouched.
+
+    Raises:
+        StoreError: not a store, or a format this release cannot read.
+    """
+    loc = Location.parse(url, storage_options)
+    if not loc.exists("store.json"):
+        raise StoreError(f"{loc.display}: no store.json, not a complete feature store")
+    raw = json.loads(loc.read_bytes("store.json"))
+    found = str(raw.get("format"))
+    format_version(found, f"{loc.display}/store.json")
+    manifest = parse_manifest(raw, f"{loc.display}/store.json")
+    if found != FORMAT:
+        loc.write_atomic(manifest_json(manifest), "store.json")
+        log.info("%s: store.json rewritten from %s to %s", loc.display, found, FORMAT)
+    return UpgradeResult(loc.display, manifest.store_id, found, FORMAT)

@@ -1,0 +1,268 @@
+"""Writing a feature store: shards under temporary names, then the index, then ``store.json``.
+
+Layout (a local folder or any fsspec URL: ``s3://``, ``gs://``, ``file://``, ``memory://``)::
+
+    STORE/
+      store.json          written last, atomically: its presence means the store is complete
+      index.parquet       one row per extracted sample (sample_id, split, shard, row, label(s), ...)
+      failures.parquet    one row per sample that could not be extracted
+      shards/shard-00000.h5, ...   one float16 dataset [rows, views, dim] per modality key,
+                                   plus ``sample_id`` [rows]; row order matches index.parquet
+
+:func:`write_shard` and :func:`completed_shard` are used by the extraction run,
+:func:`finalize` by the run and by ``store merge``, :func:`write_arrays` by tests, benchmarks
+and conversions. ``store.json`` is a :class:`~pipeline.store.manifest.StoreManifest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.extract_config import ExtractConfig
+from pipeline.failures import FAILURE_SCHEMA
+from pipeline.store.filesystem import (Location, read_parquet, redact_url, sha256_file,
+                                       table_to_bytes)
+from pipeline.store.reader import FeatureStore, open_store
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, BackboneChoice, Counts, DatasetInfo,
+                                     ModalityInfo, ShardEntry, StoreError, StoreIdentity,
+                                     StoreManifest, build_manifest, manifest_json,
+                                     store_id_of)
+
+log = logging.getLogger(__name__)
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a written shard reports back to the driver."""
+
+    name: str
+    rows: int
+    sha256: str
+    index: pa.Table       # index rows of this shard (without ``shard``/``row``; added at finalize)
+    failures: pa.Table
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. encoder provenance, timings
+
+
+def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[str],
+                features: dict[str, np.ndarray], index: pa.Table, failures: pa.Table,
+                dtype: str = "float16", scratch: str | Path | None = None,
+                info: dict[str, Any] | None = None) -> ShardResult:
+    """Write shard ``k`` (features + its index and failure rows) under a temporary name.
+
+    The two Parquet sidecars (``shard-k.index.parquet``, ``shard-k.failures.parquet``) land
+    first, the ``.h5`` last: a shard counts as complete when its ``.h5`` exists, so a worker
+    killed mid-shard leaves nothing that a resumed run would mistake for finished work. A remote
+    shard is built in a local folder and uploaded whole.
+
+    Args:
+        loc: the store location.
+        k: shard number.
+        store_id: written into the shard's attributes; resume refuses shards of another id.
+        sample_ids: [rows] ids, in row order.
+        features: per modality key an array [rows, views, dim].
+        index: [rows] index rows (sample_id, split, label(s), duration_s, face_ratio, transcript).
+        failures: failure rows of this shard's clips.
+        dtype: storage dtype of the features.
+        scratch: local folder for the temporary file when the store is remote (default: a new
+            temporary folder).
+        info: JSON-able facts about how the shard was made (kept in its ``info`` attribute).
+    """
+    rows = len(sample_ids)
+    if index.num_rows != rows or index.column("sample_id").to_pylist() != list(sample_ids):
+        raise StoreError(f"shard {k}: index rows do not match the feature rows")
+    name = shard_name(k)
+    loc.write_atomic(table_to_bytes(index), SHARD_DIR, name + ".index.parquet")
+    loc.write_atomic(table_to_bytes(failures), SHARD_DIR, name + ".failures.parquet")
+    if loc.is_local:
+        local_dir = Path(loc.path(SHARD_DIR))
+        tmp = local_dir / f"{name}.h5.partial"
+        digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
+        tmp.replace(local_dir / f"{name}.h5")
+    else:
+        with tempfile.TemporaryDirectory(dir=scratch) as local_dir:
+            tmp = Path(local_dir) / f"{name}.h5.partial"
+            digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
+            loc.put_atomic(tmp, SHARD_DIR, name + ".h5")
+    return ShardResult(name, rows, digest, index, failures, info or {})
+
+
+def _write_h5(path: Path, k: int, store_id: str, sample_ids: Sequence[str],
+              features: dict[str, np.ndarray], dtype: str, info: dict[str, Any]) -> str:
+    """Write one shard file; returns its sha256."""
+    rows = len(sample_ids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as h5:
+        h5.attrs["format"] = FORMAT
+        h5.attrs["store_id"] = store_id
+        h5.attrs["info"] = json.dumps(info, sort_keys=True)
+        h5.create_dataset("sample_id", data=np.array(list(sample_ids), dtype=object),
+                          dtype=h5py.string_dtype())
+        for key, arr in features.items():
+            if arr.shape[0] != rows or arr.ndim != 3:
+                raise StoreError(f"shard {k}: {key} has shape {arr.shape}, expected [{rows}, V, D]")
+            if not np.isfinite(arr).all():
+                raise StoreError(f"shard {k}: {key} holds NaN or Inf values")
+            chunk = (max(1, min(rows, 256)), arr.shape[1], arr.shape[2]) if rows else None
+            h5.create_dataset(key, data=arr.astype(dtype), chunks=chunk)
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def completed_shard(loc: Location, k: int, store_id: str) -> ShardResult | None:
+    """The shard ``k`` if it was completed by a run of the same ``store_id``, else None.
+
+    Raises:
+        StoreError: the shard exists but was written with another configuration.
+    """
+    name = shard_name(k)
+    if not loc.exists(SHARD_DIR, name + ".h5"):
+        return None
+    with loc.open_read(SHARD_DIR, name + ".h5") as f, h5py.File(f, "r") as h5:
+        found = str(h5.attrs.get("store_id", ""))
+        rows = int(h5["sample_id"].shape[0])
+        info = json.loads(h5.attrs.get("info", "{}"))
+    if found != store_id:
+        raise StoreError(f"{redact_url(loc.path(SHARD_DIR, name + '.h5'))} was extracted with "
+                         f"another configuration (store_id {found[:12]}, this run "
+                         f"{store_id[:12]}); use a new --out or the same options as before")
+    return ShardResult(name, rows, sha256_file(loc.fs, loc.path(SHARD_DIR, name + ".h5")),
+                       read_parquet(loc, SHARD_DIR, name + ".index.parquet"),
+                       read_parquet(loc, SHARD_DIR, name + ".failures.parquet"), info)
+
+
+def finalize(loc: Location, *, identity: StoreIdentity, modalities: Mapping[str, ModalityInfo],
+             shards: Sequence[ShardResult], adapter_failures: pa.Table,
+             config: ExtractConfig | None = None, software: Mapping[str, str] | None = None,
+             timings: Mapping[str, float] | None = None,
+             options: Mapping[str, Any] | None = None,
+             merged_from: Sequence[Mapping[str, Any]] = (), store_id: str | None = None,
+             legacy: Mapping[str, Any] | None = None) -> StoreManifest:
+    """Write ``index.parquet``, ``failures.parquet`` and, last, ``store.json``.
+
+    Args:
+        identity: what determines the feature values; its canonical sha256 is the
+            ``store_id`` (unless ``store_id`` is given: a merge of upgraded version-1 stores
+            keeps theirs).
+        modalities: per key, what the loaded encoder reported (dim, dtype, weights sha256).
+        shards: every shard of the store, in order.
+        adapter_failures: failures found before extraction (missing files, known-bad clips).
+        config, software, timings, options, merged_from, legacy: see
+            :class:`~pipeline.store.manifest.StoreManifest`.
+
+    Returns:
+        The manifest written as ``store.json``.
+    """
+    if not shards:
+        raise StoreError("no shards to finalize")
+    parts = []
+    for shard in shards:
+        t = shard.index
+        t = t.append_column("shard", pa.array([shard.name] * t.num_rows, pa.string()))
+        t = t.append_column("row", pa.array(np.arange(t.num_rows), pa.int64()))
+        parts.append(t)
+    # Shards that hold only nulls in a column (no transcripts, say) infer a null type: promote.
+    index = pa.concat_tables(parts, promote_options="default")
+    order = ["sample_id", "split", "shard", "row"]
+    index = index.select(order + [c for c in index.column_names if c not in order])
+    failures = pa.concat_tables([adapter_failures.cast(FAILURE_SCHEMA),
+                                 *(s.failures.cast(FAILURE_SCHEMA) for s in shards)])
+    loc.write_atomic(table_to_bytes(index), "index.parquet")
+    loc.write_atomic(table_to_bytes(failures), "failures.parquet")
+    splits = pc.value_counts(index.column("split")).to_pylist()
+    manifest = build_manifest(
+        identity=identity, modalities=modalities, store_id=store_id, legacy=legacy,
+        shards=[ShardEntry(f"{SHARD_DIR}/{s.name}.h5", s.rows, s.sha256) for s in shards],
+        counts=Counts(samples=index.num_rows, failures=failures.num_rows,
+                      splits={d["values"]: d["counts"]
+                              for d in sorted(splits, key=lambda d: d["values"])}),
+        created=datetime.now(UTC).isoformat(timespec="seconds"), config=config,
+        software=software, timings=timings, options=options, merged_from=merged_from)
+    loc.write_atomic(manifest_json(manifest), "store.json")
+    log.info("%s: store complete, %d samples in %d shards, %d failures", loc.display,
+             index.num_rows, len(shards), failures.num_rows)
+    return manifest
+
+
+def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
+                 splits: Sequence[str], features: dict[str, np.ndarray], labels: np.ndarray,
+                 label_names: Sequence[str], multilabel: bool = False,
+                 shard_size: int = 256, feature_space: str | None = None,
+                 storage_options: dict[str, Any] | None = None) -> FeatureStore:
+    """Write a complete store from in-memory arrays (synthetic stores, tests, conversions).
+
+    Args:
+        features: per key [n, views, dim].
+        labels: int [n] (-1 unlabeled) or, multi-label, float [n, len(label_names)].
+        feature_space: a name for the space the vectors live in: array stores written with the
+            same name (and dims) are comparable, so heads pretrained on one evaluate on the
+            other. Default: the store's own content hash, comparable with itself only.
+        storage_options: fsspec options of the store's filesystem (credentials, endpoint).
+
+    The ``store_id`` is a hash of the content (ids, splits, labels, features), so two
+    different array stores never share one.
+    """
+    loc = Location.parse(url, storage_options)
+    content = _content_sha256(sample_ids, splits, features, labels)
+    identity = StoreIdentity(
+        dataset=DatasetInfo(dataset, tuple(label_names), multilabel, None),
+        modalities={k: BackboneChoice("arrays", feature_space or "content")
+                    for k in sorted(features)},
+        views=int(next(iter(features.values())).shape[1]), content_sha256=content)
+    sid = store_id_of(identity)
+    shards = []
+    for k, start in enumerate(range(0, len(sample_ids), shard_size)):
+        sl = slice(start, min(len(sample_ids), start + shard_size))
+        ids = list(sample_ids[sl])
+        shards.append(write_shard(loc, k, store_id=sid, sample_ids=ids,
+                                  features={key: v[sl] for key, v in features.items()},
+                                  index=_arrays_index(ids, splits[sl], labels[sl], multilabel),
+                                  failures=FAILURE_SCHEMA.empty_table()))
+    finalize(loc, identity=identity, shards=shards,
+             modalities={k: ModalityInfo(dim=int(v.shape[2])) for k, v in features.items()},
+             adapter_failures=FAILURE_SCHEMA.empty_table())
+    return open_store(url, storage_options=storage_options)
+
+
+def _content_sha256(sample_ids: Sequence[str], splits: Sequence[str],
+                    features: Mapping[str, np.ndarray], labels: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(map(str, sample_ids)), list(map(str, splits))]).encode())
+    digest.update(np.ascontiguousarray(labels).tobytes())
+    for key in sorted(features):
+        arr = np.ascontiguousarray(features[key], dtype=np.float16)
+        digest.update(key.encode() + str(arr.shape).encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _arrays_index(ids: list[str], splits: Sequence[str], labels: np.ndarray,
+                  multilabel: bool) -> pa.Table:
+    cols: dict[str, Any] = {"sample_id": ids, "split": list(splits)}
+    if multilabel:
+        cols["labels"] = pa.array([list(map(float, r)) for r in labels], pa.list_(pa.float32()))
+    else:
+        cols["label"] = pa.array(labels, pa.int64())
+    cols["duration_s"] = pa.nulls(len(ids), pa.float64())
+    cols["face_ratio"] = pa.nulls(len(ids), pa.float64())
+    cols["transcript"] = pa.nulls(len(ids), pa.string())
+    return pa.table(cols)
+
+__all__ = ["ShardResult", "completed_shard", "finalize", "shard_name", "write_arrays",
+           "write_shard"]
