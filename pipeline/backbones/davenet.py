@@ -30,6 +30,7 @@ zero-padded to one window; an empty one is a ``too_short`` clip error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from torch import nn
 
 from pipeline.backbones.encoder import (
     compute_dtype, finite_rows, freeze, inference, resolve_device)
+from pipeline.backbones.random_init import AUDIO_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.weights import (
     WeightsError, fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
 from pipeline.failures import ClipError, Reason, Stage
@@ -295,14 +297,43 @@ def _refuse_codebooks(state: dict[str, torch.Tensor], source: str) -> None:
                            f"{', '.join(layers)}); only the unquantised model loads here")
 
 
+def standardise_input_(model: nn.Module, spec: DavenetSpec) -> None:
+    """Random weights: standardise the log-mel input from its known range, in place.
+
+    The log-mel lies in ``[-top_db, 0]`` dB; ``(x + top_db / 2) / (top_db / 4)`` maps that to
+    ``[-2, 2]`` (speech: about -45 +- 24 dB at ``top_db`` 80). DAVEnet's input BatchNorm holds
+    the statistics. ResDAVEnet does not apply its input BatchNorm, so they go through its first
+    convolution ``y = w * x`` (no bias) into ``bn1``: ``w * (x - m) / s = (y - m sum(w)) / s``,
+    with ``sum(w)`` exact (``math.fsum``) so the result does not depend on a vectorised
+    reduction order.
+    """
+    mean, std = -spec.top_db / 2, spec.top_db / 4
+    if isinstance(model, Davenet):
+        _set_running_stats(model.batchnorm1, torch.tensor(mean), std ** 2)
+    elif isinstance(model, ResDavenet):
+        sums = [math.fsum(row) for row in model.conv1.weight.detach().flatten(1).tolist()]
+        _set_running_stats(model.bn1, torch.tensor([mean * s for s in sums]), std ** 2)
+    else:
+        raise TypeError(f"no input standardisation for {type(model).__name__}")
+
+
+def _set_running_stats(norm: nn.BatchNorm2d, mean: torch.Tensor, var: float) -> None:
+    if norm.running_mean is None or norm.running_var is None:
+        raise ValueError("the BatchNorm keeps no running statistics")
+    with torch.no_grad():
+        norm.running_mean.copy_(mean)
+        norm.running_var.fill_(var)
+
+
 def build(spec: DavenetSpec, weights: str | None = None, device: str = "cpu") -> AudioEncoder:
     """Build the frozen audio encoder.
 
     Args:
         spec: :data:`DAVENET` or :data:`RESDAVENET`.
         weights: a state-dict file or http(s) URL with the original key names (a ``module.``
-            prefix from ``nn.DataParallel`` is accepted), or ``"random"``. ``None`` is an
-            error: these models have no downloadable default.
+            prefix from ``nn.DataParallel`` is accepted), or ``"random"``
+            (:data:`~pipeline.backbones.random_init.AUDIO_CNN`). ``None`` is an error: these
+            models have no downloadable default.
         device: ``"cpu"`` or ``"cuda[:i]"``.
 
     Returns:
@@ -314,15 +345,18 @@ def build(spec: DavenetSpec, weights: str | None = None, device: str = "cpu") ->
     with seeded_init():
         model: nn.Module = (Davenet(spec.n_mels, spec.dim) if spec.arch == "davenet" else
                             ResDavenet(spec.n_mels, spec.widths, spec.depths, spec.conv_width))
+    init: dict[str, Any] = {}
     if source.kind == "random":
         warn_random(spec.name)
-        sha = "random"
+        he_init_(model, residual_blocks=(SpeechBlock,))
+        standardise_input_(model, spec)
+        sha, init = state_sha256(model), init_fields(AUDIO_CNN)
     else:
         state, sha = load_state_dict(source)
         _refuse_codebooks(state, source.location)
         fit_state_dict(model, state, source=source.location, backbone=spec.name)
     provenance = {"backbone": spec.name, "architecture": type(model).__name__,
-                  "weights": source.identifier, "weights_sha256": sha, "dim": spec.dim,
+                  "weights": source.identifier, "weights_sha256": sha, **init, "dim": spec.dim,
                   "dtype": "float32", "compute_dtype": compute_dtype(dev),
                   **spec.preprocessing()}
     return AudioEncoder(spec=spec, model=freeze(model, dev), device=dev, provenance=provenance)

@@ -16,6 +16,7 @@ import torch
 
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
+from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.weights import torchvision_trunk
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -67,7 +68,8 @@ def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -
     Args:
         spec: the backbone's spec.
         weights: ``None`` (the spec's torchvision weights), a torchvision weights name,
-            ``"random"``, a state-dict file or an http(s) URL (torchvision key names).
+            ``"random"`` (:data:`~pipeline.backbones.random_init.RESIDUAL_CNN`), a state-dict
+            file or an http(s) URL (torchvision key names).
         device: ``"cpu"`` or ``"cuda[:i]"``.
 
     Returns:
@@ -76,6 +78,12 @@ def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -
 
     dev = resolve_device(device)
     model, source, sha, _ = torchvision_trunk(spec, weights)
+    init: dict[str, Any] = {}
+    if source.kind == "random":
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+
+        he_init_(model, residual_blocks=(BasicBlock, Bottleneck))
+        sha, init = state_sha256(model), init_fields(RESIDUAL_CNN)
     model = freeze(model, dev)
     normalise = normaliser(spec.mean, spec.std, dev)
 
@@ -84,7 +92,7 @@ def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -
         return resize(normalise(frames.permute(0, 3, 1, 2)), spec.image_size)
 
     provenance = {"backbone": spec.name, "architecture": f"torchvision {spec.arch}, fc removed",
-                  "weights": source.identifier, "weights_sha256": sha, "dim": spec.dim,
+                  "weights": source.identifier, "weights_sha256": sha, **init, "dim": spec.dim,
                   "dtype": "float32", "compute_dtype": compute_dtype(dev),
                   **spec.preprocessing()}
     return UnitEncoder(name=spec.name, key=spec.key, dim=spec.dim, model=model, device=dev,

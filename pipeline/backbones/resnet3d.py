@@ -21,6 +21,7 @@ the Kinetics statistics, encoded to ``[2048]`` each; the clip's vector is their 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ from torch import nn
 
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
+from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.weights import (
     fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
 
@@ -146,8 +148,12 @@ def window_preprocessing(spec: WindowSpec) -> dict[str, Any]:
 
 
 def window_encoder(spec: WindowSpec, model: nn.Module, device: torch.device, *,
-                   architecture: str, weights: str, sha256: str) -> UnitEncoder:
-    """Wrap a frozen 3D backbone (``[N, 3, t, S, S]`` -> ``[N, dim]``) as a window encoder."""
+                   architecture: str, weights: str, sha256: str,
+                   init: Mapping[str, Any] | None = None) -> UnitEncoder:
+    """Wrap a frozen 3D backbone (``[N, 3, t, S, S]`` -> ``[N, dim]``) as a window encoder.
+
+    ``init`` carries the provenance fields of random weights (``init_scheme``, ``init_seed``).
+    """
     normalise = normaliser(spec.mean, spec.std, device)
 
     def prepare(windows: torch.Tensor) -> torch.Tensor:
@@ -158,7 +164,7 @@ def window_encoder(spec: WindowSpec, model: nn.Module, device: torch.device, *,
         return frames.unflatten(0, (n, t)).transpose(1, 2).contiguous()
 
     provenance = {"backbone": spec.name, "architecture": architecture, "weights": weights,
-                  "weights_sha256": sha256, "dim": spec.dim, "dtype": "float32",
+                  "weights_sha256": sha256, **(init or {}), "dim": spec.dim, "dtype": "float32",
                   "compute_dtype": compute_dtype(device), **window_preprocessing(spec)}
     return UnitEncoder(name=spec.name, key=spec.key, dim=spec.dim, model=model, device=device,
                        batch_size=spec.batch_size, prepare=prepare, provenance=provenance,
@@ -211,9 +217,6 @@ class ResNet3d(nn.Module):
             self.add_module(f"layer{i}", stage)
             channels = planes * Bottleneck3d.expansion
         self.avgpool = nn.AdaptiveAvgPool3d(1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, 3, t, S, S]`` normalised windows -> ``[N, 2048]``."""
@@ -240,9 +243,9 @@ def build(spec: Resnet3dSpec, weights: str | None = None, device: str = "cpu") -
     Args:
         spec: the backbone's spec.
         weights: ``None`` (the spec's default, downloaded), a name in :data:`KNOWN_WEIGHTS`,
-            ``"random"``, a state-dict file or an http(s) URL. Hara-style checkpoints
-            (``{"state_dict": {"module.conv1.weight": ...}}``) and pretorched-x ones (plain
-            state dict) both load.
+            ``"random"`` (:data:`~pipeline.backbones.random_init.RESIDUAL_CNN`), a state-dict
+            file or an http(s) URL. Hara-style checkpoints (``{"state_dict":
+            {"module.conv1.weight": ...}}``) and pretorched-x ones (plain state dict) both load.
         device: ``"cpu"`` or ``"cuda[:i]"``.
 
     Returns:
@@ -251,16 +254,19 @@ def build(spec: Resnet3dSpec, weights: str | None = None, device: str = "cpu") -
     dev = resolve_device(device)
     source = resolve_weights(weights, backbone=spec.name, key=spec.key,
                              default=spec.default_weights, named=KNOWN_WEIGHTS)
-    with seeded_init():
+    with seeded_init():  # PyTorch's default init, overwritten by a checkpoint or the scheme
         model = ResNet3d(spec.layers)
+    init = None
     if source.kind == "random":
         warn_random(spec.name)
-        sha = "random"
+        he_init_(model, residual_blocks=(Bottleneck3d,))
+        sha, init = state_sha256(model), init_fields(RESIDUAL_CNN)
     else:
         state, sha = load_state_dict(source)
         fit_state_dict(model, state, source=source.location, backbone=spec.name,
                        ignore_prefixes=CLASSIFIER_PREFIXES)
     depth = 2 + 3 * sum(spec.layers)
     return window_encoder(spec, freeze(model, dev), dev, weights=source.identifier, sha256=sha,
+                          init=init,
                           architecture=f"3D ResNet-{depth} (Hara et al. 2018; bottleneck, "
                                        "shortcut B), classifier removed")

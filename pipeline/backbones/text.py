@@ -11,9 +11,11 @@ over the real tokens (attention mask: ``[CLS]``/``<s>`` and ``[SEP]``/``</s>`` i
 padding excluded), so batching does not change it. An empty or whitespace-only transcript is
 an ``empty_transcript`` clip error, never a vector of padding.
 
-``weights="random"`` needs no download: a randomly initialised DistilBERT with a character-
-piece tokenizer built here (special tokens, characters and their ``##`` continuations, a few
-hundred frequent English words), recorded as tokenizer ``random-charpiece``.
+``weights="random"`` needs no download: a randomly initialised DistilBERT (``transformers``'
+own initialisation, seeded: :data:`~pipeline.backbones.random_init.TRANSFORMER`) with a
+character-piece tokenizer built here (special tokens, characters and their ``##``
+continuations, a few hundred frequent English words), recorded as tokenizer
+``random-charpiece``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from pipeline.backbones.encoder import (
     compute_dtype, finite_rows, freeze, inference, resolve_device)
+from pipeline.backbones.random_init import SEED, TRANSFORMER, init_fields, state_sha256
 from pipeline.backbones.weights import (
     WeightsError, WeightsSource, folder_weights_sha256, resolve_weights, seeded_init,
     warn_random)
@@ -160,7 +163,7 @@ def random_model() -> tuple[Any, torch.nn.Module]:
     vocab = charpiece_vocab()
     tokenizer = DistilBertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)},
                                         do_lower_case=True)
-    with seeded_init():
+    with seeded_init(SEED):
         model = DistilBertModel(DistilBertConfig(vocab_size=len(vocab)))
     return tokenizer, model
 
@@ -201,16 +204,19 @@ def build(spec: TextSpec, weights: str | None = None, device: str = "cpu") -> Te
     if source.kind in ("file", "url"):
         raise WeightsError(f"weights '{weights}' for backbone '{spec.name}': text encoders "
                            "load a Hugging Face id or a save_pretrained folder, not a file/URL")
-    revision = None
+    revision: str | None = None
+    init: dict[str, Any] = {}
     if source.kind == "random":
         warn_random(spec.name)
         tokenizer, model = random_model()
-        sha, tokenizer_name = "random", RANDOM_TOKENIZER
+        sha, tokenizer_name = state_sha256(model), RANDOM_TOKENIZER
+        init = init_fields(TRANSFORMER)
     else:
         tokenizer, model, sha, revision = _pretrained(source)
         tokenizer_name = source.identifier
     provenance = {"backbone": spec.name, "architecture": model.config.model_type,
-                  "weights": source.identifier, "weights_sha256": sha, "revision": revision,
+                  "weights": source.identifier, "weights_sha256": sha, **init,
+                  "revision": revision,
                   "dtype": "float32", "compute_dtype": compute_dtype(dev),
                   "tokenizer": tokenizer_name,
                   "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),

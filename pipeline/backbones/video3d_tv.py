@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from pipeline.backbones.encoder import UnitEncoder, freeze, resolve_device
+from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.resnet3d import (
     KINETICS_MEAN, KINETICS_STD, window_encoder, window_preprocessing)
 from pipeline.backbones.weights import torchvision_trunk
@@ -67,8 +68,9 @@ def build(spec: TorchvisionVideoSpec, weights: str | None = None,
 
     Args:
         spec: the backbone's spec.
-        weights: ``None`` (``KINETICS400_V1``), a torchvision weights name, ``"random"``, a
-            state-dict file or an http(s) URL (torchvision key names).
+        weights: ``None`` (``KINETICS400_V1``), a torchvision weights name, ``"random"``
+            (:data:`~pipeline.backbones.random_init.RESIDUAL_CNN`), a state-dict file or an
+            http(s) URL (torchvision key names).
         device: ``"cpu"`` or ``"cuda[:i]"``.
 
     Returns:
@@ -77,10 +79,16 @@ def build(spec: TorchvisionVideoSpec, weights: str | None = None,
 
     dev = resolve_device(device)
     model, source, sha, enum = torchvision_trunk(spec, weights)
+    init = None
+    if source.kind == "random":
+        from torchvision.models.video.resnet import BasicBlock, Bottleneck
+
+        he_init_(model, residual_blocks=(BasicBlock, Bottleneck))
+        sha, init = state_sha256(model), init_fields(RESIDUAL_CNN)
     if source.identifier in {member.name for member in enum}:
         _check_constants(spec, enum[source.identifier].transforms())
     return window_encoder(spec, freeze(model, dev), dev, weights=source.identifier, sha256=sha,
-                          architecture=f"torchvision {spec.arch}, fc removed")
+                          init=init, architecture=f"torchvision {spec.arch}, fc removed")
 
 
 def _check_constants(spec: TorchvisionVideoSpec, transforms: Any) -> None:

@@ -3,7 +3,8 @@
 Every registered backbone is built once per module (ResNet-152 and the 3D ResNet-101 take a
 few seconds to initialise) and checked against the same contract: output shape equals the
 spec's dim, float32, finite; ``encode_batch`` equals stacked ``encode``; provenance is JSON
-and says the weights are random.
+and says the weights are random, how they were made, and their sha256. The scale of random
+features on realistic input is checked in ``test_backbones_random.py``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import torch
 from pipeline.backbones import (
     BACKBONES, DEFAULT_BACKBONES, Encoder, get_spec, load_encoder, resnet2d)
 from pipeline.backbones.encoder import normaliser
+from pipeline.backbones.random_init import AUDIO_CNN, RESIDUAL_CNN, TRANSFORMER, state_sha256
 from pipeline.backbones.resnet3d import split_windows, window_bounds, window_encoder
 from pipeline.failures import ClipError, Reason
 
 SLOW = {"resnet152", "resnet3d101", "r3d_18", "r2plus1d_18"}
+SCHEMES = {RESIDUAL_CNN, AUDIO_CNN, TRANSFORMER}
 ALL = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
        for name in BACKBONES]
 
@@ -109,7 +112,8 @@ def test_encoder_contract(encoders: dict[str, Encoder], name: str) -> None:
 
     prov = json.loads(json.dumps(enc.provenance()))
     assert prov["backbone"] == name and prov["dim"] == spec.dim
-    assert prov["weights"] == "random" and prov["weights_sha256"] == "random"
+    assert prov["weights"] == "random" and prov["weights_sha256"] == state_sha256(enc.model)
+    assert prov["init_scheme"] in SCHEMES and prov["init_seed"] == 0
     assert prov["dtype"] == "float32" and prov["pooling"]
 
 
