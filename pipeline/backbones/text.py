@@ -16,6 +16,12 @@ own initialisation, seeded: :data:`~pipeline.backbones.random_init.TRANSFORMER`)
 character-piece tokenizer built here (special tokens, characters and their ``##``
 continuations, a few hundred frequent English words), recorded as tokenizer
 ``random-charpiece``.
+
+A local folder loads like a hub id, e.g. a sentence-transformers model such as
+``all-MiniLM-L6-v2``, a plain BERT whose sentence vector is this same mean pooling, there
+followed by an L2 normalisation that the store leaves to its readers (cosines are equal):
+``--backbone text=sentence-transformers/all-MiniLM-L6-v2 --weights text=FOLDER``, 384-d.
+Provenance records the sha256 of the folder's weight file.
 """
 
 from __future__ import annotations
@@ -173,7 +179,11 @@ def _pretrained(source: WeightsSource) -> tuple[Any, torch.nn.Module, str, str |
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.location)
-    model = AutoModel.from_pretrained(source.location)
+    # float32 whatever the checkpoint's dtype (transformers 5 loads "auto" by default); seeded
+    # so that layers the checkpoint lacks (a pooler the mean pooling never uses) are made
+    # without touching the caller's generator.
+    with seeded_init(SEED):
+        model = AutoModel.from_pretrained(source.location, dtype=torch.float32)
     if source.kind == "folder":
         return tokenizer, model, folder_weights_sha256(Path(source.location)), None
     from huggingface_hub import try_to_load_from_cache

@@ -272,6 +272,19 @@ def test_text_loads_a_hugging_face_folder(hf_folder: Path) -> None:
     np.testing.assert_allclose(by_name.encode("what?"), out[1], rtol=1e-5, atol=1e-6)
 
 
+def test_text_folder_saved_in_half_precision_runs_in_float32(hf_folder: Path,
+                                                             tmp_path: Path) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    half = tmp_path / "tiny-half"
+    AutoTokenizer.from_pretrained(hf_folder).save_pretrained(half)
+    AutoModel.from_pretrained(hf_folder).half().save_pretrained(half)
+    enc = load_encoder("distilbert-sst2", weights=str(half))
+    assert {p.dtype for p in enc.model.parameters()} == {torch.float32}
+    assert enc.provenance()["compute_dtype"] == "float32"
+    assert "init_scheme" not in enc.provenance()  # only random weights have a scheme
+
+
 def test_text_refuses_a_state_dict_file(tmp_path: Path) -> None:
     path = _save({"w": torch.zeros(1)}, tmp_path / "text.pth")
     with pytest.raises(WeightsError, match="Hugging Face id or a save_pretrained folder"):
