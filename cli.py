@@ -333,7 +333,7 @@ def pretrain_cmd(
         help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Pretrain the ConCluGen heads on a feature store with one self-supervised objective."""
-    from heads.train import NonFiniteLossError, run_pretrain
+    from heads.pretrain.train import NonFiniteLossError, run_pretrain
 
     try:
         run = run_pretrain(store, objective, out, config=config, overrides=_parse_sets(set_),
@@ -524,7 +524,7 @@ def eval_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Linear probe, fine-tuning or the supervised baseline, with the paper's metrics."""
-    from heads.evaluate import run_eval
+    from heads.evaluation.run import run_eval
 
     try:
         result = run_eval(store, run=run, protocol=protocol, out=out,
@@ -548,7 +548,7 @@ def study_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Pretrain every objective and ablation, evaluate each, write the paper-style table."""
-    from heads.study import run_study
+    from heads.reporting.study import run_study
 
     try:
         folder = run_study(store, out, quick=quick, device=device, seeds=seeds)
@@ -571,7 +571,7 @@ def predict_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Class probabilities for a new video, with the store's preprocessing and backbones."""
-    from heads.predict import run_predict
+    from heads.evaluation.predict import run_predict
 
     try:
         result = run_predict(video, run=run, store=store, transcript=transcript,

@@ -30,8 +30,8 @@ import torch
 from heads.config import TrainConfig, resolve_config
 from heads.data import Batch, assemble_modalities, load_features
 from heads.models import ConCluGenHeads
-from heads.objectives import Objective, model_spec
-from heads.train import resolve_device, train_step
+from heads.pretrain.objectives import Objective, model_spec
+from heads.pretrain.train import resolve_device, train_step
 from pipeline.store import FeatureStore, open_store, write_arrays
 
 DIMS = {"frames_2d": 2048, "frames_3d": 2048, "audio": 1024, "text": 768}

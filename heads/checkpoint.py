@@ -6,8 +6,10 @@ objects: :func:`load_checkpoint` uses ``weights_only=True``)::
     format       "conclugen-heads/1"
     objective    the objective name
     config       the resolved TrainConfig as a mapping (see heads.config)
-    store_id     sha256 of the features it was trained on; training and evaluation refuse others
+    store_id     sha256 of the store it was trained on; resuming requires the same store
     store_url    where they were read from (informative)
+    feature_space  per store key of ``layout``, the store's feature space: evaluation and
+                 prediction accept any store with the same feature space for these keys
     layout       modality -> store keys concatenated into its input
     model_spec   heads.models.ModelSpec as a mapping: the model is rebuilt from this alone
     model        the model's state dict
@@ -26,19 +28,24 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from heads.evaluation.probe import ProbeModel, ProbeSpec, encoder_heads
 from heads.models import ConCluGenHeads, ModelSpec
 from pipeline.errors import UserError
+from pipeline.store.manifest import (StoreManifest, feature_space_differences,
+                                     format_differences)
 
 log = logging.getLogger(__name__)
 
 FORMAT = "conclugen-heads/1"
 LAST = "last.pt"
+CLASSIFIER = "classifier.pt"
+CLASSIFIER_FORMAT = "conclugen-classifier/1"
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
 
 
@@ -93,24 +100,32 @@ def load_checkpoint(path: str | Path, *,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        # torch's weights-only message is long; its "Unsupported global" line is the fact.
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines
-                      else type(err).__name__)
-        raise CheckpointError(f"{path}: not a readable checkpoint of plain tensors and values: "
-                              f"{reason}") from None
+    payload = _load_plain(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: format {found!r}, expected {FORMAT!r}")
     return payload
 
 
-def check_store(payload: Mapping[str, Any], store_id: str, *, checkpoint: str | Path,
-                store: str) -> None:
-    """Refuse features other than those the checkpoint was trained on.
+def _load_plain(path: Path, *, map_location: str | torch.device) -> Any:
+    """``torch.load`` of plain tensors and values only (no pickled objects)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        # torch's weights-only message is long and advises weights_only=False (unsafe here);
+        # its "Unsupported global" line is the fact.
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "Unsupported global" in ln),
+                      lines[0] if lines else type(err).__name__)
+        # keep the fact, not torch's advice on how to allow the class
+        reason = reason.split(" was not an allowed global")[0].split(". ")[0]
+        raise CheckpointError(f"{path}: not a readable file of plain tensors and values "
+                              f"(pickled objects are refused): {reason}") from None
+
+
+def check_same_store(payload: Mapping[str, Any], store_id: str, *, checkpoint: str | Path,
+                     store: str) -> None:
+    """Refuse any store but the one a run was trained on (resuming a pretraining run).
 
     Raises:
         CheckpointError: the store's id differs from the checkpoint's.
@@ -119,7 +134,41 @@ def check_store(payload: Mapping[str, Any], store_id: str, *, checkpoint: str | 
         raise CheckpointError(
             f"{checkpoint} was trained on store_id {payload['store_id'][:16]}... "
             f"({payload.get('store_url')}), but {store} has store_id {store_id[:16]}...: "
-            "these are other features; use the store the run was trained on or a new run folder")
+            "resuming needs the store the run was trained on; use a new run folder to train "
+            "on another store")
+
+
+def layout_keys(payload: Mapping[str, Any]) -> list[str]:
+    """The store keys a checkpoint's (or classifier's) heads read, in layout order."""
+    return [k for keys in payload["layout"].values() for k in keys]
+
+
+def check_feature_space(payload: Mapping[str, Any], manifest: StoreManifest, *,
+                        checkpoint: str | Path, store: str) -> None:
+    """Refuse a store whose vectors are not comparable with those the heads were trained on.
+
+    Only the keys the heads read are compared (see
+    :func:`pipeline.store.manifest.feature_space_of` for what a feature space holds). A
+    checkpoint written before feature spaces were recorded accepts its own store only.
+
+    Raises:
+        CheckpointError: naming, per store key, the feature-space fields that differ.
+    """
+    recorded = payload.get("feature_space")
+    if recorded is None:
+        if payload["store_id"] != manifest.store_id:
+            raise CheckpointError(
+                f"{checkpoint} records no feature space (it was written by an earlier release) "
+                f"and was trained on store_id {payload['store_id'][:16]}..., not {store}; "
+                "evaluate it on that store, or pretrain again")
+        return
+    keys = layout_keys(payload)
+    diffs = feature_space_differences(recorded, manifest.feature_space, keys)
+    if diffs:
+        raise CheckpointError(
+            f"{store} is not in the feature space {checkpoint} was trained in; differing "
+            f"fields per store key: {format_differences(diffs)}. Extract the store with the "
+            "same backbones, weights and preprocessing (`cli store diff` compares two stores)")
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu"
@@ -159,3 +208,108 @@ def prune_epochs(folder: Path, keep: int) -> None:
     for _, p in found[:-keep]:
         log.debug("removing old checkpoint %s", p)
         p.unlink()
+
+
+# ------------------------------------------------------------------------- the classifier file
+
+def checkpoint_of(run: str | Path) -> Path:
+    """A run folder's ``checkpoints/last.pt``, or ``run`` itself when it is a file."""
+    run = Path(run)
+    return run if run.is_file() else run / "checkpoints" / LAST
+
+
+def run_folder(run: str | Path) -> Path:
+    """The run folder of a run folder or of a checkpoint file inside it."""
+    run = Path(run)
+    if run.is_file():
+        return run.parent.parent if run.parent.name == "checkpoints" else run.parent
+    return run
+
+
+def save_classifier(path: Path, model: ProbeModel, *, protocol: str,
+                    checkpoint: Mapping[str, Any] | None, store_id: str, store_url: str,
+                    feature_space: Mapping[str, Any],
+                    layout: Mapping[str, Sequence[str]], label_names: Sequence[str],
+                    config: Mapping[str, Any], seed: int, best_epoch: int) -> Path:
+    """Write ``classifier.pt``: plain tensors and values, everything needed to rebuild the
+    probe (loaded weights-only).
+
+    The linear protocol stores the linear layer and the standardisation only: its heads are
+    the run's checkpoint, referenced by ``checkpoint`` (path and step). The other protocols
+    trained their heads and store them too.
+    """
+    payload = {
+        "format": CLASSIFIER_FORMAT,
+        "protocol": protocol,
+        "probe": model.spec.to_dict(),
+        "heads_spec": model.heads.spec.to_dict(),
+        # the linear layer and the standardisation statistics: everything but the heads
+        "probe_state": {k: v.detach().cpu() for k, v in model.state_dict().items()
+                        if not k.startswith("heads.")},
+        "heads": (None if protocol == "linear" else
+                  {k: v.detach().cpu() for k, v in model.heads.state_dict().items()}),
+        "checkpoint": dict(checkpoint) if checkpoint is not None else None,
+        "store_id": store_id,
+        "store_url": store_url,
+        "feature_space": {k: dict(v) for k, v in feature_space.items()},
+        "layout": {m: list(k) for m, k in layout.items()},
+        "label_names": list(label_names),
+        "multilabel": model.spec.multilabel,
+        "config": dict(config),
+        "seed": seed,
+        "best_epoch": best_epoch,
+    }
+    return save_checkpoint(path, payload)
+
+
+def load_classifier(path: str | Path, *, run: str | Path | None = None,
+                    device: str | torch.device = "cpu") -> tuple[ProbeModel, dict[str, Any]]:
+    """Rebuild a probe written by :func:`save_classifier`, in eval mode.
+
+    Args:
+        path: a ``classifier.pt``.
+        run: the run folder (or checkpoint) whose heads a linear probe sits on (default: the
+            checkpoint path recorded in the classifier).
+        device: where the model goes.
+
+    Returns:
+        the probe (per modality [N, E_m] features -> [N, C] logits) and the file's payload.
+
+    Raises:
+        CheckpointError: not a classifier file, or the run's checkpoint is not the one the
+            classifier was trained on (other features or a later step).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no classifier; run the evaluation (linear protocol) first")
+    payload = _load_plain(path, map_location="cpu")
+    if not isinstance(payload, dict) or payload.get("format") != CLASSIFIER_FORMAT:
+        raise CheckpointError(f"{path}: not a classifier of format {CLASSIFIER_FORMAT!r}")
+    spec = ModelSpec.from_dict(payload["heads_spec"])
+    if payload["heads"] is not None:
+        heads = ConCluGenHeads(spec)
+        heads.load_state_dict(payload["heads"])
+    else:
+        heads = _run_heads(path, payload, spec, run)
+    model = ProbeModel(ProbeSpec.from_dict(payload["probe"]), heads)
+    model.load_state_dict({**{f"heads.{k}": v for k, v in heads.state_dict().items()},
+                           **payload["probe_state"]})
+    return model.to(device).eval(), payload
+
+
+def _run_heads(path: Path, payload: Mapping[str, Any], spec: ModelSpec,
+               run: str | Path | None) -> ConCluGenHeads:
+    """A linear probe's heads: the run's, if they are those it was trained on."""
+    ref = payload["checkpoint"]
+    ckpt = checkpoint_of(run) if run is not None else Path(ref["path"])
+    pretrained, meta = load_model(ckpt, device="cpu")
+    trained_on = ref.get("store_id", payload["store_id"])
+    if meta["store_id"] != trained_on:
+        raise CheckpointError(f"{ckpt} was pretrained on store_id {meta['store_id'][:16]}..., "
+                              f"but {path} sits on heads pretrained on {trained_on[:16]}...: "
+                              "pass the run the classifier was trained on")
+    if int(meta["step"]) != ref["step"]:
+        raise CheckpointError(f"{ckpt} is at step {meta['step']}, but {path} was trained on "
+                              f"the heads of step {ref['step']}: evaluate the run again")
+    return encoder_heads(spec.input_dims, spec.representation_dim, seed=0,
+                         pretrained=pretrained)

@@ -1,4 +1,5 @@
-"""The pretraining configuration: a frozen :class:`TrainConfig`, resolved strictly from YAML.
+"""The configurations of the heads: pretraining (:class:`TrainConfig`) and evaluation
+(:class:`EvalConfig`), frozen dataclasses resolved strictly from YAML.
 
 ``manifests/pretrain.yaml`` holds the paper appendix's defaults in three layers::
 
@@ -15,15 +16,20 @@ next to every run (``RUN/config.yaml``) and into every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from heads.pretrain.objectives import OBJECTIVES
 from pipeline.config import ConfigError, from_dict, load_yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "manifests" / "pretrain.yaml"
+EVAL_CONFIG = Path(__file__).resolve().parent.parent / "manifests" / "evaluate.yaml"
 LAYER_KEYS = frozenset({"defaults", "objectives", "presets"})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,15 @@ class ClusteringConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with cosine annealing and warm restarts (periods in epochs, see ``lr_at``)."""
+    """AdamW with a linear warm-up (``warmup_steps`` plus ``warmup_epochs`` worth of steps),
+    then cosine annealing with warm restarts (periods in epochs, see
+    :func:`heads.runtime.lr_at`). Shared by pretraining and every evaluation protocol."""
 
     lr: float = 3.6e-4
     weight_decay: float = 3.2e-4
     betas: tuple[float, ...] = (0.9, 0.999)
     warmup_steps: int = 0
+    warmup_epochs: float = 0.0
     restart_epochs: float = 20.0
     restart_mult: int = 2
     min_lr: float = 1e-6
@@ -144,6 +153,93 @@ class TrainConfig:
         return _plain(dataclasses.asdict(self))
 
 
+def warmup_steps(optim: OptimConfig, steps_per_epoch: int) -> int:
+    """Warm-up length in optimizer steps."""
+    return optim.warmup_steps + round(optim.warmup_epochs * steps_per_epoch)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One downstream evaluation, fully resolved (see ``manifests/evaluate.yaml``)."""
+
+    epochs: int = 65
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        lr=1e-3, weight_decay=1e-4, warmup_epochs=5.0, min_lr=0.0))
+    heads_lr_scale: float = 1.0
+    batch_size: int = 4096
+    dropout: float = 0.5
+    standardize: bool = True
+    class_weights: Literal["inverse", "none"] = "inverse"
+    selection: Literal["val_f1", "val_loss"] = "val_f1"
+    representation_dim: int = 4096
+    modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)})
+    tsne_max_points: int = 5000
+
+    def __post_init__(self) -> None:
+        problems = []
+        o = self.optim
+        if self.epochs < 1 or self.batch_size < 1 or self.representation_dim < 1:
+            problems.append("epochs, batch_size and representation_dim must be >= 1")
+        if o.lr <= 0 or o.weight_decay < 0 or self.heads_lr_scale < 0:
+            problems.append("optim.lr must be > 0, optim.weight_decay and heads_lr_scale >= 0")
+        if (o.warmup_epochs < 0 or o.warmup_steps < 0 or o.restart_epochs <= 0
+                or o.restart_mult < 1):
+            problems.append("optim: warmup >= 0, restart_epochs > 0, restart_mult >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if problems:
+            raise ConfigError("evaluation config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe mapping (tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def resolve_eval_config(dataset: str, *, preset: str | None = None,
+                        overrides: Mapping[str, Any] | None = None,
+                        config: str | Path | None = None) -> EvalConfig:
+    """``defaults <- the dataset manifest's eval block <- presets[preset] <- overrides``.
+
+    Args:
+        dataset: the store's dataset name; ``manifests/<dataset>.yaml`` supplies the paper's lr
+            and weight decay when it exists and has an ``eval`` block.
+        preset: a key of the file's ``presets`` (``"cpu"``).
+        overrides: merged last; nested mappings or dotted keys (``{"optim.lr": 1e-3}``).
+        config: another layered file instead of ``manifests/evaluate.yaml``.
+
+    Raises:
+        ConfigError: unknown preset or key, wrong type, invalid value.
+    """
+    path = Path(config) if config is not None else EVAL_CONFIG
+    data = load_yaml(path)
+    unknown = sorted(set(data) - {"defaults", "presets"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid: defaults, presets")
+    merged = dict(data.get("defaults") or {})
+    merged = deep_merge(merged, _dataset_layer(dataset))
+    if preset is not None:
+        presets = data.get("presets") or {}
+        if preset not in presets:
+            raise ConfigError(f"{path}: unknown preset {preset!r}; valid: {sorted(presets)}")
+        merged = deep_merge(merged, presets[preset])
+    merged = deep_merge(merged, expand_dotted(overrides or {}))
+    return from_dict(EvalConfig, merged, str(path))
+
+
+def _dataset_layer(dataset: str) -> dict[str, Any]:
+    from pipeline.manifest import load_manifest, manifest_path
+
+    if not manifest_path(dataset).is_file():
+        log.info("dataset %r has no manifest: the default lr and weight decay apply", dataset)
+        return {}
+    defaults = load_manifest(dataset).eval
+    if defaults is None:
+        return {}
+    return {"optim": {"lr": defaults.lr, "weight_decay": defaults.weight_decay}}
+
+
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
     """A :class:`TrainConfig` from a resolved mapping (``RUN/config.yaml``, a checkpoint)."""
     return from_dict(TrainConfig, dict(data), where)
@@ -156,7 +252,7 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
     """Merge the layers into one checked :class:`TrainConfig`.
 
     Args:
-        objective: a name of :data:`heads.objectives.OBJECTIVES`.
+        objective: a name of :data:`heads.pretrain.objectives.OBJECTIVES`.
         config: a YAML file: either layered like ``manifests/pretrain.yaml`` (it replaces the
             default file) or a partial/complete TrainConfig mapping merged over the defaults
             (a run's ``config.yaml`` reproduces that run).
@@ -170,8 +266,6 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
     Raises:
         ConfigError: unknown objective or preset, unknown key, wrong type, invalid value.
     """
-    from heads.objectives import OBJECTIVES
-
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
     base_path, partial = DEFAULT_CONFIG, {}

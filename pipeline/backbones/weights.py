@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
+from pipeline.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -40,7 +42,7 @@ _OPTIONAL_KEY = re.compile(r"(^|\.)num_batches_tracked$")
 _MAX_KEYS_SHOWN = 12
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights argument cannot be resolved, read, or does not fit the backbone."""
 
 
@@ -307,3 +309,47 @@ def torchvision_trunk(spec: Any, weights: str | None) -> tuple[torch.nn.Module, 
     fit_state_dict(model, state, source=source.location, backbone=spec.name,
                    ignore_prefixes=("fc.",))
     return model, source, sha, enum
+
+
+def weights_problem(backbone: str, weights: str) -> str | None:
+    """Why ``weights`` of ``backbone`` cannot be loaded here without a download, or None.
+
+    Random weights load anywhere (their initialisation is seeded); a local file or folder
+    loads if it still exists (its sha256 is compared after loading); anything else must be in
+    the torch hub cache (named torchvision / 3D-ResNet weights, URLs) or the Hugging Face cache
+    (text model ids).
+    """
+    import torch
+
+    from pipeline.backbones import get_spec, resnet2d, resnet3d, text, video3d_tv
+
+    if weights == RANDOM:
+        return None
+    if weights == "none":
+        return f"backbone {backbone!r} without recorded weights"
+    if Path(weights).expanduser().exists():
+        return None
+    spec = get_spec(backbone)
+    if isinstance(spec, text.TextSpec):
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(weights, "config.json"), str):
+            return None
+        return (f"{backbone} weights {weights!r}, which are not in the Hugging Face cache and "
+                "cannot be downloaded here; download them by other means (or extract a store "
+                "with a local model folder)")
+    url = weights if weights.startswith(("http://", "https://")) else None
+    if isinstance(spec, resnet3d.Resnet3dSpec):
+        url = url or resnet3d.KNOWN_WEIGHTS.get(weights)
+    elif isinstance(spec, (resnet2d.Resnet2dSpec, video3d_tv.TorchvisionVideoSpec)):
+        import torchvision
+
+        named = {w.name: w.url for w in torchvision.models.get_model_weights(spec.arch)}
+        url = url or named.get(weights)
+    if url is None:
+        return f"{backbone} weights {weights!r}, a file that no longer exists"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if cached.is_file():
+        return None
+    return (f"{backbone} weights {weights!r}, which need a download ({url}) and are not cached "
+            f"at {cached}; download the file by other means and put it there")

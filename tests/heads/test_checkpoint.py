@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from heads import checkpoint as ckpt
-from heads.checkpoint import (FORMAT, CheckpointError, check_store, epoch_file, link_checkpoint,
+from heads.checkpoint import (FORMAT, CheckpointError, check_same_store, epoch_file, link_checkpoint,
                               load_checkpoint, load_model, prune_epochs, restore_rng, rng_state,
                               save_checkpoint)
-from heads.train import run_pretrain
+from heads.pretrain.train import run_pretrain
 from pipeline.store import open_store
 
 
@@ -53,23 +53,24 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path,
 
 def test_loading_refuses_pickled_objects_and_other_formats(tmp_path: Path) -> None:
     torch.save({"format": FORMAT, "object": Arbitrary()}, tmp_path / "pickle.pt")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"pickled objects are refused\): .*Unsupported "
+                                              r"global: GLOBAL test_checkpoint.Arbitrary$"):
         load_checkpoint(tmp_path / "pickle.pt")
     torch.save({"format": "lightning/2"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="format 'lightning/2', expected"):
         load_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable file of plain tensors"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_store_check_names_both_stores() -> None:
-    check_store(_payload(), "a" * 64, checkpoint="run/last.pt", store="s")
+def test_resume_store_check_names_both_stores() -> None:
+    check_same_store(_payload(), "a" * 64, checkpoint="run/last.pt", store="s")
     with pytest.raises(CheckpointError, match="run/last.pt was trained on store_id aaaa.*"
                                               "but other has store_id bbbb"):
-        check_store(_payload(), "b" * 64, checkpoint="run/last.pt", store="other")
+        check_same_store(_payload(), "b" * 64, checkpoint="run/last.pt", store="other")
 
 
 def test_pruning_and_linking(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import yaml
 
 from heads.config import (ConfigError, config_from_dict, deep_merge, expand_dotted,
                           resolve_config)
-from heads.objectives import OBJECTIVES
+from heads.pretrain.objectives import OBJECTIVES
 
 
 @pytest.mark.parametrize("name", list(OBJECTIVES))

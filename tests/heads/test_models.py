@@ -8,7 +8,7 @@ import torch
 from heads.config import resolve_config
 from heads.models import (ConCluGenHeads, GatedEmbeddingUnit, ModelSpec, ProjectionHead,
                           decoder)
-from heads.objectives import OBJECTIVES, model_spec
+from heads.pretrain.objectives import OBJECTIVES, model_spec
 
 INPUTS = {"video": 12, "audio": 6, "text": 5}
 

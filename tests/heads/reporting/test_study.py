@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heads.study import METHODS, Method, run_study, skip_reason
+from heads.reporting.study import METHODS, Method, run_study, skip_reason
 from pipeline.store import write_arrays
 
 DIMS = {"frames_2d": 16, "frames_3d": 16, "audio": 8, "text": 8}

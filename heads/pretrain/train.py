@@ -17,7 +17,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,15 +25,16 @@ import torch
 import yaml
 from torch import Tensor
 
-from heads.checkpoint import (FORMAT, LAST, CheckpointError, check_store, epoch_file,
+from heads.checkpoint import (FORMAT, LAST, CheckpointError, check_same_store, epoch_file,
                               link_checkpoint, load_checkpoint, prune_epochs, restore_rng,
                               rng_state, save_checkpoint)
-from heads.config import TrainConfig, config_from_dict, resolve_config
+from heads.config import TrainConfig, config_from_dict, resolve_config, warmup_steps
 from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, check_views,
                         load_features)
-from heads.metrics_log import MetricsLog, ProgressBar
+from heads.reporting.metrics_log import MetricsLog, ProgressBar
 from heads.models import ConCluGenHeads
-from heads.objectives import Objective, get_objective, model_spec
+from heads.pretrain.objectives import Objective, get_objective, model_spec
+from heads.runtime import autocast, lr_at, resolve_device
 
 if TYPE_CHECKING:
     from pipeline.store import FeatureStore
@@ -52,36 +52,6 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(f"non-finite loss at step {step} (epoch {epoch}): {names}; "
                          f"last good checkpoint: {where}")
         self.step, self.epoch, self.parts, self.checkpoint = step, epoch, dict(parts), checkpoint
-
-
-def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, restart_epochs: float,
-          restart_mult: int, min_lr: float, warmup_steps: int = 0) -> float:
-    """Learning rate after ``step`` optimizer steps: linear warm-up, then cosine annealing with
-    warm restarts (Loshchilov & Hutter 2017), the first period ``restart_epochs`` long and each
-    next one ``restart_mult`` times longer. Periods are in epochs, measured in fractional steps.
-    """
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    t = (step - warmup_steps) / steps_per_epoch
-    period = restart_epochs
-    while t >= period:
-        t -= period
-        period *= restart_mult
-    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * t / period)) / 2
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; anything else is passed to torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA; float32 everywhere else."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def train_step(model: ConCluGenHeads, objective: Objective, optimizer: torch.optim.Optimizer,
@@ -142,7 +112,7 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
 
     Args:
         store: the feature store (folder or fsspec URL).
-        objective: a key of :data:`heads.objectives.OBJECTIVES`.
+        objective: a key of :data:`heads.pretrain.objectives.OBJECTIVES`.
         out: the run folder (created; refused if it holds a run and ``resume`` is False).
         config: a YAML config, layered or partial (see :func:`heads.config.resolve_config`).
         overrides: config values merged last (``{"model.representation_dim": 64}``).
@@ -170,8 +140,8 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
                       modalities=modalities, epochs=epochs, seed=seed)
     with open_store(store) as fs:
         if payload is not None:
-            check_store(payload, fs.store_id, checkpoint=run_dir / "checkpoints" / LAST,
-                        store=str(store))
+            check_same_store(payload, fs.store_id, checkpoint=run_dir / "checkpoints" / LAST,
+                             store=str(store))
         run = _build(fs, cfg, resolve_device(device), payload)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +194,10 @@ def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
                                   weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
     static = {"format": FORMAT, "objective": cfg.objective, "config": cfg.to_dict(),
-              "store_id": fs.store_id, "store_url": fs.url,
+              "store_id": fs.store_id, "store_url": fs.url, "dataset": fs.dataset,
+              # What evaluation compares: any store with these vectors for these keys.
+              "feature_space": {k: fs.manifest.feature_space[k]
+                                for ks in layout.keys.values() for k in ks},
               "layout": {m: list(k) for m, k in layout.keys.items()},
               "model_spec": mspec.to_dict(), "device": str(dev)}
     run = _Run(cfg, model, optimizer, Objective(cfg), torch.Generator().manual_seed(cfg.seed),
@@ -256,7 +229,7 @@ def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool) -> None:
                 lr = lr_at(run.step, base_lr=cfg.optim.lr, steps_per_epoch=steps_per_epoch,
                            restart_epochs=cfg.optim.restart_epochs,
                            restart_mult=cfg.optim.restart_mult, min_lr=cfg.optim.min_lr,
-                           warmup_steps=cfg.optim.warmup_steps)
+                           warmup_steps=warmup_steps(cfg.optim, steps_per_epoch))
                 t0, n = time.perf_counter(), len(next(iter(batch.values())))
                 parts = train_step(run.model, run.objective, run.optimizer, batch,
                                    step=run.step + 1, epoch=epoch, lr=lr,

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heads.kmeans import CosineKMeans, FeatureQueue, OnlineClustering, occupancy
+from heads.pretrain.kmeans import CosineKMeans, FeatureQueue, OnlineClustering, occupancy
 
 
 def _blobs(n_per: int = 30, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,10 @@
-"""Downstream classifiers on the heads' representations, and the loop that trains them.
+"""The downstream classifier on the heads' representations, and the loop that trains it.
 
-Three protocols share one model, :class:`ProbeModel` = representation heads F_m -> fusion ->
-``Dropout(p) + Linear`` (the paper's downstream head):
-
-- ``linear``: F from a pretraining run, frozen; only the linear layer learns. The heads are
-  deterministic (no dropout, no normalisation), so the representations are computed once per
-  split and the loop trains on them (``represented=True``): the same result as running the
-  frozen heads at every step, at a fraction of the cost.
-- ``finetune``: F initialised from the run and trained with the classifier.
-- ``supervised``: F randomly initialised (seeded) and trained with the classifier on the labels:
-  the paper's supervised baseline; it needs no run.
+The classification protocols (:mod:`heads.evaluation.classification`) share one model,
+:class:`ProbeModel` = representation heads F_m -> fusion -> ``Dropout(p) + Linear`` (the
+paper's downstream head). With frozen heads (the linear protocol) the heads are deterministic
+(no dropout, no normalisation), so the representations are computed once per split and the loop
+trains on them (``represented=True``).
 
 Fusion is ``concat`` (the paper: [N, M*D]) or ``mean`` ([N, D]). With ``standardize`` (the
 default) the fused representation is standardised with the train split's per-feature mean and
@@ -20,7 +15,7 @@ constant affine map, so the probe expresses the same classifiers as the paper's
 head exactly). Single-label targets use
 cross-entropy weighted by the train split's inverse class frequencies; multi-label targets use
 BCE with ``pos_weight = negatives / positives`` per label (:func:`make_loss`). The optimiser is
-AdamW with a linear warm-up, then cosine annealing with warm restarts (:func:`heads.train.lr_at`);
+AdamW with a linear warm-up, then cosine annealing with warm restarts (:func:`heads.runtime.lr_at`);
 the epoch kept is the best on the validation split (:func:`fit`), never chosen on test.
 """
 
@@ -32,7 +27,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,17 +35,14 @@ from sklearn.metrics import f1_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor, nn
 
+from heads.config import EvalConfig, warmup_steps
 from heads.metrics import threshold
-from heads.metrics_log import ProgressBar
 from heads.models import ConCluGenHeads, ModelSpec
-from heads.train import autocast, lr_at
-
-if TYPE_CHECKING:
-    from heads.evaluate import EvalConfig
+from heads.reporting.metrics_log import ProgressBar
+from heads.runtime import autocast, lr_at
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("linear", "finetune", "supervised")
 FUSIONS = ("concat", "mean")
 
 
@@ -291,9 +283,10 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
     optimizer, trainable = _optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
     per_epoch = math.ceil(len(train) / cfg.batch_size)
-    schedule = {"base_lr": cfg.lr, "steps_per_epoch": per_epoch,
-                "restart_epochs": cfg.restart_epochs, "restart_mult": cfg.restart_mult,
-                "min_lr": cfg.min_lr, "warmup_steps": cfg.warmup_epochs * per_epoch}
+    o = cfg.optim
+    schedule = {"base_lr": o.lr, "steps_per_epoch": per_epoch,
+                "restart_epochs": o.restart_epochs, "restart_mult": o.restart_mult,
+                "min_lr": o.min_lr, "warmup_steps": warmup_steps(o, per_epoch)}
     best: dict[str, float] | None = None
     best_state: dict[str, Tensor] = {}
     history: list[dict[str, float]] = []
@@ -329,8 +322,8 @@ def _optimizer(model: ProbeModel, cfg: EvalConfig) -> tuple[torch.optim.Optimize
     groups = [{"params": [p for n, p in params if not n.startswith("heads.")], "scale": 1.0},
               {"params": [p for n, p in params if n.startswith("heads.")],
                "scale": cfg.heads_lr_scale}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay, betas=cfg.betas)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.optim.lr,
+                                  weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
     return optimizer, {n for n, _ in params}
 
 

@@ -8,7 +8,7 @@ import torch
 from heads.config import resolve_config
 from heads.losses import mms_loss
 from heads.models import ConCluGenHeads
-from heads.objectives import OBJECTIVES, Objective, get_objective, model_spec
+from heads.pretrain.objectives import OBJECTIVES, Objective, get_objective, model_spec
 
 DIMS = {"video": 12, "audio": 6, "text": 5}
 PARTS = {

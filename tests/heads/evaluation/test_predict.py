@@ -5,20 +5,17 @@ the refusals that need no extraction."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from heads.checkpoint import CheckpointError
-from heads.classifier import decide
+from heads.checkpoint import CheckpointError, load_classifier
 from heads.data import read_modality
-from heads.evaluate import run_eval
-from heads.predict import (PredictError, _check_same_weights, extract_video, extraction_config,
-                           load_classifier,
-                           run_predict, weights_problem)
-from heads.train import run_pretrain
+from heads.evaluation.predict import PredictError, run_predict
+from heads.evaluation.probe import decide
+from heads.evaluation.run import run_eval
+from heads.pretrain.train import run_pretrain
 from pipeline.store import open_store
 
 MELD_LABELS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
@@ -81,72 +78,6 @@ def test_a_classifier_without_text_needs_no_transcript(meld_sample: Path, meld_s
     expected = _stored_probabilities(classifier, meld_store, row["sample_id"])
     assert [out["probabilities"][n] for n in MELD_LABELS] == pytest.approx(expected.tolist(),
                                                                           abs=1e-4)
-
-
-def _provenance(**overrides: object) -> dict:
-    """What store.json records for an extraction of MELD with random weights."""
-    from pipeline.extract import load_extract_config
-    from pipeline.manifest import load_manifest
-    from pipeline.run import feature_identity
-
-    cfg = load_extract_config(weights={k: "random" for k in ("frames_2d", "frames_3d",
-                                                             "audio", "text")}, **overrides)
-    return {"store_id": "0" * 64, "identity": feature_identity(cfg, load_manifest("meld"))}
-
-
-def test_text_without_transcript_is_refused(tmp_path: Path) -> None:
-    video = tmp_path / "clip.mp4"
-    video.write_bytes(b"")
-    with pytest.raises(PredictError, match="pass a transcript"):
-        extract_video(video, _provenance(), ["text"], transcript="  ", device="cpu")
-
-
-def test_extraction_config_repeats_the_store() -> None:
-    provenance = _provenance(fps_3d=8.0)
-    cfg, policy = extraction_config(provenance, ["frames_2d", "frames_3d"])
-    extraction = provenance["identity"]["extraction"]
-    assert cfg.modalities == ("frames_2d", "frames_3d") and cfg.views == 1
-    assert cfg.weights == {"frames_2d": "random", "frames_3d": "random"}
-    assert cfg.backbones == {"frames_2d": "resnet152", "frames_3d": "resnet3d101"}
-    assert cfg.fps_3d == 8.0 == extraction["fps_3d"]
-    assert (cfg.faces.size, cfg.faces.min_prob) == (extraction["faces"]["size"],
-                                                    extraction["faces"]["min_prob"])
-    assert policy.crop is True
-
-
-def test_a_store_written_from_arrays_cannot_be_repeated(store_1view: str) -> None:
-    with pytest.raises(PredictError, match="arrays"):
-        extraction_config(open_store(store_1view).manifest, ["audio"])
-
-
-def test_weights_that_need_a_download_are_refused(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    assert weights_problem("resnet152", "random") is None
-    local = tmp_path / "audio_model.pth"
-    local.write_bytes(b"weights")
-    assert weights_problem("davenet", str(local)) is None
-    assert "no longer exists" in weights_problem("davenet", str(tmp_path / "gone.pth"))
-    assert "without recorded weights" in weights_problem("davenet", "none")
-    from torchvision.models import ResNet152_Weights
-
-    name = Path(ResNet152_Weights.IMAGENET1K_V2.url).name
-    problem = weights_problem("resnet152", "IMAGENET1K_V2")
-    assert "need a download" in problem and name in problem
-    cached = tmp_path / "hub" / "checkpoints"
-    cached.mkdir(parents=True)
-    (cached / name).write_bytes(b"cached")
-    assert weights_problem("resnet152", "IMAGENET1K_V2") is None
-    assert "Hugging Face cache" in weights_problem("distilbert-sst2", "nobody/no-such-model")
-
-
-def test_other_weights_than_the_stores_are_refused() -> None:
-    encoder = SimpleNamespace(provenance=lambda: {"weights_sha256": "b" * 64})
-    provenance = {"modalities": {"audio": {"weights_sha256": "a" * 64}}}
-    with pytest.raises(PredictError, match="not those that made the store"):
-        _check_same_weights({"audio": encoder}, provenance)
-    _check_same_weights({"audio": encoder}, {"modalities": {"audio": {"weights_sha256":
-                                                                      "b" * 64}}})
 
 
 def test_missing_video_or_classifier_is_named(tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heads.evaluate import METRICS, eval_name, resolve_eval_config, run_eval
-from heads.metrics_log import read_metrics
-from heads.objectives import OBJECTIVES
-from heads.train import run_pretrain
+from heads.evaluation.run import METRICS, eval_name, resolve_eval_config, run_eval
+from heads.reporting.metrics_log import read_metrics
+from heads.pretrain.objectives import OBJECTIVES
+from heads.pretrain.train import run_pretrain
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def run_study(store: str, out: str | Path, *, quick: bool = False, device: str =
               "weighted by class support as in the paper's Tables 2-5 (Macro-F1 unweighted), "
               f"mean over {seeds} seed(s){' +- std' if seeds > 1 else ''}.\n")
     write_markdown(out / "results.md", rows, columns, header=header, notes=notes)
-    from heads.plots import plot_study
+    from heads.reporting.plots import plot_study
 
     plot_study([{c: r[c] for c in columns} for r in rows], [r["method"] for r in rows],
                columns, out / "results.png", title=f"{dataset}: test metrics")

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from heads.checkpoint import CheckpointError
-from heads.classifier import decide, make_loss
+from heads.evaluation.probe import decide, make_loss
 from heads.data import DataError, read_modality
-from heads.evaluate import eval_name, resolve_eval_config, run_eval
-from heads.predict import load_classifier
-from heads.train import run_pretrain
+from heads.evaluation.run import eval_name, resolve_eval_config, run_eval
+from heads.evaluation.predict import load_classifier
+from heads.pretrain.train import run_pretrain
 from pipeline.config import ConfigError
 from pipeline.store import FeatureStore, open_store, write_arrays
 
@@ -196,17 +196,17 @@ def test_unlabeled_rows_are_left_out(tmp_path: Path) -> None:
 
 def test_dataset_manifest_supplies_the_papers_lr() -> None:
     meld = resolve_eval_config("meld")
-    assert (meld.lr, meld.weight_decay) == (9.67e-3, 4e-5)
-    assert resolve_eval_config("caer").weight_decay == 8.216e-2
-    assert resolve_eval_config("mosei", preset="cpu").lr == 9.96e-3
-    assert resolve_eval_config("synthetic", overrides={"lr": 0.5}).lr == 0.5
-    assert (meld.batch_size, meld.dropout, meld.warmup_epochs) == (4096, 0.5, 5)
+    assert (meld.optim.lr, meld.optim.weight_decay) == (9.67e-3, 4e-5)
+    assert resolve_eval_config("caer").optim.weight_decay == 8.216e-2
+    assert resolve_eval_config("mosei", preset="cpu").optim.lr == 9.96e-3
+    assert resolve_eval_config("synthetic", overrides={"optim.lr": 0.5}).optim.lr == 0.5
+    assert (meld.batch_size, meld.dropout, meld.optim.warmup_epochs) == (4096, 0.5, 5)
 
 
 # ------------------------------------------------------------------------------------ refusals
 
 def test_refuses_a_store_with_other_features(store_no3d: str, run: Path) -> None:
-    with pytest.raises(CheckpointError, match="store_id"):
+    with pytest.raises(CheckpointError, match="not in the feature space.*frames_3d"):
         _eval(store_no3d, run=run, protocol="linear")
 
 

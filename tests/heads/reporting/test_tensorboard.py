@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-from heads.metrics_log import read_metrics
-from heads.train import run_pretrain
+from heads.reporting.metrics_log import read_metrics
+from heads.pretrain.train import run_pretrain
 
 
 def test_pretraining_event_files_hold_the_losses(tmp_path: Path, store_maker) -> None:

@@ -21,16 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from heads import losses
-from heads.config import TrainConfig
-from heads.kmeans import OnlineClustering, occupancy
+from heads.pretrain.kmeans import OnlineClustering, occupancy
 from heads.models import ConCluGenHeads, HeadOutputs, ModelSpec
+from heads.runtime import full_precision
+
+if TYPE_CHECKING:
+    from heads.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,6 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "instance_cont": ObjectiveSpec(("info_nce",), 1, needs_views=True,
                                    summary="InfoNCE between two augmented views (SimCLR)"),
 }
-
-
-def full_precision(device: torch.device) -> torch.autocast:
-    """Autocast off for the losses and k-means: in bfloat16 (8 bits of mantissa) a logit near 1
-    moves in steps of 0.008, so the 0.001 margins would vanish. The heads themselves stay under
-    the caller's autocast."""
-    return torch.autocast(device.type, enabled=False)
 
 
 def get_objective(name: str) -> ObjectiveSpec:

@@ -1,0 +1,37 @@
+"""Downstream evaluation of the heads' representations: one module per protocol behind one
+small interface (:class:`~heads.evaluation.protocol.Protocol`).
+
+- :mod:`~heads.evaluation.linear`, :mod:`~heads.evaluation.finetune`,
+  :mod:`~heads.evaluation.supervised`: the paper's protocols (Tables 2-5), all built on
+  :mod:`~heads.evaluation.classification` and the classifier of :mod:`~heads.evaluation.probe`;
+- :mod:`~heads.evaluation.run`: :func:`~heads.evaluation.run.run_eval`, the program that loads
+  a store's splits, runs a protocol for each seed and writes metrics, figures and the
+  classifier;
+- :mod:`~heads.evaluation.predict`: a new video through the store's backbones (repeated by
+  :mod:`pipeline.one_video`), the heads and a trained classifier.
+
+A new protocol is one new module with a ``PROTOCOL`` object, added to :data:`PROTOCOLS`.
+"""
+
+from __future__ import annotations
+
+from heads.evaluation import finetune, linear, supervised
+from heads.evaluation.protocol import Protocol
+
+PROTOCOLS: dict[str, Protocol] = {
+    "linear": linear.PROTOCOL,
+    "finetune": finetune.PROTOCOL,
+    "supervised": supervised.PROTOCOL,
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol registered under ``name``; an unknown name lists the valid ones."""
+    from pipeline.config import ConfigError
+
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}; valid: {list(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+__all__ = ["PROTOCOLS", "Protocol", "get_protocol"]

@@ -1,0 +1,85 @@
+"""The paper's three classification protocols, one implementation: a classifier on the heads'
+representations (:class:`~heads.evaluation.probe.ProbeModel`), trained on the train split and
+selected on the validation split.
+
+What differs between them is whether the heads come from a run and whether they learn; each
+protocol module (:mod:`~heads.evaluation.linear`, :mod:`~heads.evaluation.finetune`,
+:mod:`~heads.evaluation.supervised`) is one :class:`ClassifierProtocol` value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from heads.evaluation.probe import (LabelledSplit, ProbeModel, decide, encoder_heads, fit,
+                                    fit_standardization, freeze_heads, make_loss, predict,
+                                    represent_split)
+from heads.evaluation.protocol import EvalSetup, SeedResult
+from heads.metrics import classification_metrics, multilabel_metrics
+
+
+@dataclass(frozen=True)
+class ClassifierProtocol:
+    """A classifier on the representation heads.
+
+    Attributes:
+        name: the protocol's name (``cli eval --protocol``).
+        needs_run: the heads start from a pretraining run (else: seeded random weights).
+        train_heads: the heads learn with the classifier (else they are frozen, and the
+            representations are computed once per split: the same result as running the frozen
+            heads at every step, at a fraction of the cost).
+        summary: one line for the documentation and ``--help``.
+    """
+
+    name: str
+    needs_run: bool
+    train_heads: bool
+    summary: str
+
+    def run_seed(self, setup: EvalSetup, data: Mapping[str, LabelledSplit], seed: int, *,
+                 progress: bool) -> SeedResult:
+        cfg = setup.cfg
+        represented = not self.train_heads
+        model = self.build(setup, seed)
+        inputs = ({n: represent_split(model, s, cfg.batch_size) for n, s in data.items()}
+                  if represented else dict(data))
+        if cfg.standardize:
+            fit_standardization(model, inputs["train"], represented=represented,
+                                inputs=not self.needs_run, batch_size=cfg.batch_size)
+        loss_fn, weights = make_loss(data["train"].targets, setup.spec.outputs,
+                                     multilabel=setup.spec.multilabel,
+                                     class_weights=cfg.class_weights)
+        result = fit(model, inputs["train"], inputs["val"], cfg, loss_fn=loss_fn,
+                     represented=represented, seed=seed, progress=progress)
+        scored = {n: score(model, s, setup, represented) for n, s in inputs.items()}
+        return SeedResult(seed, model, scored, result.best_epoch + 1, result.seconds,
+                          result.history, weights)
+
+    def build(self, setup: EvalSetup, seed: int) -> ProbeModel:
+        """The classifier with its heads: the run's (copied) or seeded random ones."""
+        heads = encoder_heads(setup.input_dims, setup.spec.representation_dim, seed=seed,
+                              pretrained=setup.pretrained if self.needs_run else None)
+        torch.manual_seed(seed)  # the linear layer's init and the dropout masks
+        model = ProbeModel(setup.spec, heads).to(setup.device)
+        if not self.train_heads:
+            freeze_heads(model)
+        return model
+
+
+def score(model: ProbeModel, split: LabelledSplit, setup: EvalSetup,
+          represented: bool) -> tuple[dict[str, Any], np.ndarray]:
+    """The split's metrics and its fused representations [n, F] (for the t-SNE map)."""
+    logits, fused = predict(model, split, represented=represented,
+                            batch_size=setup.cfg.batch_size)
+    _, decisions = decide(logits.cpu(), setup.spec.multilabel)
+    truth = split.targets.cpu().numpy()
+    scorer = multilabel_metrics if setup.spec.multilabel else classification_metrics
+    return scorer(truth, decisions, setup.label_names), fused.cpu().numpy()
+
+
+__all__ = ["ClassifierProtocol", "score"]

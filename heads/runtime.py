@@ -1,0 +1,45 @@
+"""Small runtime helpers every training loop of the heads shares: the device, mixed precision
+and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from pipeline.devices import resolve_device
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; float32 everywhere else."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def full_precision(device: torch.device) -> torch.autocast:
+    """Autocast off for the losses and k-means: in bfloat16 (8 bits of mantissa) a logit near 1
+    moves in steps of 0.008, so the 0.001 margins would vanish. The heads themselves stay under
+    the caller's autocast."""
+    return torch.autocast(device.type, enabled=False)
+
+
+def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, restart_epochs: float,
+          restart_mult: int, min_lr: float, warmup_steps: int = 0) -> float:
+    """Learning rate after ``step`` optimizer steps: linear warm-up, then cosine annealing with
+    warm restarts (Loshchilov & Hutter 2017), the first period ``restart_epochs`` long and each
+    next one ``restart_mult`` times longer. Periods are in epochs, measured in fractional steps.
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    t = (step - warmup_steps) / steps_per_epoch
+    period = restart_epochs
+    while t >= period:
+        t -= period
+        period *= restart_mult
+    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * t / period)) / 2
+
+
+__all__ = ["autocast", "full_precision", "lr_at", "resolve_device"]

@@ -1,0 +1,141 @@
+"""One video extracted as a store's clips were: the config comes from the typed manifest
+whole (non-default settings included), the refusals, and parity with the stored features."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.extract import load_extract_config
+from pipeline.manifest import load_manifest
+from pipeline.one_video import VideoError, extract_like_store, extraction_settings
+from pipeline.run import ClusterOptions, feature_identity, run_extract
+from pipeline.store import open_store
+from pipeline.store.manifest import (Counts, ModalityInfo, StoreManifest, build_manifest,
+                                     parse_manifest, to_json)
+
+ALL = ("frames_2d", "frames_3d", "audio", "text")
+
+
+def _manifest(**overrides: object) -> StoreManifest:
+    """The manifest an extraction of MELD with random weights writes (no shards needed)."""
+    cfg = load_extract_config(weights={k: "random" for k in ALL}, **overrides)
+    identity = feature_identity(cfg, load_manifest("meld"))
+    mods = {k: ModalityInfo(dim=int(c.spec["dim"]), weights_sha256="random")
+            for k, c in identity.modalities.items()}
+    return build_manifest(identity=identity, modalities=mods, shards=[], counts=Counts(0, 0),
+                          created="", config=cfg)
+
+
+def test_extract_config_round_trips_through_the_manifest_for_every_field() -> None:
+    cfg = load_extract_config(weights={"audio": "random", "text": "random"},
+                              modalities=["audio", "text"], detect_fps=4.0, fps_2d=2.0,
+                              views=3, batch_clips=5, seed=7, empty_text="skip_text",
+                              faces={"size": 160, "min_prob": 0.8, "smoothing": 0.5})
+    identity = feature_identity(cfg, load_manifest("meld"))
+    manifest = build_manifest(identity=identity, modalities={}, shards=[],
+                              counts=Counts(0, 0), created="", config=cfg)
+    import json
+
+    back = parse_manifest(json.loads(json.dumps(to_json(manifest)))).extract_config()
+    for f in dataclasses.fields(cfg):
+        assert getattr(back, f.name) == getattr(cfg, f.name), f.name
+    assert back == cfg
+
+
+def test_settings_repeat_the_store_including_the_detection_rate() -> None:
+    manifest = _manifest(fps_3d=8.0, detect_fps=4.0, faces={"size": 150})
+    cfg, policy = extraction_settings(manifest, ["frames_3d", "frames_2d"])
+    assert cfg.modalities == ("frames_2d", "frames_3d") and cfg.views == 1
+    assert cfg.weights == {"frames_2d": "random", "frames_3d": "random"}
+    assert cfg.backbones == {"frames_2d": "resnet152", "frames_3d": "resnet3d101"}
+    assert (cfg.fps_3d, cfg.detect_fps, cfg.faces.size) == (8.0, 4.0, 150)
+    assert policy.crop is True
+
+
+def test_text_without_transcript_is_refused(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(VideoError, match="pass a transcript"):
+        extract_like_store(video, _manifest(), ["text"], transcript="  ", device="cpu")
+
+
+def test_a_store_written_from_arrays_cannot_be_repeated(tmp_path: Path) -> None:
+    from pipeline.store import write_arrays
+
+    store = write_arrays(tmp_path / "s", dataset="toy", sample_ids=["a"], splits=["train"],
+                         features={"audio": np.zeros((1, 1, 4), np.float32)},
+                         labels=np.array([0]), label_names=["x", "y"])
+    with pytest.raises(VideoError, match="arrays"):
+        extraction_settings(store.manifest, ["audio"])
+
+
+def test_weights_that_need_a_download_are_refused(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.backbones.weights import weights_problem
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    assert weights_problem("resnet152", "random") is None
+    local = tmp_path / "audio_model.pth"
+    local.write_bytes(b"weights")
+    assert weights_problem("davenet", str(local)) is None
+    assert "no longer exists" in weights_problem("davenet", str(tmp_path / "gone.pth"))
+    assert "without recorded weights" in weights_problem("davenet", "none")
+    from torchvision.models import ResNet152_Weights
+
+    name = Path(ResNet152_Weights.IMAGENET1K_V2.url).name
+    problem = weights_problem("resnet152", "IMAGENET1K_V2")
+    assert "need a download" in problem and name in problem
+    cached = tmp_path / "hub" / "checkpoints"
+    cached.mkdir(parents=True)
+    (cached / name).write_bytes(b"cached")
+    assert weights_problem("resnet152", "IMAGENET1K_V2") is None
+    assert "Hugging Face cache" in weights_problem("distilbert-sst2", "nobody/no-such-model")
+
+
+def test_other_weights_than_the_stores_are_refused(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.run
+
+    encoder = SimpleNamespace(provenance=lambda: {"weights_sha256": "b" * 64})
+    monkeypatch.setattr(pipeline.run, "load_models",
+                        lambda *a, **k: SimpleNamespace(encoders={"audio": encoder}))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(VideoError, match="not those that made the store"):
+        extract_like_store(video, _manifest(), ["audio"], transcript=None, device="cpu")
+
+
+@pytest.mark.slow
+def test_a_clip_extracted_again_equals_the_store_with_non_default_settings(
+        meld_sample: Path, tmp_path: Path) -> None:
+    """The store is made with 4-fps face detection, 8-fps 3D windows and a small 3D backbone;
+    extracting one of its clips again gives the stored vectors (the detection rate used to be
+    dropped here)."""
+    cfg = load_extract_config(modalities=["frames_3d", "audio"],
+                              backbones={"frames_3d": "r3d_18"},
+                              weights={"frames_3d": "random", "audio": "random"},
+                              detect_fps=4.0, fps_3d=8.0)
+    out = tmp_path / "store"
+    run_extract("meld", meld_sample, str(out), cfg=cfg, limit=3, shard_size=3, device="cpu",
+                cluster=ClusterOptions(workers=1))
+    store = open_store(out)
+    assert store.manifest.extract_config() == cfg
+    from pipeline.datasets import scan
+
+    rows = {r["sample_id"]: r for r in scan("meld", meld_sample).samples.to_pylist()}
+    sample_id = store.index.column("sample_id")[0].as_py()
+    again = extract_like_store(rows[sample_id]["media_path"], store.manifest,
+                               ["frames_3d", "audio"], transcript=None, device="cpu")
+    for key in ("frames_3d", "audio"):
+        stored = store.read(key, np.array([0]), view=0).astype(np.float32)
+        np.testing.assert_allclose(again[key], stored, rtol=0, atol=1e-3)
+    slow = dataclasses.replace(cfg, detect_fps=1.0)
+    _, policy = extraction_settings(store.manifest, ["frames_3d"])
+    assert extraction_settings(store.manifest, ["frames_3d"])[0].detect_fps == 4.0 != \
+        slow.detect_fps and policy.crop
