@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import manifests
 from heads.pretrain.objectives import OBJECTIVES
 from pipeline.config import ConfigError, from_dict, load_yaml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "manifests" / "pretrain.yaml"
-EVAL_CONFIG = Path(__file__).resolve().parent.parent / "manifests" / "evaluate.yaml"
+DEFAULT_CONFIG = manifests.path("pretrain.yaml")  # shipped with the package
+EVAL_CONFIG = manifests.path("evaluate.yaml")
 LAYER_KEYS = frozenset({"defaults", "objectives", "presets"})
 
 log = logging.getLogger(__name__)
