@@ -6,16 +6,23 @@ Thin by design: every command parses its options and calls one importable ``run_
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+
+from pipeline.errors import UserError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from pipeline.store import StoreManifest
@@ -51,11 +58,30 @@ def _quiet_dask() -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    # One unwrapped line: a message is grepped for in logs as often as it is read.
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
 
+class OptionError(UserError, ValueError):
+    """A command-line option with a value the command cannot use."""
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Run ``command``; a :class:`~pipeline.errors.UserError` (bad option, config, dataset,
+    store, checkpoint, device, weights) becomes its message on stderr and exit code 2. Anything
+    else is a bug and surfaces as a traceback (exit code 1)."""
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except UserError as err:
+            raise _fail(str(err)) from None
+    return wrapper
+
+
 @app.command("datasets")
+@user_errors
 def datasets_cmd() -> None:
     """List the supported datasets and their labels."""
     from pipeline.datasets import DATASETS
@@ -70,6 +96,7 @@ def datasets_cmd() -> None:
 
 
 @app.command("sample-data")
+@user_errors
 def sample_data_cmd(
     out: Annotated[Path, typer.Argument(help="New folder for the dataset's raw layout.")],
     dataset: DatasetOpt = "meld",
@@ -79,10 +106,7 @@ def sample_data_cmd(
     """Generate the small deterministic sample dataset in a dataset's official raw layout."""
     from pipeline.sample_data import generate
 
-    try:
-        root = generate(dataset, out, clips=clips, seed=seed)
-    except (ValueError, FileExistsError) as err:
-        raise _fail(str(err)) from None
+    root = generate(dataset, out, clips=clips, seed=seed)
     console.print(f"wrote the {dataset} sample dataset to [bold]{root}[/]")
 
 
@@ -130,6 +154,7 @@ def _print_scan(table: object) -> None:
 
 
 @app.command("scan")
+@user_errors
 def scan_cmd(
     dataset: DatasetOpt,
     root: Annotated[Path, typer.Option(help="Dataset root in its official raw layout.")],
@@ -140,13 +165,8 @@ def scan_cmd(
     out: Annotated[Path | None, typer.Option(help="Write the sample table (Parquet).")] = None,
 ) -> None:
     """Read a raw dataset: counts per split and label, the failures, the sample table."""
-    from pipeline.config import ConfigError
-    from pipeline.datasets import DatasetError
 
-    try:
-        run_scan(dataset, root, annotations=annotations, transcripts=transcripts, out=out)
-    except (DatasetError, ConfigError, ValueError) as err:
-        raise _fail(str(err)) from None
+    run_scan(dataset, root, annotations=annotations, transcripts=transcripts, out=out)
 
 
 def _parse_weights(values: list[str], modalities: list[str] | None) -> dict[str, str]:
@@ -158,7 +178,7 @@ def _parse_weights(values: list[str], modalities: list[str] | None) -> dict[str,
         if "=" in value:
             key, weights = value.split("=", 1)
             if key not in MODALITIES:
-                raise ValueError(f"--weights {value}: unknown modality {key!r}; "
+                raise OptionError(f"--weights {value}: unknown modality {key!r}; "
                                  f"valid: {list(MODALITIES)}")
             out[key] = weights
         else:
@@ -170,7 +190,7 @@ def _parse_pairs(values: list[str], option: str) -> dict[str, str]:
     out = {}
     for value in values:
         if "=" not in value:
-            raise ValueError(f"{option} {value}: expected KEY=VALUE")
+            raise OptionError(f"{option} {value}: expected KEY=VALUE")
         key, val = value.split("=", 1)
         out[key] = val
     return out
@@ -182,12 +202,10 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
                     shard_size: int,
                     limit: int | None, device: str, annotations: Path | None,
                     transcripts: Path | None, cluster: object) -> StoreManifest:
-    """Extract with a rich progress bar; returns ``store.json``."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    from pipeline.datasets import scan
+    """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
+    manifest."""
     from pipeline.extract import load_extract_config
+    from pipeline.progress import Progress
     from pipeline.run import ClusterOptions, run_extract
 
     assert isinstance(cluster, ClusterOptions)
@@ -195,35 +213,35 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
                               backbones=backbones or None, views=views,
                               detect_fps=detect_fps)
-    total = scan(dataset, root, annotations=annotations, transcripts=transcripts).samples.num_rows
-    total = min(total, limit) if limit is not None else total
-    columns = [TextColumn("extracting"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("clips · {task.fields[rate]:.2f} clips/s · "
-                          "{task.fields[failed]} failed"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("extract", total=total, rate=0.0, failed=0)
-        started = time.perf_counter()
+    bars: list[Progress] = []
 
-        def on_progress(done: int, failed: int) -> None:
-            rate = done / max(1e-9, time.perf_counter() - started)
-            progress.update(task, completed=done, failed=failed, rate=rate)
+    def on_plan(total: int, done: int) -> None:
+        bars.append(Progress("extract", total, "clips", initial=done, failed=0))
 
+    def on_progress(done: int, failed: int) -> None:
+        bars[0].update(done, failed=failed)
+
+    try:
         manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
                                transcripts=transcripts, limit=limit, shard_size=shard_size,
-                               device=device, cluster=cluster, on_progress=on_progress)
+                               device=device, cluster=cluster, on_plan=on_plan,
+                               on_progress=on_progress)
+    finally:
+        for bar in bars:
+            bar.close()
     _print_extract_summary(out, manifest)
     return manifest
 
 
 def _print_extract_summary(out: str, manifest: StoreManifest) -> None:
-    from pipeline.store import Location, read_parquet, redact_url
+    from pipeline.store import open_store, redact_url
 
     counts = manifest.counts
     console.print(f"[bold green]store complete[/]: {redact_url(out)}  "
                   f"store_id {manifest.store_id[:12]}"
                   f"  samples {counts.samples}  failures {counts.failures}")
-    failures = read_parquet(Location.parse(out), "failures.parquet").to_pandas()
+    with open_store(out) as store:
+        failures = store.failures.to_pandas()
     if len(failures):
         console.print("failures by reason: " + ", ".join(
             f"{r} {n}" for r, n in failures["reason"].value_counts().items()))
@@ -234,6 +252,7 @@ def _print_extract_summary(out: str, manifest: StoreManifest) -> None:
 
 
 @app.command("extract")
+@user_errors
 def extract_cmd(
     dataset: DatasetOpt,
     root: Annotated[Path, typer.Option(help="Dataset root in its official raw layout.")],
@@ -275,29 +294,23 @@ def extract_cmd(
         help="Transcript sidecar CSV (sample_id,transcript).")] = None,
 ) -> None:
     """Extract a raw dataset into a feature store (resumable: run it again after a crash)."""
-    from pipeline.config import ConfigError
-    from pipeline.datasets import DatasetError
     from pipeline.run import ClusterOptions
-    from pipeline.store import StoreError
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    try:
-        if cluster not in ("local", "slurm"):
-            raise ValueError(f"--cluster {cluster!r}: valid values are local, slurm")
-        if device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"--device {device!r}: valid values are cpu, cuda, auto")
-        opts = ClusterOptions(workers=workers, scheduler=scheduler, cluster=cluster,
-                              slurm_queue=slurm_queue, slurm_account=slurm_account,
-                              slurm_cores=slurm_cores, slurm_memory=slurm_memory,
-                              slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
-                              slurm_jobs=slurm_jobs)
-        run_extract_cli(dataset, root, out, config=config, modalities=mods,
-                        weights=_parse_weights(weights, mods),
-                        backbones=_parse_pairs(backbone, "--backbone"), views=views,
-                        detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
-                        annotations=annotations, transcripts=transcripts, cluster=opts)
-    except (DatasetError, ConfigError, StoreError, ValueError) as err:
-        raise _fail(str(err)) from None
+    if cluster not in ("local", "slurm"):
+        raise OptionError(f"--cluster {cluster!r}: valid values are local, slurm")
+    if device not in ("cpu", "cuda", "auto"):
+        raise OptionError(f"--device {device!r}: valid values are cpu, cuda, auto")
+    opts = ClusterOptions(workers=workers, scheduler=scheduler, cluster=cluster,
+                          slurm_queue=slurm_queue, slurm_account=slurm_account,
+                          slurm_cores=slurm_cores, slurm_memory=slurm_memory,
+                          slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
+                          slurm_jobs=slurm_jobs)
+    run_extract_cli(dataset, root, out, config=config, modalities=mods,
+                    weights=_parse_weights(weights, mods),
+                    backbones=_parse_pairs(backbone, "--backbone"), views=views,
+                    detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
+                    annotations=annotations, transcripts=transcripts, cluster=opts)
 
 
 def _parse_sets(values: list[str]) -> dict[str, object]:
@@ -312,6 +325,7 @@ def _split_list(value: str | None) -> list[str] | None:
 
 
 @app.command("pretrain")
+@user_errors
 def pretrain_cmd(
     store: Annotated[str, typer.Option(help="The feature store (folder or fsspec URL).")],
     out: Annotated[Path, typer.Option(help="The run folder to create (or resume).")],
@@ -333,15 +347,11 @@ def pretrain_cmd(
         help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Pretrain the ConCluGen heads on a feature store with one self-supervised objective."""
-    from heads.pretrain.train import NonFiniteLossError, run_pretrain
+    from heads.pretrain.train import run_pretrain
 
-    try:
-        run = run_pretrain(store, objective, out, config=config, overrides=_parse_sets(set_),
-                           modalities=_split_list(modalities), preset=preset, device=device,
-                           resume=resume, seed=seed, epochs=epochs, progress=True)
-    # ValueError covers the typed errors: ConfigError, DataError, CheckpointError, StoreError.
-    except (ValueError, NonFiniteLossError) as err:
-        raise _fail(str(err)) from None
+    run = run_pretrain(store, objective, out, config=config, overrides=_parse_sets(set_),
+                       modalities=_split_list(modalities), preset=preset, device=device,
+                       resume=resume, seed=seed, epochs=epochs, progress=True)
     console.print(f"[bold green]run complete[/]: {run}  (config.yaml, metrics.jsonl, "
                   "checkpoints/last.pt)")
 
@@ -357,15 +367,12 @@ def _short(value: object, width: int = 60) -> str:
 
 
 @store_app.command("info")
+@user_errors
 def store_info_cmd(store: StoreArg) -> None:
     """Dataset, counts per split and label, modalities and how they were made, failures."""
-    from pipeline.store import StoreError
     from pipeline.store.ops import store_info
 
-    try:
-        info = store_info(store)
-    except StoreError as err:
-        raise _fail(str(err)) from None
+    info = store_info(store)
     console.print(f"[bold]{info.url}[/]  {info.format}  store_id {info.store_id}")
     console.print(f"feature space {info.feature_space[:16]} (stores with the same feature space "
                   "share pretrained heads)")
@@ -399,6 +406,7 @@ def store_info_cmd(store: StoreArg) -> None:
 
 
 @store_app.command("verify")
+@user_errors
 def store_verify_cmd(store: StoreArg) -> None:
     """Recompute every checksum and cross-check store.json, index, failures and shards.
 
@@ -419,15 +427,12 @@ def store_verify_cmd(store: StoreArg) -> None:
 
 
 @store_app.command("diff")
+@user_errors
 def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
     """What differs in provenance between two stores; exit 1 when they are not comparable."""
-    from pipeline.store import StoreError
     from pipeline.store.ops import diff_stores
 
-    try:
-        diff = diff_stores(a, b)
-    except StoreError as err:
-        raise _fail(str(err)) from None
+    diff = diff_stores(a, b)
     blocking = {d.path for d in diff.blocking}
     table = Table("field", "A", "B", title=f"A = {diff.a}\nB = {diff.b}")
     for d in diff.differences:
@@ -450,18 +455,15 @@ def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
 
 
 @store_app.command("merge")
+@user_errors
 def store_merge_cmd(
     stores: Annotated[list[str], typer.Argument(help="Two or more stores of one configuration.")],
     out: Annotated[str, typer.Option(help="The merged store to create.")],
 ) -> None:
     """Combine stores with identical provenance (e.g. splits extracted by different teams)."""
-    from pipeline.store import StoreError
     from pipeline.store.ops import merge_stores
 
-    try:
-        result = merge_stores(stores, out)
-    except StoreError as err:
-        raise _fail(str(err)) from None
+    result = merge_stores(stores, out)
     console.print(f"[bold green]merged[/] {len(result.sources)} stores into {result.url}: "
                   f"store_id {result.store_id[:12]}, {result.shards} shards, {result.samples} "
                   f"samples, {result.failures} failures ({result.dropped_failures} failure rows "
@@ -469,15 +471,12 @@ def store_merge_cmd(
 
 
 @store_app.command("upgrade")
+@user_errors
 def store_upgrade_cmd(store: StoreArg) -> None:
     """Rewrite an older store's store.json in the current format (atomically; shards kept)."""
-    from pipeline.store import StoreError
     from pipeline.store.ops import upgrade_store
 
-    try:
-        result = upgrade_store(store)
-    except StoreError as err:
-        raise _fail(str(err)) from None
+    result = upgrade_store(store)
     if result.changed:
         console.print(f"[bold green]upgraded[/] {result.url}: {result.from_format} -> "
                       f"{result.to_format}, store_id {result.store_id[:12]} kept")
@@ -506,6 +505,7 @@ PAPER_METRICS = ("accuracy", "f1_weighted", "precision_weighted", "recall_weight
 
 
 @app.command("eval")
+@user_errors
 def eval_cmd(
     store: Annotated[str, typer.Option(help="The feature store the run was trained on.")],
     protocol: Annotated[str, typer.Option(help="linear | finetune | supervised")] = "linear",
@@ -526,12 +526,9 @@ def eval_cmd(
     """Linear probe, fine-tuning or the supervised baseline, with the paper's metrics."""
     from heads.evaluation.run import run_eval
 
-    try:
-        result = run_eval(store, run=run, protocol=protocol, out=out,
-                          modalities=_split_list(modalities), fusion=fusion, preset=preset,
-                          overrides=_parse_sets(set_), seeds=seeds, device=device)
-    except ValueError as err:  # ConfigError, CheckpointError, DataError, StoreError
-        raise _fail(str(err)) from None
+    result = run_eval(store, run=run, protocol=protocol, out=out,
+                      modalities=_split_list(modalities), fusion=fusion, preset=preset,
+                      overrides=_parse_sets(set_), seeds=seeds, device=device)
     _print_metrics(result, f"{protocol} evaluation (weighted by class support)")
     if "out" in result:
         console.print(f"metrics.json, confusion matrices and the embedding plot in "
@@ -539,6 +536,7 @@ def eval_cmd(
 
 
 @app.command("study")
+@user_errors
 def study_cmd(
     store: Annotated[str, typer.Option(help="A labelled feature store.")],
     out: Annotated[Path, typer.Option(help="The study folder (a re-run resumes it).")],
@@ -550,16 +548,14 @@ def study_cmd(
     """Pretrain every objective and ablation, evaluate each, write the paper-style table."""
     from heads.reporting.study import run_study
 
-    try:
-        folder = run_study(store, out, quick=quick, device=device, seeds=seeds)
-    except ValueError as err:
-        raise _fail(str(err)) from None
+    folder = run_study(store, out, quick=quick, device=device, seeds=seeds)
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"[bold green]study complete[/]: {folder / 'results.md'}, "
                   f"{folder / 'results.csv'}, {folder / 'results.png'}")
 
 
 @app.command("predict")
+@user_errors
 def predict_cmd(
     video: Annotated[Path, typer.Argument(help="A video file (any container PyAV reads).")],
     run: Annotated[Path, typer.Option(help="The pretraining run with an evaluated classifier.")],
@@ -573,11 +569,8 @@ def predict_cmd(
     """Class probabilities for a new video, with the store's preprocessing and backbones."""
     from heads.evaluation.predict import run_predict
 
-    try:
-        result = run_predict(video, run=run, store=store, transcript=transcript,
-                             device=device, classifier=classifier)
-    except ValueError as err:  # PredictError, ConfigError, CheckpointError, StoreError
-        raise _fail(str(err)) from None
+    result = run_predict(video, run=run, store=store, transcript=transcript,
+                         device=device, classifier=classifier)
     table = Table("class", "probability", title=str(video))
     for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
         style = "bold" if name == result["predicted"] else None

@@ -57,7 +57,7 @@ class FaceSpec:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
+            raise ConfigError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
                              "0 <= min_prob <= 1, detect_max_side >= 48, min_face_size >= 12, "
                              "smoothing >= 0, max_shift > 0)")
 

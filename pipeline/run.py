@@ -25,9 +25,10 @@ import pyarrow as pa
 from pipeline import store as store_mod
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
                                      ModalityInfo, StoreIdentity, StoreManifest)
-from pipeline.config import file_sha256
+from pipeline.config import ConfigError, file_sha256
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
+from pipeline.devices import DeviceError
 from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
 from pipeline.failures import failures_table
 from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
@@ -72,6 +73,7 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
     modalities = {}
     for key in cfg.modalities:
         spec = get_spec(cfg.backbones[key])
+        check_rate(cfg, key, spec)
         weights = cfg.weights.get(key) or getattr(spec, "default_weights", None) or "none"
         modalities[key] = BackboneChoice(
             backbone=cfg.backbones[key], weights=weights, spec=dataclasses.asdict(spec),
@@ -85,6 +87,29 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             sample_rate=cfg.sample_rate, faces=cfg.faces,
             face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
             empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed))
+
+
+#: store key -> (the backbone spec's rate field, the extraction config's rate field)
+RATE_FIELDS = {"frames_2d": ("fps", "fps_2d"), "frames_3d": ("fps", "fps_3d"),
+               "audio": ("sample_rate", "sample_rate")}
+
+
+def check_rate(cfg: ExtractConfig, key: str, spec: Any) -> None:
+    """One source for sampling rates: the backbone's spec declares the rate it is made for,
+    the extraction config decides the rate decoding uses; a mismatch is refused by name rather
+    than recorded as a rate the features were not made at.
+
+    Raises:
+        ConfigError: the two rates differ.
+    """
+    if key not in RATE_FIELDS:
+        return
+    spec_field, cfg_field = RATE_FIELDS[key]
+    declared, used = getattr(spec, spec_field, None), getattr(cfg, cfg_field)
+    if declared is not None and float(declared) != float(used):
+        raise ConfigError(f"{cfg_field} is {used}, but backbone {cfg.backbones[key]!r} ({key}) "
+                          f"is made for {spec_field} {declared}: set {cfg_field}: {declared} "
+                          "in the extraction config, or choose a backbone made for that rate")
 
 
 def software_versions() -> dict[str, str]:
@@ -117,12 +142,24 @@ def _git_commit() -> str:
 _MODELS: dict[str, Models] = {}
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, cluster: ClusterOptions) -> str:
+    """``cpu`` or ``cuda`` for the workers. On an in-process cluster the GPU must be on this
+    machine (checked at once, before any work); workers elsewhere (``--scheduler``, SLURM)
+    are checked when they connect (:func:`_check_gpu_workers`)."""
     import torch
 
+    from pipeline.devices import resolve_device as local_device
+
+    if device not in ("cpu", "cuda", "auto"):
+        raise DeviceError(f"--device {device!r}: extraction takes cpu, cuda or auto")
+    if cluster.scheduler or cluster.cluster == "slurm":
+        if device == "auto":
+            raise DeviceError("--device auto cannot see the GPUs of a remote cluster: say "
+                              "--device cuda or --device cpu")
+        return device
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return local_device(device).type
 
 
 def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
@@ -247,7 +284,7 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
 
         if opts.slurm_gpus not in (0, 1):
             # One worker per job, one GPU per worker: more GPUs means more jobs (--slurm-jobs).
-            raise ValueError(f"--slurm-gpus {opts.slurm_gpus}: each SLURM job runs one worker "
+            raise ConfigError(f"--slurm-gpus {opts.slurm_gpus}: each SLURM job runs one worker "
                              "with 0 or 1 GPU; use --slurm-jobs for more GPUs")
         extra = ["--gres=gpu:1"] if opts.slurm_gpus else []
         cluster = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
@@ -271,12 +308,14 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
 
 
 ProgressFn = Callable[[int, int], None]
+PlanFn = Callable[[int, int], None]
 
 
 def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 annotations: str | Path | None = None, transcripts: str | Path | None = None,
                 limit: int | None = None, shard_size: int = 256, device: str = "auto",
                 cluster: ClusterOptions | None = None,
+                on_plan: PlanFn | None = None,
                 on_progress: ProgressFn | None = None) -> StoreManifest:
     """Extract a raw dataset into a complete feature store at ``out``.
 
@@ -289,11 +328,15 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         shard_size: clips per shard (= per Dask task).
         device: ``cpu``, ``cuda`` or ``auto``.
         cluster: where to run (default: an in-process LocalCluster).
+        on_plan: called once with ``(clips to extract, clips already done)`` after the dataset
+            is scanned and finished shards are found.
         on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
 
     Returns:
         The store's manifest (``store.json``).
     """
+    cluster = cluster or ClusterOptions()
+    device = resolve_device(device, cluster)
     manifest = load_manifest(dataset)
     table = scan(dataset, root, manifest=manifest, annotations=annotations,
                  transcripts=transcripts)
@@ -306,14 +349,15 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         return store_mod.open_store(out).manifest
     plan = plan_shards(samples, shard_size)
     done = _completed(loc, plan, store_id)
-    device = resolve_device(device)
     log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows, len(plan),
              len(done), store_id[:12])
     results = dict(done)
     todo = [k for k in range(len(plan)) if k not in done]
+    if on_plan:
+        on_plan(samples.num_rows, sum(len(plan[k]) for k in done))
     if todo:
         results.update(_run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
-                                  cluster or ClusterOptions(), on_progress,
+                                  cluster, on_progress,
                                   initial=sum(len(plan[k]) for k in done)))
     shards = [results[k] for k in range(len(plan))]
     _check_same_weights(shards)
@@ -366,7 +410,7 @@ def _check_gpu_workers(client: Any) -> None:
     client.wait_for_workers(1, timeout=300)
     workers = client.scheduler_info()["workers"].values()
     if not any(w.get("resources", {}).get("GPU") for w in workers):
-        raise ValueError("--device cuda, but no Dask worker advertises a GPU: start workers "
+        raise DeviceError("--device cuda, but no Dask worker advertises a GPU: start workers "
                          "with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
 
 

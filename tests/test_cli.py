@@ -13,6 +13,7 @@ from cli import app
 from pipeline.datasets import scan
 
 runner = CliRunner()
+MELD_LABELS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 
 
 def test_help_lists_the_commands() -> None:
@@ -110,7 +111,15 @@ def test_pretrain_eval_predict_on_the_extracted_sample(meld_sample: Path, meld_s
     predicted = runner.invoke(app, ["predict", row["media_path"], "--run", str(run),
                                     "--transcript", row["transcript"], "--device", "cpu"])
     assert predicted.exit_code == 0, predicted.output
-    assert "predicted:" in predicted.output and "neutral" in predicted.output
+    # the class printed as predicted is the most probable one in the printed table
+    probs = {}
+    for line in predicted.output.splitlines():
+        cells = [c.strip() for c in line.replace("│", "|").split("|") if c.strip()]
+        if len(cells) == 2 and cells[0] in MELD_LABELS:
+            probs[cells[0]] = float(cells[1])
+    assert set(probs) == set(MELD_LABELS), predicted.output
+    said = predicted.output.split("predicted:")[1].split()[0]
+    assert said == max(probs, key=probs.get)
 
 
 def test_pretrain_unknown_objective_lists_the_valid_ones(meld_store: Path,
@@ -160,3 +169,28 @@ def test_store_verify_exits_1_on_a_flipped_byte(tmp_path: Path) -> None:
 def test_store_info_of_a_missing_store_is_one_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["store", "info", str(tmp_path / "none")])
     assert result.exit_code == 2 and "store.json" in result.output
+
+
+def test_user_errors_exit_2_and_bugs_surface_as_tracebacks(monkeypatch, tmp_path: Path) -> None:
+    import pipeline.store.ops
+
+    missing = runner.invoke(app, ["store", "info", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no store.json" in missing.output
+    assert missing.exception is None or isinstance(missing.exception, SystemExit)
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a programming error")
+
+    monkeypatch.setattr(pipeline.store.ops, "store_info", bug)
+    crashed = runner.invoke(app, ["store", "info", str(tmp_path / "none")])
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, ZeroDivisionError)
+
+
+def test_cuda_without_a_gpu_fails_at_once(meld_store: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    result = runner.invoke(app, ["pretrain", "--store", str(meld_store), "--out",
+                                 str(tmp_path / "r"), "--preset", "cpu", "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA device" in result.output

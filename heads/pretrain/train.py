@@ -35,6 +35,7 @@ from heads.reporting.metrics_log import MetricsLog, ProgressBar
 from heads.models import ConCluGenHeads
 from heads.pretrain.objectives import Objective, get_objective, model_spec
 from heads.runtime import autocast, lr_at, resolve_device
+from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from pipeline.store import FeatureStore
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """A loss part became NaN or infinite; the run stops before the weights are touched."""
 
     def __init__(self, step: int, epoch: int, parts: Mapping[str, float],

@@ -55,15 +55,18 @@ class MetricsLog:
             self._write_scalars(record)
 
     def _write_scalars(self, record: Mapping[str, Any]) -> None:
+        tb = self._tb
+        if tb is None:
+            return
         prefix = f"{record.get('kind', 'step')}/"
         for key, value in record.items():
             if key in ("kind", "step", "epoch"):
                 continue
             if isinstance(value, list):
                 for i, v in enumerate(value):
-                    self._tb.add_scalar(f"{prefix}{key}/{i}", v, record["step"])
+                    tb.add_scalar(f"{prefix}{key}/{i}", v, record["step"])
             elif isinstance(value, (int, float)) and math.isfinite(value):
-                self._tb.add_scalar(prefix + key, value, record["step"])
+                tb.add_scalar(prefix + key, value, record["step"])
 
     def close(self) -> None:
         self._file.close()
@@ -81,28 +84,20 @@ def _tensorboard_writer(run_dir: Path) -> Any:
 
 
 class ProgressBar:
-    """A rich progress bar of training steps with samples/s and the loss, or nothing."""
+    """Training steps with samples/s and the loss: a bar in a terminal, log lines elsewhere,
+    or nothing (``enabled=False``)."""
 
     def __init__(self, enabled: bool, total: int) -> None:
-        self._bar = None
-        if not enabled:
-            return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from pipeline.progress import Progress
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[rate]:>8.0f} samples/s"),
-                             TextColumn("loss {task.fields[loss]:.4f}"),
-                             TimeElapsedColumn(), TimeRemainingColumn())
-        self._task = self._bar.add_task("pretrain", total=total, rate=0.0, loss=math.nan)
-        self._bar.start()
+        self._bar = Progress("pretrain", total, "steps", loss=math.nan,
+                             samples_per_s=0) if enabled else None
 
     def advance(self, epoch: int, rate: float, loss: float) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=f"epoch {epoch}", rate=rate,
-                             loss=loss)
+            self._bar.update(advance=1, description=f"epoch {epoch}", loss=loss,
+                             samples_per_s=round(rate))
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.stop()
-
+            self._bar.close()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from heads.evaluation.run import METRICS, eval_name, resolve_eval_config, run_eval
+from heads.data import DataError
 from heads.reporting.metrics_log import read_metrics
 from heads.pretrain.objectives import OBJECTIVES
 from heads.pretrain.train import run_pretrain
@@ -110,7 +111,7 @@ def run_study(store: str, out: str | Path, *, quick: bool = False, device: str =
                               store_id=store_id)
         rows.append(result_row(method, metrics))
     if not rows:
-        raise ValueError(f"{url}: no method of the study can run on this store ({notes})")
+        raise DataError(f"{url}: no method of the study can run on this store ({notes})")
     if quick:
         notes.append(f"quick: the cpu presets and {QUICK_EPOCHS} pretraining epochs; the "
                      "numbers show that the pipeline runs, not what the methods achieve")
@@ -224,7 +225,7 @@ def result_row(method: Method, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The study's row of one evaluation: test means and stds of the table's metrics."""
     test = metrics["summary"].get("test")
     if test is None:
-        raise ValueError(f"{method.label}: the store has no labelled test split to report")
+        raise DataError(f"{method.label}: the store has no labelled test split to report")
     row: dict[str, Any] = {"method": method.label, "objective": metrics["objective"],
                            "protocol": metrics["protocol"],
                            "modalities": "+".join(metrics["modalities"]),

@@ -29,7 +29,8 @@ def get_adapter(name: str) -> ModuleType:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; valid: {sorted(DATASETS)}") from None
+        raise DatasetError("--dataset", f"unknown dataset {name!r}; valid: {sorted(DATASETS)}") \
+            from None
 
 
 def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None,

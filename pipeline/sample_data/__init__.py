@@ -11,9 +11,14 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.errors import UserError
 from pipeline.sample_data import caer, meld, mosei, voxceleb2
 
 log = logging.getLogger(__name__)
+
+
+class SampleDataError(UserError, ValueError):
+    """The sample dataset cannot be written as asked (unknown dataset, bad count, used folder)."""
 
 WRITERS: dict[str, Callable[..., None]] = {
     "meld": meld.write,
@@ -36,12 +41,12 @@ def generate(dataset: str, out: str | Path, *, clips: int = 48, seed: int = 0) -
         The dataset root (``out``).
     """
     if dataset not in WRITERS:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {sorted(WRITERS)}")
+        raise SampleDataError(f"unknown dataset {dataset!r}; valid: {sorted(WRITERS)}")
     if clips < 1:
-        raise ValueError(f"--clips must be at least 1, got {clips}")
+        raise SampleDataError(f"--clips must be at least 1, got {clips}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+        raise SampleDataError(f"{out} exists and is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     log.info("writing %d %s sample clips to %s", clips, dataset, out)
     WRITERS[dataset](out, clips=clips, seed=seed)

@@ -43,9 +43,10 @@ FORMAT = f"{FORMAT_PREFIX}{VERSION}"
 READABLE = (1, 2)
 SHARD_DIR = "shards"
 
-#: Backbone spec fields that say how a backbone is run, not what it computes.
+#: Backbone spec fields that say how a backbone is run or named, not what it computes (``dim``
+#: is compared as what the loaded encoder produced).
 RUNTIME_SPEC_FIELDS = frozenset({"batch_size", "name", "key", "default_weights",
-                                 "checkpoint_hint"})
+                                 "checkpoint_hint", "dim"})
 #: Encoder provenance fields that do not describe the feature space (where or how fast).
 RUNTIME_ENCODER_FIELDS = frozenset({"compute_dtype", "device", "batch_size"})
 #: Per store key, the extraction settings that are part of its feature space.
@@ -173,8 +174,8 @@ class ModalityInfo:
     Attributes:
         dim: vector size.
         dtype: storage dtype of the shard datasets.
-        weights_sha256: sha256 of the weights actually loaded (``random`` for random weights,
-            None for arrays).
+        weights_sha256: sha256 of the weights actually loaded (for random weights, of the
+            seeded initialisation; ``random`` in stores of the first release; None for arrays).
         encoder: the encoder's own description (architecture, every preprocessing parameter,
             random seed and init scheme for random weights).
     """
@@ -212,7 +213,8 @@ class StoreManifest:
         identity: what determines the feature values.
         modalities: per store key, what the loaded encoder reported.
         feature_space: per store key, the comparable part (:func:`feature_space_of`), written
-            out for readers without this project; recomputed and checked on read.
+            out for readers without this project; derived again on read (``store verify``
+            notes a recorded one that differs).
         shards, counts, created: the store's content.
         config: the extraction config exactly as given (None: written from arrays).
         software: package versions and the git commit of the extraction.
@@ -281,8 +283,9 @@ def feature_space_of(identity: StoreIdentity,
 
     Returns:
         ``{key: {"backbone", "weights", "weights_sha256", "preprocessing", "sampling", "dim",
-        "dtype"}}``; for random weights ``weights_sha256`` is "random" and the encoder's seed
-        and init scheme are under ``preprocessing``.
+        "dtype"}}``; for random weights ``weights`` is "random", ``weights_sha256`` the sha256 of
+        the seeded initialisation, and the encoder's seed and init scheme are under
+        ``preprocessing``.
     """
     out = {}
     for key, choice in sorted(identity.modalities.items()):
@@ -374,11 +377,10 @@ def parse_manifest(data: Any, where: str = "store.json") -> StoreManifest:
         manifest = from_dict(StoreManifest, data, where)
     except ConfigError as err:
         raise StoreError(f"{err} (store.json does not fit the store contract)") from None
-    expected = feature_space_of(manifest.identity, manifest.modalities)
-    if manifest.feature_space != json.loads(json.dumps(expected)):
-        raise StoreError(f"{where}: feature_space does not match the identity and modalities "
-                         "it is derived from (edited by hand?)")
-    return manifest
+    # The recorded feature space is for readers without this project; comparisons use the one
+    # this release derives, so two stores are always compared by the same rule.
+    derived = json.loads(json.dumps(feature_space_of(manifest.identity, manifest.modalities)))
+    return dataclasses.replace(manifest, feature_space=derived)
 
 
 def format_version(found: Any, where: str) -> int:

@@ -155,6 +155,9 @@ class _Verifier:
             self.problem("store.json", "", str(err))
             return None
         self.report.store_id = manifest.store_id
+        if raw.get("feature_space") not in (None, manifest.feature_space):
+            self.report.notes.append("store.json: the recorded feature_space differs from the "
+                                     "one this release derives (comparisons use the derived one)")
         if raw.get("format") != FORMAT:
             self.report.notes.append(f"store.json: format {raw.get('format')}; "
                                      "`cli store upgrade` rewrites it as " + FORMAT)

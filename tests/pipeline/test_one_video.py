@@ -49,12 +49,12 @@ def test_extract_config_round_trips_through_the_manifest_for_every_field() -> No
 
 
 def test_settings_repeat_the_store_including_the_detection_rate() -> None:
-    manifest = _manifest(fps_3d=8.0, detect_fps=4.0, faces={"size": 150})
+    manifest = _manifest(detect_fps=4.0, faces={"size": 150, "margin": 0.3})
     cfg, policy = extraction_settings(manifest, ["frames_3d", "frames_2d"])
     assert cfg.modalities == ("frames_2d", "frames_3d") and cfg.views == 1
     assert cfg.weights == {"frames_2d": "random", "frames_3d": "random"}
     assert cfg.backbones == {"frames_2d": "resnet152", "frames_3d": "resnet3d101"}
-    assert (cfg.fps_3d, cfg.detect_fps, cfg.faces.size) == (8.0, 4.0, 150)
+    assert (cfg.detect_fps, cfg.faces.size, cfg.faces.margin) == (4.0, 150, 0.3)
     assert policy.crop is True
 
 
@@ -114,13 +114,13 @@ def test_other_weights_than_the_stores_are_refused(tmp_path: Path,
 @pytest.mark.slow
 def test_a_clip_extracted_again_equals_the_store_with_non_default_settings(
         meld_sample: Path, tmp_path: Path) -> None:
-    """The store is made with 4-fps face detection, 8-fps 3D windows and a small 3D backbone;
-    extracting one of its clips again gives the stored vectors (the detection rate used to be
-    dropped here)."""
+    """The store is made with 4-fps face detection, a wider face margin and a small 3D
+    backbone; extracting one of its clips again gives the stored vectors (the detection rate
+    used to be dropped here)."""
     cfg = load_extract_config(modalities=["frames_3d", "audio"],
                               backbones={"frames_3d": "r3d_18"},
                               weights={"frames_3d": "random", "audio": "random"},
-                              detect_fps=4.0, fps_3d=8.0)
+                              detect_fps=4.0, faces={"margin": 0.35})
     out = tmp_path / "store"
     run_extract("meld", meld_sample, str(out), cfg=cfg, limit=3, shard_size=3, device="cpu",
                 cluster=ClusterOptions(workers=1))
@@ -135,7 +135,15 @@ def test_a_clip_extracted_again_equals_the_store_with_non_default_settings(
     for key in ("frames_3d", "audio"):
         stored = store.read(key, np.array([0]), view=0).astype(np.float32)
         np.testing.assert_allclose(again[key], stored, rtol=0, atol=1e-3)
-    slow = dataclasses.replace(cfg, detect_fps=1.0)
-    _, policy = extraction_settings(store.manifest, ["frames_3d"])
-    assert extraction_settings(store.manifest, ["frames_3d"])[0].detect_fps == 4.0 != \
-        slow.detect_fps and policy.crop
+    again_cfg, policy = extraction_settings(store.manifest, ["frames_3d"])
+    assert (again_cfg.detect_fps, again_cfg.faces.margin, policy.crop) == (4.0, 0.35, True)
+
+
+def test_a_rate_the_backbone_is_not_made_for_is_refused() -> None:
+    from pipeline.config import ConfigError
+
+    for overrides, message in [({"fps_3d": 8.0}, "fps_3d is 8.0, but backbone 'resnet3d101'"),
+                               ({"fps_2d": 2.0}, "fps_2d is 2.0, but backbone 'resnet152'"),
+                               ({"sample_rate": 8000}, "sample_rate is 8000, but backbone")]:
+        with pytest.raises(ConfigError, match=message):
+            _manifest(**overrides)

@@ -1,0 +1,102 @@
+"""Progress of long work, visible where there is no terminal too.
+
+In a terminal, a rich progress bar. Elsewhere (a SLURM job's log, CI, ``nohup``), a log line
+every ``interval_s`` seconds and one at the end: done/total, rate, elapsed time, ETA and the
+extra fields (failures, loss), so a batch job's log says how far it got.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+log = logging.getLogger("progress")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+    """Report ``done`` of ``total`` units of work.
+
+    Args:
+        what: a name for the work (``extract``, ``pretrain``).
+        total: units of work expected.
+        unit: the unit's name (``clips``, ``steps``).
+        terminal: show a bar (default: when stderr is a terminal).
+        interval_s: seconds between log lines when there is no terminal.
+        fields: extra numbers shown with the rate (``failed=0``, ``loss=nan``), updated by
+            :meth:`update`.
+    """
+
+    def __init__(self, what: str, total: int, unit: str, *, terminal: bool | None = None,
+                 interval_s: float = 30.0, initial: int = 0, **fields: Any) -> None:
+        self.what, self.total, self.unit, self.interval_s = what, total, unit, interval_s
+        self.done, self.initial, self.fields = initial, initial, dict(fields)
+        self.started = self._last = time.perf_counter()
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self._bar: Any = None
+        if self.terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import Progress as Bar
+
+            extra = " · ".join(f"{k} {{task.fields[{k}]}}" for k in self.fields)
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn(f"{unit} · {{task.fields[rate]}} {unit}/s"
+                                       + (f" · {extra}" if extra else "")),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            self._task = self._bar.add_task(what, total=total, completed=initial, rate="-",
+                                            **self._shown())
+            self._bar.start()
+
+    @property
+    def rate(self) -> float:
+        """Units per second since the start (work done before a resume not counted)."""
+        return (self.done - self.initial) / max(1e-9, time.perf_counter() - self.started)
+
+    def _shown(self) -> dict[str, str]:
+        return {k: (f"{v:.4f}" if isinstance(v, float) else str(v))
+                for k, v in self.fields.items()}
+
+    def update(self, done: int | None = None, *, advance: int = 0, description: str | None = None,
+               **fields: Any) -> None:
+        """Set ``done`` (or add ``advance``) and any of the extra fields."""
+        self.done = done if done is not None else self.done + advance
+        self.fields.update(fields)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, rate=f"{self.rate:.2f}",
+                             description=description or self.what, **self._shown())
+        elif time.perf_counter() - self._last >= self.interval_s:
+            self._log()
+
+    def _log(self) -> None:
+        self._last = time.perf_counter()
+        left = (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
+        eta = _duration(left) if left == left else "?"
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        extra = "".join(f", {k} {v}" for k, v in self._shown().items())
+        log.info("%s: %d/%d %s (%.1f %%), %.2f %s/s, elapsed %s, ETA %s%s", self.what,
+                 self.done, self.total, self.unit, pct, self.rate, self.unit,
+                 _duration(self._last - self.started), eta, extra)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        else:
+            self._log()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Progress"]
