@@ -106,7 +106,7 @@ def _track_face(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fac
 def _crops(row: dict[str, Any], fps: float, box_at: Any, size: int, timer: Timer) -> np.ndarray:
     """Frames at ``fps`` cropped as they are decoded: [T, size, size, 3] uint8."""
     start, end = _interval(row)
-    crops = []
+    crops: list[np.ndarray] = []
     frames = media.iter_frames(row["media_path"], fps=fps, start_s=start, end_s=end)
     while True:
         with timer("decode"):

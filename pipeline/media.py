@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,6 +223,8 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream,
     """Seek to the key frame at or before ``t_s`` (seconds from the container start)."""
     if t_s <= 0:
         return
+    if stream.time_base is None:
+        raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA, f"{path}: stream without a time base")
     target = int((t_s + _origin_s(container)) / stream.time_base)
     try:
         container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -231,14 +233,14 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream,
                         f"{path}: cannot seek to {t_s:.3f} s: {err}") from err
 
 
-def _decoded_frames(container: av.container.InputContainer, stream: av.stream.Stream,
+def _decoded_frames(container: av.container.InputContainer, stream: av.VideoStream,
                     path: str | Path) -> Iterator[tuple[float, float, av.VideoFrame]]:
     """Decode forward: ``(time_s, duration_s, frame)`` in presentation order."""
     origin = _origin_s(container)
     fallback_duration = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
     try:
         for frame in container.decode(stream):
-            if frame.pts is None:
+            if frame.pts is None or frame.time_base is None:
                 raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
                                 f"{path}: video frame without a timestamp")
             duration = float(frame.duration * frame.time_base) if frame.duration else 0.0
@@ -263,9 +265,9 @@ class _OnScreen:
         return self._rgb
 
 
-def _sample(container: av.container.InputContainer, stream: av.stream.Stream,
+def _sample(container: av.container.InputContainer, stream: av.VideoStream,
             path: str | Path, fps: float, start: float, end: float,
-            max_frames: int | None) -> Iterator[tuple[float, np.ndarray]]:
+            max_frames: int | None) -> Generator[tuple[float, np.ndarray], None, int]:
     """Yield the on-screen frame for each target time; return how many were yielded."""
     limit = max_frames if max_frames is not None else math.inf
     k, on_screen, screen_end = 0, None, -math.inf
@@ -308,7 +310,7 @@ def _check_complete(container: av.container.InputContainer, stream: av.stream.St
                         f"its header declares {declared_end:.3f} s (truncated file?)")
 
 
-def _decode_audio(container: av.container.InputContainer, stream: av.stream.Stream,
+def _decode_audio(container: av.container.InputContainer, stream: av.AudioStream,
                   path: str | Path, sample_rate: int, start: float, end: float) -> np.ndarray:
     """Mono float32 samples of ``[start, end)``; holds only the interval's samples."""
     _seek(container, stream, path, start - AUDIO_PREROLL_S)
@@ -362,7 +364,7 @@ class _Trimmed:
 
 def _audio_time(container: av.container.InputContainer, frame: av.AudioFrame,
                 path: str | Path) -> float:
-    if frame.pts is None:
+    if frame.pts is None or frame.time_base is None:
         raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
                         f"{path}: audio frame without a timestamp")
     return float(frame.pts * frame.time_base) - _origin_s(container)

@@ -76,11 +76,17 @@ class SeedResult:
 
 
 class Protocol(_Interface):
-    """An evaluation protocol: its name, whether it needs a pretraining run, and one seed."""
+    """An evaluation protocol: its name, whether it needs a pretraining run, and one seed
+    (read-only attributes: protocols are frozen dataclasses)."""
 
-    name: str
-    needs_run: bool
-    summary: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs_run(self) -> bool: ...
+
+    @property
+    def summary(self) -> str: ...
 
     def run_seed(self, setup: EvalSetup, data: Mapping[str, LabelledSplit], seed: int, *,
                  progress: bool) -> SeedResult:

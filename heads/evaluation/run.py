@@ -29,7 +29,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -168,7 +168,8 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
     if outputs < 2 and not fs.multilabel:
         raise DataError(f"{fs.url}: {outputs} class(es) {list(fs.label_names)}; a classifier "
                         "needs at least 2")
-    spec = ProbeSpec(tuple(mods), fusion, dim, outputs, cfg.dropout, fs.multilabel)
+    spec = ProbeSpec(tuple(mods), cast(Literal["concat", "mean"], fusion),  # ProbeSpec checks it
+                     dim, outputs, cfg.dropout, fs.multilabel)
     return EvalSetup(protocol.name, cfg, spec, {m: dims[m] for m in mods}, keys,
                      fs.label_names, pretrained, payload, ckpt, dev)
 

@@ -53,8 +53,8 @@ def plot_confusion(counts: Sequence[Sequence[int]], label_names: Sequence[str], 
         path: the PNG to write.
         title: the figure title.
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    shares = row_normalised(counts)
+    grid = np.asarray(counts, dtype=np.int64)
+    shares = row_normalised(grid)
     size = max(4.0, 0.8 * len(label_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -66,7 +66,7 @@ def plot_confusion(counts: Sequence[Sequence[int]], label_names: Sequence[str], 
     ax.set_ylabel("true")
     for i in range(len(label_names)):
         for j in range(len(label_names)):
-            ax.text(j, i, f"{shares[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
+            ax.text(j, i, f"{shares[i, j]:.2f}\n({grid[i, j]})", ha="center", va="center",
                     fontsize=8, color="white" if shares[i, j] > 0.5 else "black")
     ax.set_title(title)
     return _save(fig, path)
@@ -76,7 +76,7 @@ def plot_multilabel_confusion(matrices: Sequence[Sequence[Sequence[int]]],
                               label_names: Sequence[str], path: Path, *,
                               title: str = "") -> Path:
     """Write one row-normalised 2x2 matrix (``[[TN, FP], [FN, TP]]``) per label: [L, 2, 2]."""
-    matrices = np.asarray(matrices, dtype=np.int64)
+    grids = np.asarray(matrices, dtype=np.int64)
     cols = min(3, len(label_names))
     rows = int(np.ceil(len(label_names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
@@ -84,14 +84,14 @@ def plot_multilabel_confusion(matrices: Sequence[Sequence[Sequence[int]]],
         if k >= len(label_names):
             ax.axis("off")
             continue
-        shares = row_normalised(matrices[k])
+        shares = row_normalised(grids[k])
         ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
         ax.set_xticks([0, 1], labels=["no", "yes"])
         ax.set_yticks([0, 1], labels=["no", "yes"])
         ax.set_title(label_names[k])
         for i in range(2):
             for j in range(2):
-                ax.text(j, i, f"{shares[i, j]:.2f}\n({matrices[k, i, j]})", ha="center",
+                ax.text(j, i, f"{shares[i, j]:.2f}\n({grids[k, i, j]})", ha="center",
                         va="center", fontsize=8,
                         color="white" if shares[i, j] > 0.5 else "black")
     fig.supxlabel("predicted")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -50,7 +50,10 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def freeze(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def freeze(module: ModuleT, device: torch.device) -> ModuleT:
     """Eval mode, no gradients, moved to ``device`` once."""
     module.eval().requires_grad_(False)
     return module.to(device)

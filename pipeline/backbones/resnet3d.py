@@ -86,18 +86,37 @@ RESNET3D101 = Resnet3dSpec()
 
 
 class WindowSpec(Protocol):
-    """What :func:`window_encoder` needs from a 3D spec."""
+    """What :func:`window_encoder` needs from a 3D spec (read-only: the specs are frozen)."""
 
-    name: str
-    key: str
-    dim: int
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    fps: float
-    window: int
-    min_tail: int
-    batch_size: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def image_size(self) -> int: ...
+
+    @property
+    def mean(self) -> tuple[float, float, float]: ...
+
+    @property
+    def std(self) -> tuple[float, float, float]: ...
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def window(self) -> int: ...
+
+    @property
+    def min_tail(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
 
 
 def window_bounds(n_frames: int, window: int = 16, min_tail: int = 8) -> list[tuple[int, int]]:

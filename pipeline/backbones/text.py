@@ -31,7 +31,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from pipeline.backbones.weights import (
     WeightsError, WeightsSource, folder_weights_sha256, resolve_weights, seeded_init,
     warn_random)
 from pipeline.failures import ClipError, Reason, Stage
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def hub_spec(model_id: str) -> TextSpec:
 class TextEncoder:
     """Transcript ``str`` -> ``float32 [dim]``, batched across clips."""
 
-    def __init__(self, *, spec: TextSpec, tokenizer: Any, model: torch.nn.Module,
+    def __init__(self, *, spec: TextSpec, tokenizer: Any, model: PreTrainedModel,
                  device: torch.device, provenance: dict[str, Any]) -> None:
         self.spec, self.key = spec, spec.key
         self.dim = int(model.config.hidden_size)
@@ -162,7 +165,7 @@ def charpiece_vocab() -> list[str]:
     return _SPECIAL + chars + [f"##{c}" for c in chars] + words
 
 
-def random_model() -> tuple[Any, torch.nn.Module]:
+def random_model() -> tuple[Any, PreTrainedModel]:
     """A DistilBERT-base-sized model with random weights and the char-piece tokenizer."""
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
 
@@ -174,7 +177,7 @@ def random_model() -> tuple[Any, torch.nn.Module]:
     return tokenizer, model
 
 
-def _pretrained(source: WeightsSource) -> tuple[Any, torch.nn.Module, str, str | None]:
+def _pretrained(source: WeightsSource) -> tuple[Any, PreTrainedModel, str, str | None]:
     """Tokenizer, model, weights sha256 and hub revision for a folder or hub id."""
     from transformers import AutoModel, AutoTokenizer
 

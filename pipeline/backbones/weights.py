@@ -175,6 +175,7 @@ def read_state_file(path: Path) -> dict[str, torch.Tensor]:
     """Load a state-dict file without executing pickled code (``weights_only``)."""
     import torch
 
+    obj: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

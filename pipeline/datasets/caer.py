@@ -72,7 +72,7 @@ def _scan_split(root: Path, split: str, manifest: DatasetManifest) -> list[dict[
         raise DatasetError(folder, f"split folder for '{split}' not found (expected "
                                    f"<root>/{manifest.splits[split].media}/<Class>/*"
                                    f"{_suffix(manifest)})")
-    present = {}
+    present: dict[int, os.DirEntry[str]] = {}
     for entry in _listing(folder):
         if not entry.is_dir():
             log.warning("%s: ignoring %s (not a class folder)", folder, entry.name)

@@ -155,8 +155,7 @@ def read_annotations(path: Path, manifest: DatasetManifest) -> list[Utterance]:
     first_row: dict[tuple[int, int], int] = {}
     repaired = 0
     try:
-        header = next(reader, None)
-        _check_header(path, header)
+        header = _check_header(path, next(reader, None))
         for record in reader:
             if not record:  # a blank line, e.g. at the end of a hand-edited file
                 continue
@@ -250,13 +249,14 @@ def _decode(path: Path) -> str:
                            f"({err.reason})", row=data.count(b"\n", 0, offset) + 1) from None
 
 
-def _check_header(path: Path, header: list[str] | None) -> None:
+def _check_header(path: Path, header: list[str] | None) -> list[str]:
     if header is None:
         raise DatasetError(path, f"empty file; expected the header {list(COLUMNS)}", row=1)
     for column in COLUMNS:
         if column not in header:
             raise DatasetError(path, f"missing column; the header has {header}", row=1,
                                column=column)
+    return header
 
 
 def _parse_record(path: Path, row: int, header: list[str], record: list[str],

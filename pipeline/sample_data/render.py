@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -331,20 +332,23 @@ def _encode(
     """
     muxer, video_codec, options, audio_codec = _CONTAINERS[suffix]
     with av.open(str(path), "w", format=muxer) as container:
-        video = container.add_stream(video_codec, rate=FPS, options=options)
+        # the codec names come from a table, so PyAV cannot tell the stream kinds apart
+        video = cast(av.VideoStream,
+                     container.add_stream(video_codec, rate=FPS, options=options))
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
         # one encoder thread: multi-threaded x264/mpeg4 output depends on thread timing
         video.codec_context.thread_count = 1
-        audio = None
+        audio: av.AudioStream | None = None
         if sound is not None:
-            audio = container.add_stream(audio_codec, rate=AUDIO_RATE, layout=AUDIO_LAYOUT)
+            audio = cast(av.AudioStream, container.add_stream(audio_codec, rate=AUDIO_RATE,
+                                                              layout=AUDIO_LAYOUT))
             audio.codec_context.thread_count = 1
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
             container.mux(video.encode(frame))
-            if audio is not None:
+            if audio is not None and sound is not None:
                 container.mux(audio.encode(_audio_frame(sound, i)))
         container.mux(video.encode())
         if audio is not None:

@@ -345,7 +345,8 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
     # Extracted stores: the sources' store_id is kept (the copied shards carry it). Stores
     # written from arrays: new content, so a new content hash and store_id; the copied shards
     # carry their source's id, which merged_from lists.
-    identity, store_id = first.identity, first.store_id
+    identity = first.identity
+    store_id: str | None = first.store_id
     if _is_arrays(first):
         identity = dataclasses.replace(identity, content_sha256=sha256_json(
             [s.manifest.identity.content_sha256 for s in stores]))

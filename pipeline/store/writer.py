@@ -96,8 +96,8 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
         digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
         tmp.replace(local_dir / f"{name}.h5")
     else:
-        with tempfile.TemporaryDirectory(dir=scratch) as local_dir:
-            tmp = Path(local_dir) / f"{name}.h5.partial"
+        with tempfile.TemporaryDirectory(dir=scratch) as scratch_dir:
+            tmp = Path(scratch_dir) / f"{name}.h5.partial"
             digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
             loc.put_atomic(tmp, SHARD_DIR, name + ".h5")
     return ShardResult(name, rows, digest, index, failures, info or {})
