@@ -287,13 +287,13 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
             raise ConfigError(f"--slurm-gpus {opts.slurm_gpus}: each SLURM job runs one worker "
                              "with 0 or 1 GPU; use --slurm-jobs for more GPUs")
         extra = ["--gres=gpu:1"] if opts.slurm_gpus else []
-        cluster = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
-                               cores=opts.slurm_cores, memory=opts.slurm_memory, processes=1,
-                               walltime=opts.slurm_walltime, job_extra_directives=extra,
-                               worker_extra_args=(["--resources", "GPU=1"]
-                                                  if opts.slurm_gpus else []))
-        cluster.scale(jobs=opts.slurm_jobs)
-        return Client(cluster)
+        slurm = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
+                             cores=opts.slurm_cores, memory=opts.slurm_memory, processes=1,
+                             walltime=opts.slurm_walltime, job_extra_directives=extra,
+                             worker_extra_args=(["--resources", "GPU=1"]
+                                                if opts.slurm_gpus else []))
+        slurm.scale(jobs=opts.slurm_jobs)
+        return Client(slurm)
     if device == "cuda":
         import torch
 
@@ -424,7 +424,7 @@ def _modalities(identity: StoreIdentity, shards: Sequence[store_mod.ShardResult]
     out = {}
     for key, choice in identity.modalities.items():
         reported = dict(encoders.get(key, {}))
-        dim = reported.pop("dim", None) or choice.spec.get("dim")
+        dim = reported.pop("dim", None) or choice.spec["dim"]
         sha = reported.pop("weights_sha256", None)
         for planned in ("backbone", "weights", "dtype"):
             reported.pop(planned, None)

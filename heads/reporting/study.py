@@ -98,7 +98,7 @@ def run_study(store: str, out: str | Path, *, quick: bool = False, device: str =
         multilabel, url, test = fs.multilabel, fs.url, len(fs.positions("test"))
     modality_keys = resolve_config("conclugen").modality_keys
     present = tuple(m for m, ks in modality_keys.items() if set(ks) & keys)
-    rows, notes, trained = [], [], set()
+    rows, notes, trained = [], [], set[Path]()
     for k, method in enumerate(METHODS, 1):
         reason = skip_reason(method, present, views)
         if reason:
