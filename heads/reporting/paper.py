@@ -110,7 +110,9 @@ class PaperResults:
             metric: ``accuracy``, ``f1_weighted``, ``precision_weighted``, ``recall_weighted``.
         """
         found = self.tables.get(table)
-        row = found.row(key) if found is not None else None
+        if found is None:
+            return None
+        row = found.row(key)
         if row is None or dataset not in row.values or metric not in found.metrics:
             return None
         return row.values[dataset][found.metrics.index(metric)]
