@@ -194,3 +194,48 @@ def test_cuda_without_a_gpu_fails_at_once(meld_store: Path, tmp_path: Path) -> N
     result = runner.invoke(app, ["pretrain", "--store", str(meld_store), "--out",
                                  str(tmp_path / "r"), "--preset", "cpu", "--device", "cuda"])
     assert result.exit_code == 2 and "no CUDA device" in result.output
+
+
+def test_the_papers_protocol_pretrain_on_voxceleb2_evaluate_on_meld(
+        meld_sample: Path, meld_store: Path, tmp_path: Path) -> None:
+    """Two stores extracted separately (VoxCeleb2 uncropped, MELD face-cropped) share a feature
+    space for the keys the heads read; a store with another text backbone is refused."""
+    import json
+
+    vox_raw, vox = tmp_path / "vox-raw", tmp_path / "vox"
+    assert runner.invoke(app, ["sample-data", str(vox_raw), "--dataset", "voxceleb2",
+                               "--clips", "10"]).exit_code == 0
+    extracted = runner.invoke(app, ["extract", "--dataset", "voxceleb2", "--root", str(vox_raw),
+                                    "--out", str(vox), "--modalities", "audio,text", "--weights",
+                                    "random", "--device", "cpu", "--workers", "1"])
+    assert extracted.exit_code == 0, extracted.output
+    run = tmp_path / "run"
+    pretrained = runner.invoke(app, ["pretrain", "--store", str(vox), "--out", str(run),
+                                     "--objective", "multi_cont", "--modalities", "audio,text",
+                                     "--preset", "cpu", "--epochs", "2", "--set",
+                                     "data.batch_size=4",
+                                     "--device", "cpu"])
+    assert pretrained.exit_code == 0, pretrained.output
+    evaluated = runner.invoke(app, ["eval", "--store", str(meld_store), "--run", str(run),
+                                    "--protocol", "linear", "--preset", "cpu", "--set",
+                                    "epochs=3", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((run / "eval" / "linear" / "metrics.json").read_text())
+    vox_id = json.loads((vox / "store.json").read_text())["store_id"]
+    meld_id = json.loads((meld_store / "store.json").read_text())["store_id"]
+    assert metrics["pretrained_on"]["store_id"] == vox_id != meld_id == metrics["store_id"]
+    assert metrics["modalities"] == ["audio", "text"] and metrics["dataset"] == "meld"
+
+    other = tmp_path / "meld-roberta"
+    made = runner.invoke(app, ["extract", "--dataset", "meld", "--root", str(meld_sample),
+                               "--out", str(other), "--modalities", "audio,text",
+                               "--backbone", "text=emotion-distilroberta", "--weights", "random",
+                               "--limit", "6", "--device", "cpu", "--workers", "1"])
+    assert made.exit_code == 0, made.output
+    refused = runner.invoke(app, ["eval", "--store", str(other), "--run", str(run),
+                                  "--protocol", "linear", "--preset", "cpu", "--device", "cpu"])
+    assert refused.exit_code == 2
+    said = " ".join(refused.output.split())
+    assert "not in the feature space" in said
+    assert "text: backbone: distilbert-sst2 -> emotion-distilroberta" in said
+    assert "audio:" not in said.split("fields per store key:")[1]

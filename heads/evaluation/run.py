@@ -42,6 +42,7 @@ from heads.evaluation import get_protocol
 from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
 from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult
 from heads.metrics import HEADLINE, json_safe, summarize
+from heads.reporting.metrics_log import write_eval_scalars
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
 
@@ -240,6 +241,8 @@ def _evaluate(fs: FeatureStore, protocol: Protocol, setup: EvalSetup,
     metrics = _report(fs, setup, runs, weights=first.class_weights, run=run, files=files,
                       counts={n: len(s) for n, s in data.items()})
     metrics["out"] = str(out)
+    if write_eval_scalars(out, runs, metrics["summary"]):
+        files["tensorboard"] = "tensorboard"
     write_json(out / METRICS, metrics)
     log.info("%s: test %s", out, _headline(metrics))
     return metrics

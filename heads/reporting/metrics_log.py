@@ -74,6 +74,30 @@ class MetricsLog:
             self._tb.close()
 
 
+def write_eval_scalars(out: Path, runs: list[Mapping[str, Any]],
+                       summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> bool:
+    """An evaluation's TensorBoard events in ``OUT/tensorboard``: each seed's epochs
+    (``seed<k>/train_loss``, ``val_loss``, ``val_f1``, ``lr``) and the kept epoch's metric means
+    per split (``<split>/<metric>``). Returns False when tensorboard is not installed."""
+    tb = _tensorboard_writer(out)
+    if tb is None:
+        return False
+    try:
+        for run in runs:
+            for record in run.get("history", []):
+                for key, value in record.items():
+                    if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                        tb.add_scalar(f"seed{run['seed']}/{key}", value, int(record["epoch"]))
+        for split, metrics in summary.items():
+            for name, stats in metrics.items():
+                mean = stats.get("mean") if isinstance(stats, Mapping) else None
+                if isinstance(mean, (int, float)) and math.isfinite(mean):
+                    tb.add_scalar(f"{split}/{name}", mean, 0)
+    finally:
+        tb.close()
+    return True
+
+
 def _tensorboard_writer(run_dir: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter

@@ -37,3 +37,23 @@ def test_pretraining_event_files_hold_the_losses(tmp_path: Path, store_maker) ->
             assert [e.value for e in events] == pytest.approx([r[part] for r in records],
                                                               rel=1e-6)
     assert "step/lr" in scalars and "epoch/val/loss" in scalars
+
+
+def test_an_evaluation_writes_its_epochs_and_metrics(tmp_path: Path, store_maker) -> None:
+    from heads.evaluation.run import run_eval
+
+    store = tmp_path / "store"
+    store_maker(store, n=160, keys=("audio", "text"))
+    metrics = run_eval(str(store), run=None, protocol="supervised", out=tmp_path / "eval",
+                       preset="cpu", overrides={"epochs": 3}, seeds=2, device="cpu",
+                       progress=False)
+    assert metrics["files"]["tensorboard"] == "tensorboard"
+    logs = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "eval")).Reload()
+    (name,) = logs.Runs()
+    scalars = logs.Runs()[name]["scalars"]
+    for seed, run in zip(metrics["seeds"], metrics["runs"], strict=True):
+        events = logs.Scalars(name, f"seed{seed}/val_f1")
+        assert [e.value for e in events] == pytest.approx([h["val_f1"] for h in run["history"]])
+    (event,) = logs.Scalars(name, "val/accuracy")
+    assert event.value == pytest.approx(metrics["summary"]["val"]["accuracy"]["mean"])
+    assert "train/f1_weighted" in scalars
