@@ -45,7 +45,9 @@ def extraction_settings(manifest: StoreManifest,
     if missing:
         raise VideoError(f"the store has no {missing} features (it has {list(cfg.modalities)})")
     wanted = tuple(m for m in cfg.modalities if m in keys)
-    weights = {k: ident.modalities[k].weights for k in wanted}
+    # The weights as given (a local path is recorded by name and sha256 in the identity);
+    # the identity's for keys left at their default, and for stores of the first release.
+    weights = {k: cfg.weights.get(k) or ident.modalities[k].weights for k in wanted}
     narrowed = dataclasses.replace(
         cfg, modalities=wanted, backbones={k: cfg.backbones[k] for k in wanted},
         weights=weights, views=1, batch_clips=1)

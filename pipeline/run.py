@@ -65,8 +65,9 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
     """What determines the feature values; its sha256 is the store_id.
 
     Per modality: the backbone, its weights (the default identifier when none is given; a local
-    file also by its sha256, so a changed checkpoint at the same path is another store) and
-    the backbone's whole spec (every preprocessing constant).
+    file or model folder by its name and sha256, so a changed checkpoint at the same path is
+    another store and the same one at another path is not) and the backbone's whole spec
+    (every preprocessing constant).
     """
     from pipeline.backbones import get_spec
 
@@ -75,9 +76,10 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
         spec = get_spec(cfg.backbones[key])
         check_rate(cfg, key, spec)
         weights = cfg.weights.get(key) or getattr(spec, "default_weights", None) or "none"
+        recorded, sha = _weights_identity(weights)
         modalities[key] = BackboneChoice(
-            backbone=cfg.backbones[key], weights=weights, spec=dataclasses.asdict(spec),
-            weights_file_sha256=file_sha256(weights) if Path(weights).is_file() else None)
+            backbone=cfg.backbones[key], weights=recorded, spec=dataclasses.asdict(spec),
+            weights_file_sha256=sha)
     return StoreIdentity(
         dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
                             manifest.sha256),
@@ -87,6 +89,21 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             sample_rate=cfg.sample_rate, faces=cfg.faces,
             face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
             empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed))
+
+
+def _weights_identity(weights: str) -> tuple[str, str | None]:
+    """The weights as the identity records them: a local file or model folder by its name and
+    the sha256 of its content (so the same weights at another path, on another person's
+    machine, make the same store); anything else (a named checkpoint, a URL, ``random``) as
+    given. The path itself stays in the store's extraction config."""
+    from pipeline.backbones.weights import folder_weights_sha256
+
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return f"file:{path.name}", file_sha256(path)
+    if path.is_dir():
+        return f"folder:{path.name}", folder_weights_sha256(path)
+    return weights, None
 
 
 #: store key -> (the backbone spec's rate field, the extraction config's rate field)

@@ -62,7 +62,8 @@ def test_text_without_transcript_is_refused(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
     with pytest.raises(VideoError, match="pass a transcript"):
-        extract_like_store(video, _manifest(), ["text"], transcript="  ", device="cpu")
+        extract_like_store(video, _manifest(empty_text="fail"), ["text"], transcript="  ",
+                           device="cpu")
 
 
 def test_a_store_written_from_arrays_cannot_be_repeated(tmp_path: Path) -> None:
@@ -147,3 +148,21 @@ def test_a_rate_the_backbone_is_not_made_for_is_refused() -> None:
                                ({"sample_rate": 8000}, "sample_rate is 8000, but backbone")]:
         with pytest.raises(ConfigError, match=message):
             _manifest(**overrides)
+
+
+def test_local_weights_are_identified_by_content_not_path(tmp_path: Path) -> None:
+    """Two people with the same checkpoint at different paths extract the same store; a
+    changed checkpoint at the same path is another store."""
+    def identity(path: Path):
+        cfg = load_extract_config(modalities=["audio"], weights={"audio": str(path)})
+        return feature_identity(cfg, load_manifest("meld"))
+
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "bob").mkdir()
+    for who in ("alice", "bob"):
+        (tmp_path / who / "audio_model.pth").write_bytes(b"the same bytes")
+    alice, bob = identity(tmp_path / "alice" / "audio_model.pth"), \
+        identity(tmp_path / "bob" / "audio_model.pth")
+    assert alice == bob and alice.modalities["audio"].weights == "file:audio_model.pth"
+    (tmp_path / "bob" / "audio_model.pth").write_bytes(b"other bytes")
+    assert identity(tmp_path / "bob" / "audio_model.pth") != alice
