@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ class MetricsLog:
             self._tb.close()
 
 
-def write_eval_scalars(out: Path, runs: list[Mapping[str, Any]],
+def write_eval_scalars(out: Path, runs: Sequence[Mapping[str, Any]],
                        summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> bool:
     """An evaluation's TensorBoard events in ``OUT/tensorboard``: each seed's epochs
     (``seed<k>/train_loss``, ``val_loss``, ``val_f1``, ``lr``) and the kept epoch's metric means
