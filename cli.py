@@ -538,20 +538,28 @@ def eval_cmd(
 @app.command("study")
 @user_errors
 def study_cmd(
-    store: Annotated[str, typer.Option(help="A labelled feature store.")],
+    store: Annotated[list[str], typer.Option(
+        help="A labelled downstream store (MELD, CAER, CMU-MOSEI); repeat for several.")],
     out: Annotated[Path, typer.Option(help="The study folder (a re-run resumes it).")],
+    pretrain_store: Annotated[str | None, typer.Option(
+        help="The store every objective is pretrained on once (VoxCeleb2 in the paper), in "
+             "the downstream stores' feature space. Default: each downstream store itself.")
+    ] = None,
     quick: Annotated[bool, typer.Option(
         help="CPU-sized models and few epochs: the same study in minutes.")] = False,
     seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Pretrain every objective and ablation, evaluate each, write the paper-style table."""
+    """Pretrain every objective and ablation, evaluate each, write the paper's tables beside
+    the paper's numbers (one set per downstream store)."""
     from heads.reporting.study import run_study
 
-    folder = run_study(store, out, quick=quick, device=device, seeds=seeds)
+    folder = run_study(store, out, pretrain_store=pretrain_store, quick=quick, device=device,
+                       seeds=seeds)
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
-    console.print(f"[bold green]study complete[/]: {folder / 'results.md'}, "
-                  f"{folder / 'results.csv'}, {folder / 'results.png'}")
+    console.print(f"[bold green]study complete[/]: {folder / 'results.md'} (every table), "
+                  f"{folder / 'results.csv'}; per dataset: {folder}/<dataset>/results.md, "
+                  ".csv, .png")
 
 
 @app.command("predict")

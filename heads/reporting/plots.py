@@ -4,7 +4,8 @@
   normalised to the share of its true class, with the counts beside the shares.
 - :func:`plot_multilabel_confusion`: one 2x2 matrix per label (multi-label datasets).
 - :func:`plot_embedding`: t-SNE (scikit-learn) of representations, coloured by label.
-- :func:`plot_study`: grouped bars, one group per method, one bar per metric.
+- :func:`plot_study`: grouped bars, one group per method, one bar per metric, the paper's
+  values as ticks.
 - :func:`evaluation_figures`: the set one evaluation writes.
 """
 
@@ -143,29 +144,40 @@ def plot_embedding(features: np.ndarray, labels: Sequence[str], path: Path, *, s
 
 
 def plot_study(rows: Sequence[Mapping[str, float]], methods: Sequence[str],
-               metrics: Mapping[str, str], path: Path, *, title: str = "") -> Path:
-    """Write grouped bars: one group per method, one bar per metric (values in [0, 1]).
+               metrics: Mapping[str, str], path: Path, *, title: str = "",
+               paper: Sequence[Mapping[str, float]] | None = None,
+               groups: Sequence[int] = ()) -> Path:
+    """Write grouped bars: one group per method, one bar per metric (values in percent).
 
     Args:
-        rows: per method, metric key -> value (NaN or missing: no bar).
+        rows: per method, metric key -> our value (NaN or missing: no bar).
         methods: the group labels, same order as ``rows``.
         metrics: metric key -> legend label, in bar order.
         path: the PNG to write.
         title: the figure title.
+        paper: per method, metric key -> the paper's value, drawn as a black tick across the
+            bar (NaN or missing: none), so the distance to the paper shows at a glance.
+        groups: the indices of methods that start a new group (a dashed line before each).
     """
     width = 0.8 / max(1, len(metrics))
     x = np.arange(len(methods))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(methods) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(methods) + 2), 4.8))
     for k, (key, label) in enumerate(metrics.items()):
-        values = [100 * float(r.get(key, np.nan)) for r in rows]
-        ax.bar(x + (k - (len(metrics) - 1) / 2) * width, values, width, label=label)
-    ax.set_xticks(x, labels=methods, rotation=30, ha="right")
+        at = x + (k - (len(metrics) - 1) / 2) * width
+        ax.bar(at, [float(r.get(key, np.nan)) for r in rows], width, label=label)
+        if paper is not None:
+            ticks = [float(p.get(key, np.nan)) for p in paper]
+            ax.hlines(ticks, at - width / 2, at + width / 2, colors="black", linewidth=1.5,
+                      label="paper" if k == 0 else "_paper")  # "_": not in the legend
+    for start in groups:
+        ax.axvline(start - 0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks(x, labels=methods, rotation=35, ha="right")
     ax.set_ylabel("test, %")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     # above the axes: bars reach 100 % and would hide a legend inside
-    ax.legend(ncol=len(metrics), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              frameon=False)
+    ax.legend(ncol=len(metrics) + (paper is not None), fontsize=8, loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.set_title(title, pad=24)
     return _save(fig, path)
 

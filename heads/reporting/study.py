@@ -1,42 +1,58 @@
-"""The paper's study in one command: every objective, the modality ablations, the baseline.
+"""The paper's study in one command: every objective and ablation, beside the paper's numbers.
 
-:func:`run_study` pretrains each objective on a store, evaluates each run with the linear
-protocol (plus the "vision only" probe of ConCluGen), trains the supervised baseline, and
-writes the comparison the paper's Tables 2-5 make::
+:func:`run_study` follows the paper's protocol. Each objective (and each modality ablation) is
+pretrained **once** on the pretraining store (VoxCeleb2 in the paper, unlabelled) and evaluated
+on every downstream store (MELD, CAER, CMU-MOSEI) with the linear protocol; Table 2 adds the
+supervised baseline (trained on the downstream store) and ConCluGen fine-tuned. Every downstream
+store must be in the pretraining store's feature space: all are checked before anything is
+trained. Without a pretraining store each downstream store pretrains its own heads, which is
+not the paper's protocol, and every table says so. Rows, in the paper's order, with its
+numbers (:mod:`heads.reporting.paper`) beside ours::
 
-    OUT/runs/<objective>[-<modalities>]/     pretraining runs (their eval/ folders inside)
-    OUT/supervised/                          the supervised baseline's evaluation
-    OUT/results.csv                          one row per method, test metrics (mean, std)
-    OUT/results.md                           the table (percent) and notes on skipped rows
-    OUT/results.png                          bar chart of the same numbers
+    OUT/results.md                every dataset's tables, with links to their files
+    OUT/results.csv               every row of every dataset (percent)
+    OUT/runs/<run>/               the runs pretrained on the pretraining store
+    OUT/<dataset>/results.md      Table 2 and Tables 3-5 of this dataset: ours, paper, difference
+    OUT/<dataset>/results.csv     the same rows with each evaluation's identity (percent)
+    OUT/<dataset>/results.png     bars: ours; black ticks: the paper's
+    OUT/<dataset>/eval/<run>/<protocol>[-<modalities>]/   the evaluations (metrics.json, ...)
+    OUT/<dataset>/eval/supervised/                        the supervised baseline
+    OUT/<dataset>/runs/<run>/     without a pretraining store: the runs pretrained on this one
 
-A re-run with the same ``OUT`` resumes unfinished pretraining runs and evaluates again only
-what changed (another store, config, seed count, or heads of a later step).
+A row that cannot run (Instance-Cont without two views, a modality a store lacks) stays in its
+table, marked skipped with the reason. A re-run with the same ``OUT`` pretrains and evaluates
+only what changed: a run is kept while its store and config are the same, an evaluation while
+its downstream store, config, seeds and the run's checkpoint (store and step) are.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heads.evaluation.run import METRICS, eval_name, resolve_eval_config, run_eval
+import numpy as np
+
+from heads.checkpoint import LAST
+from heads.config import resolve_config, resolve_eval_config
 from heads.data import DataError
-from heads.reporting.metrics_log import read_metrics
+from heads.evaluation.run import METRICS, eval_name, run_eval
 from heads.pretrain.objectives import OBJECTIVES
 from heads.pretrain.train import run_pretrain
+from heads.reporting.metrics_log import read_metrics
+from heads.reporting.study_tables import TableRow, write_study
+from pipeline.store.manifest import (StoreError, feature_space_differences,
+                                     format_differences)
 
 log = logging.getLogger(__name__)
 
 #: Pretraining epochs of ``quick`` studies (with the ``cpu`` presets of both configs).
 QUICK_EPOCHS = 3
-#: Table columns: metric key -> header (test split, weighted by class support).
-COLUMNS = {"accuracy": "Acc", "f1_weighted": "F1", "precision_weighted": "Prec",
-           "recall_weighted": "Recall", "f1_macro": "Macro-F1"}
+#: Written into a run folder once its pretraining finished: what it was trained on and with.
+PRETRAINED = "study-pretrained.json"
 
 
 @dataclass(frozen=True)
@@ -44,222 +60,399 @@ class Method:
     """One row of the study.
 
     Attributes:
-        label: the row's name in the tables.
+        key: the row's key in ``paper_results.yaml`` (or this project's, for extra rows).
+        label: the row's name in the tables (the paper's, for its rows).
         objective: the pretraining objective (None: the supervised baseline).
+        protocol: ``linear``, ``finetune`` or ``supervised``.
         pretrain: modalities of the pretraining run (None: the objective's default).
         probe: modalities the linear classifier sees (None: all of the run's).
     """
 
+    key: str
     label: str
     objective: str | None
+    protocol: str = "linear"
     pretrain: tuple[str, ...] | None = None
     probe: tuple[str, ...] | None = None
 
 
-METHODS: tuple[Method, ...] = (
-    Method("Supervised", None),
-    Method("Multi-Cont", "multi_cont"),
-    Method("Instance-Cont", "instance_cont"),
-    Method("Generative", "generative"),
-    Method("ConClu", "conclu"),
-    Method("ConGen", "congen"),
-    Method("ConCluGen w/o text", "conclugen", pretrain=("video", "audio")),
-    Method("ConCluGen w/o audio", "conclugen", pretrain=("video", "text")),
-    Method("ConCluGen (vision)", "conclugen", probe=("video",)),
-    Method("ConCluGen", "conclugen"),
+#: The paper's Table 2, in its order.
+BASELINE_ROWS: tuple[Method, ...] = (
+    Method("supervised", "Supervised baseline", None, "supervised"),
+    Method("conclugen_linear", "ConCluGen (linear eval.)", "conclugen"),
+    Method("conclugen_finetuned", "ConCluGen (finetuned)", "conclugen", "finetune"),
+)
+#: The paper's Tables 3-5, in their order: the ablations are of Multi-Cont; the vision-only row
+#: is ConCluGen probed with its video representation only.
+OBJECTIVE_ROWS: tuple[Method, ...] = (
+    Method("conclugen", "ConCluGen", "conclugen"),
+    Method("conclu", "ConClu", "conclu"),
+    Method("congen", "ConGen", "congen"),
+    Method("multi_cont", "Multi-Cont", "multi_cont"),
+    Method("instance_cont", "Instance-Cont", "instance_cont"),
+    Method("generative", "Generative", "generative"),
+    Method("conclugen_vision", "ConCluGen (vision only)", "conclugen", probe=("video",)),
+    Method("multi_cont_no_text", "Multi-Cont without text", "multi_cont",
+           pretrain=("video", "audio")),
+    Method("multi_cont_no_audio", "Multi-Cont without audio", "multi_cont",
+           pretrain=("video", "text")),
+)
+#: Rows of this project, below the paper's: the ablations applied to ConCluGen itself.
+EXTRA_ROWS: tuple[Method, ...] = (
+    Method("conclugen_no_text", "ConCluGen without text", "conclugen",
+           pretrain=("video", "audio")),
+    Method("conclugen_no_audio", "ConCluGen without audio", "conclugen",
+           pretrain=("video", "text")),
 )
 
 
-def run_study(store: str, out: str | Path, *, quick: bool = False, device: str = "auto",
-              seeds: int = 1, progress: bool = True) -> Path:
-    """Run the whole study on ``store`` and write ``results.md``, ``.csv`` and ``.png``.
+@dataclass(frozen=True)
+class StoreFacts:
+    """What the study needs to know of a store, read once before anything runs."""
+
+    url: str
+    store_id: str
+    dataset: str
+    keys: frozenset[str]
+    views: int
+    splits: tuple[str, ...]
+    classes: int
+    multilabel: bool
+    rows: dict[str, int]  # split -> rows
+    labelled: dict[str, int]  # split -> labelled rows
+    random_weights: tuple[str, ...]
+    feature_space: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One downstream dataset of the study and where its outputs go.
+
+    Attributes:
+        name: its folder under the study (the dataset name, made unique).
+        store: the downstream store.
+        pretrain: the store its runs are pretrained on (``store`` itself when ``own``).
+        folder: ``OUT/<name>``.
+        runs: the folder of its pretraining runs (shared by all targets of one pretraining
+            store).
+        own: pretrained on the downstream store itself (no pretraining store was given).
+    """
+
+    name: str
+    store: StoreFacts
+    pretrain: StoreFacts
+    folder: Path
+    runs: Path
+    own: bool
+
+
+def run_study(stores: str | Sequence[str], out: str | Path, *,
+              pretrain_store: str | None = None, quick: bool = False, device: str = "auto",
+              seeds: int = 1, extras: bool = True, progress: bool = True) -> Path:
+    """Run the study and write its tables (see the module docstring for the layout).
 
     Args:
-        store: a labelled feature store with train, val and test splits.
-        out: the study folder (created; reused by a re-run).
-        quick: the ``cpu`` presets and 3 pretraining epochs: the whole study on the 48-clip
-            MELD sample takes minutes on two CPU cores (the numbers then only show that the
-            pipeline works).
+        stores: the labelled downstream stores (train, val and test splits).
+        out: the study folder (created; a re-run reuses what is up to date).
+        pretrain_store: the store every objective is pretrained on once (VoxCeleb2 in the
+            paper). None: each downstream store pretrains its own runs (not the paper's
+            protocol; the tables say so).
+        quick: the ``cpu`` presets and :data:`QUICK_EPOCHS` pretraining epochs: the whole
+            study on the sample datasets in minutes on two CPU cores (the numbers then only
+            show that the pipeline works).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        seeds: seeds per evaluation (mean and std reported); each objective is pretrained
-            once, with the pretraining config's seed.
+        seeds: seeds per evaluation (mean and std reported); each run is pretrained once,
+            with the pretraining config's seed.
+        extras: also this project's rows below the paper's (:data:`EXTRA_ROWS`).
         progress: progress bars for each run.
 
     Returns:
         ``out``.
+
+    Raises:
+        StoreError: a downstream store is not in the pretraining store's feature space (the
+            differing fields are named; nothing was trained).
+        DataError: a downstream store without labels or a train, val or test split; a
+            pretraining store without a train split.
     """
-    from heads.config import resolve_config
-    from pipeline.store import open_store
-
+    stores = [stores] if isinstance(stores, str) else list(stores)
+    if not stores:
+        raise DataError("the study needs at least one downstream store")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open_store(store) as fs:
-        keys, views, dataset, store_id = set(fs.keys), fs.views, fs.dataset, fs.store_id
-        multilabel, url, test = fs.multilabel, fs.url, len(fs.positions("test"))
     modality_keys = resolve_config("conclugen").modality_keys
-    present = tuple(m for m, ks in modality_keys.items() if set(ks) & keys)
-    rows, notes, trained = [], [], set[Path]()
-    for k, method in enumerate(METHODS, 1):
-        reason = skip_reason(method, present, views)
-        if reason:
-            notes.append(f"{method.label}: skipped, {reason}")
-            log.warning("study: %s skipped: %s", method.label, reason)
-            continue
-        log.info("study %d/%d: %s", k, len(METHODS), method.label)
-        metrics = _run_method(method, store, out, quick=quick, device=device, seeds=seeds,
-                              progress=progress, present=present, trained=trained,
-                              store_id=store_id)
-        rows.append(result_row(method, metrics))
-    if not rows:
-        raise DataError(f"{url}: no method of the study can run on this store ({notes})")
-    if quick:
-        notes.append(f"quick: the cpu presets and {QUICK_EPOCHS} pretraining epochs; the "
-                     "numbers show that the pipeline runs, not what the methods achieve")
-    columns = {**COLUMNS, **({"weighted_accuracy": "WA"} if multilabel else {})}
-    write_csv(out / "results.csv", rows, columns)
-    header = (f"# ConCluGen study: {dataset}\n\nStore `{url}`. Each objective's heads "
-              "evaluated with a linear classifier (the supervised baseline trains the same "
-              f"architecture from scratch); test split ({test} clips), metrics in percent "
-              "weighted by class support as in the paper's Tables 2-5 (Macro-F1 unweighted), "
-              f"mean over {seeds} seed(s){' +- std' if seeds > 1 else ''}.\n")
-    write_markdown(out / "results.md", rows, columns, header=header, notes=notes)
-    from heads.reporting.plots import plot_study
-
-    plot_study([{c: r[c] for c in columns} for r in rows], [r["method"] for r in rows],
-               columns, out / "results.png", title=f"{dataset}: test metrics")
+    downstream = [read_facts(s) for s in stores]
+    pre = read_facts(pretrain_store) if pretrain_store is not None else None
+    check_stores(pre, downstream, modality_keys)
+    targets = plan_targets(pre, downstream, out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = _Study(out, quick=quick, device=device, seeds=seeds, progress=progress,
+                   modality_keys=modality_keys)
+    results = {}
+    for target in targets:
+        rows = {"baselines": [study.row(m, target) for m in BASELINE_ROWS],
+                "objectives": [study.row(m, target) for m in OBJECTIVE_ROWS],
+                "extras": [study.row(m, target) for m in (EXTRA_ROWS if extras else ())]}
+        results[target.name] = rows
+    write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
     log.info("study written to %s", out)
     return out
 
 
-def skip_reason(method: Method, present: Sequence[str], views: int) -> str | None:
-    """Why a method cannot run on a store with these modalities and views, or None."""
+# ------------------------------------------------------------------------------------ checks
+
+def read_facts(store: str) -> StoreFacts:
+    """Open ``store`` and note what the study checks and reports."""
+    from pipeline.store import open_store
+
+    with open_store(store) as fs:
+        rows, labelled = {}, {}
+        for split in fs.splits:
+            labels = fs.labels(fs.positions(split))
+            keep = np.isfinite(labels).all(axis=1) if fs.multilabel else labels >= 0
+            rows[split], labelled[split] = len(labels), int(keep.sum())
+        return StoreFacts(fs.url, fs.store_id, fs.dataset, frozenset(fs.keys), fs.views,
+                          tuple(fs.splits), len(fs.label_names), fs.multilabel, rows, labelled,
+                          tuple(fs.manifest.random_weights),
+                          {k: dict(v) for k, v in fs.manifest.feature_space.items()})
+
+
+def present_modalities(keys: Collection[str], modality_keys: Mapping[str, Sequence[str]]
+                       ) -> dict[str, tuple[str, ...]]:
+    """Per modality with at least one key in ``keys``, those keys (in config order)."""
+    found = {m: tuple(k for k in ks if k in keys) for m, ks in modality_keys.items()}
+    return {m: ks for m, ks in found.items() if ks}
+
+
+def check_stores(pre: StoreFacts | None, downstream: Sequence[StoreFacts],
+                 modality_keys: Mapping[str, Sequence[str]]) -> None:
+    """Everything that would stop the study half-way, checked before anything is trained.
+
+    Raises:
+        StoreError: a downstream store in another feature space than the pretraining store,
+            for any store key both hold (the fields are named per key).
+        DataError: a downstream store without labels or a labelled train, val or test split;
+            a pretraining store without train rows; the same store given twice.
+    """
+    problems = []
+    ids = [s.store_id for s in downstream]
+    for s in downstream:
+        if ids.count(s.store_id) > 1:
+            problems.append(f"{s.url}: given more than once as a downstream store")
+        if s.classes < 2 and not s.multilabel:
+            problems.append(f"{s.url}: {s.classes} class(es); a downstream store is labelled")
+        empty = [split for split in ("train", "val", "test") if not s.labelled.get(split)]
+        if empty:
+            problems.append(f"{s.url}: no labelled rows in split(s) {empty} (it has "
+                            f"{list(s.splits)}); the study trains on train, selects on val "
+                            "and reports test")
+    if pre is not None and not pre.rows.get("train"):
+        problems.append(f"{pre.url}: no train split to pretrain on (it has {list(pre.splits)})")
+    if problems:
+        raise DataError("study: " + "; ".join(dict.fromkeys(problems)))
+    if pre is None:
+        return
+    keys = [k for ks in present_modalities(pre.keys, modality_keys).values() for k in ks]
+    spaces = []
+    for s in downstream:
+        shared = [k for k in keys if k in s.keys]
+        diffs = feature_space_differences(pre.feature_space, s.feature_space, shared)
+        if not shared:
+            spaces.append(f"{s.url}: holds none of the pretraining store's keys {keys}")
+        elif diffs:
+            spaces.append(f"{s.url}: {format_differences(diffs)}")
+    if spaces:
+        raise StoreError(
+            f"study: not in the feature space of the pretraining store {pre.url}, so heads "
+            f"pretrained there cannot be evaluated on it; differing fields per store key: "
+            f"{' | '.join(spaces)}. Nothing was trained. Extract the downstream stores with "
+            "the same backbones, weights and preprocessing (`cli store diff` compares two)")
+
+
+def plan_targets(pre: StoreFacts | None, downstream: Sequence[StoreFacts],
+                 out: Path) -> list[Target]:
+    """One target per downstream store, in the order given, named after its dataset."""
+    targets: list[Target] = []
+    for s in downstream:
+        name = _folder_name(s.dataset)
+        taken = {t.name for t in targets} | {"runs"}
+        k = 2
+        while name in taken:
+            name, k = f"{_folder_name(s.dataset)}-{k}", k + 1
+        folder = out / name
+        targets.append(Target(name, s, pre or s, folder,
+                              out / "runs" if pre is not None else folder / "runs",
+                              own=pre is None))
+    return targets
+
+
+def _folder_name(dataset: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset).strip("._")
+    return cleaned or "dataset"
+
+
+def skip_reason(method: Method, *, pretrain: Mapping[str, Sequence[str]],
+                store_keys: Collection[str], views: int, own: bool = True) -> str | None:
+    """Why a row cannot run, or None.
+
+    Args:
+        method: the row.
+        pretrain: per modality the pretraining store's keys (:func:`present_modalities`).
+        store_keys: the downstream store's keys.
+        views: the pretraining store's views per sample.
+        own: the pretraining store is the downstream store (wording only).
+    """
+    where = "the store" if own else "the pretraining store"
     if method.objective is None:
-        return None
-    if OBJECTIVES[method.objective].needs_views and views < 2:
-        return (f"the store holds {views} view per sample; {method.objective} contrasts two "
-                "augmented views (extract with views >= 2)")
-    needed = set(method.pretrain or ()) | set(method.probe or ())
-    missing = sorted(needed - set(present))
+        return None if set(store_keys) else "the store holds no features"
+    spec = OBJECTIVES[method.objective]
+    if spec.needs_views and views < 2:
+        return (f"{where} holds {views} view per sample; {method.objective} contrasts two "
+                "augmented views (extract it with --views 2 or more)")
+    missing = [m for m in method.pretrain or () if m not in pretrain]
     if missing:
-        return f"the store has no {', '.join(missing)} features"
-    if method.pretrain is not None and set(method.pretrain) == set(present):
-        return ("the store has only these modalities, so this is the same run as "
-                f"{method.objective} on all of them")
-    usable = method.pretrain or [m for m in _default_modalities(method.objective)
-                                 if m in present]
-    if len(usable) < OBJECTIVES[method.objective].min_modalities:
-        return (f"{method.objective} needs {OBJECTIVES[method.objective].min_modalities} "
-                f"modalities, the store has {list(present)}")
+        return f"{where} has no {', '.join(missing)} features"
+    if method.pretrain is not None and set(method.pretrain) == set(pretrain):
+        return (f"{where} has only {'+'.join(pretrain)}: the same run as {method.objective} "
+                "on all its modalities")
+    modalities = pretrain_modalities(method, pretrain)
+    if len(modalities) < spec.min_modalities:
+        return (f"{method.objective} needs {spec.min_modalities} modalities, {where} has "
+                f"{'+'.join(pretrain) or 'none'}")
+    read = method.probe or modalities if method.protocol == "linear" else modalities
+    absent = [m for m in read if m not in modalities]
+    if absent:
+        return f"the run has no {', '.join(absent)} representation ({where} lacks it)"
+    lacking = [k for m in read for k in pretrain[m] if k not in store_keys]
+    if lacking:
+        return (f"the store has no {', '.join(lacking)} features, which the heads read "
+                f"(pretrained on {'+'.join(k for m in read for k in pretrain[m])})")
     return None
 
 
-def _default_modalities(objective: str) -> tuple[str, ...]:
-    from heads.config import resolve_config
-
-    return resolve_config(objective).modalities
-
-
-def run_name(method: Method, present: Sequence[str]) -> str:
-    """The pretraining run's folder: ``conclugen``, ``conclugen-video-audio``."""
+def pretrain_modalities(method: Method, pretrain: Mapping[str, Sequence[str]]
+                        ) -> tuple[str, ...]:
+    """The run's modalities: the row's, or the objective's default ones the store has."""
     assert method.objective is not None
-    if method.pretrain is None or tuple(method.pretrain) == tuple(present):
+    if method.pretrain is not None:
+        return method.pretrain
+    return tuple(m for m in resolve_config(method.objective).modalities if m in pretrain)
+
+
+def run_name(method: Method, pretrain: Mapping[str, Sequence[str]]) -> str:
+    """The pretraining run's folder: ``conclugen``, ``multi_cont-video-audio``."""
+    assert method.objective is not None
+    modalities = pretrain_modalities(method, pretrain)
+    if method.pretrain is None or set(modalities) == set(pretrain):
         return method.objective
-    return "-".join((method.objective, *method.pretrain))
+    return "-".join((method.objective, *modalities))
 
 
-def _run_method(method: Method, store: str, out: Path, *, quick: bool, device: str,
-                seeds: int, progress: bool, present: Sequence[str], trained: set[Path],
-                store_id: str) -> dict[str, Any]:
-    """Pretrain (once per run folder in this study; resuming a folder a previous call left)
-    and evaluate one method (unless an up-to-date evaluation is there)."""
-    preset = "cpu" if quick else None
-    if method.objective is None:
-        kept = up_to_date(out / "supervised" / METRICS, store_id=store_id, preset=preset,
-                          seeds=seeds, run=None)
-        return kept or run_eval(store, run=None, protocol="supervised", out=out / "supervised",
-                                modalities=present, preset=preset, seeds=seeds, device=device,
-                                progress=progress)
-    run_dir = out / "runs" / run_name(method, present)
-    # The objective's default modalities, less those the store lacks (skip_reason checked
-    # that enough remain).
-    modalities = method.pretrain or tuple(m for m in _default_modalities(method.objective)
-                                          if m in present)
-    if run_dir not in trained:
-        run_pretrain(store, method.objective, run_dir, preset=preset,
-                     modalities=list(modalities), epochs=QUICK_EPOCHS if quick else None,
-                     device=device, resume=(run_dir / "config.yaml").exists(),
-                     progress=progress)
-        trained.add(run_dir)
-    probe = list(method.probe) if method.probe else None
-    name = eval_name("linear", probe or modalities, modalities, "concat")
-    kept = up_to_date(run_dir / "eval" / name / METRICS, store_id=store_id, preset=preset,
-                      seeds=seeds, run=run_dir)
-    return kept or run_eval(store, run=run_dir, protocol="linear", modalities=probe,
-                            preset=preset, seeds=seeds, device=device, progress=progress)
+# ----------------------------------------------------------------------------------- running
+
+class _Study:
+    """Runs rows: each run pretrained once per call, each evaluation once, both only when a
+    previous call did not leave them up to date."""
+
+    def __init__(self, out: Path, *, quick: bool, device: str, seeds: int, progress: bool,
+                 modality_keys: Mapping[str, Sequence[str]]) -> None:
+        self.out, self.quick, self.device, self.seeds = out, quick, device, seeds
+        self.progress, self.modality_keys = progress, modality_keys
+        self.preset = "cpu" if quick else None
+        self.steps: dict[Path, int] = {}  # run folder -> its checkpoint's step
+        self.evaluations: dict[Path, dict[str, Any]] = {}
+
+    def row(self, method: Method, target: Target) -> TableRow:
+        pretrain = present_modalities(target.pretrain.keys, self.modality_keys)
+        reason = skip_reason(method, pretrain=pretrain, store_keys=target.store.keys,
+                             views=target.pretrain.views, own=target.own)
+        if reason:
+            log.warning("study %s: %s skipped: %s", target.name, method.label, reason)
+            return TableRow(method.key, method.label, None, reason)
+        log.info("study %s: %s", target.name, method.label)
+        if method.objective is None:
+            present = present_modalities(target.store.keys, self.modality_keys)
+            folder = target.folder / "eval" / "supervised"
+            metrics = self.evaluate(target, folder, protocol="supervised", run=None,
+                                    modalities=tuple(present))
+        else:
+            name = run_name(method, pretrain)
+            run = self.pretrain(method, target, target.runs / name, pretrain)
+            modalities = pretrain_modalities(method, pretrain)
+            probe = method.probe if method.protocol == "linear" else None
+            folder = (target.folder / "eval" / name /
+                      eval_name(method.protocol, probe or modalities, modalities, "concat"))
+            metrics = self.evaluate(target, folder, protocol=method.protocol, run=run,
+                                    modalities=probe)
+        return TableRow(method.key, method.label, metrics, None)
+
+    def pretrain(self, method: Method, target: Target, run_dir: Path,
+                 pretrain: Mapping[str, Sequence[str]]) -> Path:
+        if run_dir in self.steps:
+            return run_dir
+        assert method.objective is not None
+        modalities = pretrain_modalities(method, pretrain)
+        epochs = QUICK_EPOCHS if self.quick else None
+        cfg = resolve_config(method.objective, preset=self.preset, modalities=modalities,
+                             epochs=epochs)
+        # modality_keys: the run records the keys the store had, not the default ones
+        request = {"store_id": target.pretrain.store_id,
+                   "config": {k: v for k, v in cfg.to_dict().items() if k != "modality_keys"}}
+        marker = run_dir / PRETRAINED
+        if marker.is_file() and (run_dir / "checkpoints" / LAST).is_file():
+            done = json.loads(marker.read_text(encoding="utf-8"))
+            if {k: done.get(k) for k in request} == request:
+                log.info("%s is up to date: not pretrained again", run_dir)
+                self.steps[run_dir] = int(done["step"])
+                return run_dir
+        run_pretrain(target.pretrain.url, method.objective, run_dir, preset=self.preset,
+                     modalities=list(modalities), epochs=epochs, device=self.device,
+                     resume=(run_dir / "config.yaml").exists(), progress=self.progress)
+        last = read_metrics(run_dir, "epoch")[-1]
+        marker.write_text(json.dumps({**request, "step": last["step"],
+                                      "epochs": last["epoch"] + 1}, indent=2) + "\n",
+                          encoding="utf-8")
+        self.steps[run_dir] = int(last["step"])
+        return run_dir
+
+    def evaluate(self, target: Target, folder: Path, *, protocol: str, run: Path | None,
+                 modalities: Sequence[str] | None) -> dict[str, Any]:
+        if folder in self.evaluations:
+            return self.evaluations[folder]
+        cfg = resolve_eval_config(target.store.dataset, preset=self.preset)
+        checkpoint = (None if run is None else
+                      {"store_id": target.pretrain.store_id, "step": self.steps[run]})
+        metrics = up_to_date(folder / METRICS, protocol=protocol, store_id=target.store.store_id,
+                             config=cfg.to_dict(),
+                             seeds=list(range(cfg.seed, cfg.seed + self.seeds)),
+                             checkpoint=checkpoint)
+        if metrics is None:
+            metrics = run_eval(target.store.url, run=run, protocol=protocol, out=folder,
+                               modalities=modalities, preset=self.preset, seeds=self.seeds,
+                               device=self.device, progress=self.progress)
+        self.evaluations[folder] = metrics
+        return metrics
 
 
-def up_to_date(path: Path, *, store_id: str, preset: str | None, seeds: int,
-               run: Path | None) -> dict[str, Any] | None:
+def up_to_date(path: Path, *, protocol: str, store_id: str, config: Mapping[str, Any],
+               seeds: Sequence[int], checkpoint: Mapping[str, Any] | None
+               ) -> dict[str, Any] | None:
     """The evaluation in ``path`` when a re-run would repeat it exactly, else None.
 
-    Same store, same resolved config and seeds, and (for a probe of a run) the heads of the
-    run's last finished epoch.
+    It would when it evaluated the same downstream store (``store_id``) with the same protocol,
+    resolved config and seeds, and (for a pretrained run) the heads of the same checkpoint: the
+    same pretraining store and step.
     """
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    cfg = resolve_eval_config(metrics.get("dataset", ""), preset=preset)
-    if (metrics.get("store_id") != store_id or metrics.get("config") != cfg.to_dict()
-            or metrics.get("seeds") != list(range(cfg.seed, cfg.seed + seeds))):
+    recorded = metrics.get("checkpoint")
+    if (metrics.get("protocol") != protocol or metrics.get("store_id") != store_id
+            or metrics.get("config") != dict(config) or metrics.get("seeds") != list(seeds)):
         return None
-    if run is not None:
-        epochs = read_metrics(run, "epoch")
-        step = epochs[-1]["step"] if epochs else None
-        if (metrics.get("checkpoint") or {}).get("step") != step:
-            return None
+    if checkpoint is None and recorded is not None:
+        return None
+    if checkpoint is not None and (recorded is None or any(
+            recorded.get(k) != v for k, v in checkpoint.items())):
+        return None
     log.info("%s is up to date: not evaluated again", path.parent)
     return metrics
-
-
-def result_row(method: Method, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The study's row of one evaluation: test means and stds of the table's metrics."""
-    test = metrics["summary"].get("test")
-    if test is None:
-        raise DataError(f"{method.label}: the store has no labelled test split to report")
-    row: dict[str, Any] = {"method": method.label, "objective": metrics["objective"],
-                           "protocol": metrics["protocol"],
-                           "modalities": "+".join(metrics["modalities"]),
-                           "run": metrics["run"] or "", "seeds": len(metrics["seeds"])}
-    for key, summary in test.items():
-        row[key] = summary["mean"]
-        row[f"{key}_std"] = summary["std"]
-    return row
-
-
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> None:
-    """One line per method: identity columns, then each metric's mean and std (fractions)."""
-    fields = ["method", "objective", "protocol", "modalities", "seeds",
-              *[f for c in columns for f in (c, f"{c}_std")], "run"]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_markdown(path: Path, rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str],
-                   *, header: str, notes: Sequence[str]) -> None:
-    """The table in percent (``mean +- std`` with several seeds) and the notes."""
-    lines = [header, "| Method | " + " | ".join(columns.values()) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for row in rows:
-        cells = [_percent(row.get(c), row.get(f"{c}_std")) for c in columns]
-        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
-    if notes:
-        lines += ["", "Notes:", "", *[f"- {n}" for n in notes]]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _percent(mean: float | None, std: float | None) -> str:
-    if mean is None or mean != mean:  # NaN: undefined on this split
-        return "n/a"
-    return f"{100 * mean:.2f}" + (f" +- {100 * std:.2f}" if std is not None else "")

@@ -1,89 +1,302 @@
-"""The whole study on a tiny synthetic store: every row, its tables and chart; skipped rows
-are named; a second call resumes instead of refusing the existing runs."""
+"""The study as the paper ran it, on small synthetic stores in one feature space: each objective
+pretrained once on an unlabelled store (VoxCeleb2's part), evaluated on a MELD and a CAER store,
+every row in the paper's order beside the paper's numbers; a store of another feature space is
+refused before any training; a re-run trains and evaluates nothing."""
 
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from heads.reporting.study import METHODS, Method, run_study, skip_reason
-from pipeline.store import write_arrays
+from cli import app
+from heads.checkpoint import load_checkpoint
+from heads.reporting import study
+from heads.reporting.study import (BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, QUICK_EPOCHS,
+                                   Method, run_study, skip_reason, up_to_date)
+from pipeline.manifest import load_manifest
+from pipeline.store import FeatureStore, write_arrays
+from pipeline.store.manifest import StoreError
 
 DIMS = {"frames_2d": 16, "frames_3d": 16, "audio": 8, "text": 8}
+PAPER = yaml.safe_load((Path(study.__file__).parent / "paper_results.yaml").read_text())
+METRICS = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted")
+FULL = {"video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)}
 
 
-def tiny_store(path: Path, *, views: int, n: int = 120, keys: tuple[str, ...] = tuple(DIMS)
-               ) -> str:
-    """3 learnable classes, splits train/train/train/val/test."""
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, n)
-    z = rng.normal(size=(3, 4))[labels] * 2.0 + rng.normal(size=(n, 4))
+def synthetic_store(path: Path, *, dataset: str, labels: list[str] | None, n: int, seed: int,
+                    views: int = 1, keys: tuple[str, ...] = tuple(DIMS),
+                    space: str = "synthetic-v1") -> FeatureStore:
+    """Clips of up to 7 latent classes (one per label) seen through fixed per-key maps: the
+    maps are the feature space (shared by every store of one ``space``), ``seed`` draws the
+    clips; splits train/train/train/val/test."""
+    maps = np.random.default_rng(0)
+    means = maps.normal(size=(7, 6)) * 2.0
+    weights = {k: maps.normal(size=(6, d)) / np.sqrt(6) for k, d in DIMS.items()}
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(labels) if labels else 7, n)
+    z = means[y] + rng.normal(size=(n, 6))
     features = {}
     for k in keys:
-        base = z @ rng.normal(size=(4, DIMS[k])) + 0.3 * rng.normal(size=(n, DIMS[k]))
+        base = z @ weights[k] + 0.3 * rng.normal(size=(n, DIMS[k]))
         extra = [base + 0.3 * rng.normal(size=base.shape) for _ in range(views - 1)]
         features[k] = np.stack([base, *extra], axis=1).astype(np.float16)
     splits = [("train", "train", "train", "val", "test")[i % 5] for i in range(n)]
-    write_arrays(path, dataset="synthetic", sample_ids=[f"s{i:04d}" for i in range(n)],
-                 splits=splits, features=features, labels=labels,
-                 label_names=["calm", "happy", "angry"])
-    return str(path)
+    return write_arrays(path, dataset=dataset, sample_ids=[f"{seed}-{i}" for i in range(n)],
+                        splits=splits, features=features,
+                        labels=y if labels else np.full(n, -1), label_names=labels or [],
+                        feature_space=space)
+
+
+def labelled(dataset: str) -> list[str]:
+    return list(load_manifest(dataset).labels)
+
+
+@dataclass
+class Study:
+    out: Path
+    vox: FeatureStore
+    stores: dict[str, FeatureStore]
+
+
+@pytest.fixture(scope="module")
+def paper_study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    root = tmp_path_factory.mktemp("study")
+    vox = synthetic_store(root / "vox", dataset="voxceleb2", labels=None, n=192, seed=1,
+                          views=2)
+    stores = {"meld": synthetic_store(root / "meld", dataset="meld", labels=labelled("meld"),
+                                      n=140, seed=2),
+              "caer": synthetic_store(root / "caer", dataset="caer", labels=labelled("caer"),
+                                      n=150, seed=3)}
+    out = run_study([s.url for s in stores.values()], root / "out", pretrain_store=vox.url,
+                    quick=True, device="cpu", progress=False)
+    return Study(out, vox, stores)
+
+
+def tables(markdown: str) -> dict[str, list[list[str]]]:
+    """Heading -> the cells of its table's body rows."""
+    found: dict[str, list[list[str]]] = {}
+    heading = ""
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("# ")
+        elif line.startswith("| ") and not line.startswith("| Method"):
+            found.setdefault(heading, []).append([c.strip() for c in line.strip("|").split("|")])
+    return found
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_rows_are_the_papers_in_its_order() -> None:
+    for name, rows in (("baselines", BASELINE_ROWS), ("objectives", OBJECTIVE_ROWS)):
+        paper_rows = PAPER["tables"][name]["rows"]
+        assert [(m.key, m.label) for m in rows] == [(r["key"], r["label"]) for r in paper_rows]
+    by_key = {m.key: m for m in OBJECTIVE_ROWS}
+    assert by_key["multi_cont_no_text"] == Method("multi_cont_no_text", "Multi-Cont without text",
+                                                  "multi_cont", pretrain=("video", "audio"))
+    assert by_key["multi_cont_no_audio"].pretrain == ("video", "text")
+    assert by_key["conclugen_vision"].objective == "conclugen"
+    assert by_key["conclugen_vision"].probe == ("video",)
+    assert {m.key for m in EXTRA_ROWS}.isdisjoint(
+        r["key"] for t in PAPER["tables"].values() for r in t["rows"])
 
 
 @pytest.mark.slow
-def test_quick_study_writes_every_row(tmp_path: Path) -> None:
-    store = tiny_store(tmp_path / "store", views=2)
-    out = run_study(store, tmp_path / "study", quick=True, device="cpu", progress=False)
-    with (out / "results.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert [r["method"] for r in rows] == [m.label for m in METHODS]
-    for row in rows:
-        for key in ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted",
-                    "f1_macro"):
-            assert 0.0 <= float(row[key]) <= 1.0, (row["method"], key)
-    by_name = {r["method"]: r for r in rows}
-    assert by_name["Supervised"]["protocol"] == "supervised"
-    assert by_name["ConCluGen (vision)"]["modalities"] == "video"
-    assert by_name["ConCluGen w/o text"]["modalities"] == "video+audio"
-    assert by_name["Instance-Cont"]["modalities"] == "video"
-    assert float(by_name["Supervised"]["accuracy"]) > 0.5  # 3 classes: chance is 1/3
-    table = (out / "results.md").read_text()
-    assert "| Method | Acc | F1 | Prec | Recall | Macro-F1 |" in table
-    assert table.count("\n| ") == len(METHODS) + 1  # header + one line per method
-    assert "quick" in table
-    assert (out / "results.png").stat().st_size > 0
-    assert (out / "runs" / "conclugen" / "eval" / "linear-video" / "metrics.json").is_file()
-    assert (out / "supervised" / "metrics.json").is_file()
+def test_each_table_has_the_papers_rows_and_numbers_beside_ours(paper_study: Study) -> None:
+    for dataset in ("meld", "caer"):
+        md = tables((paper_study.out / dataset / "results.md").read_text())
+        two = md["Table 2: the proposed method and the baselines"]
+        objectives = md["Tables 3-5: self-supervised objectives and modality ablations, "
+                        "linear evaluation"]
+        expected = [*[r["label"] for r in PAPER["tables"]["objectives"]["rows"]],
+                    "**not in the paper**", *[m.label for m in EXTRA_ROWS]]
+        assert [r[0] for r in objectives] == expected
+        assert [r[0] for r in two] == [r["label"] for r in PAPER["tables"]["baselines"]["rows"]]
+        for name, body in (("objectives", objectives), ("baselines", two)):
+            table = PAPER["tables"][name]
+            for paper_row, cells in zip(table["rows"], body):
+                values = dict(zip(table["metrics"], paper_row["values"][dataset]))
+                for k, metric in enumerate(METRICS):
+                    ours, theirs, delta = cells[1 + 3 * k: 4 + 3 * k]
+                    assert theirs == (str(values[metric]) if metric in values else "-")
+                    if metric in values:
+                        assert float(delta) == pytest.approx(float(ours) - values[metric],
+                                                             abs=0.011)
+        for extra in objectives[-len(EXTRA_ROWS):]:
+            assert extra[2] == "-" and extra[-1] == "this project's row"
 
-    # a second call resumes the finished runs and keeps the evaluations that are up to date
-    probe = out / "runs" / "conclugen" / "eval" / "linear" / "metrics.json"
-    before = probe.stat().st_mtime_ns
-    (out / "results.csv").unlink()
-    run_study(store, tmp_path / "study", quick=True, device="cpu", progress=False)
-    assert (out / "results.csv").is_file()
-    assert probe.stat().st_mtime_ns == before
+        rows = read_csv(paper_study.out / dataset / "results.csv")
+        paper_rows = {r["key"]: r for t in ("baselines", "objectives")
+                      for r in PAPER["tables"][t]["rows"]}
+        for row in rows:
+            assert row["status"] == "ok", row
+            if row["key"] in paper_rows and row["table"] == "Tables 3-5":
+                assert [float(row[f"paper_{m}"]) for m in METRICS] == \
+                    paper_rows[row["key"]]["values"][dataset]
+        assert {r["modalities"] for r in rows if r["key"] == "conclugen_vision"} == {"video"}
+        assert {r["protocol"] for r in rows if r["key"] == "conclugen_finetuned"} == {"finetune"}
+    index = (paper_study.out / "results.md").read_text()
+    assert "[meld/results.md](meld/results.md)" in index and "## caer" in index
+    assert "Multi-Task Multi-Modal Self-Supervised Learning" in index
+    assert (paper_study.out / "meld" / "results.png").stat().st_size > 0
 
 
 @pytest.mark.slow
-def test_study_names_the_rows_a_store_cannot_run(tmp_path: Path) -> None:
-    store = tiny_store(tmp_path / "store", views=1, keys=("frames_2d", "audio"))
-    out = run_study(store, tmp_path / "study", quick=True, device="cpu", progress=False)
-    table = (out / "results.md").read_text()
-    assert "Instance-Cont: skipped, the store holds 1 view" in table
-    assert "ConCluGen w/o audio: skipped, the store has no text features" in table
-    assert "ConCluGen w/o text: skipped" in table  # it would repeat the ConCluGen run
-    with (out / "results.csv").open() as f:
-        methods = [r["method"] for r in csv.DictReader(f)]
-    assert "ConCluGen" in methods and "Instance-Cont" not in methods
+def test_every_run_was_pretrained_once_on_the_pretraining_store(paper_study: Study) -> None:
+    runs = sorted(p.name for p in (paper_study.out / "runs").iterdir())
+    assert runs == sorted(["conclugen", "conclu", "congen", "multi_cont", "instance_cont",
+                           "generative", "multi_cont-video-audio", "multi_cont-video-text",
+                           "conclugen-video-audio", "conclugen-video-text"])
+    for name in runs:
+        payload = load_checkpoint(paper_study.out / "runs" / name / "checkpoints" / "last.pt")
+        assert payload["store_id"] == paper_study.vox.store_id, name
+        assert payload["epoch"] == QUICK_EPOCHS
+    assert not any((paper_study.out / d / "runs").exists() for d in paper_study.stores)
+    for dataset, store in paper_study.stores.items():
+        for row in read_csv(paper_study.out / dataset / "results.csv"):
+            assert row["store_id"] == store.store_id
+            if row["protocol"] == "supervised":
+                assert row["pretrain_store_id"] == ""
+                continue
+            metrics = json.loads((Path(row["eval"]) / "metrics.json").read_text())
+            assert metrics["pretrained_on"]["store_id"] == paper_study.vox.store_id
+            assert metrics["pretrained_on"]["dataset"] == "voxceleb2"
+            assert row["pretrain_store_id"] == paper_study.vox.store_id
+            assert Path(row["eval"]).is_relative_to(paper_study.out / dataset)
+    caption = (paper_study.out / "meld" / "results.md").read_text()
+    assert f"pretrained once per objective on `{paper_study.vox.url}`" in caption
+    assert "not on VoxCeleb2" not in caption
+
+
+@pytest.mark.slow
+def test_each_table_reports_its_stores_test_split(paper_study: Study) -> None:
+    counts = {}
+    for dataset, store in paper_study.stores.items():
+        test = len(store.positions("test"))
+        counts[dataset] = test
+        assert f"Test split: {test} clips." in (paper_study.out / dataset / "results.md"
+                                                ).read_text()
+        assert {int(r["test_clips"]) for r in read_csv(paper_study.out / dataset /
+                                                       "results.csv")} == {test}
+    assert counts["meld"] != counts["caer"]
+
+
+@pytest.mark.slow
+def test_a_rerun_trains_and_evaluates_nothing(paper_study: Study,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a re-run trained or evaluated again")
+
+    monkeypatch.setattr(study, "run_pretrain", refuse)
+    monkeypatch.setattr(study, "run_eval", refuse)
+    files = sorted(paper_study.out.rglob("*.pt")) + sorted(paper_study.out.rglob("metrics.json"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    tables_before = (paper_study.out / "results.csv").read_text()
+    run_study([s.url for s in paper_study.stores.values()], paper_study.out,
+              pretrain_store=paper_study.vox.url, quick=True, device="cpu", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert (paper_study.out / "results.csv").read_text() == tables_before
+
+
+def test_an_evaluation_is_repeated_when_what_it_depends_on_changed(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    kept = {"protocol": "linear", "store_id": "meld-1", "config": {"epochs": 20},
+            "seeds": [0], "checkpoint": {"store_id": "vox-1", "step": 9, "path": "x"}}
+    path.write_text(json.dumps(kept))
+    same = dict(protocol="linear", store_id="meld-1", config={"epochs": 20}, seeds=[0],
+                checkpoint={"store_id": "vox-1", "step": 9})
+    assert up_to_date(path, **same) == kept
+    for change in ({"store_id": "caer-1"}, {"config": {"epochs": 21}}, {"seeds": [0, 1]},
+                   {"checkpoint": {"store_id": "vox-1", "step": 12}},
+                   {"checkpoint": {"store_id": "vox-2", "step": 9}}, {"checkpoint": None},
+                   {"protocol": "finetune"}):
+        assert up_to_date(path, **{**same, **change}) is None, change
+
+
+def test_a_store_of_another_feature_space_is_refused_before_any_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before checking every store")
+
+    monkeypatch.setattr(study, "run_pretrain", refuse)
+    monkeypatch.setattr(study, "run_eval", refuse)
+    vox = synthetic_store(tmp_path / "vox", dataset="voxceleb2", labels=None, n=40, seed=1)
+    meld = synthetic_store(tmp_path / "meld", dataset="meld", labels=labelled("meld"), n=40,
+                           seed=2)
+    caer = synthetic_store(tmp_path / "caer", dataset="caer", labels=labelled("caer"), n=40,
+                           seed=3, space="synthetic-v2")
+    with pytest.raises(StoreError) as err:
+        run_study([meld.url, caer.url], tmp_path / "out", pretrain_store=vox.url, quick=True,
+                  device="cpu", progress=False)
+    message = str(err.value)
+    assert caer.url in message and meld.url not in message.split("per store key:")[1]
+    for key in DIMS:
+        assert f"{key}: weights: synthetic-v1 -> synthetic-v2" in message
+    assert "Nothing was trained" in message
+    assert not (tmp_path / "out").exists()
+
+    result = CliRunner().invoke(app, ["study", "--pretrain-store", vox.url, "--store", meld.url,
+                                      "--store", caer.url, "--out", str(tmp_path / "out"),
+                                      "--quick", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "frames_2d: weights: synthetic-v1 -> synthetic-v2" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_without_a_pretraining_store_the_caption_says_so_and_skips_are_listed(
+        tmp_path: Path) -> None:
+    store = synthetic_store(tmp_path / "store", dataset="synthetic", labels=["a", "b", "c"],
+                            n=120, seed=4, keys=("frames_2d", "audio"))
+    out = run_study(store.url, tmp_path / "out", quick=True, device="cpu", progress=False,
+                    extras=False)
+    text = (out / "synthetic" / "results.md").read_text()
+    assert "pretrained on the downstream store itself, not on VoxCeleb2 as in the paper" in text
+    assert "pretrained on the downstream store itself" in (out / "results.md").read_text()
+    assert "Paper: n/a" in text
+    rows = {r[0]: r for r in tables(text)[
+        "Tables 3-5: self-supervised objectives and modality ablations, linear evaluation"]}
+    assert list(rows) == [r["label"] for r in PAPER["tables"]["objectives"]["rows"]]
+    assert rows["ConCluGen"][2] == "n/a" and rows["ConCluGen"][1] not in ("skipped", "n/a")
+    skipped = {label: cells[-1] for label, cells in rows.items() if cells[1] == "skipped"}
+    assert skipped == {
+        "Instance-Cont": "skipped: the store holds 1 view per sample; instance_cont contrasts "
+                         "two augmented views (extract it with --views 2 or more)",
+        "Multi-Cont without text": "skipped: the store has only video+audio: the same run as "
+                                   "multi_cont on all its modalities",
+        "Multi-Cont without audio": "skipped: the store has no text features"}
+    assert sorted(p.name for p in (out / "synthetic" / "runs").iterdir()) == [
+        "conclu", "conclugen", "congen", "generative", "multi_cont"]
+    by_key = {r["key"]: r for r in read_csv(out / "results.csv")}
+    assert by_key["instance_cont"]["status"] == "skipped"
+    assert by_key["conclugen"]["pretrain_store_id"] == store.store_id
 
 
 def test_skip_reasons() -> None:
-    full = ("video", "audio", "text")
-    assert skip_reason(Method("x", "conclugen"), full, views=1) is None
-    assert skip_reason(Method("x", None), ("video",), views=1) is None
-    assert "2 modalities" in skip_reason(Method("x", "multi_cont"), ("video",), views=1)
-    assert "view" in skip_reason(Method("x", "instance_cont"), full, views=1)
-    assert skip_reason(Method("x", "instance_cont"), full, views=2) is None
+    keys = {"frames_2d", "frames_3d", "audio", "text"}
+    conclugen, vision = OBJECTIVE_ROWS[0], OBJECTIVE_ROWS[6]
+    assert skip_reason(conclugen, pretrain=FULL, store_keys=keys, views=1) is None
+    assert skip_reason(BASELINE_ROWS[0], pretrain={}, store_keys={"audio"}, views=1) is None
+    assert "2 modalities" in skip_reason(Method("x", "x", "multi_cont"),
+                                         pretrain={"video": ("frames_2d",)}, store_keys=keys,
+                                         views=1)
+    assert "view" in skip_reason(Method("x", "x", "instance_cont"), pretrain=FULL,
+                                 store_keys=keys, views=1, own=False)
+    assert skip_reason(Method("x", "x", "instance_cont"), pretrain=FULL, store_keys=keys,
+                       views=2) is None
+    # the heads read frames_3d, which this downstream store lacks; audio alone is still fine
+    lacking = skip_reason(vision, pretrain=FULL, store_keys={"frames_2d", "audio", "text"},
+                          views=1, own=False)
+    assert lacking is not None and "no frames_3d features" in lacking
+    assert skip_reason(Method("x", "x", "multi_cont", pretrain=("audio", "text")),
+                       pretrain=FULL, store_keys={"frames_2d", "audio", "text"},
+                       views=1) is None
