@@ -35,12 +35,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Head sizes: D (representation), P (projection), R (decoder hidden)."""
+    """Head sizes (D representation, P projection, R decoder hidden) and the heads' shape
+    choices (``docs/CHOICES.md``; see :class:`heads.models.ModelSpec`)."""
 
     representation_dim: int = 4096
     projection_dim: int = 512
     reconstruction_dim: int = 1024
     shared_projection: bool = False
+    projection_activation: Literal["relu", "none"] = "relu"
+    cluster_input: Literal["projection", "normalized"] = "projection"
+    audio_head: Literal["geu_linear", "geu"] = "geu_linear"
+    decoder_activation: Literal["none", "relu"] = "none"
 
 
 @dataclass(frozen=True)
@@ -57,18 +62,22 @@ class LossConfig:
     mms_margin: float = 0.001
     mms_temperature: float = 1.0
     cluster_margin: float = 0.001
-    info_nce_temperature: float = 0.1
+    info_nce_temperature: float = 0.07
 
 
 @dataclass(frozen=True)
 class ClusteringConfig:
-    """Online k-means: clusters, queue length in batches, first epoch of the loss."""
+    """Online k-means: clusters, queue length in batches, first epoch of the loss, and how the
+    centroids are made (:class:`heads.pretrain.kmeans.CosineKMeans`)."""
 
     clusters: int = 8
     queue_batches: int = 4
     start_epoch: int = 12
     iterations: int = 10
     mode: Literal["joint", "individual"] = "joint"
+    centroids: Literal["mean", "normalized"] = "mean"
+    warm_start: bool = True
+    reset_each_epoch: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,11 +99,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which splits train and validate, the batch size and where the features live."""
+    """Which splits train and validate, the batch size and where the features live.
+
+    ``contrast_views``: which stored views an objective that contrasts views draws its pair
+    from: ``augmented`` (views 1.., never the clean view 0; a store with >= 3 views) or ``all``.
+    """
 
     splits: tuple[str, ...] = ("train",)
     val_splits: tuple[str, ...] = ("val",)
     batch_size: int = 4096
+    contrast_views: Literal["augmented", "all"] = "augmented"
     drop_last: bool = True
     placement: Literal["auto", "memory", "stream"] = "auto"
     chunk_rows: int = 16384
@@ -163,15 +177,18 @@ def warmup_steps(optim: OptimConfig, steps_per_epoch: int) -> int:
 class EvalConfig:
     """One downstream evaluation, fully resolved (see ``manifests/evaluate.yaml``)."""
 
-    epochs: int = 65
+    epochs: int = 1000
+    patience: int | None = 15
     seed: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        lr=1e-3, weight_decay=1e-4, warmup_epochs=5.0, min_lr=0.0))
+        lr=1e-3, weight_decay=1e-4, warmup_epochs=5.0, min_lr=1e-6))
     heads_lr_scale: float = 1.0
     batch_size: int = 4096
     dropout: float = 0.5
-    standardize: bool = True
-    class_weights: Literal["inverse", "none"] = "inverse"
+    standardize: bool = False
+    classifier_init: Literal["kaiming_normal", "pytorch"] = "kaiming_normal"
+    class_weights: Literal["inverse", "frequency", "fixed", "none"] = "inverse"
+    class_weight_values: tuple[float, ...] = ()
     selection: Literal["val_f1", "val_loss"] = "val_f1"
     representation_dim: int = 4096
     modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
@@ -190,6 +207,13 @@ class EvalConfig:
             problems.append("optim: warmup >= 0, restart_epochs > 0, restart_mult >= 1")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.patience is not None and self.patience < 1:
+            problems.append(f"patience must be >= 1 or null, got {self.patience}")
+        if self.class_weights == "fixed" and not self.class_weight_values:
+            problems.append("class_weights: fixed needs class_weight_values (one per class)")
+        if any(w < 0 for w in self.class_weight_values):
+            problems.append(f"class_weight_values must be >= 0, got "
+                            f"{list(self.class_weight_values)}")
         if problems:
             raise ConfigError("evaluation config: " + "; ".join(problems))
 
@@ -205,7 +229,8 @@ def resolve_eval_config(dataset: str, *, preset: str | None = None,
 
     Args:
         dataset: the store's dataset name; ``manifests/<dataset>.yaml`` supplies the paper's lr
-            and weight decay when it exists and has an ``eval`` block.
+            and weight decay (and the dataset's class weights, where it names them) when it
+            exists and has an ``eval`` block.
         preset: a key of the file's ``presets`` (``"cpu"``).
         overrides: merged last; nested mappings or dotted keys (``{"optim.lr": 1e-3}``).
         config: another layered file instead of ``manifests/evaluate.yaml``.
@@ -238,7 +263,12 @@ def _dataset_layer(dataset: str) -> dict[str, Any]:
     defaults = load_manifest(dataset).eval
     if defaults is None:
         return {}
-    return {"optim": {"lr": defaults.lr, "weight_decay": defaults.weight_decay}}
+    layer: dict[str, Any] = {"optim": {"lr": defaults.lr, "weight_decay": defaults.weight_decay}}
+    if defaults.class_weights is not None:
+        layer["class_weights"] = defaults.class_weights
+    if defaults.class_weight_values is not None:
+        layer["class_weight_values"] = list(defaults.class_weight_values)
+    return layer
 
 
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:

@@ -51,10 +51,17 @@ class FacePolicy:
 
 @dataclass(frozen=True)
 class EvalDefaults:
-    """Downstream optimiser defaults from the paper's appendix."""
+    """Downstream defaults of a dataset: the optimiser of the paper's appendix and, where the
+    dataset has its own, the class weights (``docs/CHOICES.md``).
+
+    ``class_weights`` / ``class_weight_values`` override the evaluation config's keys of the
+    same names (``fixed`` with one value per label, in label order; or ``inverse``).
+    """
 
     lr: float
     weight_decay: float
+    class_weights: Literal["inverse", "frequency", "fixed", "none"] | None = None
+    class_weight_values: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

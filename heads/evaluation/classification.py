@@ -53,7 +53,8 @@ class ClassifierProtocol:
                                 inputs=not self.needs_run, batch_size=cfg.batch_size)
         loss_fn, weights = make_loss(data["train"].targets, setup.spec.outputs,
                                      multilabel=setup.spec.multilabel,
-                                     class_weights=cfg.class_weights)
+                                     class_weights=cfg.class_weights,
+                                     values=cfg.class_weight_values)
         result = fit(model, inputs["train"], inputs["val"], cfg, loss_fn=loss_fn,
                      represented=represented, seed=seed, progress=progress)
         scored = {n: score(model, s, setup, represented) for n, s in inputs.items()}
@@ -65,7 +66,9 @@ class ClassifierProtocol:
         heads = encoder_heads(setup.input_dims, setup.spec.representation_dim, seed=seed,
                               pretrained=setup.pretrained if self.needs_run else None)
         torch.manual_seed(seed)  # the linear layer's init and the dropout masks
-        model = ProbeModel(setup.spec, heads).to(setup.device)
+        model = ProbeModel(setup.spec, heads)
+        model.init_classifier(setup.cfg.classifier_init)
+        model = model.to(setup.device)
         if not self.train_heads:
             freeze_heads(model)
         return model

@@ -6,17 +6,19 @@ paper's downstream head). With frozen heads (the linear protocol) the heads are 
 (no dropout, no normalisation), so the representations are computed once per split and the loop
 trains on them (``represented=True``).
 
-Fusion is ``concat`` (the paper: [N, M*D]) or ``mean`` ([N, D]). With ``standardize`` (the
-default) the fused representation is standardised with the train split's per-feature mean and
-std, fixed before training (and, for the supervised baseline, so are its input features): a
-constant affine map, so the probe expresses the same classifiers as the paper's
-``Dropout + Linear``, but its optimisation no longer depends on the scale of the features
-(random-weight backbones give values in the thousands; ``standardize: false`` is the paper's
-head exactly). Single-label targets use
-cross-entropy weighted by the train split's inverse class frequencies; multi-label targets use
-BCE with ``pos_weight = negatives / positives`` per label (:func:`make_loss`). The optimiser is
-AdamW with a linear warm-up, then cosine annealing with warm restarts (:func:`heads.runtime.lr_at`);
-the epoch kept is the best on the validation split (:func:`fit`), never chosen on test.
+Fusion is ``concat`` (the paper: [N, M*D]) or ``mean`` ([N, D]). By default the classifier
+sees the raw representations, as in the paper, and its Linear starts from Kaiming-normal weights
+(the reference code's init). ``standardize: true`` standardises the fused representation with the
+train split's per-feature mean and std, fixed before training (and, for the supervised baseline,
+its input features): a constant affine map, so the probe expresses the same classifiers, but the
+optimisation no longer depends on the features' scale, and the appendix's learning rates and
+weight decays no longer mean what they meant. Single-label targets use class-weighted
+cross-entropy, multi-label targets BCE with a ``pos_weight`` per label (:func:`make_loss`; the
+weights per dataset are in ``manifests/<dataset>.yaml``). The optimiser is AdamW with a linear
+warm-up, then cosine annealing with warm restarts (:func:`heads.runtime.lr_at`); training stops
+early once the validation loss has not improved for ``patience`` epochs, and the epoch kept is
+the best on the validation split (:func:`fit`), never chosen on test. Every choice is listed in
+``docs/CHOICES.md``.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from sklearn.metrics import f1_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor, nn
 
-from heads.config import EvalConfig, warmup_steps
+from heads.config import EvalConfig, ModelConfig, warmup_steps
 from heads.metrics import threshold
 from heads.models import ConCluGenHeads, ModelSpec
 from heads.reporting.metrics_log import ProgressBar
 from heads.runtime import autocast, lr_at
+from pipeline.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +109,10 @@ class Standardize(nn.Module):
 
 
 class ProbeModel(nn.Module):
-    """Representation heads, fusion, standardisation, ``Dropout + Linear``: per modality
-    [N, E_m] -> [N, C].
+    """Representation heads, fusion, ``Dropout + Linear``: per modality [N, E_m] -> [N, C].
+
+    The standardisation maps are identity unless fitted (:func:`fit_standardization`, with
+    ``standardize: true``); they are kept in every probe so that any classifier file loads.
 
     Args:
         spec: modalities, fusion, sizes.
@@ -140,6 +145,15 @@ class ProbeModel(nn.Module):
         return self.heads.represent({m: self.input_norm[m](batch[m])
                                      for m in self.spec.modalities})
 
+    @torch.no_grad()
+    def init_classifier(self, scheme: str) -> None:
+        """(Re)initialise the Linear: ``kaiming_normal`` (the reference code: weights drawn with
+        std sqrt(2 / F), PyTorch's default bias) or ``pytorch`` (PyTorch's default)."""
+        if scheme == "kaiming_normal":
+            nn.init.kaiming_normal_(self.linear.weight)
+        elif scheme != "pytorch":
+            raise ValueError(f"classifier_init {scheme!r}; valid: kaiming_normal, pytorch")
+
     def classify(self, fused: Tensor) -> Tensor:
         """Fused representations [N, F] -> logits [N, C]."""
         return self.linear(self.dropout(self.feature_norm(fused)))
@@ -171,18 +185,27 @@ def fit_standardization(model: ProbeModel, train: LabelledSplit, *, represented:
 
 
 def encoder_heads(input_dims: Mapping[str, int], representation_dim: int, *,
-                  seed: int, pretrained: ConCluGenHeads | None = None) -> ConCluGenHeads:
+                  seed: int, pretrained: ConCluGenHeads | None = None,
+                  audio_head: str | None = None) -> ConCluGenHeads:
     """Representation heads only (no projection, clustering or decoder heads).
 
     Args:
         input_dims: per modality E_m, in order.
         representation_dim: D.
         seed: seeds the random initialisation (the supervised baseline's weights).
-        pretrained: copy each modality's encoder from these heads (linear / finetune).
+        pretrained: copy each modality's encoder from these heads (linear / finetune); their
+            audio head's shape is kept.
+        audio_head: the audio head's shape without ``pretrained`` (default: the training
+            config's, :class:`heads.config.ModelConfig`).
     """
+    if pretrained is not None:
+        audio_head = pretrained.spec.audio_head
+    elif audio_head is None:
+        audio_head = ModelConfig().audio_head
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        heads = ConCluGenHeads(ModelSpec(dict(input_dims), representation_dim))
+        heads = ConCluGenHeads(ModelSpec(dict(input_dims), representation_dim,
+                                         audio_head=audio_head))
     if pretrained is not None:
         for m in input_dims:
             heads.encoders[m].load_state_dict(pretrained.encoders[m].state_dict())
@@ -211,42 +234,62 @@ class LabelledSplit:
         return len(self.targets)
 
 
-def make_loss(targets: Tensor, outputs: int, *, multilabel: bool,
-              class_weights: str) -> tuple[nn.Module, list[float]]:
-    """The training loss, weighted from the TRAIN split's targets.
+def make_loss(targets: Tensor, outputs: int, *, multilabel: bool, class_weights: str,
+              values: tuple[float, ...] | list[float] = ()) -> tuple[nn.Module, list[float]]:
+    """The training loss, weighted from the TRAIN split's targets (or fixed weights).
 
-    Single-label: cross-entropy with class weights ``n / (C * n_c)`` (scikit-learn's
-    "balanced", inverse frequency; the paper's reference code used the frequencies themselves,
-    which up-weights the majority classes). A class absent from train gets weight 0 (logged).
-    Multi-label: BCE-with-logits with ``pos_weight = negatives / positives`` per label (1 for a
-    label without positives, logged).
+    Single-label: cross-entropy with class weights by ``class_weights``: ``inverse``
+    ``n / (C * n_c)`` (scikit-learn's "balanced"; a class absent from train gets weight 0,
+    logged), ``frequency`` ``n_c / n`` (what the paper's reference code used for CAER: it
+    up-weights the majority classes), ``fixed`` the given ``values`` (MELD's published weights),
+    ``none`` all 1. Multi-label: BCE-with-logits with a ``pos_weight`` per label: ``inverse``
+    ``negatives / positives`` (1 for a label without positives, logged), ``frequency``
+    ``positives / n``, ``fixed`` the given ``values`` (the reference code's CMU-MOSEI weights),
+    ``none`` all 1.
 
     Returns:
         the loss module and the weights it uses (recorded in ``metrics.json``).
+
+    Raises:
+        ConfigError: an unknown mode, or ``fixed`` values that are not one per class / label.
     """
     y = targets.detach().cpu().numpy()
-    device = targets.device
+    if class_weights == "fixed":
+        if len(values) != outputs:
+            raise ConfigError(f"class_weight_values has {len(values)} values, but the store has "
+                              f"{outputs} {'labels' if multilabel else 'classes'}")
+        weight = np.asarray(values, dtype=np.float64)
+    elif class_weights == "none":
+        weight = np.ones(outputs)
+    elif class_weights == "frequency":
+        counts = y.sum(0) if multilabel else np.bincount(y, minlength=outputs)
+        weight = counts / max(len(y), 1)
+    elif class_weights == "inverse":
+        weight = _inverse_weights(y, outputs, multilabel)
+    else:
+        raise ConfigError(f"class_weights {class_weights!r}; valid: inverse, frequency, fixed, "
+                          "none")
+    t = torch.tensor(weight, dtype=torch.float32, device=targets.device)
+    loss: nn.Module = (nn.BCEWithLogitsLoss(pos_weight=t) if multilabel
+                       else nn.CrossEntropyLoss(weight=t))
+    return loss, [float(w) for w in weight]
+
+
+def _inverse_weights(y: np.ndarray, outputs: int, multilabel: bool) -> np.ndarray:
+    """``negatives / positives`` per label, or ``n / (C * n_c)`` per class present."""
     if multilabel:
         pos = y.sum(0)
-        neg = len(y) - pos
         none = [i for i, p in enumerate(pos) if p == 0]
         if none:
             log.warning("labels %s have no positive in the train split: pos_weight 1", none)
-        weight = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
-        if class_weights == "none":
-            weight = np.ones(outputs)
-        t = torch.tensor(weight, dtype=torch.float32, device=device)
-        return nn.BCEWithLogitsLoss(pos_weight=t), weight.tolist()
-    weight = np.ones(outputs)
-    if class_weights == "inverse":
-        present = np.unique(y)
-        weight = np.zeros(outputs)
-        weight[present] = compute_class_weight("balanced", classes=present, y=y)
-        absent = sorted(set(range(outputs)) - set(present.tolist()))
-        if absent:
-            log.warning("classes %s do not occur in the train split: weight 0", absent)
-    t = torch.tensor(weight, dtype=torch.float32, device=device)
-    return nn.CrossEntropyLoss(weight=t), weight.tolist()
+        return np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
+    present = np.unique(y)
+    weight = np.zeros(outputs)
+    weight[present] = compute_class_weight("balanced", classes=present, y=y)
+    absent = sorted(set(range(outputs)) - set(present.tolist()))
+    if absent:
+        log.warning("classes %s do not occur in the train split: weight 0", absent)
+    return weight
 
 
 # -------------------------------------------------------------------------------------- loop
@@ -266,8 +309,10 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
     """Train ``model`` on ``train``; keep the weights of the best epoch on ``val``.
 
     The best epoch has the highest validation weighted F1 (ties: lower validation loss) with
-    ``selection: val_f1``, or the lowest validation loss with ``selection: val_loss``. Test
-    data never enters this function.
+    ``selection: val_f1``, or the lowest validation loss with ``selection: val_loss``. Training
+    stops early once the validation loss has not improved for ``cfg.patience`` epochs (the
+    reference code's early stopping; ``None``: all ``cfg.epochs``). Test data never enters this
+    function.
 
     Args:
         model: the probe; only parameters with ``requires_grad`` are trained.
@@ -296,6 +341,7 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
     history: list[dict[str, float]] = []
     bar = ProgressBar(progress, total=per_epoch * cfg.epochs)
     start = time.perf_counter()
+    lowest, stale = math.inf, 0
     try:
         for epoch in range(cfg.epochs):
             model.train()
@@ -310,12 +356,18 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
                 best = record
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()
                               if k in trainable}
+            lowest, stale = ((record["val_loss"], 0) if record["val_loss"] < lowest
+                             else (lowest, stale + 1))
+            if cfg.patience is not None and stale >= cfg.patience:
+                log.info("early stop after epoch %d: val loss not below %.4f for %d epochs",
+                         epoch + 1, lowest, stale)
+                break
     finally:
         bar.close()
     assert best is not None
     _restore(model, best_state)
     log.info("best epoch %d of %d: val loss %.4f, val weighted F1 %.4f", best["epoch"] + 1,
-             cfg.epochs, best["val_loss"], best["val_f1"])
+             len(history), best["val_loss"], best["val_f1"])
     return FitResult(int(best["epoch"]), best, history, time.perf_counter() - start)
 
 

@@ -86,6 +86,10 @@ def model_spec(cfg: TrainConfig, input_dims: Mapping[str, int]) -> ModelSpec:
         clusters=cfg.clustering.clusters if "clustering" in parts else None,
         reconstruction_dim=cfg.model.reconstruction_dim if "reconstruction" in parts else None,
         shared_projection=cfg.model.shared_projection,
+        projection_activation=cfg.model.projection_activation,
+        cluster_input=cfg.model.cluster_input,
+        audio_head=cfg.model.audio_head,
+        decoder_activation=cfg.model.decoder_activation,
     )
 
 
@@ -108,8 +112,11 @@ class Objective:
                              f" modalities, got {list(cfg.modalities)}")
         c = cfg.clustering
         self.clustering = (OnlineClustering(c.clusters, queue_batches=c.queue_batches,
-                                            iterations=c.iterations, seed=cfg.seed)
+                                            iterations=c.iterations, seed=cfg.seed,
+                                            centroids=c.centroids, warm_start=c.warm_start)
                            if "clustering" in self.spec.parts else None)
+        #: the epoch of the last training call (``reset_each_epoch`` acts when it changes).
+        self._epoch: int | None = None
         #: detached per-step monitors of the last call: feature std, cluster occupancy.
         self.monitors: dict[str, Tensor] = {}
 
@@ -148,7 +155,7 @@ class Objective:
             parts["mms"] = torch.stack(list(pairs.values())).sum()
             parts.update({f"mms/{k}": v for k, v in pairs.items()})
         if self.clustering_active(epoch):
-            parts.update(self._clustering_parts(out, train=train))
+            parts.update(self._clustering_parts(out, epoch=epoch, train=train))
         if "reconstruction" in self.spec.parts:
             rec = losses.reconstruction_losses(
                 {m: r.float() for m, r in out.reconstructions.items()},
@@ -158,11 +165,15 @@ class Objective:
         self._monitor_std(out.representations)
         return parts
 
-    def _clustering_parts(self, out: HeadOutputs, *, train: bool) -> dict[str, Tensor]:
+    def _clustering_parts(self, out: HeadOutputs, *, epoch: int,
+                          train: bool) -> dict[str, Tensor]:
         assert self.clustering is not None
         logits = {m: g.float() for m, g in out.cluster_logits.items()}
         fused = torch.stack(list(logits.values())).mean(dim=0)
+        if train and self.cfg.clustering.reset_each_epoch and epoch != self._epoch:
+            self.clustering.reset()  # the reference code's queue, zeroed at each epoch
         if train:
+            self._epoch = epoch
             fitted = self.clustering.step(fused)
             if fitted is None:  # fewer points than clusters so far (a tiny dataset)
                 return {}

@@ -103,3 +103,53 @@ def test_spec_errors(kwargs: dict, match: str) -> None:
     args = {"input_dims": INPUTS, "representation_dim": 32, **kwargs}
     with pytest.raises(ValueError, match=match):
         ModelSpec(**args)
+
+
+# ------------------------------------------------------------------ choices (docs/CHOICES.md)
+
+def test_default_heads_follow_the_reference_code(cpu: dict) -> None:
+    cfg = resolve_config("conclugen", overrides=cpu)
+    spec = model_spec(cfg, INPUTS)
+    assert (spec.projection_activation, spec.cluster_input, spec.audio_head,
+            spec.decoder_activation) == ("relu", "projection", "geu_linear", "none")
+    model = ConCluGenHeads(spec)
+    # The projection head ends with a ReLU before its L2 normalisation ...
+    assert isinstance(model.projectors["video"].net[-1], torch.nn.ReLU)
+    out = model(_batch())
+    assert all((p >= 0).all() for p in out.projections.values())
+    # ... and the clustering head reads the projection before that normalisation.
+    raw = model.projectors["text"].net(out.representations["text"])
+    assert torch.allclose(out.cluster_logits["text"], model.cluster_head(raw), atol=1e-6)
+    # Audio: GEU(E -> E), then Linear(E -> D); the other modalities GEU(E -> D).
+    audio = model.encoders["audio"]
+    assert isinstance(audio, torch.nn.Sequential) and isinstance(audio[0], GatedEmbeddingUnit)
+    assert tuple(audio[0].fc1.weight.shape) == (6, 6) and tuple(audio[1].weight.shape) == (64, 6)
+    assert isinstance(model.encoders["video"], GatedEmbeddingUnit)
+    # The decoders end without a ReLU: they can reconstruct signed (text) features.
+    assert isinstance(model.decoders["text"][-1], torch.nn.Linear)
+
+
+def test_the_switches_give_the_other_heads(cpu: dict) -> None:
+    cfg = resolve_config("conclugen", overrides={
+        **cpu, "model": {**cpu["model"], "projection_activation": "none",
+                         "cluster_input": "normalized", "audio_head": "geu",
+                         "decoder_activation": "relu"}})
+    model = ConCluGenHeads(model_spec(cfg, INPUTS))
+    out = model(_batch())
+    assert isinstance(model.projectors["video"].net[-1], torch.nn.Linear)
+    assert torch.allclose(out.cluster_logits["audio"], model.cluster_head(out.projections["audio"]),
+                          atol=1e-6)
+    assert isinstance(model.encoders["audio"], GatedEmbeddingUnit)
+    assert isinstance(model.decoders["text"][-1], torch.nn.ReLU)
+    assert (out.reconstructions["text"] >= 0).all()
+
+
+def test_a_spec_without_the_choices_rebuilds_the_earlier_heads() -> None:
+    # Checkpoints written before the choices were recorded hold none of these keys.
+    spec = ModelSpec.from_dict({"input_dims": INPUTS, "representation_dim": 32,
+                                "projection_dim": 8, "clusters": 4, "reconstruction_dim": 16,
+                                "shared_projection": False})
+    assert (spec.projection_activation, spec.cluster_input, spec.audio_head,
+            spec.decoder_activation) == ("none", "normalized", "geu", "none")
+    with pytest.raises(ValueError, match="audio_head"):
+        ModelSpec(INPUTS, 32, audio_head="lstm")

@@ -187,6 +187,25 @@ def test_class_weights_are_inverse_train_frequencies() -> None:
     assert bce.pos_weight.tolist() == pytest.approx(pos_weight)
 
 
+def test_class_weights_frequency_and_fixed() -> None:
+    # frequency: the paper's reference code for CAER (n_c / n; a switch, not the default)
+    _, freq = make_loss(torch.tensor([0, 0, 0, 1]), 3, multilabel=False,
+                        class_weights="frequency")
+    assert freq == pytest.approx([3 / 4, 1 / 4, 0.0])
+    # fixed: the dataset's own weights (MELD's published ones), in label order
+    ce, fixed = make_loss(torch.tensor([0, 1]), 3, multilabel=False, class_weights="fixed",
+                          values=(4.0, 15.0, 1.0))
+    assert fixed == [4.0, 15.0, 1.0] and ce.weight.tolist() == fixed
+    bce, pos = make_loss(torch.tensor([[1.0, 0]]), 2, multilabel=True, class_weights="fixed",
+                         values=[1.5, 20.0])
+    assert pos == [1.5, 20.0] and bce.pos_weight.tolist() == pos
+    with pytest.raises(ConfigError, match="2 values.*3 classes"):
+        make_loss(torch.tensor([0, 1]), 3, multilabel=False, class_weights="fixed",
+                  values=(1.0, 2.0))
+    with pytest.raises(ConfigError, match="class_weight_values"):
+        resolve_eval_config("synthetic", overrides={"class_weights": "fixed"})
+
+
 def test_unlabeled_rows_are_left_out(tmp_path: Path) -> None:
     store = labelled_store(tmp_path / "u", n=200, unlabeled=10)
     metrics = _eval(str(store.loc.url), run=None, protocol="supervised", out=tmp_path / "e",
@@ -194,13 +213,60 @@ def test_unlabeled_rows_are_left_out(tmp_path: Path) -> None:
     assert metrics["counts"]["train"] == 120 - 10
 
 
-def test_dataset_manifest_supplies_the_papers_lr() -> None:
+def test_dataset_manifest_supplies_the_papers_lr_and_the_class_weights() -> None:
     meld = resolve_eval_config("meld")
     assert (meld.optim.lr, meld.optim.weight_decay) == (9.67e-3, 4e-5)
     assert resolve_eval_config("caer").optim.weight_decay == 8.216e-2
     assert resolve_eval_config("mosei", preset="cpu").optim.lr == 9.96e-3
     assert resolve_eval_config("synthetic", overrides={"optim.lr": 0.5}).optim.lr == 0.5
     assert (meld.batch_size, meld.dropout, meld.optim.warmup_epochs) == (4096, 0.5, 5)
+    # MELD's published weights and the reference code's CMU-MOSEI pos_weight; CAER inverse.
+    assert (meld.class_weights, meld.class_weight_values) == \
+        ("fixed", (4.0, 15.0, 15.0, 3.0, 1.0, 6.0, 3.0))
+    mosei = resolve_eval_config("mosei")
+    assert mosei.class_weights == "fixed" and len(mosei.class_weight_values) == 6
+    assert resolve_eval_config("caer").class_weights == "inverse"
+
+
+# ----------------------------------------------------------- the paper's probe (CHOICES.md)
+
+def test_the_probe_is_dropout_and_linear_on_the_raw_representation(store: str, run: Path,
+                                                                   tmp_path: Path) -> None:
+    cfg = resolve_eval_config("meld")
+    assert (cfg.standardize, cfg.dropout, cfg.classifier_init) == (False, 0.5, "kaiming_normal")
+    metrics = _eval(store, run=run, protocol="linear", out=tmp_path / "raw")
+    assert metrics["config"]["standardize"] is False
+    model, _ = load_classifier(tmp_path / "raw" / "classifier.pt")
+    # Nothing was fitted between the representations and the Linear.
+    assert torch.equal(model.feature_norm.mean, torch.zeros_like(model.feature_norm.mean))
+    assert torch.equal(model.feature_norm.std, torch.ones_like(model.feature_norm.std))
+    _eval(store, run=run, protocol="linear", out=tmp_path / "std",
+          overrides={"standardize": True})
+    fitted, _ = load_classifier(tmp_path / "std" / "classifier.pt")
+    assert not torch.equal(fitted.feature_norm.std, torch.ones_like(fitted.feature_norm.std))
+
+
+def test_the_classifier_starts_from_kaiming_normal_weights() -> None:
+    from heads.evaluation.probe import ProbeModel, ProbeSpec, encoder_heads
+
+    heads = encoder_heads({"video": 8}, 2048, seed=0)
+    torch.manual_seed(0)
+    model = ProbeModel(ProbeSpec(("video",), "concat", 2048, 64, 0.5, False), heads)
+    default_std = float(model.linear.weight.detach().std())
+    model.init_classifier("kaiming_normal")
+    assert float(model.linear.weight.detach().std()) == pytest.approx((2 / 2048) ** 0.5, rel=0.05)
+    assert default_std == pytest.approx((1 / (3 * 2048)) ** 0.5, rel=0.05)  # PyTorch's
+
+
+def test_early_stopping_ends_a_run_once_val_loss_stalls(tmp_path: Path) -> None:
+    store = labelled_store(tmp_path / "s", n=250)
+    metrics = _eval(str(store.loc.url), run=None, protocol="supervised", out=tmp_path / "e",
+                    overrides={"epochs": 200, "patience": 3, "optim.lr": 0.05})
+    losses = [h["val_loss"] for h in metrics["runs"][0]["history"]]
+    assert len(losses) < 200
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert len(losses) - 1 - best == 3  # stopped 3 epochs after the lowest val loss
+    assert resolve_eval_config("meld").patience == 15
 
 
 # ------------------------------------------------------------------------------------ refusals

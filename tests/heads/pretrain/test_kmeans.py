@@ -27,13 +27,49 @@ def test_fit_recovers_well_separated_clusters() -> None:
     assert len(set.union(*mapping.values())) == 3
 
 
-def test_centroids_are_unit_norm_and_seeding_is_reproducible() -> None:
+def test_centroids_are_the_plain_mean_of_their_members() -> None:
+    # Eq. 9 of the paper: c_k = mean of the points assigned to k. Cosine decides the members,
+    # but the centroid keeps the members' norms (here 5x larger in cluster 0).
+    x = torch.tensor([[5.0, 0.1], [5.0, -0.1], [10.0, 0.0], [0.0, 1.0], [0.2, 1.0], [-0.2, 1.0]])
+    km = CosineKMeans(2, seed=0)
+    labels = km.fit(x)
+    assert labels.tolist() in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+    for k in range(2):
+        assert torch.allclose(km.centroids[k], x[labels == k].mean(dim=0), atol=1e-6)
+    assert sorted(km.centroids.norm(dim=1).tolist()) == pytest.approx([1.0, 20 / 3], abs=1e-5)
+
+
+def test_normalized_centroids_are_unit_norm_and_seeding_is_reproducible() -> None:
     x, _ = _blobs()
-    a, b = CosineKMeans(3, seed=7), CosineKMeans(3, seed=7)
+    a, b = CosineKMeans(3, seed=7, centroids="normalized"), \
+        CosineKMeans(3, seed=7, centroids="normalized")
     a.fit(x)
     b.fit(x)
     assert torch.equal(a.centroids, b.centroids)
     assert torch.allclose(a.centroids.norm(dim=1), torch.ones(3), atol=1e-6)
+    c, d = CosineKMeans(3, seed=7), CosineKMeans(3, seed=7)
+    assert torch.equal(c.fit(x), d.fit(x)) and torch.equal(c.centroids, d.centroids)
+    # Both variants find the same partition of well-separated groups.
+    assert torch.equal(c.fit(x), CosineKMeans(3, seed=7, centroids="normalized").fit(x))
+
+
+def test_without_warm_start_every_fit_seeds_afresh() -> None:
+    x, _ = _blobs()
+    cold = CosineKMeans(3, iterations=1, seed=0, warm_start=False)
+    warm = CosineKMeans(3, iterations=1, seed=0)
+    cold.fit(x)
+    warm.fit(x)
+    assert torch.equal(cold.centroids, warm.centroids)
+    twin = CosineKMeans(3, iterations=1, seed=0, warm_start=False)
+    twin.generator.set_state(cold.generator.get_state())
+    drawn = cold.generator.get_state()
+    cold.fit(x)  # a new k-means++ draw (the reference code's refit), one Lloyd step from it
+    twin.fit(x)
+    assert torch.equal(cold.centroids, twin.centroids)
+    assert not torch.equal(cold.generator.get_state(), drawn)
+    seeded = warm.generator.get_state()
+    warm.fit(x)  # continues from its centroids: no new draw
+    assert torch.equal(warm.generator.get_state(), seeded)
 
 
 def test_warm_start_continues_from_previous_centroids() -> None:
@@ -60,6 +96,8 @@ def test_empty_clusters_are_refilled_without_nan() -> None:
 def test_errors() -> None:
     with pytest.raises(ValueError, match="clusters"):
         CosineKMeans(0)
+    with pytest.raises(ValueError, match="centroids"):
+        CosineKMeans(2, centroids="median")
     with pytest.raises(ValueError, match=r"\[N >= 4, K\].*\(3, 2\)"):
         CosineKMeans(4).fit(torch.randn(3, 2))
     with pytest.raises(RuntimeError, match="before any fit"):
@@ -103,7 +141,7 @@ def test_labels_agree_with_nearest_centroid() -> None:
     x, _ = _blobs(seed=3)
     km = CosineKMeans(3)
     labels = km.fit(x)
-    sims = F.normalize(x, dim=1) @ km.centroids.T
+    sims = F.normalize(x, dim=1) @ F.normalize(km.centroids, dim=1).T
     assert torch.equal(labels, sims.argmax(dim=1))
 
 
@@ -121,3 +159,13 @@ def test_online_clustering_waits_until_it_has_as_many_points_as_clusters() -> No
     assert fitted is not None
     centroids, labels = fitted
     assert centroids.shape == (8, 4) and labels.shape == (3,)
+
+
+def test_reset_forgets_the_queue_and_the_centroids() -> None:
+    online = OnlineClustering(2, queue_batches=3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        online.step(torch.randn(4, 3, generator=g))
+    assert len(online.queue) == 3 and online.kmeans.centroids is not None
+    online.reset()
+    assert len(online.queue) == 0 and online.kmeans.centroids is None

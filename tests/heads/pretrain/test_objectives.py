@@ -112,6 +112,33 @@ def test_evaluation_leaves_the_kmeans_state_alone(cpu: dict) -> None:
     assert len(state["queue"]["items"]) == queued
 
 
+def test_clustering_uses_the_mean_centroids_and_keeps_its_queue_across_epochs(cpu: dict
+                                                                            ) -> None:
+    objective, model, batch = _setup("conclu", cpu, clustering={"start_epoch": 0})
+    out = objective(model, batch, epoch=0)
+    objective(model, batch, epoch=1)  # a new epoch: the queue keeps the last batches
+    clustering = objective.clustering
+    assert clustering is not None and len(clustering.queue) == 2
+    centroids = clustering.kmeans.centroids
+    fused = torch.stack([g.float() for g in model(batch).cluster_logits.values()]).mean(0)
+    labels = clustering.kmeans.predict(fused)
+    # Eq. 9: a centroid that has members of this batch only is their plain mean; here the
+    # queue holds the same batch twice, so every centroid is the mean of its batch members.
+    for k in labels.unique():
+        assert torch.allclose(centroids[k], fused[labels == k].mean(0), atol=1e-4)
+    assert "clustering" in out
+
+
+def test_reset_each_epoch_zeroes_the_queue_as_the_reference_code(cpu: dict) -> None:
+    objective, model, batch = _setup("conclu", cpu, clustering={"start_epoch": 0,
+                                                                "reset_each_epoch": True})
+    objective(model, batch, epoch=0)
+    objective(model, batch, epoch=0)
+    assert objective.clustering is not None and len(objective.clustering.queue) == 2
+    objective(model, batch, epoch=1)
+    assert len(objective.clustering.queue) == 1  # zeroed, then this batch queued
+
+
 def test_modality_subsets_give_the_paper_ablations(cpu: dict) -> None:
     objective, model, batch = _setup("conclugen", cpu, ["video", "audio"],
                                      clustering={"start_epoch": 0})
