@@ -136,12 +136,15 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
 
     Raises:
         ClipError: decoding failed, no face (policy ``fail``), empty transcript (policy
-            ``fail``).
+            ``fail``; with ``keep`` the empty transcript is what the text backbone encodes).
     """
     timer = timer or Timer()
     text = row.get("transcript")
-    if "text" in cfg.modalities and not (text or "").strip() and cfg.empty_text == "fail":
-        raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
+    if "text" in cfg.modalities and not (text or "").strip():
+        if cfg.empty_text == "fail":
+            raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
+        if cfg.empty_text == "keep":
+            text = ""  # the text backbone sees the empty transcript ([CLS] [SEP] only)
     start, end = _interval(row)
     with timer("decode"):
         info = media.probe(row["media_path"])
@@ -201,9 +204,10 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
     """Extract a list of sample-table rows.
 
     Returns:
-        ``(kept_rows, features, failures)``: the rows that succeeded, with ``duration_s`` and
-        ``face_ratio`` added, in input order; per modality key an array [kept, views, dim]
-        (float32); one failure per row that did not.
+        ``(kept_rows, features, failures)``: the rows that succeeded, with ``duration_s``,
+        ``face_ratio`` and ``empty_transcript`` (the row has no transcript: with ``empty_text:
+        keep`` its text features encode the empty string) added, in input order; per modality
+        key an array [kept, views, dim] (float32); one failure per row that did not.
     """
     timer = timer or Timer()
     kept: list[dict[str, Any]] = []
@@ -223,7 +227,8 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
             if error is not None:
                 failures.append(error.to_failure(str(row["sample_id"]), str(row["split"])))
                 continue
-            kept.append({**row, "duration_s": clip.duration_s, "face_ratio": clip.face_ratio})
+            kept.append({**row, "duration_s": clip.duration_s, "face_ratio": clip.face_ratio,
+                         "empty_transcript": not (row.get("transcript") or "").strip()})
         for key in cfg.modalities:
             ok = [i for i, e in enumerate(errors) if e is None]
             feats[key].extend(encoded[key][i] for i in ok)
@@ -239,7 +244,7 @@ def _encode_batch(models: Models, cfg: ExtractConfig, clips: list[ClipInputs], t
     The batch is encoded in one call per backbone; if that fails, the clips are encoded one at
     a time so that a single bad clip becomes a ``backbone_error`` instead of sinking the batch.
     """
-    expanded = [augment_clip(c, v, seed=cfg.seed, sample_rate=cfg.sample_rate)
+    expanded = [augment_clip(c, v, seed=cfg.seed, sample_rate=cfg.sample_rate, spec=cfg.augment)
                 for c in clips for v in range(cfg.views)]
     try:
         flat = _encode(models, cfg, expanded, timer)

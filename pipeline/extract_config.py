@@ -20,12 +20,17 @@ class FaceSpec:
         size: side of the output crop in pixels.
         margin: context added around the face: the crop's side is the detected box's longer side
             times ``1 + margin`` (``margin / 2`` of the side on each edge), centred on the box.
-        min_prob: detections with a lower MTCNN probability are ignored.
+        min_prob: detections with a lower MTCNN probability are ignored. The default equals
+            the last stage threshold of MTCNN's defaults (P/R/O-net 0.6, 0.7, 0.7, which the
+            detector uses), so it removes nothing MTCNN keeps.
         detect_max_side: frames whose longer side exceeds this are downscaled for detection only
             (the boxes are scaled back); MTCNN cost grows with the pixel count.
-        min_face_size: smallest face MTCNN looks for, in pixels of the (downscaled) detection
-            frame; a larger value drops the finest image-pyramid levels, which cost the most
-            (on one CPU thread at 640x360: ~80 ms per frame at 20, ~45 ms at 40).
+        min_face_size: smallest face MTCNN looks for, in pixels of the ORIGINAL frame (MTCNN's
+            default, 20). Detection on a downscaled frame looks for ``min_face_size`` times the
+            scale, but for no less than MTCNN's 12-pixel window: on a 1280x720 frame detected
+            at 640x360 the smallest face found is 24 px, on 1920x1080 36 px
+            (:func:`pipeline.faces.detection_size`; ``docs/CHOICES.md`` has the measurements;
+            a ``detect_max_side`` above the frame size gives MTCNN's defaults exactly).
         smoothing: standard deviation in seconds of the Gaussian weights with which box
             coordinates are averaged over the detection times (a centred, time-based moving
             average: no lag, and the same meaning at any detection rate); 0 disables it. It only
@@ -38,9 +43,9 @@ class FaceSpec:
 
     size: int = 180
     margin: float = 0.2
-    min_prob: float = 0.9
+    min_prob: float = 0.7
     detect_max_side: int = 640
-    min_face_size: int = 40
+    min_face_size: int = 20
     smoothing: float = 0.25
     max_shift: float = 1.5
 
@@ -62,6 +67,64 @@ class FaceSpec:
                              "smoothing >= 0, max_shift > 0)")
 
 
+@dataclass(frozen=True)
+class AugmentSpec:
+    """The augmented views' image transforms (views 1.. of a store; view 0 is the clean clip).
+
+    One draw per clip and view, applied to every frame (temporally consistent). The defaults
+    are the reference code's SimCLR-strength video augmentation, with its inverted
+    probabilities corrected (it applied the colour jitter with probability 0.2 and the
+    grayscale with 0.16 where it asked for 0.8 and 0.2; ``docs/CHOICES.md``).
+
+    Attributes:
+        crop_scale: area fraction range of the random resized crop.
+        crop_ratio: aspect ratio range of the crop (drawn log-uniformly).
+        flip_p: probability of a horizontal flip.
+        jitter_p: probability of the colour jitter.
+        brightness: brightness factor drawn from ``[1 - b, 1 + b]``.
+        contrast: contrast factor drawn from ``[1 - c, 1 + c]``.
+        saturation: saturation factor drawn from ``[1 - s, 1 + s]``.
+        hue: hue shift drawn from ``[-h, h]`` (fractions of a full turn).
+        grayscale_p: probability of converting to grayscale.
+        blur_p: probability of a Gaussian blur.
+        blur_sigma: range of the blur's standard deviation in pixels.
+        blur_kernel: kernel side as a fraction of the crop side (made odd).
+    """
+
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (0.5, 2.0)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.8
+    contrast: float = 0.8
+    saturation: float = 0.8
+    hue: float = 0.2
+    grayscale_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel: float = 0.1
+
+    def __post_init__(self) -> None:
+        probs = {n: getattr(self, n) for n in ("flip_p", "jitter_p", "grayscale_p", "blur_p")}
+        bad = [n for n, p in probs.items() if not 0 <= p <= 1]
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            bad.append("crop_scale")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            bad.append("crop_ratio")
+        if min(self.brightness, self.contrast, self.saturation) < 0:
+            bad.append("brightness/contrast/saturation")
+        if not 0 <= self.hue <= 0.5:
+            bad.append("hue")
+        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1] or not 0 <= self.blur_kernel < 1:
+            bad.append("blur_sigma/blur_kernel")
+        if bad:
+            raise ConfigError(f"AugmentSpec: invalid {bad} (probabilities in [0, 1], "
+                              "0 < crop_scale <= 1 increasing, 0 < crop_ratio increasing, "
+                              "jitter strengths >= 0, hue in [0, 0.5], blur_sigma > 0 "
+                              "increasing, blur_kernel in [0, 1))")
+
+
 MODALITIES = ("frames_2d", "frames_3d", "audio", "text")
 
 
@@ -71,6 +134,11 @@ class ExtractConfig:
 
     Loaded from ``manifests/extract.yaml`` plus command-line overrides; written into the
     store's provenance.
+
+    ``empty_text``: what a clip whose transcript is empty becomes: ``keep`` (the default; the
+    paper kept every clip) encodes the empty transcript and flags the clip in the index
+    (``empty_transcript``), ``fail`` records an ``empty_transcript`` failure, ``skip_text``
+    keeps the clip with a zero text vector.
     """
 
     modalities: tuple[str, ...] = MODALITIES
@@ -84,7 +152,8 @@ class ExtractConfig:
     detect_fps: float = 1.0
     sample_rate: int = 16000
     faces: FaceSpec = field(default_factory=FaceSpec)
-    empty_text: Literal["fail", "skip_text"] = "fail"
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    empty_text: Literal["keep", "fail", "skip_text"] = "keep"
     dtype: Literal["float16", "float32"] = "float16"
     batch_clips: int = 8
     seed: int = 0
@@ -114,4 +183,4 @@ class ExtractConfig:
         return "frames_2d" in self.modalities or "frames_3d" in self.modalities
 
 
-__all__ = ["MODALITIES", "ExtractConfig", "FaceSpec"]
+__all__ = ["MODALITIES", "AugmentSpec", "ExtractConfig", "FaceSpec"]

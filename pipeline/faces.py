@@ -31,6 +31,30 @@ FACENET_MISSING = ("face detection needs facenet-pytorch, which is not installed
                    "without its stale dependency pins: pip install --no-deps "
                    "facenet-pytorch==2.6.0")
 
+#: MTCNN's default P-, R- and O-net thresholds and image-pyramid factor (facenet-pytorch's, as
+#: the paper's reference code used them), passed explicitly so that they are on record here.
+MTCNN_THRESHOLDS = (0.6, 0.7, 0.7)
+MTCNN_FACTOR = 0.709
+#: MTCNN's smallest window: a face smaller than this in the detection frame is never found.
+MTCNN_WINDOW = 12
+
+
+def detection_size(width: int, height: int, spec: FaceSpec) -> tuple[int, int, float]:
+    """The detection frame and MTCNN's ``min_face_size`` for a frame of ``width x height``.
+
+    The frame is downscaled so that its longer side is at most ``spec.detect_max_side``, and
+    ``spec.min_face_size`` (pixels of the original frame) is scaled with it, but never below
+    MTCNN's 12-pixel window (a smaller value would make MTCNN upsample the frame it was just
+    given smaller). On a frame no larger than ``detect_max_side`` this is MTCNN's default
+    exactly.
+
+    Returns:
+        ``(new_width, new_height, min_face_size)`` for MTCNN.
+    """
+    scale = min(1.0, spec.detect_max_side / max(width, height))
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return new_w, new_h, max(float(MTCNN_WINDOW), spec.min_face_size * scale)
+
 
 class FaceDetector:
     """Batched MTCNN face detection on RGB frames.
@@ -60,7 +84,9 @@ class FaceDetector:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self._mtcnn = MTCNN(keep_all=True, select_largest=False, post_process=False,
-                            min_face_size=spec.min_face_size, device=self.device)
+                            min_face_size=spec.min_face_size,
+                            thresholds=list(MTCNN_THRESHOLDS), factor=MTCNN_FACTOR,
+                            device=self.device)
         self._mtcnn.eval()
 
     def detect(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
@@ -90,9 +116,8 @@ class FaceDetector:
     def _detect_same_size(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
         batch = torch.from_numpy(np.stack(frames)).to(self.device)  # [B, H, W, 3] uint8
         height, width = batch.shape[1:3]
-        scale = min(1.0, self.spec.detect_max_side / max(height, width))
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        if scale < 1.0:
+        new_w, new_h, self._mtcnn.min_face_size = detection_size(width, height, self.spec)
+        if (new_w, new_h) != (width, height):
             batch = F.interpolate(batch.permute(0, 3, 1, 2).float(), size=(new_h, new_w),
                                   mode="bilinear", antialias=True, align_corners=False
                                   ).permute(0, 2, 3, 1)

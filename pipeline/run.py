@@ -39,7 +39,7 @@ INDEX_FIELDS_BASE = [
     pa.field("sample_id", pa.string()), pa.field("split", pa.string()),
     pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
     pa.field("duration_s", pa.float64()), pa.field("face_ratio", pa.float64()),
-    pa.field("transcript", pa.string()),
+    pa.field("transcript", pa.string()), pa.field("empty_transcript", pa.bool_()),
 ]
 
 

@@ -69,7 +69,7 @@ class Resnet3dSpec:
     dim: int = 2048
     default_weights: str | None = "resnet3d101_kinetics-8d4c9d63"
     layers: tuple[int, int, int, int] = (3, 4, 23, 3)
-    image_size: int = 112
+    image_size: int = 180  # the paper's 180x180 face crops, as the reference code fed them
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
     fps: float = 16.0

@@ -9,6 +9,8 @@ from typing import Literal
 import pytest
 
 from pipeline.config import ConfigError, from_dict, load_yaml
+from pipeline.extract import load_extract_config
+from pipeline.extract_config import ExtractConfig
 from pipeline.manifest import DatasetManifest, load_manifest
 
 
@@ -84,3 +86,34 @@ def test_manifest_rejects_unknown_split(tmp_path: Path) -> None:
                     "splits: {training: {media: t}}\n")
     with pytest.raises(ConfigError, match="unknown split"):
         load_manifest(path)
+
+
+def test_extraction_defaults_follow_the_paper() -> None:
+    # docs/CHOICES.md: every clip kept (an empty transcript is encoded and flagged), MTCNN's
+    # detection defaults relative to the original frame, the reference code's augmentation.
+    shipped, coded = load_extract_config(), ExtractConfig()
+    assert shipped == coded
+    assert coded.empty_text == "keep"
+    assert (coded.faces.min_face_size, coded.faces.min_prob) == (20, 0.7)
+    assert coded.augment.crop_scale == (0.3, 1.0) and coded.augment.hue == 0.2
+    for policy in ("fail", "skip_text"):
+        assert load_extract_config(empty_text=policy).empty_text == policy
+
+
+def test_extraction_config_refuses_bad_augment_and_face_values() -> None:
+    with pytest.raises(ConfigError, match="empty_text"):
+        load_extract_config(empty_text="drop")
+    with pytest.raises(ConfigError, match="jitter_p"):
+        load_extract_config(augment={"jitter_p": 1.5})
+    with pytest.raises(ConfigError, match="min_face_size"):
+        load_extract_config(faces={"min_face_size": 8})
+
+
+def test_dataset_manifests_carry_their_class_weights() -> None:
+    meld, mosei, caer = (load_manifest(n).eval for n in ("meld", "mosei", "caer"))
+    assert meld is not None and meld.class_weights == "fixed"
+    assert meld.class_weight_values == (4.0, 15.0, 15.0, 3.0, 1.0, 6.0, 3.0)
+    assert mosei is not None and mosei.class_weight_values is not None
+    assert len(mosei.class_weight_values) == len(load_manifest("mosei").labels)
+    assert caer is not None and caer.class_weights == "inverse"
+    assert load_manifest("voxceleb2").eval is None
