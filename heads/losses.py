@@ -130,7 +130,8 @@ def clustering_loss(embeddings: Tensor, centroids: Tensor, assignments: Tensor, 
 
     Args:
         embeddings: [N, K] clustering-head outputs (or their modality mean).
-        centroids: [C, K] k-means centroids; treated as constants.
+        centroids: [C, K] k-means centroids, each the plain mean of its members (Eq. 9 of the
+            paper; :class:`heads.pretrain.kmeans.CosineKMeans`); treated as constants.
         assignments: [N] int64 index of each sample's centroid.
         margin: subtracted from the positive logit (0.001 in the paper).
 
@@ -194,7 +195,7 @@ def reconstruction_loss(reconstructions: Mapping[str, Tensor],
     return torch.stack(list(reconstruction_losses(reconstructions, targets).values())).sum()
 
 
-def info_nce(a: Tensor, b: Tensor, *, temperature: float = 0.1) -> Tensor:
+def info_nce(a: Tensor, b: Tensor, *, temperature: float = 0.07) -> Tensor:
     """InfoNCE between two views of the same samples (Eq. 1 of the paper; NT-Xent, SimCLR).
 
     The 2N embeddings ``z = [a; b]`` are compared with each other; for each one the other view
@@ -205,7 +206,7 @@ def info_nce(a: Tensor, b: Tensor, *, temperature: float = 0.1) -> Tensor:
     Args:
         a: [N, D] embeddings of the first view (L2-normalised by the projection head).
         b: [N, D] embeddings of the second view, paired with ``a`` by row.
-        temperature: divides the similarities.
+        temperature: divides the similarities (0.07, the reference code's SimCLR temperature).
 
     Returns:
         [] the mean cross-entropy over the 2N embeddings.

@@ -180,3 +180,22 @@ def test_info_nce_errors() -> None:
         info_nce(torch.zeros(2, 3), torch.zeros(2, 3), temperature=0)
     with pytest.raises(ValueError, match=r"\(2, 3\) and \(2, 4\)"):
         info_nce(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_info_nce_defaults_to_the_reference_temperature() -> None:
+    g = torch.Generator().manual_seed(3)
+    a = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=1)
+    assert info_nce(a, b).item() == pytest.approx(info_nce(a, b, temperature=0.07).item())
+
+
+def test_clustering_loss_sees_the_centroids_norms() -> None:
+    # Mean centroids (Eq. 9) keep their members' scale: a centroid twice as long doubles the
+    # logits of its cluster, which unit-norm centroids would hide.
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    unit = clustering_loss(x, torch.eye(2), labels, margin=0.0)
+    scaled = clustering_loss(x, 3 * torch.eye(2), labels, margin=0.0)
+    assert scaled.item() < unit.item()
+    expected = -torch.log_softmax(torch.tensor([3.0, 0.0]), dim=0)[0]
+    assert scaled.item() == pytest.approx(expected.item(), rel=1e-6)
