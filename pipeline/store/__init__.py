@@ -8,27 +8,30 @@ One module per concern:
 - :mod:`~pipeline.store.reader`: :func:`open_store` and :class:`FeatureStore`;
 - :mod:`~pipeline.store.verify`: ``store verify``;
 - :mod:`~pipeline.store.ops`: ``store info``, ``diff``, ``merge``, ``upgrade``;
-- :mod:`~pipeline.store.filesystem`: where the files live (fsspec), atomic writes, redaction.
+- :mod:`~pipeline.store.filesystem`: where the files live (fsspec), the one gate every read of
+  a store file goes through, atomic writes, storage errors, redaction;
+- :mod:`~pipeline.store.errors`: the store's errors (all of them user errors).
 
 The names below are the public API: ``from pipeline.store import open_store``.
 """
 
 from __future__ import annotations
 
+from pipeline.store.errors import LockedError, MissingFileError, StoreError, UnsafePathError
 from pipeline.store.filesystem import (COPY_BLOCK_SIZE, READ_BLOCK_SIZE, READ_CACHE_TYPE,
-                                       Location, read_parquet, redact_url, sha256_file,
-                                       table_to_bytes)
-from pipeline.store.manifest import (FORMAT, SHARD_DIR, StoreError, StoreManifest,
-                                     canonical_json, feature_space_differences,
-                                     store_id_of)
+                                       Location, check_relative, read_parquet, redact_url,
+                                       sha256_file, storage_errors, table_to_bytes)
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, StoreManifest, canonical_json,
+                                     feature_space_differences, shard_paths, store_id_of)
 from pipeline.store.reader import (FeatureStore, dictionary_codes, group_by_code, load_manifest,
                                    open_store)
 from pipeline.store.writer import (ShardResult, completed_shard, finalize, shard_name,
                                    write_arrays, write_shard)
 
 __all__ = ["COPY_BLOCK_SIZE", "FORMAT", "READ_BLOCK_SIZE", "READ_CACHE_TYPE", "SHARD_DIR",
-           "FeatureStore", "Location", "ShardResult", "StoreError", "StoreManifest",
-           "canonical_json", "completed_shard", "dictionary_codes", "feature_space_differences",
-           "finalize", "group_by_code", "load_manifest", "open_store", "read_parquet",
-           "redact_url", "sha256_file", "shard_name", "store_id_of", "table_to_bytes",
-           "write_arrays", "write_shard"]
+           "FeatureStore", "Location", "LockedError", "MissingFileError", "ShardResult",
+           "StoreError", "StoreManifest", "UnsafePathError", "canonical_json", "check_relative",
+           "completed_shard", "dictionary_codes", "feature_space_differences", "finalize",
+           "group_by_code", "load_manifest", "open_store", "read_parquet", "redact_url",
+           "sha256_file", "shard_name", "shard_paths", "storage_errors", "store_id_of",
+           "table_to_bytes", "write_arrays", "write_shard"]

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import ConfigError, from_dict
-from pipeline.errors import UserError
 from pipeline.extract_config import ExtractConfig, FaceSpec
+from pipeline.store.errors import StoreError
+from pipeline.store.filesystem import check_relative
 
 FORMAT_PREFIX = "conclugen-store/"
 VERSION = 2
@@ -52,10 +53,6 @@ RUNTIME_ENCODER_FIELDS = frozenset({"compute_dtype", "device", "batch_size"})
 #: Per store key, the extraction settings that are part of its feature space.
 SAMPLING_FIELDS: dict[str, tuple[str, ...]] = {
     "frames_2d": ("fps_2d",), "frames_3d": ("fps_3d",), "audio": ("sample_rate",), "text": ()}
-
-
-class StoreError(UserError, ValueError):
-    """A store is missing, incomplete, inconsistent or of another configuration."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -377,10 +374,57 @@ def parse_manifest(data: Any, where: str = "store.json") -> StoreManifest:
         manifest = from_dict(StoreManifest, data, where)
     except ConfigError as err:
         raise StoreError(f"{err} (store.json does not fit the store contract)") from None
+    check_manifest(manifest, where)
     # The recorded feature space is for readers without this project; comparisons use the one
     # this release derives, so two stores are always compared by the same rule.
     derived = json.loads(json.dumps(feature_space_of(manifest.identity, manifest.modalities)))
     return dataclasses.replace(manifest, feature_space=derived)
+
+
+def check_manifest(manifest: StoreManifest, where: str = "store.json") -> None:
+    """What the types alone do not say: at least one modality, the same keys in ``identity``
+    and ``modalities``, and a shard list :func:`shard_paths` accepts.
+
+    Raises:
+        StoreError: naming the field.
+    """
+    if not manifest.modalities:
+        raise StoreError(f"{where}: modalities is empty; a store holds the features of at "
+                         "least one key (store.json does not fit the store contract)")
+    planned, loaded = sorted(manifest.identity.modalities), sorted(manifest.modalities)
+    if planned != loaded:
+        raise StoreError(f"{where}: identity.modalities {planned} and modalities {loaded} name "
+                         "different keys (store.json does not fit the store contract)")
+    shard_paths(manifest, where)
+
+
+def shard_paths(manifest: StoreManifest, where: str = "store.json") -> dict[str, str]:
+    """Shard name (a value of the index's ``shard`` column) -> its path in ``store.json``.
+
+    The one mapping between the index and ``store.json``: readers open, ``store verify``
+    hashes and ``store merge`` copies exactly these paths, so what is verified is what is read.
+    Every path is ``shards/<name>.h5`` (the layout every writer uses), which also keeps a
+    ``store.json`` from naming files elsewhere.
+
+    Raises:
+        UnsafePathError: a path that would leave the store (absolute, ``..``, a URL).
+        StoreError: another layout, a negative row count or a shard listed twice.
+    """
+    out: dict[str, str] = {}
+    for i, entry in enumerate(manifest.shards):
+        at = f"{where}: shards[{i}].path"
+        check_relative(entry.path, at)
+        folder, _, file = entry.path.rpartition("/")
+        name = file.removesuffix(".h5")
+        if folder != SHARD_DIR or not file.endswith(".h5") or not name:
+            raise StoreError(f"{at}: {entry.path!r} is not {SHARD_DIR}/<name>.h5, where the "
+                             "shards of a store lie")
+        if name in out:
+            raise StoreError(f"{at}: shard {name!r} is listed twice")
+        if entry.rows < 0:
+            raise StoreError(f"{where}: shards[{i}].rows is {entry.rows}")
+        out[name] = entry.path
+    return out
 
 
 def format_version(found: Any, where: str) -> int:
@@ -499,6 +543,7 @@ def _v1_config(ident: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str
 __all__ = ["FORMAT", "READABLE", "SHARD_DIR", "VERSION", "BackboneChoice", "Counts",
            "DatasetInfo", "ExtractionInfo", "FacePolicyInfo", "ModalityInfo", "ShardEntry",
            "StoreError", "StoreIdentity", "StoreManifest", "build_manifest", "canonical_json",
+           "check_manifest", "shard_paths",
            "feature_space_differences", "feature_space_id", "feature_space_of",
            "format_differences", "format_version", "manifest_json", "parse_manifest",
            "sha256_json", "store_id_of", "to_json", "upgrade_v1"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.failures import FAILURE_SCHEMA
-from pipeline.store.filesystem import Location, read_parquet, table_to_bytes
-from pipeline.store.manifest import (FORMAT, SHARD_DIR, ShardEntry, StoreError, StoreManifest,
+from pipeline.store.errors import MissingFileError, StoreError
+from pipeline.store.filesystem import Location, read_parquet, storage_errors, table_to_bytes
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, ShardEntry, StoreManifest,
                                      feature_space_differences, feature_space_id,
                                      format_version, manifest_json, parse_manifest, sha256_json,
                                      to_json)
@@ -325,15 +325,18 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
     if len(stores) < 2:
         raise StoreError(f"merge needs at least two stores, got {len(stores)}")
     dest = Location.parse(out, storage_options)
-    if dest.exists() and dest.fs.ls(dest.root):
+    with storage_errors(dest.display):
+        used = dest.exists() and dest.fs.ls(dest.root)
+    if used:
         raise StoreError(f"{dest.display} exists and is not empty; merge into a new location")
     _check_mergeable(stores)
     shards: list[ShardResult] = []
     for store in stores:
         log.info("merging %s (%d shards)", store.url, len(store.manifest.shards))
         groups = _shard_tables(store)
+        names = {path: name for name, path in store.shard_paths.items()}
         for entry in store.manifest.shards:
-            part = groups.get(posixpath.basename(entry.path).removesuffix(".h5"))
+            part = groups.get(names[entry.path])
             shards.append(_copy_shard(store, entry, part, dest, len(shards)))
     ids = pa.concat_arrays([s.index.column("sample_id").combine_chunks() for s in stores])
     failures, dropped = _merged_failures(stores, ids)
@@ -398,18 +401,23 @@ def _shard_tables(store: FeatureStore) -> dict[str, pa.Table]:
 
 def _copy_shard(store: FeatureStore, entry: ShardEntry, part: pa.Table | None,
                 dest: Location, k: int) -> ShardResult:
-    src, name = store.loc.path(entry.path), shard_name(k)
+    # Only through the store's gate: a store.json naming a file outside the store (or a
+    # symbolic link out of it) must not get that file copied into the merged store.
+    src, name = store.loc.member(entry.path), shard_name(k)
     sidecar = entry.path.removesuffix(".h5") + ".failures.parquet"
     index = part if part is not None else store.index.schema.empty_table().drop_columns(
         ["shard", "row"])
     if index.num_rows != entry.rows:
         raise StoreError(f"{store.url}/{entry.path}: store.json says {entry.rows} rows, "
                          f"the index has {index.num_rows}; run `cli store verify` on it")
-    failures = (read_parquet(store.loc, sidecar) if store.loc.exists(sidecar)
-                else FAILURE_SCHEMA.empty_table())
+    try:
+        failures = read_parquet(store.loc, sidecar)
+    except MissingFileError:
+        failures = FAILURE_SCHEMA.empty_table()
     dest.write_atomic(table_to_bytes(index), SHARD_DIR, name + ".index.parquet")
     dest.write_atomic(table_to_bytes(failures), SHARD_DIR, name + ".failures.parquet")
-    digest = dest.copy_atomic(store.loc.fs, src, SHARD_DIR, name + ".h5")
+    digest = dest.copy_atomic(store.loc.fs, src, SHARD_DIR, name + ".h5",
+                              src_where=store.loc.where(entry.path))
     if digest != entry.sha256:
         dest.fs.rm(dest.path(SHARD_DIR, name + ".h5"))
         raise StoreError(f"{store.url}/{entry.path}: checksum mismatch (store.json "
@@ -471,9 +479,15 @@ def upgrade_store(url: str | Path, *,
         StoreError: not a store, or a format this release cannot read.
     """
     loc = Location.parse(url, storage_options)
-    if not loc.exists("store.json"):
-        raise StoreError(f"{loc.display}: no store.json, not a complete feature store")
-    raw = json.loads(loc.read_bytes("store.json"))
+    try:
+        raw = json.loads(loc.read_bytes("store.json"))
+    except MissingFileError:
+        raise StoreError(f"{loc.display}: no store.json, not a complete feature store") \
+            from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StoreError(f"{loc.display}/store.json: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise StoreError(f"{loc.display}/store.json: expected a JSON object")
     found = str(raw.get("format"))
     format_version(found, f"{loc.display}/store.json")
     manifest = parse_manifest(raw, f"{loc.display}/store.json")

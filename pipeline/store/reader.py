@@ -3,10 +3,20 @@
 A store is readable with plain ``h5py`` + ``pyarrow``; nothing is pickled. This module is the
 reader the trainer, evaluation and prediction use; ``store.json`` is parsed into a typed
 :class:`~pipeline.store.manifest.StoreManifest` (any readable format version).
+
+What is read is what ``store verify`` checks: an index row's ``shard`` names a shard that
+``store.json`` lists, and the file opened is that entry's path
+(:func:`~pipeline.store.manifest.shard_paths`), through the one gate that keeps every read
+inside the store (:meth:`~pipeline.store.filesystem.Location.member`). Opening a store checks,
+cheaply, that the index and ``store.json`` agree (:meth:`FeatureStore.check_index`: columns,
+listed shards, rows per shard, every row in range and used once); a shard's datasets are
+checked against the declared shape and dtype when first read. Checksums are not recomputed on
+open (that reads every byte): ``cli store verify`` does that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -19,10 +29,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.store.errors import MissingFileError, StoreError
 from pipeline.store.filesystem import READ_BLOCK_SIZE, Location, read_parquet
-from pipeline.store.manifest import SHARD_DIR, StoreError, StoreManifest, parse_manifest
+from pipeline.store.manifest import SHARD_DIR, StoreManifest, parse_manifest, shard_paths
 
 log = logging.getLogger(__name__)
+
+H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
+"""What h5py raises on a damaged file (it maps HDF5 library errors onto these)."""
+VERIFY_HINT = "; `cli store verify` checks the whole store"
+
+
+@contextlib.contextmanager
+def h5_errors(where: str, action: str) -> Iterator[None]:
+    """An h5py failure on a store file as one :class:`StoreError` naming the file."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except H5_ERRORS as err:
+        raise StoreError(f"{where}: cannot {action}: {err}{VERIFY_HINT}") from err
 
 
 def dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
@@ -46,6 +72,11 @@ def group_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield int(code), order[lo:hi]
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or (
+        pa.types.is_dictionary(t) and _is_text(t.value_type)))
+
+
 class FeatureStore:
     """A complete store opened for reading (see :func:`open_store`).
 
@@ -61,7 +92,10 @@ class FeatureStore:
         self.manifest = manifest
         self.index = index
         self.block_size = block_size
+        self.shard_paths = shard_paths(manifest, f"{self.url}/store.json")
+        self._rows_declared = {e.path: e.rows for e in manifest.shards}
         self._files: dict[str, h5py.File] = {}
+        self._datasets: dict[tuple[str, str], h5py.Dataset] = {}
         self._handles: list[Any] = []
 
     def __repr__(self) -> str:
@@ -104,6 +138,76 @@ class FeatureStore:
     def _check_key(self, key: str) -> None:
         if key not in self.manifest.modalities:
             raise KeyError(f"{self.url} has no modality {key!r}; it has {list(self.keys)}")
+
+    def check_index(self) -> None:
+        """Refuse an index that disagrees with ``store.json`` (cheap: no shard is opened).
+
+        Checks the columns and their types, the sample count, that every ``shard`` value is a
+        shard ``store.json`` lists, that each shard has as many index rows as ``store.json``
+        declares, and that every ``row`` is in range and used once (so the index rows of a
+        shard are exactly its rows). Array operations over the index: a million rows cost a
+        fraction of a second. Checksums and the shards' own ids are ``store verify``'s job.
+
+        Raises:
+            StoreError: naming the column, or the index row, sample id, shard and row.
+        """
+        where = f"{self.url}/index.parquet"
+        label = ("labels", pa.types.is_list) if self.multilabel else ("label",
+                                                                      pa.types.is_integer)
+        for name, is_type in (("sample_id", _is_text), ("split", _is_text), ("shard", _is_text),
+                              ("row", pa.types.is_integer), label):
+            if name not in self.index.column_names:
+                raise StoreError(f"{where}: column {name!r} missing (it has "
+                                 f"{self.index.column_names}){VERIFY_HINT}")
+            column = self.index.column(name)
+            if not is_type(column.type):
+                raise StoreError(f"{where}: column {name!r} is {column.type}, expected "
+                                 f"{is_type.__name__.removeprefix('is_').strip('_')}"
+                                 f"{VERIFY_HINT}")
+            if name != label[0] and column.null_count:
+                raise StoreError(f"{where}: column {name!r} has {column.null_count} null "
+                                 f"values{VERIFY_HINT}")
+        counts = self.manifest.counts
+        if self.index.num_rows != counts.samples:
+            raise StoreError(f"{where}: {self.index.num_rows} rows, store.json counts "
+                             f"{counts.samples} samples{VERIFY_HINT}")
+        self._check_rows(where)
+
+    def _check_rows(self, where: str) -> None:
+        codes, names = self._shard_codes
+        unknown = [i for i, name in enumerate(names) if name not in self.shard_paths]
+        if unknown:
+            pos = int(np.flatnonzero(np.isin(codes, unknown))[0])
+            raise StoreError(f"{where} row {pos} ({self._describe(pos)}): shard "
+                             f"{names[codes[pos]]!r} is not listed in store.json{VERIFY_HINT}")
+        declared = {name: self._rows_declared[path] for name, path in self.shard_paths.items()}
+        found = np.bincount(codes, minlength=len(names))
+        per_shard = dict(zip(names, found.tolist(), strict=True))
+        for name, count in declared.items():
+            if per_shard.get(name, 0) != count:
+                raise StoreError(f"{where}: {per_shard.get(name, 0)} rows point to shard "
+                                 f"{name!r}, store.json declares {count}{VERIFY_HINT}")
+        limit = np.array([declared[name] for name in names], dtype=np.int64)[codes]
+        rows = self._rows
+        bad = np.flatnonzero((rows < 0) | (rows >= limit))
+        if len(bad):
+            pos = int(bad[0])
+            raise StoreError(f"{where} row {pos} ({self._describe(pos)}): row {rows[pos]} is "
+                             f"out of range (0..{limit[pos] - 1}){VERIFY_HINT}")
+        sizes = np.array([declared[n] for n in names], dtype=np.int64)
+        offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes)])[:-1]
+        slots = offsets[codes] + rows
+        order = np.argsort(slots, kind="stable")
+        repeated = np.flatnonzero(np.diff(slots[order]) == 0)
+        if len(repeated):
+            first, second = sorted(order[repeated[0]:repeated[0] + 2].tolist())
+            raise StoreError(f"{where} rows {first} and {second}: both point to shard "
+                             f"{names[codes[first]]!r} row {rows[first]}{VERIFY_HINT}")
+
+    def _describe(self, pos: int) -> str:
+        codes, names = self._shard_codes
+        return (f"sample_id {self.index.column('sample_id')[pos].as_py()!r}, shard "
+                f"{names[codes[pos]]!r}, row {self._rows[pos]}")
 
     @cached_property
     def failures(self) -> pa.Table:
@@ -149,15 +253,42 @@ class FeatureStore:
         return self._labels if positions is None else self._labels[np.asarray(positions)]
 
     def _file(self, shard: str) -> h5py.File:
+        """The open shard ``shard`` (an index ``shard`` value), at its ``store.json`` path."""
         if shard not in self._files:
-            parts = (SHARD_DIR, shard + ".h5")
+            if shard not in self.shard_paths:
+                raise StoreError(f"{self.url}/index.parquet: shard {shard!r} is not listed in "
+                                 f"store.json{VERIFY_HINT}")
+            rel = self.shard_paths[shard]
+            where = self.loc.where(rel)
             if self.loc.is_local:
-                self._files[shard] = h5py.File(self.loc.path(*parts), "r")
+                path = self.loc.member(rel)
+                with h5_errors(where, "open it as an HDF5 shard"):
+                    self._files[shard] = h5py.File(path, "r")
             else:
-                handle = self.loc.open_read(*parts, block_size=self.block_size)
+                handle = self.loc.open_read(rel, block_size=self.block_size)
                 self._handles.append(handle)
-                self._files[shard] = h5py.File(handle, "r")
+                with h5_errors(where, "open it as an HDF5 shard"):
+                    self._files[shard] = h5py.File(handle, "r")
         return self._files[shard]
+
+    def _dataset(self, shard: str, key: str) -> h5py.Dataset:
+        """Dataset ``key`` of a shard, checked once against what ``store.json`` declares."""
+        if (shard, key) not in self._datasets:
+            h5 = self._file(shard)
+            rel = self.shard_paths[shard]
+            where = f"{self.loc.where(rel)} dataset {key!r}"
+            with h5_errors(where, "read it"):
+                if key not in h5:
+                    raise StoreError(f"{where}: missing (the shard holds {sorted(h5)})"
+                                     f"{VERIFY_HINT}")
+                dataset = h5[key]
+                shape, dtype = dataset.shape, dataset.dtype
+            declared = (self._rows_declared[rel], self.views, self.dim(key))
+            if shape != declared or dtype != self._dtype(key):
+                raise StoreError(f"{where}: shape {shape} {dtype}, store.json declares "
+                                 f"{declared} {self._dtype(key)}{VERIFY_HINT}")
+            self._datasets[shard, key] = dataset
+        return self._datasets[shard, key]
 
     def read(self, key: str, positions: np.ndarray | None = None, *,
              view: int | None = None) -> np.ndarray:
@@ -177,8 +308,10 @@ class FeatureStore:
             lo, hi = int(rows.min()), int(rows.max()) + 1
             # One contiguous slice per shard, then a gather in memory: far faster than h5py's
             # point selection, and a slice is a few large remote reads instead of many small.
-            dataset = self._file(names[code])[key]
-            block = dataset[lo:hi] if view is None else dataset[lo:hi, view:view + 1]
+            dataset = self._dataset(names[code], key)
+            with h5_errors(f"{self.loc.where(self.shard_paths[names[code]])} dataset {key!r}",
+                           f"read rows {lo}..{hi - 1}"):
+                block = dataset[lo:hi] if view is None else dataset[lo:hi, view:view + 1]
             out[sel] = block[rows - lo]
         return out[:, 0] if view is not None else out
 
@@ -199,6 +332,7 @@ class FeatureStore:
         for handle in self._handles:
             handle.close()
         self._files.clear()
+        self._datasets.clear()
         self._handles.clear()
 
     def __enter__(self) -> FeatureStore:
@@ -213,14 +347,18 @@ def load_manifest(loc: Location) -> StoreManifest:
 
     Raises:
         StoreError: no ``store.json`` (missing or incomplete store), not JSON, an unknown or
-            newer format, or a field that does not fit the contract.
+            newer format, a field that does not fit the contract, or a storage failure
+            (credentials, connection), each naming the file.
     """
-    if not loc.exists("store.json"):
+    try:
+        raw = loc.read_bytes("store.json")
+    except MissingFileError:
         hint = (" (extraction has not finished: run the same `cli extract` again to resume)"
                 if loc.exists(SHARD_DIR) else "")
-        raise StoreError(f"{loc.display}: no store.json, not a complete feature store{hint}")
+        raise StoreError(f"{loc.display}: no store.json, not a complete feature store{hint}") \
+            from None
     try:
-        data = json.loads(loc.read_bytes("store.json"))
+        data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise StoreError(f"{loc.display}/store.json: not valid JSON ({err})") from None
     return parse_manifest(data, f"{loc.display}/store.json")
@@ -236,11 +374,16 @@ def open_store(url: str | Path, *, storage_options: dict[str, Any] | None = None
         block_size: bytes per remote read of a shard.
 
     Raises:
-        StoreError: no ``store.json`` (missing or incomplete store) or an unknown format.
+        StoreError: no ``store.json`` (missing or incomplete store), an unknown format, an
+            index that disagrees with ``store.json`` (:meth:`FeatureStore.check_index`), or a
+            storage failure, each naming the file.
     """
     loc = Location.parse(url, storage_options)
     manifest = load_manifest(loc)
-    return FeatureStore(loc, manifest, read_parquet(loc, "index.parquet"), block_size=block_size)
+    store = FeatureStore(loc, manifest, read_parquet(loc, "index.parquet"),
+                         block_size=block_size)
+    store.check_index()
+    return store
 
 
 __all__ = ["FeatureStore", "dictionary_codes", "group_by_code", "load_manifest", "open_store"]

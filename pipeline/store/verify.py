@@ -8,6 +8,12 @@ NaN or Inf (read in chunks of rows, so a store of any size fits in memory); the 
 has its schema and closed sets; no sample is both extracted and failed.
 
 A remote shard is downloaded once, into a temporary file, while its checksum is computed.
+
+The files checked are the files readers open: an index row's ``shard`` is looked up in
+``store.json``'s list (:func:`~pipeline.store.manifest.shard_paths`) and every file goes
+through :meth:`~pipeline.store.filesystem.Location.member`, so a ``store.json`` or an index
+that names a file outside the store (an absolute path, ``..``, a symbolic link out, a device
+such as ``/dev/zero``, a FIFO) is reported as a problem and never read.
 """
 
 from __future__ import annotations
@@ -29,18 +35,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.failures import FAILURE_SCHEMA, Reason, Stage
-from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet
-from pipeline.store.manifest import (FORMAT, SHARD_DIR, ModalityInfo, ShardEntry, StoreError,
-                                     StoreManifest, parse_manifest, store_id_of)
-from pipeline.store.reader import dictionary_codes, group_by_code
+from pipeline.store.errors import MissingFileError, StoreError, UnsafePathError
+from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet, storage_errors
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, ModalityInfo, ShardEntry,
+                                     StoreManifest, parse_manifest, shard_paths, store_id_of)
+from pipeline.store.reader import H5_ERRORS, dictionary_codes, group_by_code
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SHOWN = 5
 """Problems of one kind listed one by one; the rest are counted in one more line."""
-H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
-"""What h5py raises on a damaged file (it maps HDF5 library errors onto these)."""
 
 
 @dataclass(frozen=True)
@@ -133,26 +138,33 @@ class _Verifier:
         if failures is not None:
             self.check_failures(failures, index)
         self.check_counts(manifest, index, failures)
+        names = {path: name for name, path in shard_paths(manifest).items()}
         for entry in manifest.shards:
-            name = posixpath.basename(entry.path).removesuffix(".h5")
-            self.check_shard(entry, manifest, groups.get(name))
+            self.check_shard(entry, manifest, groups.get(names[entry.path]))
         self.note_leftovers(manifest)
 
     # ------------------------------------------------------------------- store.json and tables
 
     def manifest(self) -> StoreManifest | None:
-        if not self.loc.exists("store.json"):
+        """The parsed store.json, or None (with a problem). A store that cannot be reached at
+        all (credentials, connection) raises: that is not a finding about the store."""
+        try:
+            text = self.loc.read_bytes("store.json")
+        except MissingFileError:
             self.problem("store.json", "", "missing: the store is incomplete or not a store")
             return None
+        except UnsafePathError as err:
+            self.problem("store.json", "", str(err))
+            return None
         try:
-            raw = json.loads(self.loc.read_bytes("store.json"))
+            raw = json.loads(text)
         except ValueError as err:
             self.problem("store.json", "", f"not valid JSON: {err}")
             return None
         try:
             manifest = parse_manifest(raw, "store.json")
         except StoreError as err:
-            self.problem("store.json", "", str(err))
+            self.problem("store.json", "", str(err).removeprefix("store.json: "))
             return None
         self.report.store_id = manifest.store_id
         if raw.get("feature_space") not in (None, manifest.feature_space):
@@ -169,14 +181,13 @@ class _Verifier:
         return manifest
 
     def table(self, name: str) -> pa.Table | None:
-        if not self.loc.exists(name):
-            self.problem(name, "", "missing")
-            return None
         try:
             return read_parquet(self.loc, name)
-        except (OSError, pa.ArrowException) as err:
-            self.problem(name, "", f"not a readable Parquet file: {err}")
-            return None
+        except MissingFileError:
+            self.problem(name, "", "missing")
+        except StoreError as err:
+            self.problem(name, "", str(err).removeprefix(self.loc.where(name) + ": "))
+        return None
 
     def check_index(self, index: pa.Table, manifest: StoreManifest) -> bool:
         """Columns, types, unique ids, splits, labels; True when shard/row can be used."""
@@ -285,7 +296,7 @@ class _Verifier:
 
     def index_by_shard(self, index: pa.Table, manifest: StoreManifest) -> dict[str, pa.Table]:
         """Per shard, its index rows sorted by ``row``, with their ``position`` in the index."""
-        listed = {posixpath.basename(e.path).removesuffix(".h5") for e in manifest.shards}
+        listed = set(shard_paths(manifest))
         table = index.select(["sample_id", "shard", "row"]).append_column(
             "position", pa.array(np.arange(index.num_rows), pa.int64()))
         ordered = table.sort_by([("shard", "ascending"), ("row", "ascending")])
@@ -307,12 +318,17 @@ class _Verifier:
                     part: pa.Table | None) -> None:
         rel = entry.path
         pointing = f"; {part.num_rows} index rows point to it" if part is not None else ""
-        if not self.loc.exists(rel):
+        try:
+            resolved = self.loc.member(rel)
+        except MissingFileError:
             self.problem(rel, "", f"missing{pointing}", f"a shard of {entry.rows} rows",
                          "no file")
             return
+        except UnsafePathError as err:
+            self.problem(rel, "", str(err).removeprefix(self.loc.where(rel) + ": ") + pointing)
+            return
         self.report.shards += 1
-        with self.local_copy(rel) as (path, digest, size):
+        with self.local_copy(rel, resolved) as (path, digest, size):
             self.report.bytes_hashed += size
             if digest != entry.sha256:
                 self.problem(rel, "", "checksum mismatch: the file changed after it was written",
@@ -324,22 +340,29 @@ class _Verifier:
                 self.problem(rel, "", f"not a readable HDF5 shard: {err}")
 
     @contextlib.contextmanager
-    def local_copy(self, rel: str) -> Iterator[tuple[str, str, int]]:
-        """``(local path, sha256, bytes)``; a remote file is downloaded once while hashed."""
+    def local_copy(self, rel: str, resolved: str) -> Iterator[tuple[str, str, int]]:
+        """``(local path, sha256, bytes)`` of the file :meth:`Location.member` resolved ``rel``
+        to; a remote file is downloaded once while hashed."""
         digest, size = hashlib.sha256(), 0
-        with self.loc.fs.open(self.loc.path(rel), "rb") as src, contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:
+            with storage_errors(self.loc.where(rel)):
+                src = stack.enter_context(self.loc.fs.open(resolved, "rb"))
             dst = None
             if not self.loc.is_local:
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "shard.h5"
                 dst = stack.enter_context(tmp.open("wb"))
-            while chunk := src.read(COPY_BLOCK_SIZE):
+            while True:
+                with storage_errors(self.loc.where(rel)):
+                    chunk = src.read(COPY_BLOCK_SIZE)
+                if not chunk:
+                    break
                 digest.update(chunk)
                 size += len(chunk)
                 if dst is not None:
                     dst.write(chunk)
             if dst is not None:
                 dst.close()
-            yield (self.loc.path(rel) if dst is None else str(tmp)), digest.hexdigest(), size
+            yield (resolved if dst is None else str(tmp)), digest.hexdigest(), size
 
     def check_h5(self, rel: str, h5: h5py.File, entry: ShardEntry,
                  manifest: StoreManifest, part: pa.Table | None) -> None:

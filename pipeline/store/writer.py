@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,13 +34,13 @@ import pyarrow.compute as pc
 
 from pipeline.extract_config import ExtractConfig
 from pipeline.failures import FAILURE_SCHEMA
-from pipeline.store.filesystem import (Location, read_parquet, redact_url, sha256_file,
+from pipeline.store.errors import MissingFileError, StoreError
+from pipeline.store.filesystem import (Location, read_parquet, sha256_file, storage_errors,
                                        table_to_bytes)
-from pipeline.store.reader import FeatureStore, open_store
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, BackboneChoice, Counts, DatasetInfo,
-                                     ModalityInfo, ShardEntry, StoreError, StoreIdentity,
-                                     StoreManifest, build_manifest, manifest_json,
-                                     store_id_of)
+                                     ModalityInfo, ShardEntry, StoreIdentity, StoreManifest,
+                                     build_manifest, manifest_json, store_id_of)
+from pipeline.store.reader import FeatureStore, h5_errors, open_store
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +91,23 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
     name = shard_name(k)
     loc.write_atomic(table_to_bytes(index), SHARD_DIR, name + ".index.parquet")
     loc.write_atomic(table_to_bytes(failures), SHARD_DIR, name + ".failures.parquet")
+    where = loc.where(SHARD_DIR, name + ".h5")
     if loc.is_local:
         local_dir = Path(loc.path(SHARD_DIR))
-        tmp = local_dir / f"{name}.h5.partial"
-        digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
-        tmp.replace(local_dir / f"{name}.h5")
+        # A unique temporary name: a task orphaned by a killed driver and the re-run's task
+        # for the same shard never write into one file.
+        tmp = local_dir / f"{name}.h5.{uuid.uuid4().hex[:12]}.partial"
+        try:
+            with storage_errors(where, "write"):
+                digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
+                tmp.replace(local_dir / f"{name}.h5")
+        finally:
+            tmp.unlink(missing_ok=True)
     else:
         with tempfile.TemporaryDirectory(dir=scratch) as scratch_dir:
             tmp = Path(scratch_dir) / f"{name}.h5.partial"
-            digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
+            with storage_errors(f"{tmp} (the local copy of {where})", "write"):
+                digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
             loc.put_atomic(tmp, SHARD_DIR, name + ".h5")
     return ShardResult(name, rows, digest, index, failures, info or {})
 
@@ -132,19 +141,36 @@ def completed_shard(loc: Location, k: int, store_id: str) -> ShardResult | None:
         StoreError: the shard exists but was written with another configuration.
     """
     name = shard_name(k)
-    if not loc.exists(SHARD_DIR, name + ".h5"):
+    try:
+        path = loc.member(SHARD_DIR, name + ".h5")
+    except MissingFileError:
         return None
-    with loc.open_read(SHARD_DIR, name + ".h5") as f, h5py.File(f, "r") as h5:
+    where = loc.where(SHARD_DIR, name + ".h5")
+    found, rows, info = shard_attributes(loc, k)
+    if found != store_id:
+        raise StoreError(f"{where} was extracted with another configuration (store_id "
+                         f"{found[:12]}, this run {store_id[:12]}); use a new --out or the "
+                         "same options as before")
+    return ShardResult(name, rows, sha256_file(loc.fs, path, where=where),
+                       read_parquet(loc, SHARD_DIR, name + ".index.parquet"),
+                       read_parquet(loc, SHARD_DIR, name + ".failures.parquet"), info)
+
+
+def shard_attributes(loc: Location, k: int) -> tuple[str, int, dict[str, Any]]:
+    """``(store_id, rows, info)`` recorded in shard ``k`` (read through the store's gate).
+
+    Raises:
+        MissingFileError: no such shard.
+        StoreError: not a readable shard.
+    """
+    rel = f"{SHARD_DIR}/{shard_name(k)}.h5"
+    where = loc.where(rel)
+    with loc.open_read(rel) as f, h5_errors(where, "read it as an HDF5 shard"), \
+            h5py.File(f, "r") as h5:
         found = str(h5.attrs.get("store_id", ""))
         rows = int(h5["sample_id"].shape[0])
         info = json.loads(h5.attrs.get("info", "{}"))
-    if found != store_id:
-        raise StoreError(f"{redact_url(loc.path(SHARD_DIR, name + '.h5'))} was extracted with "
-                         f"another configuration (store_id {found[:12]}, this run "
-                         f"{store_id[:12]}); use a new --out or the same options as before")
-    return ShardResult(name, rows, sha256_file(loc.fs, loc.path(SHARD_DIR, name + ".h5")),
-                       read_parquet(loc, SHARD_DIR, name + ".index.parquet"),
-                       read_parquet(loc, SHARD_DIR, name + ".failures.parquet"), info)
+    return found, rows, info
 
 
 def finalize(loc: Location, *, identity: StoreIdentity, modalities: Mapping[str, ModalityInfo],
@@ -264,5 +290,5 @@ def _arrays_index(ids: list[str], splits: Sequence[str], labels: np.ndarray,
     cols["transcript"] = pa.nulls(len(ids), pa.string())
     return pa.table(cols)
 
-__all__ = ["ShardResult", "completed_shard", "finalize", "shard_name", "write_arrays",
-           "write_shard"]
+__all__ = ["ShardResult", "completed_shard", "finalize", "shard_attributes", "shard_name",
+           "write_arrays", "write_shard"]
