@@ -111,7 +111,8 @@ class TextEncoder:
         self._provenance = {**provenance, "dim": self.dim}
 
     def validate(self, x: Any) -> None:
-        """Raise :class:`ClipError` (``empty_transcript``) for a missing or blank transcript."""
+        """Raise :class:`ClipError` (``empty_transcript``) for a missing transcript (an empty
+        string is encoded: the extraction's empty_text policy decides before this)."""
         _check_text(x, self.spec.name)
 
     def encode(self, x: str) -> np.ndarray:
@@ -150,9 +151,11 @@ class TextEncoder:
 
 
 def _check_text(x: Any, what: str) -> str:
-    if x is None or (isinstance(x, str) and not x.strip()):
+    # An empty string is encoded ([CLS] [SEP] only): the extraction's empty_text policy decides
+    # before this whether such a clip is kept, fails, or gets a zero vector.
+    if x is None:
         raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT,
-                        f"{what}: the transcript is empty")
+                        f"{what}: the clip has no transcript")
     if not isinstance(x, str):
         raise ValueError(f"{what}: expected a transcript str, got {type(x).__name__}")
     return x

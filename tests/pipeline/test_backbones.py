@@ -243,14 +243,18 @@ def test_units_are_chunked_across_clips_without_mixing_them(batch_size: int) -> 
 # ------------------------------------------------------------------ text
 
 
-def test_empty_transcript_is_a_clip_error(encoders: dict[str, Encoder]) -> None:
+def test_an_empty_transcript_is_encoded_and_none_is_a_clip_error(
+        encoders: dict[str, Encoder]) -> None:
     enc = _encoder(encoders, "distilbert-sst2")
-    for blank in ("", "   \n\t", None):
-        with pytest.raises(ClipError) as err:
-            enc.encode(blank)
-        assert err.value.reason is Reason.EMPTY_TRANSCRIPT
+    for blank in ("", "   \n\t"):
+        vector = enc.encode(blank)
+        assert vector.shape == (enc.dim,) and np.isfinite(vector).all()
+    assert not np.allclose(enc.encode(""), enc.encode("fine"))
+    with pytest.raises(ClipError) as err:
+        enc.encode(None)
+    assert err.value.reason is Reason.EMPTY_TRANSCRIPT
     with pytest.raises(ClipError, match="clip 1 of the batch") as err:
-        enc.encode_batch(["fine", " "])
+        enc.encode_batch(["fine", None])
     assert err.value.reason is Reason.EMPTY_TRANSCRIPT
 
 

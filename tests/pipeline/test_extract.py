@@ -165,8 +165,6 @@ def test_text_models_give_finite_features_for_the_empty_transcript(name: str,
     assert vector.shape == (1, encoder.dim) and np.isfinite(vector).all()
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/backbones/text.py (_check_text) still refuses "
-                   "an empty transcript; `empty_text: keep` needs it to encode one")
 def test_the_text_backbone_encodes_the_empty_transcript() -> None:
     from pipeline.backbones import load_encoder
 
