@@ -88,7 +88,8 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,
             sample_rate=cfg.sample_rate, faces=cfg.faces,
             face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
-            empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed))
+            empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed,
+            augment=cfg.augment if cfg.views > 1 else None))
 
 
 def _weights_identity(weights: str) -> tuple[str, str | None]:

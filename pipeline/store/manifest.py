@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import ConfigError, from_dict
-from pipeline.extract_config import ExtractConfig, FaceSpec
+from pipeline.extract_config import AugmentSpec, ExtractConfig, FaceSpec
 from pipeline.store.errors import StoreError
 from pipeline.store.filesystem import check_relative
 
@@ -112,7 +112,8 @@ class FacePolicyInfo:
 @dataclass(frozen=True)
 class ExtractionInfo:
     """The extraction settings that determine feature values (run settings such as
-    ``batch_clips`` are in :attr:`StoreManifest.config`)."""
+    ``batch_clips`` are in :attr:`StoreManifest.config`). ``augment`` is the augmented views'
+    transforms (None for one view, or a store of the first release)."""
 
     fps_2d: float
     fps_3d: float
@@ -123,6 +124,7 @@ class ExtractionInfo:
     empty_text: str
     dtype: str
     augment_seed: int
+    augment: AugmentSpec | None = None
 
 
 @dataclass(frozen=True)

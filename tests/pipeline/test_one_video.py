@@ -38,8 +38,9 @@ def test_extract_config_round_trips_through_the_manifest_for_every_field() -> No
                               views=3, batch_clips=5, seed=7, empty_text="skip_text",
                               faces={"size": 160, "min_prob": 0.8, "smoothing": 0.5})
     identity = feature_identity(cfg, load_manifest("meld"))
-    manifest = build_manifest(identity=identity, modalities={}, shards=[],
-                              counts=Counts(0, 0), created="", config=cfg)
+    manifest = build_manifest(identity=identity, shards=[], counts=Counts(0, 0), created="",
+                              modalities={k: ModalityInfo(dim=4) for k in cfg.modalities},
+                              config=cfg)
     import json
 
     back = parse_manifest(json.loads(json.dumps(to_json(manifest)))).extract_config()
@@ -166,3 +167,13 @@ def test_local_weights_are_identified_by_content_not_path(tmp_path: Path) -> Non
     assert alice == bob and alice.modalities["audio"].weights == "file:audio_model.pth"
     (tmp_path / "bob" / "audio_model.pth").write_bytes(b"other bytes")
     assert identity(tmp_path / "bob" / "audio_model.pth") != alice
+
+
+def test_augmentation_strength_is_part_of_the_identity_of_augmented_stores() -> None:
+    def identity(**overrides: object):
+        cfg = load_extract_config(modalities=["audio"], weights={"audio": "random"}, **overrides)
+        return feature_identity(cfg, load_manifest("meld"))
+
+    assert identity(views=3) != identity(views=3, augment={"jitter_p": 0.2})
+    assert identity(views=1) == identity(views=1, augment={"jitter_p": 0.2})
+    assert identity(views=3).extraction.augment.jitter_p != 0.2
