@@ -85,19 +85,27 @@ def assemble_modalities(store: FeatureStore, modality_keys: Mapping[str, Sequenc
     return Layout(keys, dims)
 
 
-def check_views(store: FeatureStore, needs_views: bool) -> None:
-    """Objectives that contrast augmented views need a store with at least two."""
-    if needs_views and store.views < 2:
-        raise DataError(f"{store.url} holds {store.views} view per sample; contrasting augmented "
-                        "views needs at least 2 (extract with augmented views)")
+def check_views(store: FeatureStore, needs_views: bool,
+                contrast_views: str = "augmented") -> None:
+    """Objectives that contrast views need two to draw from: two augmented views (views
+    1..V-1, so a store of at least 3) or, with ``contrast_views: all``, any two (at least 2)."""
+    need = 3 if contrast_views == "augmented" else 2
+    if needs_views and store.views < need:
+        raise DataError(f"{store.url} holds {store.views} view(s) per sample; contrasting "
+                        f"{'two augmented views' if need == 3 else 'two views'} needs at least "
+                        f"{need} (extract with --views {need}"
+                        + (", or --set data.contrast_views=all to pair the clean view with an "
+                           "augmented one)" if need == 3 else ")"))
 
 
 def read_modality(store: FeatureStore, keys: Sequence[str], positions: np.ndarray, *,
-                  all_views: bool) -> np.ndarray:
-    """float16 features of one modality: [n, E] (view 0) or [n, V, E] with ``all_views``."""
+                  all_views: bool, first_view: int = 0) -> np.ndarray:
+    """float16 features of one modality: [n, E] (view 0) or, with ``all_views``, [n, V', E]
+    of views ``first_view..V-1`` (1: the augmented views only, without the clean one)."""
     view = None if all_views else 0
     parts = [store.read(k, positions, view=view) for k in keys]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+    arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+    return arr[:, first_view:] if all_views and first_view else arr
 
 
 def steps_per_epoch(rows: int, batch_size: int, drop_last: bool) -> int:
@@ -198,8 +206,8 @@ class StreamedFeatures:
 
     def __init__(self, store: FeatureStore, layout: Layout, positions: np.ndarray, *,
                  device: torch.device, batch_size: int, drop_last: bool, pair_views: bool,
-                 chunk_rows: int, shuffle_chunks: int) -> None:
-        self.store, self.layout = store, layout
+                 chunk_rows: int, shuffle_chunks: int, first_view: int = 0) -> None:
+        self.store, self.layout, self.first_view = store, layout, first_view
         self.positions = np.asarray(positions, dtype=np.int64)
         self.rows = len(self.positions)
         self.device = device
@@ -219,8 +227,8 @@ class StreamedFeatures:
         pos = [self.chunks[i] for i in chunk_ids]
         out = {}
         for m, keys in self.layout.keys.items():
-            arr = np.concatenate([read_modality(self.store, keys, p, all_views=self.pair_views)
-                                  for p in pos])
+            arr = np.concatenate([read_modality(self.store, keys, p, all_views=self.pair_views,
+                                                first_view=self.first_view) for p in pos])
             t = torch.from_numpy(arr)
             # float16 over PCIe (half the bytes), float32 on the CPU (no per-batch conversion).
             out[m] = t.pin_memory() if self.device.type == "cuda" else t.float()
@@ -297,7 +305,10 @@ def load_features(store: FeatureStore, layout: Layout, splits: Sequence[str], cf
     positions = store.positions(list(splits))
     if len(positions) == 0:
         return None
-    views = store.views if pair_views else 1
+    # View-contrasting objectives pair two of the augmented views (1..V-1) by default; view 0,
+    # the clean clip, is then never loaded.
+    first_view = 1 if pair_views and cfg.contrast_views == "augmented" else 0
+    views = store.views - first_view if pair_views else 1
     # float16 on a GPU (twice the rows fit); float32 on the CPU, which has no fast float16 math.
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     nbytes = len(positions) * views * sum(layout.dims.values()) * dtype.itemsize
@@ -315,8 +326,9 @@ def load_features(store: FeatureStore, layout: Layout, splits: Sequence[str], cf
         return StreamedFeatures(store, layout, positions, device=device,
                                 batch_size=cfg.batch_size, drop_last=cfg.drop_last,
                                 pair_views=pair_views, chunk_rows=cfg.chunk_rows,
-                                shuffle_chunks=cfg.shuffle_chunks)
-    tensors = {m: torch.from_numpy(read_modality(store, keys, positions, all_views=pair_views))
+                                shuffle_chunks=cfg.shuffle_chunks, first_view=first_view)
+    tensors = {m: torch.from_numpy(read_modality(store, keys, positions, all_views=pair_views,
+                                                 first_view=first_view))
                .to(device=device, dtype=dtype) for m, keys in layout.keys.items()}
     return InMemoryFeatures(tensors, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
                             pair_views=pair_views)

@@ -179,7 +179,7 @@ def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
            payload: Mapping[str, Any] | None) -> _Run:
     """Features on the device, the heads, AdamW, the objective; restored from ``payload``."""
     spec = get_objective(cfg.objective)
-    check_views(fs, spec.needs_views)
+    check_views(fs, spec.needs_views, cfg.data.contrast_views)
     layout = assemble_modalities(fs, cfg.modality_keys, cfg.modalities)
     # The config records the keys actually used (a store may lack some of the asked ones).
     cfg = dataclasses.replace(cfg, modality_keys={**cfg.modality_keys, **layout.keys})

@@ -63,9 +63,10 @@ def store_1view(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def store_2views(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("store2") / "store"
-    make_store(path, views=2)
+def store_views(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The clean view and two augmented ones (Instance-Cont contrasts the augmented two)."""
+    path = tmp_path_factory.mktemp("store3") / "store"
+    make_store(path, views=3)
     return str(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,11 +61,15 @@ def test_a_modality_without_any_key_is_an_error(store_no3d: str) -> None:
         assemble_modalities(store, KEYS, ["depth"])
 
 
-def test_views_check(store_1view: str, store_2views: str) -> None:
-    with pytest.raises(DataError, match="1 view per sample.*at least 2"):
+def test_views_check(store_1view: str, store_views: str, tmp_path: Path, store_maker) -> None:
+    with pytest.raises(DataError, match=r"1 view\(s\) per sample.*at least 3"):
         check_views(open_store(store_1view), needs_views=True)
     check_views(open_store(store_1view), needs_views=False)
-    check_views(open_store(store_2views), needs_views=True)
+    check_views(open_store(store_views), needs_views=True)
+    two = open_store(store_maker(tmp_path / "two", views=2).url)
+    with pytest.raises(DataError, match="two augmented views needs at least 3.*contrast_views"):
+        check_views(two, needs_views=True)
+    check_views(two, needs_views=True, contrast_views="all")
 
 
 @pytest.mark.parametrize("rows, batch, drop_last, expected", [
@@ -80,7 +85,8 @@ def _sources(store_url: str, **kw) -> tuple[InMemoryFeatures, StreamedFeatures]:
     out = []
     for placement in ("memory", "stream"):
         cfg = DataConfig(batch_size=kw.get("batch_size", 40), drop_last=kw.get("drop_last", False),
-                         placement=placement, chunk_rows=50, shuffle_chunks=2)
+                         placement=placement, chunk_rows=50, shuffle_chunks=2,
+                         contrast_views=kw.get("contrast_views", "augmented"))
         out.append(load_features(store, layout, ["train"], cfg, device=CPU,
                                  pair_views=kw.get("pair_views", False)))
     return out[0], out[1]
@@ -133,18 +139,26 @@ def test_streamed_ordered_matches_in_memory_ordered(store_1view: str) -> None:
     stream.close()
 
 
-def test_two_distinct_views_per_row(store_2views: str) -> None:
-    memory, stream = _sources(store_2views, pair_views=True)
-    store = open_store(store_2views)
-    both = store.read("audio", store.positions("train")).astype(np.float32)  # [n, 2, 32]
-    clean, augmented = {tuple(r) for r in both[:, 0]}, {tuple(r) for r in both[:, 1]}
-    for source in (memory, stream):
-        batch = next(iter(source.epoch(torch.Generator().manual_seed(0))))
-        assert batch["audio"].shape == (40, 2, 32)
-        kinds = {(tuple(r[0].tolist()) in clean, tuple(r[1].tolist()) in augmented)
-                 for r in batch["audio"]}
-        assert kinds == {(True, True), (False, False)}  # (0, 1) or (1, 0), never a view twice
-    stream.close()
+def test_two_distinct_augmented_views_per_row(store_views: str) -> None:
+    """The pair is two of the augmented views 1..V-1, never the clean view 0 (the reference
+    code contrasts two augmented views); ``contrast_views: all`` may pair the clean one."""
+    store = open_store(store_views)
+    views = store.read("audio", store.positions("train")).astype(np.float32)  # [n, 3, 32]
+    sets = [{tuple(r) for r in views[:, v]} for v in range(3)]
+    for contrast, allowed in (("augmented", {(1, 2), (2, 1)}),
+                              ("all", {(a, b) for a in range(3) for b in range(3) if a != b})):
+        memory, stream = _sources(store_views, pair_views=True, contrast_views=contrast)
+        seen = set()
+        for source in (memory, stream):
+            batch = next(iter(source.epoch(torch.Generator().manual_seed(0))))
+            assert batch["audio"].shape == (40, 2, 32)
+            for r in batch["audio"]:
+                pair = tuple(next(v for v in range(3) if tuple(r[i].tolist()) in sets[v])
+                             for i in range(2))
+                assert pair in allowed, (contrast, pair)
+                seen.add(pair)
+        assert seen == allowed, "every allowed pair turns up in 80 rows"
+        stream.close()
 
 
 def test_pick_two_views_without_generator_takes_views_0_and_1() -> None:

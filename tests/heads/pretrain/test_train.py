@@ -45,10 +45,10 @@ def test_lr_schedule_warms_up_then_anneals_with_warm_restarts() -> None:
 # ----------------------------------------------------------------------------- every objective
 
 @pytest.mark.parametrize("name", list(OBJECTIVES))
-def test_every_objective_learns_on_a_synthetic_store(name: str, store_2views: str, cpu: dict,
+def test_every_objective_learns_on_a_synthetic_store(name: str, store_views: str, cpu: dict,
                                                      tmp_path: Path) -> None:
     cpu["clustering"]["start_epoch"] = 0  # so the first epoch has the same parts as the last
-    run = _run(store_2views, name, tmp_path / name, cpu, epochs=5)
+    run = _run(store_views, name, tmp_path / name, cpu, epochs=5)
     epochs = read_metrics(run, "epoch")
     assert len(epochs) == 5
     assert epochs[-1]["loss"] < epochs[0]["loss"], [e["loss"] for e in epochs]
@@ -75,7 +75,7 @@ def test_modality_subsets_train(store_1view: str, cpu: dict, tmp_path: Path) -> 
 
 def test_instance_cont_refuses_a_store_with_one_view(store_1view: str, cpu: dict,
                                                      tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="1 view per sample"):
+    with pytest.raises(DataError, match=r"1 view\(s\) per sample.*--views 3"):
         _run(store_1view, "instance_cont", tmp_path / "run", cpu, epochs=1)
 
 
