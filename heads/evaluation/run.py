@@ -288,7 +288,8 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "config": setup.cfg.to_dict(),
         "selection": SELECTION[setup.cfg.selection],
         "class_weights": {"kind": setup.cfg.class_weights,
-                          "kind_multilabel": "pos_weight = negatives / positives",
+                          "meaning": _WEIGHT_MEANING[setup.spec.multilabel][
+                              setup.cfg.class_weights],
                           "values": weights},
         "counts": counts,
         "seeds": [r["seed"] for r in runs],
@@ -296,6 +297,20 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "runs": runs,
         "files": files,
     }
+
+
+#: What each class_weights mode means, for single-label (False) and multi-label (True) stores
+#: (see heads.evaluation.probe.make_loss).
+_WEIGHT_MEANING = {
+    False: {"inverse": "cross-entropy weight n / (C * n_c) from the train split",
+            "frequency": "cross-entropy weight n_c / n from the train split",
+            "fixed": "cross-entropy weights given in the config (class_weight_values)",
+            "none": "unweighted cross-entropy"},
+    True: {"inverse": "BCE pos_weight = negatives / positives per label, from the train split",
+           "frequency": "BCE pos_weight = positives / n per label, from the train split",
+           "fixed": "BCE pos_weight given in the config (class_weight_values)",
+           "none": "unweighted BCE"},
+}
 
 
 def _space_id(fs: FeatureStore, setup: EvalSetup) -> str:

@@ -171,6 +171,7 @@ def test_multilabel_store_is_scored_per_label(tmp_path: Path) -> None:
     assert 0.5 < metrics["summary"]["test"]["weighted_accuracy"]["mean"] <= 1.0
     assert (tmp_path / "e" / "confusion_test.png").is_file()
     assert len(metrics["class_weights"]["values"]) == 3
+    assert metrics["class_weights"]["meaning"].startswith("BCE pos_weight = negatives")
 
 
 def test_class_weights_are_inverse_train_frequencies() -> None:
