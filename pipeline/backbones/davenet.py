@@ -41,10 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.backbones.encoder import (
-    compute_dtype, finite_rows, freeze, inference, resolve_device)
+    compute_dtype, finite_rows, freeze, inference, resolve_device, resolved)
 from pipeline.backbones.random_init import AUDIO_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.weights import (
-    WeightsError, fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
+    WeightsError, fit_state_dict, in_background, load_state_dict, resolve_weights, skeleton,
+    warn_random)
 from pipeline.failures import ClipError, Reason, Stage
 
 
@@ -272,6 +273,7 @@ class AudioEncoder:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of backbone, weights and preprocessing."""
+        self._provenance = resolved(self._provenance)
         return dict(self._provenance)
 
 
@@ -342,18 +344,19 @@ def build(spec: DavenetSpec, weights: str | None = None, device: str = "cpu") ->
     dev = resolve_device(device)
     source = resolve_weights(weights, backbone=spec.name, key=spec.key,
                              default=spec.default_weights, hint=spec.checkpoint_hint)
-    with seeded_init():
+    if source.kind != "random":  # read first: the file is hashed while the model is built
+        state, sha = load_state_dict(source)
+        _refuse_codebooks(state, source.location)
+    with skeleton():  # no memory, no initialisation: the checkpoint or the scheme sets all
         model: nn.Module = (Davenet(spec.n_mels, spec.dim) if spec.arch == "davenet" else
                             ResDavenet(spec.n_mels, spec.widths, spec.depths, spec.conv_width))
     init: dict[str, Any] = {}
     if source.kind == "random":
         warn_random(spec.name)
-        he_init_(model, residual_blocks=(SpeechBlock,))
+        he_init_(model.to_empty(device="cpu"), residual_blocks=(SpeechBlock,))
         standardise_input_(model, spec)
-        sha, init = state_sha256(model), init_fields(AUDIO_CNN)
+        sha, init = in_background(state_sha256, model.state_dict()), init_fields(AUDIO_CNN)
     else:
-        state, sha = load_state_dict(source)
-        _refuse_codebooks(state, source.location)
         fit_state_dict(model, state, source=source.location, backbone=spec.name)
     provenance = {"backbone": spec.name, "architecture": type(model).__name__,
                   "weights": source.identifier, "weights_sha256": sha, **init, "dim": spec.dim,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -48,6 +49,12 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{device}' requested but CUDA is not available")
     return dev
+
+
+def resolved(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """``provenance`` with its pending values (a weights sha256 still being computed in the
+    background, see :func:`pipeline.backbones.weights.in_background`) waited for."""
+    return {k: v.result() if isinstance(v, Future) else v for k, v in provenance.items()}
 
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
@@ -152,6 +159,7 @@ class UnitEncoder:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of backbone, weights and preprocessing."""
+        self._provenance = resolved(self._provenance)
         return dict(self._provenance)
 
     def _run(self, blocks: list[np.ndarray]) -> np.ndarray:

@@ -43,6 +43,7 @@ a random store whose weights it does not reproduce.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -93,10 +94,12 @@ def branch_end(block: nn.Module) -> _BatchNorm:
     return norms[-1]
 
 
-def state_sha256(model: nn.Module) -> str:
-    """sha256 of a model's state dict: every entry's name, dtype, shape and bytes, in order."""
+def state_sha256(model: nn.Module | Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a model's state dict (or of a state dict): every entry's name, dtype, shape
+    and bytes, in order."""
+    state: Mapping[str, Any] = model.state_dict() if isinstance(model, nn.Module) else model
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in state.items():
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())

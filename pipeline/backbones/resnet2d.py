@@ -17,7 +17,7 @@ import torch
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
-from pipeline.backbones.weights import torchvision_trunk
+from pipeline.backbones.weights import in_background, torchvision_trunk
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,7 +83,7 @@ def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -
         from torchvision.models.resnet import BasicBlock, Bottleneck
 
         he_init_(model, residual_blocks=(BasicBlock, Bottleneck))
-        sha, init = state_sha256(model), init_fields(RESIDUAL_CNN)
+        sha, init = in_background(state_sha256, model.state_dict()), init_fields(RESIDUAL_CNN)
     model = freeze(model, dev)
     normalise = normaliser(spec.mean, spec.std, dev)
 

@@ -22,6 +22,7 @@ the Kinetics statistics, encoded to ``[2048]`` each; the clip's vector is their 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.weights import (
-    fit_state_dict, load_state_dict, resolve_weights, seeded_init, warn_random)
+    fit_state_dict, in_background, load_state_dict, resolve_weights, skeleton, warn_random)
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -167,11 +168,12 @@ def window_preprocessing(spec: WindowSpec) -> dict[str, Any]:
 
 
 def window_encoder(spec: WindowSpec, model: nn.Module, device: torch.device, *,
-                   architecture: str, weights: str, sha256: str,
+                   architecture: str, weights: str, sha256: str | Future[str],
                    init: Mapping[str, Any] | None = None) -> UnitEncoder:
     """Wrap a frozen 3D backbone (``[N, 3, t, S, S]`` -> ``[N, dim]``) as a window encoder.
 
-    ``init`` carries the provenance fields of random weights (``init_scheme``, ``init_seed``).
+    ``init`` carries the provenance fields of random weights (``init_scheme``, ``init_seed``);
+    ``sha256`` may still be being computed (the encoder's ``provenance()`` waits for it).
     """
     normalise = normaliser(spec.mean, spec.std, device)
 
@@ -273,15 +275,16 @@ def build(spec: Resnet3dSpec, weights: str | None = None, device: str = "cpu") -
     dev = resolve_device(device)
     source = resolve_weights(weights, backbone=spec.name, key=spec.key,
                              default=spec.default_weights, named=KNOWN_WEIGHTS)
-    with seeded_init():  # PyTorch's default init, overwritten by a checkpoint or the scheme
+    if source.kind != "random":  # read first: the file is hashed while the model is built
+        state, sha = load_state_dict(source)
+    with skeleton():  # no memory, no initialisation: the checkpoint or the scheme sets all
         model = ResNet3d(spec.layers)
     init = None
     if source.kind == "random":
         warn_random(spec.name)
-        he_init_(model, residual_blocks=(Bottleneck3d,))
-        sha, init = state_sha256(model), init_fields(RESIDUAL_CNN)
+        he_init_(model.to_empty(device="cpu"), residual_blocks=(Bottleneck3d,))
+        sha, init = in_background(state_sha256, model.state_dict()), init_fields(RESIDUAL_CNN)
     else:
-        state, sha = load_state_dict(source)
         fit_state_dict(model, state, source=source.location, backbone=spec.name,
                        ignore_prefixes=CLASSIFIER_PREFIXES)
     depth = 2 + 3 * sum(spec.layers)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import string
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +38,11 @@ import numpy as np
 import torch
 
 from pipeline.backbones.encoder import (
-    compute_dtype, finite_rows, freeze, inference, resolve_device)
+    compute_dtype, finite_rows, freeze, inference, resolve_device, resolved)
 from pipeline.backbones.random_init import SEED, TRANSFORMER, init_fields, state_sha256
 from pipeline.backbones.weights import (
-    WeightsError, WeightsSource, folder_weights_sha256, resolve_weights, seeded_init,
-    warn_random)
+    WeightsError, WeightsSource, folder_weights_sha256, in_background, resolve_weights,
+    seeded_init, warn_random)
 from pipeline.failures import ClipError, Reason, Stage
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class TextEncoder:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of backbone, weights, tokenizer and pooling."""
+        self._provenance = resolved(self._provenance)
         return dict(self._provenance)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -180,18 +182,22 @@ def random_model() -> tuple[Any, PreTrainedModel]:
     return tokenizer, model
 
 
-def _pretrained(source: WeightsSource) -> tuple[Any, PreTrainedModel, str, str | None]:
-    """Tokenizer, model, weights sha256 and hub revision for a folder or hub id."""
+def _pretrained(source: WeightsSource,
+                ) -> tuple[Any, PreTrainedModel, Future[str], str | None]:
+    """Tokenizer, model, weights sha256 (being computed) and hub revision for a folder or id."""
     from transformers import AutoModel, AutoTokenizer
 
+    # A folder is hashed while it loads (the hash reads the files into the page cache).
+    digest = (in_background(folder_weights_sha256, Path(source.location))
+              if source.kind == "folder" else None)
     tokenizer = AutoTokenizer.from_pretrained(source.location)
     # float32 whatever the checkpoint's dtype (transformers 5 loads "auto" by default); seeded
     # so that layers the checkpoint lacks (a pooler the mean pooling never uses) are made
     # without touching the caller's generator.
     with seeded_init(SEED):
         model = AutoModel.from_pretrained(source.location, dtype=torch.float32)
-    if source.kind == "folder":
-        return tokenizer, model, folder_weights_sha256(Path(source.location)), None
+    if digest is not None:
+        return tokenizer, model, digest, None
     from huggingface_hub import try_to_load_from_cache
 
     config = try_to_load_from_cache(source.location, "config.json")
@@ -199,7 +205,7 @@ def _pretrained(source: WeightsSource) -> tuple[Any, PreTrainedModel, str, str |
         raise WeightsError(f"{source.location}: loaded, but its files are not in the "
                            "Hugging Face cache, so the weights cannot be fingerprinted")
     snapshot = Path(config).parent
-    return tokenizer, model, folder_weights_sha256(snapshot), snapshot.name
+    return tokenizer, model, in_background(folder_weights_sha256, snapshot), snapshot.name
 
 
 def build(spec: TextSpec, weights: str | None = None, device: str = "cpu") -> TextEncoder:
@@ -221,11 +227,12 @@ def build(spec: TextSpec, weights: str | None = None, device: str = "cpu") -> Te
         raise WeightsError(f"weights '{weights}' for backbone '{spec.name}': text encoders "
                            "load a Hugging Face id or a save_pretrained folder, not a file/URL")
     revision: str | None = None
+    sha: Future[str]
     init: dict[str, Any] = {}
     if source.kind == "random":
         warn_random(spec.name)
         tokenizer, model = random_model()
-        sha, tokenizer_name = state_sha256(model), RANDOM_TOKENIZER
+        sha, tokenizer_name = in_background(state_sha256, model.state_dict()), RANDOM_TOKENIZER
         init = init_fields(TRANSFORMER)
     else:
         tokenizer, model, sha, revision = _pretrained(source)

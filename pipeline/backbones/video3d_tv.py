@@ -18,7 +18,7 @@ from pipeline.backbones.encoder import UnitEncoder, freeze, resolve_device
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.resnet3d import (
     KINETICS_MEAN, KINETICS_STD, window_encoder, window_preprocessing)
-from pipeline.backbones.weights import torchvision_trunk
+from pipeline.backbones.weights import in_background, torchvision_trunk
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def build(spec: TorchvisionVideoSpec, weights: str | None = None,
         from torchvision.models.video.resnet import BasicBlock, Bottleneck
 
         he_init_(model, residual_blocks=(BasicBlock, Bottleneck))
-        sha, init = state_sha256(model), init_fields(RESIDUAL_CNN)
+        sha, init = in_background(state_sha256, model.state_dict()), init_fields(RESIDUAL_CNN)
     if source.identifier in {member.name for member in enum}:
         _check_constants(spec, enum[source.identifier].transforms())
     return window_encoder(spec, freeze(model, dev), dev, weights=source.identifier, sha256=sha,

@@ -12,6 +12,13 @@ A weights argument is one of:
 
 Whatever is loaded is fingerprinted with the sha256 of the file actually read, so a store's
 provenance says exactly which weights made its features.
+
+Start-up costs about one read of the weight files: backbones are built on the ``meta`` device
+(shapes, no memory, no initialisation that the weights would overwrite), ``torch.save`` files are
+memory-mapped rather than copied, the checkpoint's tensors become the parameters
+(``load_state_dict(assign=True)``), and the sha256 pass, which reads the file into the page
+cache the mapping then uses, runs in background threads (:func:`in_background`) while the next
+backbones are built; an encoder's ``provenance()`` waits for its digest.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import pickle
 import re
-from collections.abc import Iterator, Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +50,8 @@ WeightsKind = Literal["random", "url", "file", "folder", "hub"]
 #: written before PyTorch 0.4.1; unused in eval mode).
 _OPTIONAL_KEY = re.compile(r"(^|\.)num_batches_tracked$")
 _MAX_KEYS_SHOWN = 12
+#: Threads hashing weights beside the builds (created on first use, again after a fork).
+_HASHING: ThreadPoolExecutor | None = None
 
 
 class WeightsError(UserError, ValueError):
@@ -116,11 +128,34 @@ def resolve_weights(weights: str | None, *, backbone: str, key: str, default: st
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, streamed (checkpoints are hundreds of MB)."""
     with open(path, "rb") as f:
+        if hasattr(os, "posix_fadvise"):
+            # The kernel reads the whole file ahead: disk reads overlap the hashing.
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def in_background(fn: Callable[..., str], *args: Any) -> Future[str]:
+    """Run a digest function (``sha256_file``, ``state_sha256``) in a background thread.
+
+    hashlib releases the GIL on large buffers, so the digests of a worker's backbones are
+    computed on other cores while it builds the next ones; provenance waits for the result.
+    """
+    global _HASHING
+    if _HASHING is None:
+        _HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="weights-sha256")
+    return _HASHING.submit(fn, *args)
+
+
+def _forget_threads() -> None:
+    global _HASHING
+    _HASHING = None  # a forked child has none of its parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_threads)
+
+
 def load_state_dict(source: WeightsSource, *, check_hash: bool = False,
-                    ) -> tuple[dict[str, torch.Tensor], str]:
+                    ) -> tuple[dict[str, torch.Tensor], Future[str]]:
     """Read the state dict a ``url`` or ``file`` source points to.
 
     Checkpoints that wrap the state dict (``{"state_dict": ..., "epoch": ...}``, as 3D-ResNet
@@ -132,7 +167,8 @@ def load_state_dict(source: WeightsSource, *, check_hash: bool = False,
             torchvision convention), verify it after download.
 
     Returns:
-        The state dict (tensors on the CPU) and the sha256 of the file read.
+        The state dict (tensors on the CPU, mapped from the file where its format allows) and
+        the sha256 of the file read, being computed in the background.
 
     Raises:
         WeightsError: the file cannot be read as a state dict.
@@ -143,7 +179,8 @@ def load_state_dict(source: WeightsSource, *, check_hash: bool = False,
         path = Path(source.location)
     else:
         raise WeightsError(f"weights of kind '{source.kind}' are not a state-dict file")
-    return read_state_file(path), sha256_file(path)
+    digest = in_background(sha256_file, path)  # reads the pages the mapped tensors use
+    return read_state_file(path), digest
 
 
 def download(url: str, *, check_hash: bool = False) -> Path:
@@ -182,7 +219,10 @@ def read_state_file(path: Path) -> dict[str, torch.Tensor]:
 
             obj = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            # Mapped, not copied: the tensors use the file's pages in the page cache. Files in
+            # the legacy (pre-1.6) format cannot be mapped and are read.
+            obj = torch.load(path, map_location="cpu", weights_only=True,
+                             mmap=zipfile.is_zipfile(path))
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
         raise WeightsError(f"{path}: cannot be read as a PyTorch state dict "
                            f"(a state dict saved with torch.save is expected): {err}") from err
@@ -232,8 +272,17 @@ def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *,
     if problems:
         raise WeightsError(f"{source}: checkpoint does not fit backbone '{backbone}': "
                            + "; ".join(problems))
+    kept = {k: v.to(expected[k].dtype).contiguous() for k, v in kept.items()}
     # A plain dict carries no version metadata, so BatchNorm fills an absent num_batches_tracked.
-    model.load_state_dict(kept, strict=True)
+    model.load_state_dict(kept, strict=True, assign=True)
+    check_materialised(model, backbone)
+
+
+def check_materialised(model: torch.nn.Module, backbone: str) -> None:
+    """Raise if a parameter or buffer of ``model`` is still on the ``meta`` device (no data)."""
+    empty = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if empty:
+        raise RuntimeError(f"backbone '{backbone}': no values for {_show(empty)}")
 
 
 def folder_weights_sha256(folder: Path) -> str:
@@ -262,6 +311,31 @@ def warn_random(backbone: str) -> None:
 
 
 @contextlib.contextmanager
+def skeleton() -> Iterator[None]:
+    """Build modules on the ``meta`` device: shapes and dtypes, no memory, no initialisation.
+
+    Loaded weights (or a random scheme, after ``to_empty``) then set every tensor. The
+    initialisers' in-place draws and fills are skipped, not run on meta tensors, where they
+    have nothing to set and their argument checks alone cost more than the rest of the build.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    skipped = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_,
+               torch.Tensor.zero_}
+
+    class SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            if func in skipped and args[0].is_meta:
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), SkipInit():
+        yield
+
+
+@contextlib.contextmanager
 def seeded_init(seed: int = 0) -> Iterator[None]:
     """Make random initialisation reproducible without touching the caller's RNG state."""
     import torch
@@ -276,20 +350,22 @@ def _show(keys: list[str]) -> str:
     return ", ".join(keys[:_MAX_KEYS_SHOWN]) + (f" (+{more} more)" if more > 0 else "")
 
 
-def torchvision_trunk(spec: Any, weights: str | None) -> tuple[torch.nn.Module, WeightsSource,
-                                                               str, Any]:
+def torchvision_trunk(spec: Any, weights: str | None,
+                      ) -> tuple[torch.nn.Module, WeightsSource, str | Future[str], Any]:
     """A torchvision classifier without its ``fc`` head, with the weights ``weights`` resolves to.
 
     Shared by the 2D ResNet and the torchvision 3D backbones: the same resolution (a torchvision
-    weights name, ``"random"``, a file or a URL), the same seeded random initialisation and the
-    same strict loading.
+    weights name, ``"random"``, a file or a URL) and the same strict loading. For ``"random"``
+    the model's memory is allocated but not initialised: the caller applies its random scheme,
+    which sets every parameter and buffer.
 
     Args:
         spec: a backbone spec with ``arch``, ``name``, ``key`` and ``default_weights``.
         weights: the user's weights argument.
 
     Returns:
-        ``(model, source, sha256 or "random", torchvision weights enum of the architecture)``.
+        ``(model, source, sha256 (pending) or "random", torchvision weights enum of the
+        architecture)``.
     """
     import torch
     import torchvision
@@ -298,15 +374,15 @@ def torchvision_trunk(spec: Any, weights: str | None) -> tuple[torch.nn.Module, 
     named = {member.name: member.url for member in enum}
     source = resolve_weights(weights, backbone=spec.name, key=spec.key,
                              default=spec.default_weights, named=named)
-    with seeded_init():
-        # Zero-initialised residual branches keep random-weight activations tame; loaded
-        # weights overwrite them.
-        model = torchvision.models.get_model(spec.arch, weights=None, zero_init_residual=True)
+    if source.kind != "random":  # read first: the file is hashed while the model is built
+        state, sha = load_state_dict(source, check_hash=source.identifier in named)
+    with skeleton():
+        model = torchvision.models.get_model(spec.arch, weights=None)
     model.fc = torch.nn.Identity()
     if source.kind == "random":
         warn_random(spec.name)
-        return model, source, "random", enum
-    state, sha = load_state_dict(source, check_hash=source.identifier in named)
+        # Uninitialised memory: the caller's random scheme sets every tensor.
+        return model.to_empty(device="cpu"), source, "random", enum
     fit_state_dict(model, state, source=source.location, backbone=spec.name,
                    ignore_prefixes=("fc.",))
     return model, source, sha, enum

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from pipeline.backbones import WeightsError, load_encoder
 from pipeline.backbones.weights import resolve_weights
@@ -218,7 +220,7 @@ def test_resnet3d101_hara_checkpoint_loads(tmp_path: Path) -> None:
     assert torch.all(enc.model.conv1.weight == 2.0 ** -6)
     prov = enc.provenance()
     assert prov["weights"] == path.name and prov["weights_sha256"] == _sha(path)
-    assert prov["mean"] == [0.43216, 0.394666, 0.37645] and prov["image_size"] == 112
+    assert prov["mean"] == [0.43216, 0.394666, 0.37645] and prov["image_size"] == 180
 
 
 @pytest.mark.slow
@@ -237,6 +239,59 @@ def test_resnet152_state_dict_file_loads(tmp_path: Path) -> None:
     _save(state, path)
     with pytest.raises(WeightsError, match=r"missing keys: layer3\.35\.bn3\.weight"):
         load_encoder("resnet152", weights=str(path))
+
+
+# --------------------------------------------------------------------- start-up cost
+
+
+class Draws(TorchFunctionMode):
+    """Counts the values random initialisers draw into real (not meta) tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if func in (torch.Tensor.normal_, torch.Tensor.uniform_) and not args[0].is_meta:
+            self.values += args[0].numel()
+        return func(*args, **(kwargs or {}))
+
+
+def test_loaded_weights_are_not_preceded_by_an_initialisation(tmp_path: Path) -> None:
+    path = _save(_random_state(_davenet_shapes()), tmp_path / "audio_model.pth")
+    before = torch.random.get_rng_state()
+    with Draws() as draws:
+        enc = load_encoder("davenet", weights=str(path))
+    assert draws.values == 0 and torch.equal(torch.random.get_rng_state(), before)
+    assert not any(t.is_meta for t in (*enc.model.parameters(), *enc.model.buffers()))
+
+
+def test_random_weights_draw_only_what_the_scheme_keeps() -> None:
+    with Draws() as draws:
+        enc = load_encoder("davenet", weights="random")
+    convs = [m for m in enc.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert draws.values == sum(m.weight.numel() for m in convs)  # no default init first
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_a_checkpoint_is_mapped_from_its_file_not_copied(tmp_path: Path) -> None:
+    state = _random_state(_davenet_shapes())
+    path = _save(state, tmp_path / "mapped_audio_model.pth")
+    enc = load_encoder("davenet", weights=str(path))
+    assert str(path) in Path("/proc/self/maps").read_text()
+    assert torch.equal(enc.model.conv5.weight, state["conv5.weight"])
+
+
+def test_legacy_and_half_precision_checkpoints_load_as_float32(tmp_path: Path) -> None:
+    state = _random_state(_davenet_shapes())
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    path = tmp_path / "legacy.pth"
+    torch.save(half, path, _use_new_zipfile_serialization=False)  # before PyTorch 1.6: unmapped
+    enc = load_encoder("davenet", weights=str(path))
+    assert {p.dtype for p in enc.model.parameters()} == {torch.float32}
+    assert torch.equal(enc.model.conv5.weight, half["conv5.weight"].float())
+    assert enc.provenance()["weights_sha256"] == _sha(path)
 
 
 # --------------------------------------------------------------------- text folders
