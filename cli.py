@@ -301,6 +301,14 @@ def extract_cmd(
         raise OptionError(f"--cluster {cluster!r}: valid values are local, slurm")
     if device not in ("cpu", "cuda", "auto"):
         raise OptionError(f"--device {device!r}: valid values are cpu, cuda, auto")
+    for option, count in (("--shard-size", shard_size), ("--limit", limit),
+                          ("--workers", workers), ("--slurm-jobs", slurm_jobs),
+                          ("--slurm-cores", slurm_cores)):
+        if count is not None and count < 1:
+            raise OptionError(f"{option} {count}: must be at least 1")
+    if slurm_gpus not in (0, 1):
+        raise OptionError(f"--slurm-gpus {slurm_gpus}: each SLURM job runs one worker with 0 "
+                          "or 1 GPU; use --slurm-jobs for more GPUs")
     opts = ClusterOptions(workers=workers, scheduler=scheduler, cluster=cluster,
                           slurm_queue=slurm_queue, slurm_account=slurm_account,
                           slurm_cores=slurm_cores, slurm_memory=slurm_memory,

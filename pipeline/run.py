@@ -5,6 +5,13 @@ the configuration) and write their shard straight into the store; the driver onl
 progress and, after the last shard, writes ``index.parquet``, ``failures.parquet`` and
 ``store.json``. A re-run of the same command skips complete shards and refuses to mix shards of
 another configuration into the store.
+
+Before any work the driver checks ``--out``
+(:func:`~pipeline.store.destination.check_destination`: new, empty, or a store of this
+configuration; anything else is refused with nothing written) and takes the store's extraction
+lock (:class:`~pipeline.store.lock.StoreLock`), which is also the check that ``--out`` can be
+written: a second run into the same store is refused while the first one lives, and the lock
+of a killed run is taken over.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import store as store_mod
+from pipeline.store.destination import check_destination
+from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
                                      ModalityInfo, StoreIdentity, StoreManifest)
 from pipeline.config import ConfigError, file_sha256
@@ -262,17 +271,20 @@ def plan_shards(samples: pa.Table, shard_size: int) -> list[list[dict[str, Any]]
     return [rows[i:i + shard_size] for i in range(0, len(rows), shard_size)]
 
 
-def _check_existing(loc: store_mod.Location, store_id: str) -> bool:
-    """True when the store is already complete with this configuration."""
-    if not loc.exists("store.json"):
-        return False
-    existing = store_mod.open_store(loc.url).store_id
-    if existing != store_id:
-        raise store_mod.StoreError(
-            f"{loc.display} is a complete store of another configuration "
-            f"(store_id {existing[:12]}, "
-            f"this run {store_id[:12]}); choose a new --out, or compare with `cli store info`")
-    return True
+def check_run_options(*, shard_size: int, limit: int | None, cluster: ClusterOptions) -> None:
+    """Counts that must be positive, refused before any work (``range()`` would otherwise
+    fail deep inside with "arg 3 must not be zero", and 0 workers would mean "one per core").
+
+    Raises:
+        ConfigError: naming the option.
+    """
+    for name, option, value in (("shard_size", "--shard-size", shard_size),
+                                ("limit", "--limit", limit),
+                                ("workers", "--workers", cluster.workers),
+                                ("slurm_jobs", "--slurm-jobs", cluster.slurm_jobs),
+                                ("slurm_cores", "--slurm-cores", cluster.slurm_cores)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} {value}: {name} must be at least 1")
 
 
 def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
@@ -354,36 +366,43 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         The store's manifest (``store.json``).
     """
     cluster = cluster or ClusterOptions()
+    check_run_options(shard_size=shard_size, limit=limit, cluster=cluster)
     device = resolve_device(device, cluster)
     manifest = load_manifest(dataset)
-    table = scan(dataset, root, manifest=manifest, annotations=annotations,
-                 transcripts=transcripts)
-    samples, adapter_failures = _limit(table, limit)
     identity = feature_identity(cfg, manifest)
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)
-    if _check_existing(loc, store_id):
+    # Before any work: a folder of other files or a store of another configuration is refused
+    # with nothing written; then the lock (the first write) keeps a second run out.
+    if check_destination(loc, store_id) == "complete":
         log.info("%s is already complete with this configuration; nothing to do", loc.display)
         return store_mod.open_store(out).manifest
-    plan = plan_shards(samples, shard_size)
-    done = _completed(loc, plan, store_id)
-    log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows, len(plan),
-             len(done), store_id[:12])
-    results = dict(done)
-    todo = [k for k in range(len(plan)) if k not in done]
-    if on_plan:
-        on_plan(samples.num_rows, sum(len(plan[k]) for k in done))
-    if todo:
-        results.update(_run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
-                                  cluster, on_progress,
-                                  initial=sum(len(plan[k]) for k in done)))
-    shards = [results[k] for k in range(len(plan))]
-    _check_same_weights(shards)
-    return store_mod.finalize(
-        loc, identity=identity, modalities=_modalities(identity, shards, cfg.dtype),
-        shards=shards, adapter_failures=adapter_failures, config=cfg,
-        software=software_versions(), timings=_sum_timings(shards),
-        options={"shard_size": shard_size, "limit": limit, "device": device})
+    with StoreLock(loc) as lock:
+        if check_destination(loc, store_id) == "complete":  # finished while we waited
+            return store_mod.open_store(out).manifest
+        table = scan(dataset, root, manifest=manifest, annotations=annotations,
+                     transcripts=transcripts)
+        samples, adapter_failures = _limit(table, limit)
+        plan = plan_shards(samples, shard_size)
+        done = _completed(loc, plan, store_id)
+        log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows,
+                 len(plan), len(done), store_id[:12])
+        results = dict(done)
+        todo = [k for k in range(len(plan)) if k not in done]
+        if on_plan:
+            on_plan(samples.num_rows, sum(len(plan[k]) for k in done))
+        if todo:
+            results.update(_run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
+                                      cluster, on_progress,
+                                      initial=sum(len(plan[k]) for k in done)))
+        shards = [results[k] for k in range(len(plan))]
+        _check_same_weights(shards)
+        lock.check()  # taken over while this run was frozen: leave store.json to that run
+        return store_mod.finalize(
+            loc, identity=identity, modalities=_modalities(identity, shards, cfg.dtype),
+            shards=shards, adapter_failures=adapter_failures, config=cfg,
+            software=software_versions(), timings=_sum_timings(shards),
+            options={"shard_size": shard_size, "limit": limit, "device": device})
 
 
 def _limit(table: SampleTable, limit: int | None) -> tuple[pa.Table, pa.Table]:

@@ -10,6 +10,8 @@ One module per concern:
 - :mod:`~pipeline.store.ops`: ``store info``, ``diff``, ``merge``, ``upgrade``;
 - :mod:`~pipeline.store.filesystem`: where the files live (fsspec), the one gate every read of
   a store file goes through, atomic writes, storage errors, redaction;
+- :mod:`~pipeline.store.destination` and :mod:`~pipeline.store.lock`: where an extraction may
+  write, and one extraction at a time per store;
 - :mod:`~pipeline.store.errors`: the store's errors (all of them user errors).
 
 The names below are the public API: ``from pipeline.store import open_store``.
