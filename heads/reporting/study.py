@@ -19,8 +19,8 @@ numbers (:mod:`heads.reporting.paper`) beside ours::
     OUT/<dataset>/eval/supervised/                        the supervised baseline
     OUT/<dataset>/runs/<run>/     without a pretraining store: the runs pretrained on this one
 
-A row that cannot run (Instance-Cont without two views, a modality a store lacks) stays in its
-table, marked skipped with the reason. A re-run with the same ``OUT`` pretrains and evaluates
+A row that cannot run (Instance-Cont without augmented views, a modality a store lacks) stays
+in its table, marked skipped with the reason. A re-run with the same ``OUT`` pretrains and evaluates
 only what changed: a run is kept while its store and config are the same, an evaluation while
 its downstream store, config, seeds and the run's checkpoint (store and step) are.
 """
@@ -291,7 +291,8 @@ def _folder_name(dataset: str) -> str:
 
 
 def skip_reason(method: Method, *, pretrain: Mapping[str, Sequence[str]],
-                store_keys: Collection[str], views: int, own: bool = True) -> str | None:
+                store_keys: Collection[str], views: int, own: bool = True,
+                contrast_views: str = "augmented") -> str | None:
     """Why a row cannot run, or None.
 
     Args:
@@ -300,14 +301,19 @@ def skip_reason(method: Method, *, pretrain: Mapping[str, Sequence[str]],
         store_keys: the downstream store's keys.
         views: the pretraining store's views per sample.
         own: the pretraining store is the downstream store (wording only).
+        contrast_views: the pretraining config's ``data.contrast_views``: two augmented views
+            (``augmented``: views 1..V-1, so 3 stored views) or any two (``all``: 2).
     """
     where = "the store" if own else "the pretraining store"
     if method.objective is None:
         return None if set(store_keys) else "the store holds no features"
     spec = OBJECTIVES[method.objective]
-    if spec.needs_views and views < 2:
-        return (f"{where} holds {views} view per sample; {method.objective} contrasts two "
-                "augmented views (extract it with --views 2 or more)")
+    # the rule of heads.data.check_views, which the trainer applies (a test keeps them equal)
+    need = 3 if contrast_views == "augmented" else 2
+    if spec.needs_views and views < need:
+        pair = "two augmented views" if need == 3 else "two views"
+        return (f"{where} holds {views} view(s) per sample; {method.objective} contrasts "
+                f"{pair} (extract it with --views {need} or more)")
     missing = [m for m in method.pretrain or () if m not in pretrain]
     if missing:
         return f"{where} has no {', '.join(missing)} features"
@@ -363,8 +369,11 @@ class _Study:
 
     def row(self, method: Method, target: Target) -> TableRow:
         pretrain = present_modalities(target.pretrain.keys, self.modality_keys)
+        contrast = (resolve_config(method.objective, preset=self.preset).data.contrast_views
+                    if method.objective is not None else "augmented")
         reason = skip_reason(method, pretrain=pretrain, store_keys=target.store.keys,
-                             views=target.pretrain.views, own=target.own)
+                             views=target.pretrain.views, own=target.own,
+                             contrast_views=contrast)
         if reason:
             log.warning("study %s: %s skipped: %s", target.name, method.label, reason)
             return TableRow(method.key, method.label, None, reason)

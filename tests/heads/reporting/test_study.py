@@ -9,6 +9,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from heads.checkpoint import load_checkpoint
+from heads.data import DataError, check_views
 from heads.reporting import study
 from heads.reporting.study import (BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, QUICK_EPOCHS,
                                    Method, run_study, skip_reason, up_to_date)
@@ -69,7 +71,7 @@ class Study:
 def paper_study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     root = tmp_path_factory.mktemp("study")
     vox = synthetic_store(root / "vox", dataset="voxceleb2", labels=None, n=192, seed=1,
-                          views=2)
+                          views=3)
     stores = {"meld": synthetic_store(root / "meld", dataset="meld", labels=labelled("meld"),
                                       n=140, seed=2),
               "caer": synthetic_store(root / "caer", dataset="caer", labels=labelled("caer"),
@@ -269,8 +271,8 @@ def test_without_a_pretraining_store_the_caption_says_so_and_skips_are_listed(
     assert rows["ConCluGen"][2] == "n/a" and rows["ConCluGen"][1] not in ("skipped", "n/a")
     skipped = {label: cells[-1] for label, cells in rows.items() if cells[1] == "skipped"}
     assert skipped == {
-        "Instance-Cont": "skipped: the store holds 1 view per sample; instance_cont contrasts "
-                         "two augmented views (extract it with --views 2 or more)",
+        "Instance-Cont": "skipped: the store holds 1 view(s) per sample; instance_cont "
+                         "contrasts two augmented views (extract it with --views 3 or more)",
         "Multi-Cont without text": "skipped: the store has only video+audio: the same run as "
                                    "multi_cont on all its modalities",
         "Multi-Cont without audio": "skipped: the store has no text features"}
@@ -289,10 +291,6 @@ def test_skip_reasons() -> None:
     assert "2 modalities" in skip_reason(Method("x", "x", "multi_cont"),
                                          pretrain={"video": ("frames_2d",)}, store_keys=keys,
                                          views=1)
-    assert "view" in skip_reason(Method("x", "x", "instance_cont"), pretrain=FULL,
-                                 store_keys=keys, views=1, own=False)
-    assert skip_reason(Method("x", "x", "instance_cont"), pretrain=FULL, store_keys=keys,
-                       views=2) is None
     # the heads read frames_3d, which this downstream store lacks; audio alone is still fine
     lacking = skip_reason(vision, pretrain=FULL, store_keys={"frames_2d", "audio", "text"},
                           views=1, own=False)
@@ -300,3 +298,22 @@ def test_skip_reasons() -> None:
     assert skip_reason(Method("x", "x", "multi_cont", pretrain=("audio", "text")),
                        pretrain=FULL, store_keys={"frames_2d", "audio", "text"},
                        views=1) is None
+
+
+@pytest.mark.parametrize("contrast_views", ["augmented", "all"])
+def test_instance_cont_is_skipped_exactly_when_the_trainer_would_refuse_the_store(
+        contrast_views: str) -> None:
+    instance = OBJECTIVE_ROWS[4]
+    assert instance.objective == "instance_cont"
+    for views in (1, 2, 3, 4):
+        store = SimpleNamespace(url="vox", views=views)  # what check_views reads
+        try:
+            check_views(store, True, contrast_views)  # type: ignore[arg-type]
+            refused = False
+        except DataError:
+            refused = True
+        reason = skip_reason(instance, pretrain=FULL, store_keys=set(DIMS), views=views,
+                             own=False, contrast_views=contrast_views)
+        assert (reason is not None) == refused, (views, reason)
+        if refused:
+            assert reason.startswith(f"the pretraining store holds {views} view(s)")
