@@ -13,6 +13,16 @@ projection head L2-normalises, so a dot product here is a cosine similarity.
   margin softmax over sample-centroid dot products, the k-means assignment as target.
 - :func:`reconstruction_losses` / :func:`reconstruction_loss` - the generative loss: the mean
   squared error between each decoder output and the backbone features it reconstructs, summed.
+
+The losses of the other two systems evaluated on the same stores (:mod:`heads.evaluation.clef`,
+:mod:`heads.evaluation.avce`):
+
+- CLEF (Zhang et al., ICCV 2023): :func:`supcon_loss` and :func:`image_text_contrast` (the
+  weakly supervised stage), :func:`description_name_loss` and :func:`clef_fine_loss` (the text
+  prototypes' stage);
+- AVCE (Kim & Song, ECCV 2022): :func:`sparsemax` (Martins & Astudillo 2016),
+  :func:`avce_similarity` and :func:`avce_objective`, :func:`av_loss` (with :func:`pearson`
+  and :func:`concordance`), :func:`disentangle_loss`.
 """
 
 from __future__ import annotations
@@ -226,3 +236,275 @@ def info_nce(a: Tensor, b: Tensor, *, temperature: float = 0.07) -> Tensor:
                                 float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(logits, target)
+
+
+# ------------------------------------------------------------------------------------- CLEF
+
+def _check_labels(labels: Tensor, n: int, what: str) -> None:
+    if labels.shape != (n,) or labels.dtype != torch.int64:
+        raise ValueError(f"{what}: expected int64 labels [{n}], got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+
+
+def supcon_loss(embeddings: Tensor, labels: Tensor, *, temperature: float = 0.25) -> Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, L_out), CLEF's weak supervision.
+
+    Every other sample with the same label is a positive of the anchor; the anchor itself
+    leaves the softmax::
+
+        L = -1/|A| sum_{i in A} 1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/t) /
+                                                              sum_{k != i} exp(z_i.z_k/t) )
+
+    with A the anchors that have at least one positive. Two views of a batch are passed as
+    ``cat([view1, view2])`` with ``cat([labels, labels])``, so each sample's other view is
+    always among its positives.
+
+    Args:
+        embeddings: [N, D] L2-normalised embeddings.
+        labels: int64 [N] coarse labels.
+        temperature: fixed (0.25 in CLEF's weakly supervised stage).
+
+    Returns:
+        [] the mean over anchors with a positive; 0 (with a gradient) when there are none.
+
+    Raises:
+        ValueError: not [N, D], labels of another length, N < 2, temperature <= 0.
+    """
+    _check_positive("temperature", temperature)
+    if embeddings.ndim != 2 or embeddings.shape[0] < 2:
+        raise ValueError(f"supcon_loss: expected [N >= 2, D] embeddings, got "
+                         f"{tuple(embeddings.shape)}")
+    n = embeddings.shape[0]
+    _check_labels(labels, n, "supcon_loss")
+    self_mask = torch.eye(n, dtype=torch.bool, device=embeddings.device)
+    logits = (embeddings @ embeddings.T / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positives.sum(1)
+    anchors = count > 0
+    if not bool(anchors.any()):
+        return embeddings.sum() * 0.0
+    summed = log_prob.masked_fill(~positives, 0.0).sum(1)
+    return -(summed[anchors] / count[anchors]).mean()
+
+
+def image_text_contrast(embeddings: Tensor, texts: Tensor, labels: Tensor, *,
+                        temperature: float = 0.25) -> Tensor:
+    """Each sample against the texts of every coarse class, its own class's text the positive.
+
+    CLEF's image-to-activity-text term: ``-1/N sum_i log softmax_c(z_i.t_c / t)[y_i]``.
+
+    Args:
+        embeddings: [N, D] L2-normalised sample embeddings.
+        texts: [C, D] L2-normalised embeddings of the C coarse classes' texts.
+        labels: int64 [N] coarse class of each sample, in [0, C).
+        temperature: fixed (0.25, as :func:`supcon_loss`).
+
+    Returns:
+        [] the mean cross-entropy.
+
+    Raises:
+        ValueError: inconsistent shapes, labels out of range, temperature <= 0.
+    """
+    _check_positive("temperature", temperature)
+    if embeddings.ndim != 2 or texts.ndim != 2 or embeddings.shape[1] != texts.shape[1]:
+        raise ValueError("image_text_contrast: expected embeddings [N, D] and texts [C, D], got "
+                         f"{tuple(embeddings.shape)} and {tuple(texts.shape)}")
+    _check_labels(labels, embeddings.shape[0], "image_text_contrast")
+    if len(labels) and (labels.min() < 0 or labels.max() >= texts.shape[0]):
+        raise ValueError(f"image_text_contrast: labels outside [0, {texts.shape[0]})")
+    return F.cross_entropy(embeddings @ texts.T / temperature, labels)
+
+
+def description_name_loss(descriptions: Tensor, names: Tensor, *,
+                          temperature: float) -> Tensor:
+    """CLEF's L_DN: each label's description against the texts of all label names.
+
+    ``L_DN = -1/C sum_c log softmax_c'(z_c^D . z_c'^N / t)[c' = c]``: the description of class c
+    must be closer to the name prompt of c than to those of the other classes.
+
+    Args:
+        descriptions: [C, D] L2-normalised projected description embeddings, in label order.
+        names: [C, D] L2-normalised projected label-name prompt embeddings, same order.
+        temperature: the (learnable) temperature of the prototype logits, > 0.
+
+    Returns:
+        [] the mean cross-entropy over the C classes.
+
+    Raises:
+        ValueError: shapes differ or are not [C, D]; temperature <= 0 (a float).
+    """
+    if isinstance(temperature, (int, float)):
+        _check_positive("temperature", temperature)
+    _check_pair(descriptions, names, "description_name_loss")
+    target = torch.arange(names.shape[0], device=names.device)
+    return F.cross_entropy(descriptions @ names.T / temperature, target)
+
+
+def clef_fine_loss(instance: Tensor, description: Tensor, *, weight: float = 2.0) -> Tensor:
+    """CLEF's fine-tuning loss ``L_fine = (lambda * L_IN + L_DN) / 2`` (lambda 2 in the paper).
+
+    Args:
+        instance: [] L_IN, the (class-weighted) cross-entropy, or BCE for multi-label
+            targets, of the prototype logits.
+        description: [] L_DN (:func:`description_name_loss`).
+        weight: lambda, >= 0.
+    """
+    _check_margin("weight", weight)
+    return (weight * instance + description) / 2
+
+
+# ------------------------------------------------------------------------------------- AVCE
+
+def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
+    """SparseMax (Martins & Astudillo 2016): the Euclidean projection onto the simplex.
+
+    Closed form, no solver: sort ``z`` decreasingly, the support size is
+    ``k(z) = max{k : 1 + k z_(k) > sum_{j <= k} z_(j)}``, the threshold
+    ``tau = (sum_{j <= k(z)} z_(j) - 1) / k(z)`` and ``sparsemax(z) = max(z - tau, 0)``. Exact,
+    and differentiable almost everywhere through autograd (on the support, the Jacobian is
+    ``I - 1 1^T / k(z)``; off it, 0), as the paper derives.
+
+    Args:
+        z: any shape; the simplex is along ``dim``.
+        dim: the dimension that sums to 1.
+
+    Returns:
+        Same shape as ``z``: non-negative, summing to 1 along ``dim``, with zeros where the
+        scores are far below the largest.
+
+    Raises:
+        ValueError: an empty ``dim``.
+    """
+    if z.ndim == 0 or z.shape[dim] == 0:
+        raise ValueError(f"sparsemax: empty dimension {dim} in shape {tuple(z.shape)}")
+    moved = z.movedim(dim, -1)
+    ordered, _ = torch.sort(moved, dim=-1, descending=True)
+    k = torch.arange(1, moved.shape[-1] + 1, dtype=moved.dtype, device=moved.device)
+    cumulative = ordered.cumsum(-1)
+    support = (1 + k * ordered > cumulative).sum(-1, keepdim=True)
+    tau = (cumulative.gather(-1, support - 1) - 1) / support.to(moved.dtype)
+    return torch.clamp(moved - tau, min=0.0).movedim(-1, dim)
+
+
+def avce_similarity(x: Tensor, y: Tensor, *, mu: float = 0.75) -> Tensor:
+    """AVCE's similarity of two points of the arousal-valence space, per row.
+
+    ``f(x, y) = (1 - theta / pi) + mu * (1 - | ||x|| - ||y|| |)`` with theta the angle between x
+    and y: the angle says which emotion, the norm how intense (Kim & Song, ECCV 2022).
+
+    Args:
+        x: [N, T] points (T = 2: valence, arousal; 1 for valence alone).
+        y: [N, T] points.
+        mu: weight of the intensity term (0.75).
+
+    Returns:
+        [N] similarities; the angle term is in [0, 1] (1 for the same direction).
+
+    Raises:
+        ValueError: shapes differ or are not [N, T]; mu < 0.
+    """
+    _check_margin("mu", mu)
+    _check_pair(x, y, "avce_similarity")
+    nx, ny = x.norm(dim=1), y.norm(dim=1)
+    cosine = (x * y).sum(1) / (nx * ny).clamp_min(1e-8)
+    # arccos has an infinite slope at +-1: keep the gradient finite at (anti)parallel points.
+    theta = torch.acos(cosine.clamp(-1 + 1e-6, 1 - 1e-6))
+    return (1 - theta / math.pi) + mu * (1 - (nx - ny).abs())
+
+
+def avce_objective(x: Tensor, positive: Tensor, negative: Tensor, *, alpha: float = 0.5,
+                   beta: float = 0.005, gamma: float = 0.5, mu: float = 0.75) -> Tensor:
+    """AVCE, the contrastive estimate to MAXIMISE (Kim & Song, ECCV 2022)::
+
+        L_AVCE = E f(x, y_a) - alpha E f(x, y_n) - beta/2 E f(x, y_a)^2 - gamma/2 E f(x, y_n)^2
+
+    Args:
+        x: [N, T] the regressor's arousal-valence prediction.
+        positive: [N, T] y_a, the head's output for the SparseMax view.
+        negative: [N, T] y_n, the head's output for the SoftMax view.
+        alpha, beta, gamma: the weights (0.5, 0.005, 0.5), each >= 0.
+        mu: see :func:`avce_similarity`.
+
+    Returns:
+        [] the objective (a training loss subtracts it).
+    """
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        _check_margin(name, value)
+    f_pos = avce_similarity(x, positive, mu=mu)
+    f_neg = avce_similarity(x, negative, mu=mu)
+    return (f_pos.mean() - alpha * f_neg.mean() - beta / 2 * f_pos.pow(2).mean()
+            - gamma / 2 * f_neg.pow(2).mean())
+
+
+def _check_columns(pred: Tensor, target: Tensor, what: str) -> None:
+    if pred.shape != target.shape or pred.ndim not in (1, 2) or pred.shape[0] < 2:
+        raise ValueError(f"{what}: expected predictions and targets of one shape [N >= 2] or "
+                         f"[N >= 2, T], got {tuple(pred.shape)} and {tuple(target.shape)}")
+
+
+def pearson(pred: Tensor, target: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """Pearson's correlation per column (population statistics): [N] or [N, T] -> [] or [T]."""
+    _check_columns(pred, target, "pearson")
+    dp, dt = pred - pred.mean(0), target - target.mean(0)
+    cov = (dp * dt).mean(0)
+    return cov / (dp.pow(2).mean(0).sqrt() * dt.pow(2).mean(0).sqrt() + eps)
+
+
+def concordance(pred: Tensor, target: Tensor, *, eps: float = 1e-8) -> Tensor:
+    """Lin's concordance correlation per column: ``2 cov / (var_p + var_t + (m_p - m_t)^2)``
+    with population statistics: [N] or [N, T] -> [] or [T]."""
+    _check_columns(pred, target, "concordance")
+    mp, mt = pred.mean(0), target.mean(0)
+    cov = ((pred - mp) * (target - mt)).mean(0)
+    var_p, var_t = (pred - mp).pow(2).mean(0), (target - mt).pow(2).mean(0)
+    return 2 * cov / (var_p + var_t + (mp - mt).pow(2) + eps)
+
+
+def av_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """AVCE's regression loss ``L_AV = RMSE + ((1 - PCC) + (1 - CCC)) / 2``, per target,
+    averaged over the targets.
+
+    Args:
+        pred: [N, T] predictions (valence, arousal) or [N].
+        target: same shape.
+
+    Returns:
+        [] the loss.
+    """
+    _check_columns(pred, target, "av_loss")
+    rmse = (pred - target).pow(2).mean(0).add(1e-12).sqrt()
+    per_target = rmse + ((1 - pearson(pred, target)) + (1 - concordance(pred, target))) / 2
+    return per_target.mean()
+
+
+def disentangle_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *,
+                     delta1: float = 1.0, delta2: float = 0.8) -> Tensor:
+    """AVCE's triplet term on the head H1's outputs (Kim & Song, ECCV 2022)::
+
+        L_dis = E [delta1 - ||v_a - v_n||^2]_+ + (E ||v_a_bar|| - delta2) + (E ||v_n_bar|| - delta2)
+
+    where ``v_bar = v / ||v|| - v_z / ||v_z||`` is a view's unit direction relative to the
+    anchor's (the reference code's ``vector_difference``): the hinge pushes the two views
+    apart, the other two terms hold each near the anchor's direction (delta2 only shifts the
+    value: the paper's terms have no hinge).
+
+    Args:
+        anchor: [N, K] v_z = H1(z).
+        positive: [N, K] v_a = H1(SparseMax(z)).
+        negative: [N, K] v_n = H1(SoftMax(z)).
+        delta1: the hinge's margin (1.0).
+        delta2: the holding terms' offset (0.8).
+
+    Returns:
+        [] the loss.
+    """
+    _check_margin("delta1", delta1)
+    _check_margin("delta2", delta2)
+    _check_pair(anchor, positive, "disentangle_loss")
+    _check_pair(anchor, negative, "disentangle_loss")
+    push = F.relu(delta1 - (positive - negative).pow(2).sum(1)).mean()
+    unit = F.normalize(anchor, dim=1, eps=1e-6)
+    hold_a = (F.normalize(positive, dim=1, eps=1e-6) - unit).norm(dim=1).mean() - delta2
+    hold_n = (F.normalize(negative, dim=1, eps=1e-6) - unit).norm(dim=1).mean() - delta2
+    return push + hold_a + hold_n

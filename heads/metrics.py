@@ -6,6 +6,9 @@ the confusion matrix. Multi-label datasets (CMU-MOSEI) are scored per label afte
 0.5 threshold (:func:`threshold`), plus the "weighted accuracy" customary on CMU-MOSEI
 (:func:`weighted_accuracy`).
 
+Continuous targets (valence, arousal: :mod:`heads.evaluation.avce`) are scored per target with
+:func:`rmse`, :func:`pcc`, :func:`ccc` and :func:`sagr` (:func:`regression_metrics`).
+
 Every function takes numpy arrays (or anything ``np.asarray`` accepts, CPU tensors included) and
 returns plain JSON-able Python values, so the results go straight into ``metrics.json``.
 """
@@ -22,6 +25,9 @@ from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
 
 #: The scalar metrics every result carries (single- and multi-label), in table order.
 HEADLINE = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "f1_macro")
+
+#: The scalar metrics of a regression result (means over the targets), in table order.
+REGRESSION_HEADLINE = ("ccc", "pcc", "rmse", "sagr")
 
 THRESHOLD = 0.5
 
@@ -147,6 +153,92 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray,
         "per_label": per_label,
         "confusion": mcm.tolist(),
     }
+
+
+def _regression_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape or pred.ndim != 1:
+        raise ValueError(f"pred {pred.shape} and target {target.shape} must be 1-d arrays of "
+                         "the same length")
+    if len(pred) == 0:
+        raise ValueError("no samples to score")
+    return pred, target
+
+
+def rmse(pred: np.ndarray, target: np.ndarray) -> float:
+    """Root mean squared error of two 1-d arrays."""
+    pred, target = _regression_pair(pred, target)
+    return float(np.sqrt(np.mean((pred - target) ** 2)))
+
+
+def pcc(pred: np.ndarray, target: np.ndarray) -> float:
+    """Pearson's correlation coefficient of two 1-d arrays (NaN when either is constant)."""
+    pred, target = _regression_pair(pred, target)
+    dp, dt = pred - pred.mean(), target - target.mean()
+    denominator = math.sqrt(float(np.sum(dp ** 2)) * float(np.sum(dt ** 2)))
+    return float(np.sum(dp * dt) / denominator) if denominator > 0 else math.nan
+
+
+def ccc(pred: np.ndarray, target: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient of two 1-d arrays.
+
+    ``CCC = 2 cov(p, t) / (var_p + var_t + (mean_p - mean_t)^2)`` with population statistics
+    (Lin 1989): 1 only when the predictions equal the targets, 0 for a constant prediction;
+    NaN when both are the same constant (0 / 0).
+    """
+    pred, target = _regression_pair(pred, target)
+    mp, mt = pred.mean(), target.mean()
+    cov = float(np.mean((pred - mp) * (target - mt)))
+    denominator = float(pred.var() + target.var() + (mp - mt) ** 2)
+    return 2 * cov / denominator if denominator > 0 else math.nan
+
+
+def sagr(pred: np.ndarray, target: np.ndarray) -> float:
+    """Sign agreement: the share of samples whose prediction has the target's sign
+    (``np.sign``: a target of exactly 0 agrees only with a prediction of exactly 0)."""
+    pred, target = _regression_pair(pred, target)
+    return float(np.mean(np.sign(pred) == np.sign(target)))
+
+
+def regression_metrics(pred: np.ndarray, target: np.ndarray,
+                       target_names: Sequence[str]) -> dict[str, Any]:
+    """Continuous-target metrics, per target and averaged over the targets.
+
+    Args:
+        pred: float [n, T] predictions.
+        target: float [n, T] truth (no NaN: rows without a target are left out before).
+        target_names: the T names (``valence``, ``arousal``).
+
+    Returns:
+        ``rmse``, ``pcc``, ``ccc``, ``sagr`` (means over the targets); ``<metric>_<name>`` per
+        target; ``support`` (n); ``per_target`` (name -> the four); ``confusion`` [T, 2, 2] the
+        signs as a binary decision per target (``[[TN, FP], [FN, TP]]``, positive = value >
+        0), drawn like a multi-label dataset's matrices.
+    """
+    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != len(target_names):
+        raise ValueError(f"pred {pred.shape} and target {target.shape} must be [n, T] with T = "
+                         f"{len(target_names)} ({list(target_names)})")
+    scorers = {"rmse": rmse, "pcc": pcc, "ccc": ccc, "sagr": sagr}
+    per_target = {name: {key: f(pred[:, i], target[:, i]) for key, f in scorers.items()}
+                  for i, name in enumerate(target_names)}
+    out: dict[str, Any] = {key: float(np.mean([per_target[n][key] for n in target_names]))
+                           for key in scorers}
+    for name in target_names:
+        out.update({f"{key}_{name}": per_target[name][key] for key in scorers})
+    out["support"] = len(pred)
+    out["per_target"] = per_target
+    out["confusion"] = [_sign_confusion(pred[:, i], target[:, i])
+                        for i in range(len(target_names))]
+    return out
+
+
+def _sign_confusion(pred: np.ndarray, target: np.ndarray) -> list[list[int]]:
+    """``[[TN, FP], [FN, TP]]`` of the decision "value > 0"."""
+    t, p = target > 0, pred > 0
+    return [[int(np.sum(~t & ~p)), int(np.sum(~t & p))], [int(np.sum(t & ~p)),
+                                                          int(np.sum(t & p))]]
 
 
 def summarize(results: Sequence[Mapping[str, Any]],
