@@ -1,0 +1,106 @@
+"""The fault-injection suite: tampered stores, crashed and concurrent extractions, a full disk,
+bad options and unreachable stores (``pytest tests/faults``; part of the normal suite).
+
+Every fault test records one row (fault, runs, samples lost, duplicates, outcome) with
+:func:`fault_log`; at the end of the session the rows are printed as one table. Samples lost
+and duplicates are counted against the clips the run was asked for: every clip must end up
+exactly once in ``index.parquet`` or ``failures.parquet``. Tampered stores are not extractions,
+so those two columns show ``-`` there and the outcome says what refused the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+AUDIO_TEXT = ("audio", "text")  # the fast backbones: these tests are about the store
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    fault: str
+    runs: int
+    lost: int | None
+    duplicates: int | None
+    outcome: str
+
+
+_ROWS: list[FaultRow] = []
+
+Record = Callable[..., None]
+
+
+@pytest.fixture
+def fault_log() -> Record:
+    """``fault_log(fault, runs=1, lost=None, duplicates=None, outcome="")`` adds a row; for
+    extraction faults both counts must be 0 (the calling test asserts it before recording)."""
+    def record(fault: str, *, runs: int = 1, lost: int | None = None,
+               duplicates: int | None = None, outcome: str = "") -> None:
+        _ROWS.append(FaultRow(fault, runs, lost, duplicates, outcome))
+    return record
+
+
+def _account(store: Path, expected: set[str]) -> tuple[int, int]:
+    ids = pq.read_table(store / "index.parquet").column("sample_id").to_pylist()
+    failed = pq.read_table(store / "failures.parquet").column("sample_id").to_pylist()
+    seen = ids + failed
+    return len(expected - set(seen)), len(seen) - len(set(seen))
+
+
+@pytest.fixture
+def account() -> Callable[[Path, set[str]], tuple[int, int]]:
+    """``account(store, expected)``: ``(samples lost, duplicates)`` of a finished store
+    against the clips asked for (each must be in the index or the failures, once)."""
+    return _account
+
+
+@pytest.fixture(scope="session")
+def meld_clips(meld_sample: Path) -> list[str]:
+    """The sample table's clip ids in order: ``--limit N`` asks for the first N."""
+    from pipeline.datasets import scan
+
+    return scan("meld", meld_sample).samples.column("sample_id").to_pylist()
+
+
+@pytest.fixture(scope="session")
+def scheduler() -> Iterator[str]:
+    """An in-process Dask cluster (one worker thread) on TCP: extraction runs in this process,
+    so a fault can be injected with monkeypatch, the models load once for the whole suite, and
+    drivers in other processes (``--scheduler``) can use it, as they would a SLURM cluster."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _ROWS:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    header = ("fault", "runs", "samples lost", "duplicates", "outcome")
+    cells = [(r.fault, str(r.runs), "-" if r.lost is None else str(r.lost),
+              "-" if r.duplicates is None else str(r.duplicates), r.outcome) for r in _ROWS]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+
+    def line(values: tuple[str, ...]) -> str:
+        return "  ".join(v.ljust(w) if i in (0, 4) else v.rjust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+
+    reporter.write_sep("=", f"fault injection: {len(_ROWS)} faults")
+    reporter.write_line(line(header))
+    reporter.write_line(line(tuple("-" * w for w in widths)))
+    for row in cells:
+        reporter.write_line(line(row))
+    counted = [r for r in _ROWS if r.lost is not None]
+    reporter.write_line(f"samples lost {sum(r.lost or 0 for r in counted)}, duplicates "
+                        f"{sum(r.duplicates or 0 for r in counted)} over "
+                        f"{sum(r.runs for r in counted)} extraction runs")
+
+

@@ -1,0 +1,175 @@
+"""Bad options and unreachable or broken stores: one message naming the option, file or cause,
+exit code 2, no traceback; an extraction refused this way has done no work and written
+nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from pipeline.failures import FAILURE_SCHEMA
+from pipeline.store import Location, write_arrays, write_shard
+
+runner = CliRunner()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    if not folder.exists():
+        return {}
+    if folder.is_file():
+        return {"": (hashlib.sha256(folder.read_bytes()).hexdigest(), folder.stat().st_mtime_ns)}
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                         p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any scan of the dataset or Dask cluster fails the test: refusals come before work."""
+    import pipeline.run
+
+    def work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the extraction started working before refusing")
+
+    monkeypatch.setattr(pipeline.run, "scan", work)
+    monkeypatch.setattr(pipeline.run, "_make_client", work)
+
+
+def _user_folder(out: Path) -> None:
+    out.mkdir()
+    (out / "index.parquet").write_bytes(b"the user's own index")
+    (out / "notes.txt").write_text("my notes")
+
+
+def _partial_of_another_configuration(out: Path) -> None:
+    import pyarrow as pa
+
+    write_shard(Location.parse(out), 0, store_id="another", sample_ids=["a"],
+                features={"text": np.ones((1, 1, 4), np.float32)},
+                index=pa.table({"sample_id": ["a"]}), failures=FAILURE_SCHEMA.empty_table())
+
+
+def _a_file(out: Path) -> None:
+    out.write_text("a file, not a folder")
+
+
+OPTIONS: dict[str, tuple[list[str], Callable[[Path], None] | None, str]] = {
+    "--shard-size 0": (["--shard-size", "0"], None, "--shard-size 0: must be at least 1"),
+    "--workers 0": (["--workers", "0"], None, "--workers 0: must be at least 1"),
+    "--limit 0": (["--limit", "0"], None, "--limit 0: must be at least 1"),
+    "--slurm-jobs 0": (["--cluster", "slurm", "--slurm-jobs", "0"], None, "--slurm-jobs 0"),
+    "--out: a folder of the user's files": ([], _user_folder, "notes.txt"),
+    "--out: a file": ([], _a_file, "is a file, not a folder"),
+    "--out: a partial store of another configuration": (
+        [], _partial_of_another_configuration, "partial store of another configuration"),
+    "--out: a read-only URL (http://)": (["READONLY"], None, "read-only"),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTIONS))
+def test_bad_extract_options_are_refused_before_any_work(
+        case: str, tmp_path: Path, no_work: None, fault_log: Callable) -> None:
+    extra, prepare, message = OPTIONS[case]
+    out: Path | str = tmp_path / "out"
+    if extra == ["READONLY"]:
+        extra, out = [], f"http://127.0.0.1:{_closed_port()}/stores/meld"
+    elif prepare is not None:
+        prepare(Path(out))
+    before = _snapshot(Path(out)) if isinstance(out, Path) else {}
+    result = runner.invoke(app, ["extract", "--dataset", "meld", "--root", str(tmp_path / "raw"),
+                                 "--out", str(out), "--weights", "random", "--modalities",
+                                 "audio,text", "--device", "cpu", *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.count("error:") == 1
+    if isinstance(out, Path):
+        assert _snapshot(out) == before, "nothing written, nothing touched"
+    fault_log(f"bad option: {case}", lost=0, duplicates=0,
+              outcome="exit 2 before any work, nothing written")
+
+
+def _store(tmp_path: Path) -> Path:
+    write_arrays(tmp_path / "s", dataset="toy", sample_ids=["a", "b"], splits=["train"] * 2,
+                 features={"text": np.ones((2, 1, 4), np.float32)}, labels=np.zeros(2, int),
+                 label_names=["x"])
+    return tmp_path / "s"
+
+
+def _without(name: str) -> Callable[[Path], str]:
+    def make(tmp_path: Path) -> str:
+        store = _store(tmp_path)
+        (store / name).unlink()
+        return str(store)
+    return make
+
+
+def _without_key(tmp_path: Path) -> str:
+    store = _store(tmp_path)
+    data = json.loads((store / "store.json").read_text())
+    del data["identity"]
+    (store / "store.json").write_text(json.dumps(data))
+    return str(store)
+
+
+def _refused_connection(tmp_path: Path) -> str:
+    return f"http://127.0.0.1:{_closed_port()}/stores/meld"
+
+
+STORES: dict[str, tuple[Callable[[Path], str], str]] = {
+    "no index.parquet": (_without("index.parquet"), "index.parquet: missing"),
+    "no store.json": (_without("store.json"), "store.json: missing|no store.json"),
+    "store.json without a key": (_without_key, "identity"),
+    "a refused HTTP connection": (_refused_connection, "Cannot connect"),
+}
+
+
+@pytest.mark.parametrize("case", list(STORES))
+@pytest.mark.parametrize("command", ["info", "verify"])
+def test_a_store_that_cannot_be_read_is_one_message(case: str, command: str, tmp_path: Path,
+                                                    fault_log: Callable) -> None:
+    make, message = STORES[case]
+    result = runner.invoke(app, ["store", command, make(tmp_path)])
+    missing_for_verify = command == "verify" and case in ("no index.parquet", "no store.json",
+                                                          "store.json without a key")
+    assert result.exit_code == (1 if missing_for_verify else 2), result.output
+    assert any(m in result.output for m in message.split("|")), result.output
+    assert "Traceback" not in result.output
+    fault_log(f"store {command}: {case}", outcome=f"exit {result.exit_code}, names the cause")
+
+
+def test_missing_s3_credentials_are_one_message(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path, fault_log: Callable) -> None:
+    s3fs = pytest.importorskip("s3fs")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        for args in (["store", "info", "s3://bucket/meld"],
+                     ["pretrain", "--store", "s3://bucket/meld", "--out", str(tmp_path / "r")]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 2, result.output
+            assert "no credentials" in result.output and "Traceback" not in result.output
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    fault_log("S3 without credentials (store info, pretrain)", runs=2,
+              outcome="exit 2: no credentials, how to give them")
