@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from heads.checkpoint import LAST
+from heads.checkpoint import LAST, CheckpointError
 from heads.config import resolve_config, resolve_eval_config
 from heads.data import DataError
 from heads.evaluation.run import METRICS, eval_name, run_eval
@@ -44,6 +44,7 @@ from heads.pretrain.objectives import OBJECTIVES
 from heads.pretrain.train import run_pretrain
 from heads.reporting.metrics_log import read_metrics
 from heads.reporting.study_tables import TableRow, write_study
+from pipeline.config import ConfigError
 from pipeline.store.manifest import (StoreError, feature_space_differences,
                                      format_differences)
 
@@ -174,10 +175,15 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             differing fields are named; nothing was trained).
         DataError: a downstream store without labels or a train, val or test split; a
             pretraining store without a train split.
+        ConfigError: ``seeds`` below 1.
+        CheckpointError: a run folder in ``out`` that this study cannot continue (another
+            store or other settings).
     """
     stores = [stores] if isinstance(stores, str) else list(stores)
     if not stores:
         raise DataError("the study needs at least one downstream store")
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     modality_keys = resolve_config("conclugen").modality_keys
     downstream = [read_facts(s) for s in stores]
@@ -185,7 +191,7 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     check_stores(pre, downstream, modality_keys)
     targets = plan_targets(pre, downstream, out)
     out.mkdir(parents=True, exist_ok=True)
-    study = _Study(out, quick=quick, device=device, seeds=seeds, progress=progress,
+    study = _Study(quick=quick, device=device, seeds=seeds, progress=progress,
                    modality_keys=modality_keys)
     results = {}
     for target in targets:
@@ -359,9 +365,9 @@ class _Study:
     """Runs rows: each run pretrained once per call, each evaluation once, both only when a
     previous call did not leave them up to date."""
 
-    def __init__(self, out: Path, *, quick: bool, device: str, seeds: int, progress: bool,
+    def __init__(self, *, quick: bool, device: str, seeds: int, progress: bool,
                  modality_keys: Mapping[str, Sequence[str]]) -> None:
-        self.out, self.quick, self.device, self.seeds = out, quick, device, seeds
+        self.quick, self.device, self.seeds = quick, device, seeds
         self.progress, self.modality_keys = progress, modality_keys
         self.preset = "cpu" if quick else None
         self.steps: dict[Path, int] = {}  # run folder -> its checkpoint's step
@@ -413,9 +419,14 @@ class _Study:
                 log.info("%s is up to date: not pretrained again", run_dir)
                 self.steps[run_dir] = int(done["step"])
                 return run_dir
-        run_pretrain(target.pretrain.url, method.objective, run_dir, preset=self.preset,
-                     modalities=list(modalities), epochs=epochs, device=self.device,
-                     resume=(run_dir / "config.yaml").exists(), progress=self.progress)
+        try:
+            run_pretrain(target.pretrain.url, method.objective, run_dir, preset=self.preset,
+                         modalities=list(modalities), epochs=epochs, device=self.device,
+                         resume=(run_dir / "config.yaml").exists(), progress=self.progress)
+        except CheckpointError as err:
+            raise CheckpointError(f"study: {run_dir} holds a run that this study cannot "
+                                  f"continue ({err}); remove that folder to pretrain it "
+                                  "again, or choose another study folder") from None
         last = read_metrics(run_dir, "epoch")[-1]
         marker.write_text(json.dumps({**request, "step": last["step"],
                                       "epochs": last["epoch"] + 1}, indent=2) + "\n",

@@ -317,3 +317,18 @@ def test_instance_cont_is_skipped_exactly_when_the_trainer_would_refuse_the_stor
         assert (reason is not None) == refused, (views, reason)
         if refused:
             assert reason.startswith(f"the pretraining store holds {views} view(s)")
+
+
+def test_a_run_of_other_settings_in_the_study_folder_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from heads.checkpoint import CheckpointError
+
+    def other_settings(*args: object, **kwargs: object) -> None:
+        raise CheckpointError("resume: settings differ from the checkpoint's: epochs")
+
+    monkeypatch.setattr(study, "run_pretrain", other_settings)
+    store = synthetic_store(tmp_path / "store", dataset="synthetic", labels=["a", "b"], n=40,
+                            seed=5, keys=("frames_2d", "audio"))
+    with pytest.raises(CheckpointError, match=r"synthetic/runs/conclugen holds a run that this "
+                                              r"study cannot continue \(resume: settings"):
+        run_study(store.url, tmp_path / "out", quick=True, device="cpu", progress=False)
