@@ -493,14 +493,16 @@ def store_upgrade_cmd(store: StoreArg) -> None:
 
 
 def _print_metrics(result: dict, title: str) -> None:
-    """Val and test metrics (mean ± std over seeds) as the paper's tables report them."""
+    """Val and test metrics (mean ± std over seeds) as the paper's tables report them (a
+    regression's: CCC, PCC, RMSE and SAGR, the means over its targets)."""
     summary = result.get("summary", {})
-    table = Table("split", *(name for name in PAPER_METRICS), title=title)
+    names = REGRESSION_METRICS if result.get("task") == "regression" else PAPER_METRICS
+    table = Table("split", *names, title=title)
     for split in ("val", "test"):
         if split not in summary:
             continue
         cells = []
-        for name in PAPER_METRICS:
+        for name in names:
             value = summary[split].get(name) or {}
             mean, std = value.get("mean"), value.get("std")
             cells.append("-" if mean is None else f"{mean:.4f}" + (
@@ -510,15 +512,20 @@ def _print_metrics(result: dict, title: str) -> None:
 
 
 PAPER_METRICS = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "f1_macro")
+REGRESSION_METRICS = ("ccc", "pcc", "rmse", "sagr")
 
 
 @app.command("eval")
 @user_errors
 def eval_cmd(
     store: Annotated[str, typer.Option(help="The feature store the run was trained on.")],
-    protocol: Annotated[str, typer.Option(help="linear | finetune | supervised")] = "linear",
+    protocol: Annotated[str, typer.Option(
+        help="linear | finetune | supervised (the paper's) | clef (text prototypes of the "
+             "label names) | avce (valence/arousal regression on the store's continuous "
+             "targets)")] = "linear",
     run: Annotated[Path | None, typer.Option(
-        help="The pretraining run (not needed for supervised).")] = None,
+        help="The pretraining run (not needed for supervised and avce; clef uses it for its "
+             "zero-shot row).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Output folder (default RUN/eval/<protocol>; required for supervised).")] = None,
     modalities: Annotated[str | None, typer.Option(
@@ -531,13 +538,16 @@ def eval_cmd(
     seeds: Annotated[int, typer.Option(help="Repeat with N seeds; mean and std.")] = 1,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Linear probe, fine-tuning or the supervised baseline, with the paper's metrics."""
+    """Linear probe, fine-tuning, the supervised baseline (the paper's metrics), CLEF's text
+    prototypes or AVCE's valence/arousal regression (RMSE, PCC, CCC, SAGR)."""
     from heads.evaluation.run import run_eval
 
     result = run_eval(store, run=run, protocol=protocol, out=out,
                       modalities=_split_list(modalities), fusion=fusion, preset=preset,
                       overrides=_parse_sets(set_), seeds=seeds, device=device)
-    _print_metrics(result, f"{protocol} evaluation (weighted by class support)")
+    _print_metrics(result, f"{protocol} evaluation " + (
+        "(means over the targets)" if result.get("task") == "regression"
+        else "(weighted by class support)"))
     if "out" in result:
         console.print(f"metrics.json, confusion matrices and the embedding plot in "
                       f"[bold]{result['out']}[/]")

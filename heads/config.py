@@ -174,6 +174,57 @@ def warmup_steps(optim: OptimConfig, steps_per_epoch: int) -> int:
 
 
 @dataclass(frozen=True)
+class ClefConfig:
+    """The CLEF protocol (:mod:`heads.evaluation.clef`; Zhang et al., ICCV 2023) on fixed
+    features: text prototypes of the label names, described in ``docs/CHOICES.md``.
+
+    ``projection_dim``: the joint space both sides are projected into; ``temperature``: the
+    learnable temperature's start; ``instance_weight``: lambda of ``L_fine = (lambda L_IN +
+    L_DN) / 2``; ``weak``: the weakly supervised stage 1 (``auto``: when the store has coarse
+    labels, CMU-MOSEI's sentiment sign; ``sentiment``: required; ``none``); ``weak_*``: its
+    fixed temperature, epochs and the feature dropout that makes its two views;
+    ``zero_shot``: also score the prototypes of a pretraining run's MMS text head, untrained.
+    """
+
+    projection_dim: int = 512
+    temperature: float = 0.07
+    instance_weight: float = 2.0
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    standardize: bool = True
+    weak: Literal["auto", "none", "sentiment"] = "auto"
+    weak_temperature: float = 0.25
+    weak_epochs: int = 10
+    weak_view_dropout: float = 0.2
+    zero_shot: bool = True
+
+
+@dataclass(frozen=True)
+class AvceConfig:
+    """The AVCE protocol (:mod:`heads.evaluation.avce`; Kim & Song, ECCV 2022) on fixed
+    features: sizes of the compressor C (``latent``), the regressor R and head H
+    (``hidden``), the head H1 (``view_hidden`` -> ``view_dim``); the similarity's ``mu``; the
+    AVCE weights ``alpha``, ``beta``, ``gamma`` and its weight in the first step
+    (``avce_weight``); the triplet's ``delta1``, ``delta2``; the optimiser's lr and weight
+    decay (both steps)."""
+
+    latent: int = 32
+    hidden: int = 256
+    view_hidden: int = 64
+    view_dim: int = 8
+    mu: float = 0.75
+    alpha: float = 0.5
+    beta: float = 0.005
+    gamma: float = 0.5
+    avce_weight: float = 1.0
+    delta1: float = 1.0
+    delta2: float = 0.8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    standardize: bool = True
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """One downstream evaluation, fully resolved (see ``manifests/evaluate.yaml``)."""
 
@@ -194,9 +245,11 @@ class EvalConfig:
     modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
         "video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)})
     tsne_max_points: int = 5000
+    clef: ClefConfig = field(default_factory=ClefConfig)
+    avce: AvceConfig = field(default_factory=AvceConfig)
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _protocol_problems(self.clef, self.avce)
         o = self.optim
         if self.epochs < 1 or self.batch_size < 1 or self.representation_dim < 1:
             problems.append("epochs, batch_size and representation_dim must be >= 1")
@@ -220,6 +273,25 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe mapping (tuples as lists)."""
         return _plain(dataclasses.asdict(self))
+
+
+def _protocol_problems(clef: ClefConfig, avce: AvceConfig) -> list[str]:
+    problems = []
+    if clef.projection_dim < 1 or clef.weak_epochs < 0:
+        problems.append("clef.projection_dim must be >= 1, clef.weak_epochs >= 0")
+    if min(clef.temperature, clef.weak_temperature, clef.lr, avce.lr) <= 0:
+        problems.append("clef.temperature, clef.weak_temperature, clef.lr and avce.lr must "
+                        "be > 0")
+    if not 0.0 <= clef.weak_view_dropout < 1.0:
+        problems.append(f"clef.weak_view_dropout must be in [0, 1), got "
+                        f"{clef.weak_view_dropout}")
+    if min(avce.latent, avce.hidden, avce.view_hidden, avce.view_dim) < 1:
+        problems.append("avce: latent, hidden, view_hidden and view_dim must be >= 1")
+    if min(clef.instance_weight, clef.weight_decay, avce.weight_decay, avce.mu, avce.alpha,
+           avce.beta, avce.gamma, avce.avce_weight, avce.delta1, avce.delta2) < 0:
+        problems.append("clef.instance_weight, the weight decays and avce's mu, alpha, beta, "
+                        "gamma, avce_weight, delta1, delta2 must be >= 0")
+    return problems
 
 
 def resolve_eval_config(dataset: str, *, preset: str | None = None,

@@ -4,6 +4,9 @@ small interface (:class:`~heads.evaluation.protocol.Protocol`).
 - :mod:`~heads.evaluation.linear`, :mod:`~heads.evaluation.finetune`,
   :mod:`~heads.evaluation.supervised`: the paper's protocols (Tables 2-5), all built on
   :mod:`~heads.evaluation.classification` and the classifier of :mod:`~heads.evaluation.probe`;
+- :mod:`~heads.evaluation.clef`, :mod:`~heads.evaluation.avce`: the heads of two other systems
+  of the field on the same stores (CLEF's text prototypes, AVCE's valence/arousal
+  regression), trained by :mod:`~heads.evaluation.loop`;
 - :mod:`~heads.evaluation.run`: :func:`~heads.evaluation.run.run_eval`, the program that loads
   a store's splits, runs a protocol for each seed and writes metrics, figures and the
   classifier;
@@ -15,13 +18,14 @@ A new protocol is one new module with a ``PROTOCOL`` object, added to :data:`PRO
 
 from __future__ import annotations
 
-from heads.evaluation import finetune, linear, supervised
+from heads.evaluation import avce, finetune, linear, supervised
 from heads.evaluation.protocol import Protocol
 
 PROTOCOLS: dict[str, Protocol] = {
     "linear": linear.PROTOCOL,
     "finetune": finetune.PROTOCOL,
     "supervised": supervised.PROTOCOL,
+    "avce": avce.PROTOCOL,
 }
 
 

@@ -5,6 +5,11 @@
 writes the figures, the classifier and ``metrics.json`` the same way for every protocol. A new
 protocol is one new module exposing a ``PROTOCOL`` object with this interface, listed in
 :data:`heads.evaluation.PROTOCOLS`.
+
+Two attributes are optional (:func:`task_of`, :func:`accepts_run`): ``task`` is
+``classification`` (the store's labels; the default) or ``regression`` (its continuous targets,
+:mod:`heads.evaluation.targets`), and ``accepts_run`` says that a protocol that needs no run
+uses one when it is given (CLEF's zero-shot row from a run's MMS text head).
 """
 
 from __future__ import annotations
@@ -12,15 +17,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from typing import Protocol as _Interface
 
 import numpy as np
 import torch
+from torch import nn
 
 from heads.config import EvalConfig
-from heads.evaluation.probe import LabelledSplit, ProbeModel, ProbeSpec
+from heads.evaluation.probe import LabelledSplit, ProbeSpec
 from heads.models import ConCluGenHeads
+
+if TYPE_CHECKING:
+    from pipeline.store import FeatureStore
+
+Task = Literal["classification", "regression"]
 
 
 @dataclass
@@ -38,6 +49,11 @@ class EvalSetup:
         payload: the run's checkpoint payload (None without a run).
         checkpoint: the run's checkpoint file (None without a run).
         device: where training runs.
+        task: ``classification`` (targets are the labels) or ``regression`` (the store's
+            continuous targets, named in ``target_names``; ``label_names`` repeats them).
+        target_names: the continuous targets' names (regression).
+        store: the open store, for what a protocol reads beside the splits (CLEF: the label
+            texts and the coarse labels).
     """
 
     protocol: str
@@ -50,6 +66,9 @@ class EvalSetup:
     payload: dict[str, Any] | None
     checkpoint: Path | None
     device: torch.device
+    task: Task = "classification"
+    target_names: tuple[str, ...] = ()
+    store: FeatureStore | None = None
 
 
 @dataclass
@@ -58,21 +77,28 @@ class SeedResult:
 
     Attributes:
         seed: the seed.
-        model: the trained classifier (per modality features -> logits).
+        model: the trained classifier (per modality features -> logits or targets); a
+            :class:`~heads.evaluation.probe.ProbeModel` for the paper's protocols.
         scored: per split, the metrics and the fused representations [n, F] (for the maps).
         best_epoch: the epoch kept (1-based).
         seconds: training time.
         history: per epoch, the numbers model selection saw.
         class_weights: the loss's class (or pos_) weights.
+        predictions: regression: per split, the predictions and targets [n, T] (the scatter
+            plots).
+        details: what the protocol adds to ``metrics.json`` (its epoch selection, constants,
+            extra rows such as CLEF's zero-shot scores).
     """
 
     seed: int
-    model: ProbeModel
+    model: nn.Module
     scored: dict[str, tuple[dict[str, Any], np.ndarray]]
     best_epoch: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     class_weights: list[float] = field(default_factory=list)
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Protocol(_Interface):
@@ -94,4 +120,15 @@ class Protocol(_Interface):
         ...
 
 
-__all__ = ["EvalSetup", "Protocol", "SeedResult"]
+def task_of(protocol: Protocol) -> Task:
+    """``classification`` unless the protocol says ``task = "regression"``."""
+    return "regression" if getattr(protocol, "task", "classification") == "regression" \
+        else "classification"
+
+
+def accepts_run(protocol: Protocol) -> bool:
+    """Whether a pretraining run given with the protocol is used (always when it needs one)."""
+    return protocol.needs_run or bool(getattr(protocol, "accepts_run", False))
+
+
+__all__ = ["EvalSetup", "Protocol", "SeedResult", "Task", "accepts_run", "task_of"]

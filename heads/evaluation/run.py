@@ -4,8 +4,11 @@
 that is best on the validation split, and scores train, val and test with the paper's metrics
 (accuracy, precision, recall, F1 weighted by support; macro-F1; per class; confusion matrix;
 CMU-MOSEI's weighted accuracy for multi-label stores). Protocols (:data:`heads.evaluation.PROTOCOLS`):
-``linear`` (frozen pretrained heads), ``finetune`` (pretrained heads trained too) and
-``supervised`` (the same architecture from scratch, no run). ``seeds`` repeats the training
+``linear`` (frozen pretrained heads), ``finetune`` (pretrained heads trained too),
+``supervised`` (the same architecture from scratch, no run), and the heads of two other
+systems on the same features: ``clef`` (text prototypes of the label names; a run, when given,
+adds a zero-shot row) and ``avce`` (valence/arousal regression on the store's continuous
+targets, scored with RMSE, PCC, CCC and SAGR per target). ``seeds`` repeats the training
 with seeds ``seed, seed+1, ...`` and reports mean and standard deviation. The settings are an
 :class:`~heads.config.EvalConfig` resolved from ``manifests/evaluate.yaml`` and the dataset's
 manifest.
@@ -17,7 +20,9 @@ pretrained on VoxCeleb2, evaluated on MELD, CAER and CMU-MOSEI extracted by othe
 Outputs, in ``RUN/eval/<protocol>[-<modalities>][-mean]/`` (or ``out``)::
 
     metrics.json         every metric per split and seed, their mean/std, config, store_id
-    confusion_<split>.png  row-normalised confusion matrix with counts (first seed)
+    confusion_<split>.png  row-normalised confusion matrix with counts (first seed; for a
+                         regression, of the targets' signs)
+    scatter_<split>.png  regression: predictions against targets, per target (first seed)
     embedding_test.png   t-SNE of the test representations coloured by label (first seed)
     classifier.pt        the first seed's classifier (plain tensors; used by heads.evaluation.predict)
 """
@@ -35,13 +40,14 @@ import numpy as np
 import torch
 
 from heads.checkpoint import (CLASSIFIER, check_feature_space, checkpoint_of, layout_keys,
-                              load_model, run_folder, save_classifier)
+                              load_model, run_folder, save_checkpoint, save_classifier)
 from heads.config import EvalConfig, resolve_eval_config
 from heads.data import DataError, assemble_modalities, read_modality
 from heads.evaluation import get_protocol
-from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
-from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult
-from heads.metrics import HEADLINE, json_safe, summarize
+from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeModel, ProbeSpec
+from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run, task_of
+from heads.evaluation.targets import read_targets, target_names
+from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
 from heads.reporting.metrics_log import write_eval_scalars
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
@@ -55,6 +61,7 @@ __all__ = ["EvalConfig", "METRICS", "eval_name", "load_split", "resolve_eval_con
            "run_eval", "write_json"]
 
 FORMAT = "conclugen-eval/1"
+HEAD_FORMAT = "conclugen-eval-head/1"
 METRICS = "metrics.json"
 SPLITS = ("train", "val", "test")
 SELECTION = {"val_f1": "the epoch with the best val weighted F1 (ties: lower val loss)",
@@ -92,8 +99,9 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
 
     Args:
         store: the feature store (folder or fsspec URL) with train, val (and test) splits.
-        run: the pretraining run folder (or a checkpoint file); None for ``supervised``.
-        protocol: ``linear``, ``finetune`` or ``supervised``.
+        run: the pretraining run folder (or a checkpoint file); None for ``supervised``,
+            ``avce`` and ``clef`` (whose zero-shot row uses it when given).
+        protocol: ``linear``, ``finetune``, ``supervised``, ``clef`` or ``avce``.
         out: the output folder (default ``RUN/eval/<name>``; required for ``supervised``
             without a run).
         modalities: the modalities the classifier sees (default: all the run's; for
@@ -113,7 +121,8 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         ConfigError: bad protocol, fusion, modalities, preset or overrides.
         CheckpointError: no checkpoint, or a store in another feature space than the run's
             (the differing fields are named).
-        DataError: the store lacks a train or val split, or labels.
+        DataError: the store lacks a train or val split, or labels (continuous targets for
+            a regression protocol).
     """
     spec = get_protocol(protocol)
     if fusion not in FUSIONS:
@@ -127,15 +136,16 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
     with open_store(store) as fs:
         setup = _setup(fs, store, run=run, protocol=spec, modalities=modalities,
                        fusion=fusion, preset=preset, overrides=overrides, device=device)
-        all_modalities = (list(setup.payload["layout"]) if setup.payload is not None
-                          else list(setup.spec.modalities))
+        all_modalities = (list(setup.payload["layout"]) if spec.needs_run and setup.payload
+                          is not None else list(setup.spec.modalities))
         if out is None:
             if run is None:
                 raise ConfigError(f"{protocol} evaluation without a run needs out")
             out = run_folder(run) / "eval" / eval_name(protocol, setup.spec.modalities,
                                                         all_modalities, fusion)
         data = {name: split for name in SPLITS
-                if (split := load_split(fs, setup.layout, name, setup.device)) is not None}
+                if (split := load_split(fs, setup.layout, name, setup.device,
+                                        task=setup.task)) is not None}
         _check_splits(fs, data)
         result = _evaluate(fs, spec, setup, data, seeds=seeds, out=Path(out), run=run,
                            progress=progress)
@@ -148,46 +158,68 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
     cfg = resolve_eval_config(fs.dataset, preset=preset, overrides=overrides)
     dev = resolve_device(device)
     pretrained = payload = ckpt = None
-    if not protocol.needs_run:
-        present = [m for m, keys in cfg.modality_keys.items() if set(keys) & set(fs.keys)]
-        mods = modality_order(modalities, present)
-        layout = assemble_modalities(fs, cfg.modality_keys, mods)
-        keys, dims, dim = dict(layout.keys), dict(layout.dims), cfg.representation_dim
-    else:
-        assert run is not None
+    if run is not None and accepts_run(protocol):
         ckpt = checkpoint_of(run)
         pretrained, payload = load_model(ckpt, device="cpu")
         check_feature_space(payload, fs.manifest, checkpoint=ckpt, store=str(store))
         if payload["store_id"] != fs.store_id:
             log.info("%s: heads pretrained on another store (%s), same feature space",
                      fs.url, payload.get("store_url"))
+    if not protocol.needs_run:
+        present = [m for m, keys in cfg.modality_keys.items() if set(keys) & set(fs.keys)]
+        mods = modality_order(modalities, present)
+        layout = assemble_modalities(fs, cfg.modality_keys, mods)
+        keys, dims, dim = dict(layout.keys), dict(layout.dims), cfg.representation_dim
+    else:
+        assert payload is not None
         mods = modality_order(modalities, list(payload["layout"]))
         keys = {m: tuple(payload["layout"][m]) for m in mods}
         dims = {m: int(payload["model_spec"]["input_dims"][m]) for m in mods}
         dim = int(payload["model_spec"]["representation_dim"])
+    task = task_of(protocol)
+    names, multilabel = _outputs(fs, protocol.name, task)
+    spec = ProbeSpec(tuple(mods), cast(Literal["concat", "mean"], fusion),  # ProbeSpec checks it
+                     dim, len(names), cfg.dropout, multilabel)
+    return EvalSetup(protocol.name, cfg, spec, {m: dims[m] for m in mods}, keys, names,
+                     pretrained, payload, ckpt, dev, task=task,
+                     target_names=names if task == "regression" else (), store=fs)
+
+
+def _outputs(fs: FeatureStore, protocol: str, task: str) -> tuple[tuple[str, ...], bool]:
+    """What the protocol predicts: the class (or label) names, or the continuous targets'
+    names; and whether the labels are multi-label."""
+    if task == "regression":
+        names = target_names(fs)
+        if not names:
+            raise DataError(f"{fs.url}: protocol {protocol!r} regresses continuous targets "
+                            f"(valence, arousal), and this {fs.dataset} store has none; stores "
+                            "of CMU-MOSEI (sentiment as valence) and AFEW-VA have them")
+        return names, False
     outputs = len(fs.label_names)
     if outputs < 2 and not fs.multilabel:
         raise DataError(f"{fs.url}: {outputs} class(es) {list(fs.label_names)}; a classifier "
                         "needs at least 2")
-    spec = ProbeSpec(tuple(mods), cast(Literal["concat", "mean"], fusion),  # ProbeSpec checks it
-                     dim, outputs, cfg.dropout, fs.multilabel)
-    return EvalSetup(protocol.name, cfg, spec, {m: dims[m] for m in mods}, keys,
-                     fs.label_names, pretrained, payload, ckpt, dev)
+    return fs.label_names, fs.multilabel
 
 
 def load_split(fs: FeatureStore, layout: Mapping[str, Sequence[str]], split: str,
-               device: torch.device) -> LabelledSplit | None:
+               device: torch.device, *, task: str = "classification") -> LabelledSplit | None:
     """The labelled rows of ``split`` on ``device`` (None if it has none).
 
     Unlabeled rows (label -1) are left out; multi-label targets are 1 where the stored value is
-    > 0 (CMU-MOSEI intensities), rows with a non-finite value are left out.
+    > 0 (CMU-MOSEI intensities), rows with a non-finite value are left out. With ``task =
+    "regression"`` the targets are the store's continuous targets (float32 [n, T]), rows
+    without all of them left out.
 
     Raises:
         DataError: a label outside the store's classes (names the sample).
     """
     pos = fs.positions(split)
-    labels = fs.labels(pos)
-    if fs.multilabel:
+    labels = read_targets(fs, pos) if task == "regression" else fs.labels(pos)
+    if task == "regression":
+        keep = np.isfinite(labels).all(axis=1)
+        targets = torch.from_numpy(labels[keep].astype(np.float32))
+    elif fs.multilabel:
         keep = np.isfinite(labels).all(axis=1)
         targets = torch.from_numpy((labels[keep] > 0).astype(np.float32))
     else:
@@ -226,20 +258,17 @@ def _evaluate(fs: FeatureStore, protocol: Protocol, setup: EvalSetup,
         result = protocol.run_seed(setup, data, setup.cfg.seed + k, progress=progress)
         runs.append({"seed": result.seed, "best_epoch": result.best_epoch,
                      "seconds": round(result.seconds, 3), "history": result.history,
-                     "splits": {n: m for n, (m, _) in result.scored.items()}})
+                     "splits": {n: m for n, (m, _) in result.scored.items()},
+                     **({"details": result.details} if result.details else {})})
         first = first or result
     assert first is not None
     out.mkdir(parents=True, exist_ok=True)
-    files = _figures(setup, first.scored, data, out, first.seed)
+    files = _figures(setup, first, data, out)
     files["classifier"] = CLASSIFIER
-    keys = [k for ks in setup.layout.values() for k in ks]
-    save_classifier(out / CLASSIFIER, first.model, protocol=setup.protocol,
-                    checkpoint=_checkpoint_ref(setup), store_id=fs.store_id, store_url=fs.url,
-                    feature_space={k: fs.manifest.feature_space[k] for k in keys},
-                    layout=setup.layout, label_names=setup.label_names,
-                    config=setup.cfg.to_dict(), seed=first.seed, best_epoch=first.best_epoch)
+    _save_model(out / CLASSIFIER, fs, setup, first)
     metrics = _report(fs, setup, runs, weights=first.class_weights, run=run, files=files,
                       counts={n: len(s) for n, s in data.items()})
+    metrics["details"] = first.details
     metrics["out"] = str(out)
     if write_eval_scalars(out, runs, metrics["summary"]):
         files["tensorboard"] = "tensorboard"
@@ -248,17 +277,48 @@ def _evaluate(fs: FeatureStore, protocol: Protocol, setup: EvalSetup,
     return metrics
 
 
-def _figures(setup: EvalSetup, scored: Mapping[str, tuple[dict[str, Any], np.ndarray]],
-             data: Mapping[str, LabelledSplit], out: Path, seed: int) -> dict[str, Any]:
-    from heads.reporting.plots import evaluation_figures
+def _save_model(path: Path, fs: FeatureStore, setup: EvalSetup, first: SeedResult) -> None:
+    """``classifier.pt``: the paper's probe as :func:`heads.checkpoint.save_classifier` writes
+    it (``cli predict`` reads it); any other protocol's head as plain tensors with its spec."""
+    keys = [k for ks in setup.layout.values() for k in ks]
+    space = {k: fs.manifest.feature_space[k] for k in keys}
+    if isinstance(first.model, ProbeModel):
+        save_classifier(path, first.model, protocol=setup.protocol,
+                        checkpoint=_checkpoint_ref(setup), store_id=fs.store_id,
+                        store_url=fs.url, feature_space=space, layout=setup.layout,
+                        label_names=setup.label_names, config=setup.cfg.to_dict(),
+                        seed=first.seed, best_epoch=first.best_epoch)
+        return
+    describe = getattr(first.model, "describe", None)
+    save_checkpoint(path, {
+        "format": HEAD_FORMAT, "protocol": setup.protocol, "task": setup.task,
+        "spec": describe() if callable(describe) else {},
+        "state": {k: v.detach().cpu() for k, v in first.model.state_dict().items()},
+        "store_id": fs.store_id, "store_url": fs.url, "feature_space": space,
+        "layout": {m: list(k) for m, k in setup.layout.items()},
+        "label_names": list(setup.label_names), "config": setup.cfg.to_dict(),
+        "seed": first.seed, "best_epoch": first.best_epoch})
 
-    test = ((scored["test"][1], data["test"].targets.cpu().numpy()) if "test" in scored
-            else None)
+
+def _figures(setup: EvalSetup, first: SeedResult, data: Mapping[str, LabelledSplit],
+             out: Path) -> dict[str, Any]:
+    from heads.reporting.plots import evaluation_figures, sign_strings
+
+    scored = first.scored
+    test, labels = None, None
+    if "test" in scored:
+        targets = data["test"].targets.cpu().numpy()
+        test = (scored["test"][1], targets)
+        if setup.task == "regression":
+            labels = sign_strings(targets, setup.target_names)
     return evaluation_figures(out, confusions={n: m["confusion"] for n, (m, _) in scored.items()},
-                              label_names=setup.label_names, multilabel=setup.spec.multilabel,
-                              test=test, what=f"{setup.protocol} "
-                              f"({'+'.join(setup.spec.modalities)})", seed=seed,
-                              max_points=setup.cfg.tsne_max_points)
+                              label_names=(setup.label_names if setup.task != "regression"
+                                           else [f"{n} > 0" for n in setup.target_names]),
+                              multilabel=setup.spec.multilabel or setup.task == "regression",
+                              test=test, test_labels=labels,
+                              scatter=first.predictions or None,
+                              what=f"{setup.protocol} ({'+'.join(setup.spec.modalities)})",
+                              seed=first.seed, max_points=setup.cfg.tsne_max_points)
 
 
 def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
@@ -266,17 +326,17 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
             counts: dict[str, int]) -> dict[str, Any]:
     payload = setup.payload
     splits = list(runs[0]["splits"])
-    keys = [*HEADLINE, *(("subset_accuracy", "weighted_accuracy") if setup.spec.multilabel
-                         else ())]
     return {
         "format": FORMAT,
         "protocol": setup.protocol,
-        "objective": payload["objective"] if payload is not None else "supervised",
+        "task": setup.task,
+        "objective": payload["objective"] if payload is not None else setup.protocol,
         "modalities": list(setup.spec.modalities),
         "fusion": setup.spec.fusion,
         "dataset": fs.dataset,
         "label_names": list(setup.label_names),
         "multilabel": setup.spec.multilabel,
+        "targets": list(setup.target_names),
         "store": fs.url,
         "store_id": fs.store_id,
         "feature_space": _space_id(fs, setup),
@@ -286,17 +346,33 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "run": str(run_folder(run)) if run is not None else None,
         "checkpoint": _checkpoint_ref(setup),
         "config": setup.cfg.to_dict(),
-        "selection": SELECTION[setup.cfg.selection],
-        "class_weights": {"kind": setup.cfg.class_weights,
-                          "meaning": _WEIGHT_MEANING[setup.spec.multilabel][
-                              setup.cfg.class_weights],
-                          "values": weights},
+        "selection": (runs[0].get("details", {}).get("selection")
+                      or SELECTION[setup.cfg.selection]),
+        "class_weights": _class_weights(setup, weights),
         "counts": counts,
         "seeds": [r["seed"] for r in runs],
-        "summary": {s: summarize([r["splits"][s] for r in runs], keys) for s in splits},
+        "summary": {s: summarize([r["splits"][s] for r in runs], summary_keys(setup))
+                    for s in splits},
         "runs": runs,
         "files": files,
     }
+
+
+def summary_keys(setup: EvalSetup) -> list[str]:
+    """The scalar metrics ``metrics.json`` summarises over seeds."""
+    if setup.task == "regression":
+        return [*REGRESSION_HEADLINE, *(f"{key}_{name}" for name in setup.target_names
+                                        for key in REGRESSION_HEADLINE)]
+    return [*HEADLINE, *(("subset_accuracy", "weighted_accuracy") if setup.spec.multilabel
+                         else ())]
+
+
+def _class_weights(setup: EvalSetup, weights: list[float]) -> dict[str, Any]:
+    if setup.task == "regression":
+        return {"kind": "none", "meaning": "regression: no class weights", "values": []}
+    return {"kind": setup.cfg.class_weights,
+            "meaning": _WEIGHT_MEANING[setup.spec.multilabel][setup.cfg.class_weights],
+            "values": weights}
 
 
 #: What each class_weights mode means, for single-label (False) and multi-label (True) stores
@@ -330,7 +406,9 @@ def _checkpoint_ref(setup: EvalSetup) -> dict[str, Any] | None:
 
 def _headline(metrics: Mapping[str, Any]) -> str:
     test = metrics["summary"].get("test") or metrics["summary"].get("val", {})
-    return ", ".join(f"{k} {v['mean']:.4f}" for k, v in test.items() if k in HEADLINE)
+    keys = REGRESSION_HEADLINE if metrics.get("task") == "regression" else HEADLINE
+    return ", ".join(f"{k} {v['mean']:.4f}" for k, v in test.items()
+                     if k in keys and v["mean"] is not None)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

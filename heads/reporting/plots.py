@@ -4,6 +4,8 @@
   normalised to the share of its true class, with the counts beside the shares.
 - :func:`plot_multilabel_confusion`: one 2x2 matrix per label (multi-label datasets).
 - :func:`plot_embedding`: t-SNE (scikit-learn) of representations, coloured by label.
+- :func:`plot_scatter`: predictions against targets, one panel per continuous target
+  (valence, arousal), with the identity line and the split's CCC.
 - :func:`plot_study`: grouped bars, one group per method, one bar per metric, the paper's
   values as ticks.
 - :func:`evaluation_figures`: the set one evaluation writes.
@@ -143,6 +145,44 @@ def plot_embedding(features: np.ndarray, labels: Sequence[str], path: Path, *, s
     return _save(fig, path)
 
 
+def plot_scatter(pred: np.ndarray, target: np.ndarray, target_names: Sequence[str], path: Path,
+                 *, title: str = "", max_points: int = 5000, seed: int = 0) -> Path:
+    """Write predictions against targets, one panel per target: [n, T] each.
+
+    Every panel has the identity line (a perfect regressor's points lie on it), the axes at 0
+    (points off the diagonal quadrants have the wrong sign) and the split's CCC and PCC. More
+    than ``max_points`` points are thinned to a seeded random subset (the statistics use all).
+    """
+    from heads.metrics import ccc, pcc
+
+    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != len(target_names):
+        raise ValueError(f"plot_scatter: pred {pred.shape} and target {target.shape} must be "
+                         f"[n, {len(target_names)}]")
+    show = np.arange(len(pred))
+    if len(show) > max_points:
+        show = np.sort(np.random.default_rng(seed).choice(len(pred), max_points, replace=False))
+    cols = len(target_names)
+    fig, axes = plt.subplots(1, cols, figsize=(4.6 * cols, 4.2), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        t, p = target[:, k], pred[:, k]
+        lim = float(max(1.0, np.abs(t).max(initial=0), np.abs(p).max(initial=0))) * 1.05
+        ax.scatter(t[show], p[show], s=8, alpha=0.6)
+        ax.plot([-lim, lim], [-lim, lim], color="black", linewidth=0.8)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.axvline(0, color="grey", linewidth=0.5)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{target_names[k]}, target")
+        ax.set_ylabel(f"{target_names[k]}, predicted")
+        ax.set_title(f"{target_names[k]}: CCC {ccc(p, t):.3f}, PCC {pcc(p, t):.3f}, "
+                     f"n = {len(t)}", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_study(rows: Sequence[Mapping[str, float]], methods: Sequence[str],
                metrics: Mapping[str, str], path: Path, *, title: str = "",
                paper: Sequence[Mapping[str, float]] | None = None,
@@ -185,9 +225,11 @@ def plot_study(rows: Sequence[Mapping[str, float]], methods: Sequence[str],
 def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
                        label_names: Sequence[str], multilabel: bool,
                        test: tuple[np.ndarray, np.ndarray] | None, what: str, seed: int,
-                       max_points: int) -> dict[str, object]:
-    """The figures of one evaluation: ``confusion_<split>.png`` per split and, with test data,
-    ``embedding_test.png``.
+                       max_points: int, test_labels: Sequence[str] | None = None,
+                       scatter: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                       ) -> dict[str, object]:
+    """The figures of one evaluation: ``confusion_<split>.png`` per split, with test data
+    ``embedding_test.png`` and, for continuous targets, ``scatter_<split>.png`` per split.
 
     Args:
         out: the evaluation folder.
@@ -198,18 +240,30 @@ def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
         what: the titles' prefix (protocol and modalities).
         seed: seeds the subset and t-SNE.
         max_points: at most this many test points in the map (a seeded random subset).
+        test_labels: the map's colour key per test row (default: from the targets by
+            :func:`label_strings`).
+        scatter: split -> predictions and targets [n, T] (continuous targets; ``label_names``
+            then names the targets' signs).
 
     Returns:
-        the file names written: ``{"confusion": {split: name}, "embedding": name or None}``.
+        the file names written: ``{"confusion": {split: name}, "embedding": name or None}``
+        and, with ``scatter``, ``{"scatter": {split: name}}``.
     """
     files: dict[str, object] = {"confusion": {}}
     draw = plot_multilabel_confusion if multilabel else plot_confusion
     for split, counts in confusions.items():
         path = draw(counts, label_names, out / f"confusion_{split}.png", title=f"{what}, {split}")
         files["confusion"][split] = path.name  # type: ignore[index]
+    if scatter:
+        names = [n.removesuffix(" > 0") for n in label_names]
+        files["scatter"] = {split: plot_scatter(p, t, names, out / f"scatter_{split}.png",
+                                                title=f"{what}, {split}", seed=seed,
+                                                max_points=max_points).name
+                            for split, (p, t) in scatter.items()}
     if test is not None:
         features, targets = test
-        labels = label_strings(targets, label_names)
+        labels = (list(test_labels) if test_labels is not None
+                  else label_strings(targets, label_names))
         if len(features) > max_points:
             pick = np.sort(np.random.default_rng(seed).choice(len(features), max_points,
                                                               replace=False))
@@ -218,6 +272,12 @@ def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
                                title=f"{what}, test representations (t-SNE)")
         files["embedding"] = drawn.name if drawn is not None else None
     return files
+
+
+def sign_strings(targets: np.ndarray, names: Sequence[str]) -> list[str]:
+    """Colour keys of continuous targets: the signs, ``valence+ arousal-`` (the quadrant)."""
+    return [" ".join(f"{n}{'+' if v > 0 else '-'}" for n, v in zip(names, row, strict=True))
+            for row in np.asarray(targets)]
 
 
 def label_strings(targets: np.ndarray, names: Sequence[str]) -> list[str]:

@@ -67,7 +67,17 @@ def sha256_json(obj: Any) -> str:
 def store_id_of(identity: StoreIdentity | Mapping[str, Any]) -> str:
     """sha256 of the canonical identity (what determines the feature values)."""
     data = to_json(identity) if isinstance(identity, StoreIdentity) else identity
-    return sha256_json(data)
+    return sha256_json(canonical_identity(data))
+
+
+def canonical_identity(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The identity mapping whose hash is the ``store_id``: fields added to the identity after
+    its format was released are left out at their default (``dataset.targets`` empty), so the
+    stores written before them keep their ``store_id``."""
+    dataset = data.get("dataset")
+    if isinstance(dataset, Mapping) and "targets" in dataset and not dataset["targets"]:
+        return {**data, "dataset": {k: v for k, v in dataset.items() if k != "targets"}}
+    return data
 
 
 def to_json(obj: Any) -> Any:
@@ -92,12 +102,16 @@ class DatasetInfo:
         labels: class names in label order (empty for unlabelled datasets).
         multilabel: the index holds ``labels`` (a list per clip) instead of ``label``.
         manifest_sha256: sha256 of the dataset manifest the adapter read (None: arrays).
+        targets: names of the continuous targets the index holds in its ``targets`` column (a
+            list of floats per clip in this order, NaN where a clip has none; ``valence``,
+            ``arousal``, each scaled to [-1, 1]); empty when there are none.
     """
 
     name: str
     labels: tuple[str, ...] = ()
     multilabel: bool = False
     manifest_sha256: str | None = None
+    targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -548,4 +562,4 @@ __all__ = ["FORMAT", "READABLE", "SHARD_DIR", "VERSION", "BackboneChoice", "Coun
            "check_manifest", "shard_paths",
            "feature_space_differences", "feature_space_id", "feature_space_of",
            "format_differences", "format_version", "manifest_json", "parse_manifest",
-           "sha256_json", "store_id_of", "to_json", "upgrade_v1"]
+           "sha256_json", "canonical_identity", "store_id_of", "to_json", "upgrade_v1"]

@@ -230,12 +230,17 @@ def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
                  splits: Sequence[str], features: dict[str, np.ndarray], labels: np.ndarray,
                  label_names: Sequence[str], multilabel: bool = False,
                  shard_size: int = 256, feature_space: str | None = None,
-                 storage_options: dict[str, Any] | None = None) -> FeatureStore:
+                 storage_options: dict[str, Any] | None = None,
+                 targets: np.ndarray | None = None,
+                 target_names: Sequence[str] = ()) -> FeatureStore:
     """Write a complete store from in-memory arrays (synthetic stores, tests, conversions).
 
     Args:
         features: per key [n, views, dim].
         labels: int [n] (-1 unlabeled) or, multi-label, float [n, len(label_names)].
+        targets: continuous targets float [n, len(target_names)] (NaN: none), the index's
+            ``targets`` column (valence, arousal in [-1, 1]).
+        target_names: their names, recorded as the dataset's ``targets``.
         feature_space: a name for the space the vectors live in: array stores written with the
             same name (and dims) are comparable, so heads pretrained on one evaluate on the
             other. Default: the store's own content hash, comparable with itself only.
@@ -245,9 +250,13 @@ def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
     different array stores never share one.
     """
     loc = Location.parse(url, storage_options)
-    content = _content_sha256(sample_ids, splits, features, labels)
+    if (targets is None) != (not target_names) or (
+            targets is not None and np.shape(targets) != (len(sample_ids), len(target_names))):
+        raise ValueError(f"targets {None if targets is None else np.shape(targets)} must be "
+                         f"[{len(sample_ids)}, {len(target_names)}] ({list(target_names)})")
+    content = _content_sha256(sample_ids, splits, features, labels, targets)
     identity = StoreIdentity(
-        dataset=DatasetInfo(dataset, tuple(label_names), multilabel, None),
+        dataset=DatasetInfo(dataset, tuple(label_names), multilabel, None, tuple(target_names)),
         modalities={k: BackboneChoice("arrays", feature_space or "content")
                     for k in sorted(features)},
         views=int(next(iter(features.values())).shape[1]), content_sha256=content)
@@ -258,7 +267,8 @@ def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
         ids = list(sample_ids[sl])
         shards.append(write_shard(loc, k, store_id=sid, sample_ids=ids,
                                   features={key: v[sl] for key, v in features.items()},
-                                  index=_arrays_index(ids, splits[sl], labels[sl], multilabel),
+                                  index=_arrays_index(ids, splits[sl], labels[sl], multilabel,
+                                                      None if targets is None else targets[sl]),
                                   failures=FAILURE_SCHEMA.empty_table()))
     finalize(loc, identity=identity, shards=shards,
              modalities={k: ModalityInfo(dim=int(v.shape[2])) for k, v in features.items()},
@@ -267,10 +277,13 @@ def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
 
 
 def _content_sha256(sample_ids: Sequence[str], splits: Sequence[str],
-                    features: Mapping[str, np.ndarray], labels: np.ndarray) -> str:
+                    features: Mapping[str, np.ndarray], labels: np.ndarray,
+                    targets: np.ndarray | None = None) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([list(map(str, sample_ids)), list(map(str, splits))]).encode())
     digest.update(np.ascontiguousarray(labels).tobytes())
+    if targets is not None:
+        digest.update(b"targets" + np.ascontiguousarray(targets, dtype=np.float32).tobytes())
     for key in sorted(features):
         arr = np.ascontiguousarray(features[key], dtype=np.float16)
         digest.update(key.encode() + str(arr.shape).encode())
@@ -279,12 +292,15 @@ def _content_sha256(sample_ids: Sequence[str], splits: Sequence[str],
 
 
 def _arrays_index(ids: list[str], splits: Sequence[str], labels: np.ndarray,
-                  multilabel: bool) -> pa.Table:
+                  multilabel: bool, targets: np.ndarray | None = None) -> pa.Table:
     cols: dict[str, Any] = {"sample_id": ids, "split": list(splits)}
     if multilabel:
         cols["labels"] = pa.array([list(map(float, r)) for r in labels], pa.list_(pa.float32()))
     else:
         cols["label"] = pa.array(labels, pa.int64())
+    if targets is not None:
+        cols["targets"] = pa.array([list(map(float, r)) for r in targets],
+                                   pa.list_(pa.float32()))
     cols["duration_s"] = pa.nulls(len(ids), pa.float64())
     cols["face_ratio"] = pa.nulls(len(ids), pa.float64())
     cols["transcript"] = pa.nulls(len(ids), pa.string())

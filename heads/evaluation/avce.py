@@ -1,0 +1,192 @@
+"""AVCE on fixed features (Kim & Song, "Emotion-aware Multi-view Contrastive Learning for
+Facial Emotion Recognition", ECCV 2022): valence/arousal regression with contrastive views.
+
+The store's features of the chosen modalities (concatenated, standardised with train
+statistics) go through:
+
+- a compressor C: ``Dropout, Linear(E -> 32), ReLU``: z in R^32;
+- a regressor R: ``Dropout, Linear(32 -> 256), ReLU, Linear(256 -> T)``: the prediction x in
+  the arousal-valence space (T = 1 for CMU-MOSEI's valence, 2 for AFEW-VA);
+- two views of z, ``z_a = SparseMax(z)`` (:func:`heads.losses.sparsemax`, closed form) and
+  ``z_n = SoftMax(z)``, mapped by one head H (``Linear(32 -> 256), ReLU, Linear(256 -> T),
+  tanh``) to y_a, y_n in the same space;
+- a head H1 (``Linear(32 -> 64), ReLU, Linear(64 -> 8), ReLU``) on z, z_a and z_n.
+
+Each iteration takes two optimiser steps: ``L_AV - L_AVCE`` over C, R and H
+(:func:`heads.losses.av_loss`, :func:`heads.losses.avce_objective`, which maximises the
+similarity of x to y_a and minimises it to y_n), then ``L_dis`` over C and H1
+(:func:`heads.losses.disentangle_loss`). The sizes are the reference code's
+(``kdhht2334/AVCE_FER``, ``src/models.py``); the constants are the paper's, in
+``manifests/evaluate.yaml`` (``avce:``) and ``docs/CHOICES.md``. The epoch kept is the one with
+the best validation CCC (mean over the targets; ties: the lower validation L_AV); training
+stops early on the validation L_AV like the other protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from heads.config import AvceConfig
+from heads.evaluation.loop import train_epochs
+from heads.evaluation.probe import LabelledSplit, Standardize
+from heads.evaluation.protocol import EvalSetup, SeedResult
+from heads.losses import av_loss, avce_objective, disentangle_loss, sparsemax
+from heads.metrics import ccc, regression_metrics
+
+#: The validation metric the kept epoch maximises: the CCC, averaged over the targets.
+SELECT_METRIC = "val_ccc"
+SELECTION = "the epoch with the best val CCC (mean over the targets; ties: lower val L_AV)"
+
+
+class AvceModel(nn.Module):
+    """C, R, H and H1 on the concatenated features of ``modalities``: [N, E] -> [N, T].
+
+    Args:
+        input_dims: per modality its feature width E_m.
+        modalities: the modalities concatenated, in order.
+        outputs: T, the continuous targets.
+        cfg: the sizes (``latent``, ``hidden``, ``view_hidden``, ``view_dim``).
+        dropout: before C's and R's linear layers (the reference code's).
+    """
+
+    def __init__(self, input_dims: Mapping[str, int], modalities: Sequence[str], outputs: int,
+                 cfg: AvceConfig, dropout: float) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.sizes = {"input_dims": {m: int(input_dims[m]) for m in self.modalities},
+                      "outputs": outputs, "latent": cfg.latent, "hidden": cfg.hidden,
+                      "view_hidden": cfg.view_hidden, "view_dim": cfg.view_dim,
+                      "dropout": dropout}
+        width = sum(input_dims[m] for m in self.modalities)
+        self.input_norm = Standardize(width)
+        self.compressor = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, cfg.latent),
+                                        nn.ReLU())
+        self.regressor = nn.Sequential(nn.Dropout(dropout), nn.Linear(cfg.latent, cfg.hidden),
+                                       nn.ReLU(), nn.Linear(cfg.hidden, outputs))
+        self.view_head = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.ReLU(),
+                                       nn.Linear(cfg.hidden, outputs), nn.Tanh())
+        self.disentangle_head = nn.Sequential(nn.Linear(cfg.latent, cfg.view_hidden), nn.ReLU(),
+                                              nn.Linear(cfg.view_hidden, cfg.view_dim),
+                                              nn.ReLU())
+
+    def features(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Per modality [N, E_m] -> the standardised concatenation [N, E]."""
+        return self.input_norm(torch.cat([batch[m].float() for m in self.modalities], dim=1))
+
+    def compress(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """z = C(features): [N, latent]."""
+        return self.compressor(self.features(batch))
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """The prediction x = R(C(features)): [N, T]."""
+        return self.regressor(self.compress(batch))
+
+    def describe(self) -> dict[str, Any]:
+        """The sizes, for ``classifier.pt``."""
+        return {"kind": "avce", "modalities": list(self.modalities), **self.sizes}
+
+
+@dataclass(frozen=True)
+class AvceProtocol:
+    """The AVCE heads trained on a store's continuous targets (no pretraining run)."""
+
+    name: str = "avce"
+    needs_run: bool = False
+    task: str = "regression"
+    summary: str = ("AVCE (Kim & Song, ECCV 2022): valence/arousal regression with SparseMax "
+                    "and SoftMax views, on the store's continuous targets")
+
+    def run_seed(self, setup: EvalSetup, data: Mapping[str, LabelledSplit], seed: int, *,
+                 progress: bool) -> SeedResult:
+        cfg, avce = setup.cfg, setup.cfg.avce
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AvceModel(setup.input_dims, setup.spec.modalities, setup.spec.outputs,
+                              avce, cfg.dropout).to(setup.device)
+        train = data["train"]
+        if avce.standardize:
+            with torch.no_grad():
+                model.input_norm.fit(torch.cat([train.inputs[m].float()
+                                                for m in model.modalities], 1))
+        torch.manual_seed(seed)  # the dropout masks
+        main = _adamw([model.compressor, model.regressor, model.view_head], avce)
+        second = _adamw([model.compressor, model.disentangle_head], avce)
+        result = train_epochs(
+            model, [main, second], rows=len(train), cfg=cfg, base_lr=avce.lr,
+            step=lambda idx: _step(model, main, second, train, idx, avce),
+            validate=lambda: _validate(model, data["val"], cfg.batch_size), select=SELECT_METRIC,
+            min_batch=2, seed=seed, progress=progress)
+        scored, predictions = {}, {}
+        for name, split in data.items():
+            pred, z = _predict(model, split, cfg.batch_size)
+            truth = split.targets.cpu().numpy()
+            scored[name] = (regression_metrics(pred, truth, setup.target_names), z)
+            predictions[name] = (pred, truth)
+        return SeedResult(seed, model, scored, result.best_epoch + 1, result.seconds,
+                          result.history, [], predictions, {"selection": SELECTION})
+
+
+def _adamw(modules: Sequence[nn.Module], cfg: AvceConfig) -> torch.optim.Optimizer:
+    params = [p for m in modules for p in m.parameters()]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _step(model: AvceModel, main: torch.optim.Optimizer, second: torch.optim.Optimizer,
+          data: LabelledSplit, idx: Tensor, cfg: AvceConfig) -> dict[str, float]:
+    """The two optimiser steps of one AVCE iteration on the rows ``idx``."""
+    idx = idx.to(data.targets.device)
+    batch = {m: data.inputs[m][idx] for m in model.modalities}
+    target = data.targets[idx]
+    z = model.compress(batch)
+    x = model.regressor(z)
+    l_av = av_loss(x, target)
+    l_avce = avce_objective(x, model.view_head(sparsemax(z)), model.view_head(F.softmax(z, 1)),
+                            alpha=cfg.alpha, beta=cfg.beta, gamma=cfg.gamma, mu=cfg.mu)
+    loss = l_av - cfg.avce_weight * l_avce
+    main.zero_grad(set_to_none=True)
+    loss.backward()
+    main.step()
+    z = model.compress(batch)  # C has moved: the second step sees its new output
+    head = model.disentangle_head
+    l_dis = disentangle_loss(head(z), head(sparsemax(z)), head(F.softmax(z, 1)),
+                             delta1=cfg.delta1, delta2=cfg.delta2)
+    second.zero_grad(set_to_none=True)
+    l_dis.backward()
+    second.step()
+    return {"loss": float(loss.detach()), "av": float(l_av.detach()),
+            "avce": float(l_avce.detach()), "dis": float(l_dis.detach())}
+
+
+@torch.no_grad()
+def _predict(model: AvceModel, data: LabelledSplit, batch_size: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions [n, T] and the compressed z [n, latent] (for the map), in eval mode."""
+    model.eval()
+    preds, zs = [], []
+    for start in range(0, len(data), batch_size):
+        batch = {m: data.inputs[m][start:start + batch_size] for m in model.modalities}
+        z = model.compress(batch)
+        zs.append(z)
+        preds.append(model.regressor(z))
+    return torch.cat(preds).cpu().numpy(), torch.cat(zs).cpu().numpy()
+
+
+def _validate(model: AvceModel, val: LabelledSplit, batch_size: int) -> dict[str, float]:
+    pred, _ = _predict(model, val, batch_size)
+    truth = val.targets.cpu().numpy()
+    loss = float(av_loss(torch.from_numpy(pred).double(), torch.from_numpy(truth).double()))
+    return {"val_loss": loss,
+            "val_ccc": float(np.mean([ccc(pred[:, k], truth[:, k])
+                                      for k in range(truth.shape[1])]))}
+
+
+PROTOCOL = AvceProtocol()
+
+__all__ = ["PROTOCOL", "SELECTION", "SELECT_METRIC", "AvceModel", "AvceProtocol"]

@@ -1,0 +1,106 @@
+"""The AVCE protocol end to end on CPU: it learns continuous targets of synthetic stores
+shaped like AFEW-VA (valence and arousal) and CMU-MOSEI (labels plus valence), writes the
+same outputs as the other protocols, and refuses a store without continuous targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from heads.data import DataError
+from heads.evaluation import PROTOCOLS, get_protocol
+from heads.evaluation.avce import AvceModel
+from heads.evaluation.run import run_eval
+from heads.config import AvceConfig
+from pipeline.store import write_arrays
+
+SPLIT_CYCLE = ("train", "train", "train", "val", "test")
+
+
+def continuous_store(path: Path, *, targets: tuple[str, ...] = ("valence", "arousal"),
+                     n: int = 400, seed: int = 0, multilabel: bool = False,
+                     keys: dict[str, int] | None = None) -> str:
+    """Features are noisy linear maps of a latent; each target a squashed linear function of
+    it (so learnable), in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 8))
+    values = np.tanh(latent @ rng.normal(size=(8, len(targets))) / np.sqrt(4))
+    keys = keys or {"frames_2d": 48, "audio": 24}
+    features = {k: (latent @ rng.normal(size=(8, d)) / np.sqrt(8)
+                    + 0.3 * rng.normal(size=(n, d)))[:, None].astype(np.float16)
+                for k, d in keys.items()}
+    labels: np.ndarray = (((latent[:, :3] > 0.5).astype(np.float32)) if multilabel
+                          else np.full(n, -1))
+    values[5] = np.nan  # a clip without a target is left out
+    write_arrays(path, dataset="synthetic", sample_ids=[f"s{i:04d}" for i in range(n)],
+                 splits=[SPLIT_CYCLE[i % 5] for i in range(n)], features=features,
+                 labels=labels, label_names=["happy", "sad", "anger"] if multilabel else [],
+                 multilabel=multilabel, targets=values, target_names=targets, shard_size=160)
+    return str(path)
+
+
+def _eval(store: str, out: Path, **kw) -> dict:
+    torch.set_num_threads(1)
+    return run_eval(store, run=None, protocol="avce", out=out, preset="cpu", progress=False,
+                    device="cpu", **kw)
+
+
+def test_avce_is_registered() -> None:
+    assert get_protocol("avce") is PROTOCOLS["avce"]
+    assert PROTOCOLS["avce"].needs_run is False
+
+
+def test_learns_valence_and_arousal_and_writes_every_output(tmp_path: Path) -> None:
+    store = continuous_store(tmp_path / "afewva-like")
+    metrics = _eval(store, tmp_path / "out", overrides={"epochs": 30})
+    test = metrics["summary"]["test"]
+    assert test["ccc_valence"]["mean"] > 0.3 and test["ccc_arousal"]["mean"] > 0.3
+    assert test["pcc"]["mean"] > 0.6
+    assert metrics["task"] == "regression" and metrics["targets"] == ["valence", "arousal"]
+    assert metrics["counts"]["train"] == 239  # the row without a target is left out
+    assert metrics["class_weights"]["kind"] == "none"
+    assert "val CCC" in metrics["selection"]
+    assert metrics["config"]["avce"]["mu"] == 0.75 and metrics["config"]["avce"]["delta2"] == 0.8
+    out = tmp_path / "out"
+    for name in ("metrics.json", "classifier.pt", "scatter_test.png", "scatter_val.png",
+                 "confusion_test.png", "embedding_test.png"):
+        assert (out / name).is_file(), name
+    written = json.loads((out / "metrics.json").read_text())
+    per = written["runs"][0]["splits"]["test"]["per_target"]
+    assert set(per) == {"valence", "arousal"} and set(per["valence"]) == {"rmse", "pcc", "ccc",
+                                                                           "sagr"}
+    history = written["runs"][0]["history"][0]
+    assert {"train_av", "train_avce", "train_dis", "val_ccc", "val_loss"} <= set(history)
+    payload = torch.load(out / "classifier.pt", weights_only=True)
+    assert payload["protocol"] == "avce" and payload["spec"]["latent"] == 32
+
+
+def test_learns_valence_on_a_mosei_like_store(tmp_path: Path) -> None:
+    store = continuous_store(tmp_path / "mosei-like", targets=("valence",), multilabel=True,
+                             seed=1)
+    metrics = _eval(store, tmp_path / "out", overrides={"epochs": 30})
+    assert metrics["targets"] == ["valence"]
+    assert metrics["summary"]["test"]["ccc"]["mean"] > 0.3
+
+
+def test_refuses_a_store_without_continuous_targets(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = write_arrays(tmp_path / "meld-like", dataset="meld", sample_ids=["a", "b", "c"],
+                         splits=["train", "val", "test"],
+                         features={"audio": rng.normal(size=(3, 1, 4)).astype(np.float16)},
+                         labels=np.array([0, 1, 0]), label_names=["neutral", "joy"])
+    with pytest.raises(DataError, match="continuous targets"):
+        _eval(store.url, tmp_path / "out")
+
+
+def test_the_model_has_the_reference_sizes() -> None:
+    model = AvceModel({"video": 10}, ["video"], 2, AvceConfig(), dropout=0.5)
+    z = model.compress({"video": torch.randn(4, 10)})
+    assert z.shape == (4, 32) and (z >= 0).all()
+    assert model.regressor(z).shape == (4, 2)
+    assert model.disentangle_head(z).shape == (4, 8)
+    assert (model.view_head(z).abs() <= 1).all()
