@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
@@ -100,9 +101,13 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
         try:
             with storage_errors(where, "write"):
                 digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
-                tmp.replace(local_dir / f"{name}.h5")
+                published = _publish(loc, k, store_id, tmp, local_dir / f"{name}.h5")
         finally:
             tmp.unlink(missing_ok=True)
+        if not published:
+            existing = completed_shard(loc, k, store_id)
+            assert existing is not None
+            return existing
     else:
         with tempfile.TemporaryDirectory(dir=scratch) as scratch_dir:
             tmp = Path(scratch_dir) / f"{name}.h5.partial"
@@ -110,6 +115,32 @@ def write_shard(loc: Location, k: int, *, store_id: str, sample_ids: Sequence[st
                 digest = _write_h5(tmp, k, store_id, sample_ids, features, dtype, info or {})
             loc.put_atomic(tmp, SHARD_DIR, name + ".h5")
     return ShardResult(name, rows, digest, index, failures, info or {})
+
+
+def _publish(loc: Location, k: int, store_id: str, tmp: Path, final: Path) -> bool:
+    """Move a written shard into place; False when this configuration's shard ``k`` got there
+    first.
+
+    That happens when a task orphaned by a killed driver (on a cluster that outlived it)
+    finishes the same shard while the re-run writes it: the first file stays and both runs
+    record it, so ``store.json``'s checksum is always the one of the file on disk (the two
+    hold the same features; only the recorded timings differ). A shard of another
+    configuration is replaced, as before. Without hard links, the last writer wins.
+    """
+    try:
+        os.link(tmp, final)  # atomic, and never replaces an existing file
+        return True
+    except FileExistsError:
+        try:
+            same = shard_attributes(loc, k)[0] == store_id
+        except StoreError:
+            same = False  # unreadable: replace it
+        if same:
+            return False
+    except OSError:
+        pass  # a filesystem without hard links
+    tmp.replace(final)
+    return True
 
 
 def _write_h5(path: Path, k: int, store_id: str, sample_ids: Sequence[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -105,3 +106,27 @@ def test_memory_filesystem_round_trip() -> None:
 def test_store_id_is_canonical() -> None:
     assert store_id_of({"b": 1, "a": [1, 2]}) == store_id_of({"a": [1, 2], "b": 1})
     assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+
+
+def test_a_shard_finished_meanwhile_by_the_same_configuration_is_kept(tmp_path: Path) -> None:
+    """A task orphaned by a killed driver and the re-run's task both write shard 0: the first
+    file stays and the second writer records it, so store.json's checksum is the file's."""
+    import pyarrow as pa
+
+    loc = Location.parse(tmp_path / "x")
+
+    def write(store_id: str, worker: str) -> object:
+        return write_shard(loc, 0, store_id=store_id, sample_ids=["a"],
+                           features={"audio": np.ones((1, 1, 4), np.float32)},
+                           index=pa.table({"sample_id": ["a"]}),
+                           failures=FAILURE_SCHEMA.empty_table(), info={"worker": worker})
+
+    first = write("aaa", "orphan")
+    second = write("aaa", "rerun")
+    path = tmp_path / "x" / "shards" / "shard-00000.h5"
+    assert second.sha256 == first.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert second.info == {"worker": "orphan"}
+    other = write("bbb", "another configuration")  # replaced, as before
+    assert other.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() != first.sha256
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "shard-00000.failures.parquet", "shard-00000.h5", "shard-00000.index.parquet"]
