@@ -157,16 +157,18 @@ def test_runs_on_a_separately_started_dask_cluster(meld_sample: Path, tmp_path: 
 
 
 def test_augmented_views_feed_instance_cont(meld_sample: Path, tmp_path: Path) -> None:
-    """--views 2: view 0 clean, view 1 augmented, and the instance_cont objective trains on them."""
-    from heads.train import run_pretrain
+    """--views 3: view 0 clean, views 1 and 2 augmented, and the instance_cont objective
+    trains on the two augmented ones."""
+    from heads.pretrain.train import run_pretrain
 
     cfg = load_extract_config(weights={"frames_2d": "random"}, modalities=["frames_2d"],
-                              views=2)
+                              views=3)
     run_extract("meld", meld_sample, str(tmp_path / "s"), cfg=cfg, limit=5, shard_size=5,
                 device="cpu", cluster=ClusterOptions(workers=1))
     store = open_store(tmp_path / "s")
     x = store.read("frames_2d").astype(np.float32)
-    assert x.shape[1:] == (2, 2048) and not np.allclose(x[:, 0], x[:, 1])
+    assert x.shape[1:] == (3, 2048) and not np.allclose(x[:, 0], x[:, 1])
+    assert not np.allclose(x[:, 1], x[:, 2])
     run = run_pretrain(str(tmp_path / "s"), "instance_cont", tmp_path / "run", preset="cpu",
                        device="cpu", epochs=2, progress=False,
                        overrides={"data": {"batch_size": 2}})
