@@ -148,7 +148,9 @@ def test_extract_to_s3_then_verify_and_train(endpoint: str, meld_sample: Path,
     manifest = run_extract("meld", meld_sample, "s3://bucket/meld", cfg=cfg, shard_size=4,
                            device="cpu", cluster=ClusterOptions(workers=1))
     fs = s3fs.S3FileSystem()
-    assert not fs.exists("bucket/meld/shards/shard-00000.h5.tmp")
+    leftovers = [f for f in fs.ls("bucket/meld/shards", detail=False)
+                 if not f.endswith((".h5", ".index.parquet", ".failures.parquet"))]
+    assert not leftovers, "no temporary upload is left next to the shards"
     store = open_store("s3://bucket/meld")
     assert store.store_id == manifest.store_id and store.keys == ("audio", "text")
     report = verify_store("s3://bucket/meld")
