@@ -13,9 +13,9 @@ the rows in index order):
   CPU; each epoch is a random permutation cut into batches, as index draws from a seeded CPU
   generator.
 - :class:`StreamedFeatures`: for stores that do not fit. Reads chunks of contiguous rows (fast
-  HDF5 slices) in a random chunk order, a group of chunks at a time while the next group loads in
-  a background thread, and draws random batches from the group (a shuffle buffer); the rows left
-  over join the next group. Host tensors are pinned and copied with ``non_blocking`` on CUDA.
+  HDF5 slices) in a random chunk order, a group of chunks at a time into one of two reused
+  buffers while batches are drawn from the other (a shuffle buffer); the rows left over join the
+  next group. On CUDA the buffers are pinned and copied with ``non_blocking``.
 
 Batches hold float32 [N, E_m] (view 0, the clean features) per modality, or [N, 2, E_m] with two
 distinct views per sample when an objective contrasts augmented views.
@@ -191,6 +191,15 @@ class InMemoryFeatures:
 class StreamedFeatures:
     """Rows streamed from the store's shards in large chunks through a shuffle buffer.
 
+    Two buffers per modality, each of ``chunk_rows * shuffle_chunks + batch_size`` rows, are
+    allocated once and reused: a reader thread fills one with the next group of chunks (each
+    store key read straight into its columns, float16 converted in place) while batches are
+    drawn from the other, so the training thread neither waits for the store nor allocates,
+    concatenates or converts anything per group. The rows a group leaves over (fewer than a
+    batch) are copied after the next group's rows. On CUDA the buffers are pinned float16 host
+    memory, copied without blocking into two device buffers where batches are gathered and
+    converted to float32; on the CPU they hold float32 and batches are gathered from them.
+
     Args:
         store: the open feature store.
         layout: modality -> keys.
@@ -202,6 +211,7 @@ class StreamedFeatures:
         chunk_rows: rows per read (contiguous in the store).
         shuffle_chunks: chunks per shuffle buffer (the buffer holds about
             ``chunk_rows * shuffle_chunks`` rows; batches are drawn at random from it).
+        first_view: with ``pair_views``, the first view served (1: the augmented views only).
     """
 
     def __init__(self, store: FeatureStore, layout: Layout, positions: np.ndarray, *,
@@ -214,66 +224,170 @@ class StreamedFeatures:
         self.batch_size, self.drop_last, self.pair_views = batch_size, drop_last, pair_views
         self.chunks = [self.positions[i:i + chunk_rows] for i in range(0, self.rows, chunk_rows)]
         self.shuffle_chunks = max(1, shuffle_chunks)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-reader")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-reader")
+        self._pending: Future[int] | None = None
+        self._host: list[dict[str, Tensor]] = []  # two buffers, allocated on first use
+        self._on_gpu: list[dict[str, Tensor]] = []  # CUDA: their device counterparts
+        self._copied: list[torch.cuda.Event | None] = [None, None]  # CUDA: host -> device done
+        self._ahead: tuple[int, list[int]] | None = None  # the next epoch's first group, read
 
     def __len__(self) -> int:
         return steps_per_epoch(self.rows, self.batch_size, self.drop_last)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-    def _read(self, chunk_ids: list[int]) -> dict[str, Tensor]:
-        """Runs in the reader thread: host tensors, pinned when they go to a GPU."""
-        pos = [self.chunks[i] for i in chunk_ids]
-        out = {}
-        for m, keys in self.layout.keys.items():
-            arr = np.concatenate([read_modality(self.store, keys, p, all_views=self.pair_views,
-                                                first_view=self.first_view) for p in pos])
-            t = torch.from_numpy(arr)
-            # float16 over PCIe (half the bytes), float32 on the CPU (no per-batch conversion).
-            out[m] = t.pin_memory() if self.device.type == "cuda" else t.float()
-        return out
-
-    def _groups(self, order: list[int]) -> Iterator[dict[str, Tensor]]:
-        groups = [order[i:i + self.shuffle_chunks] for i in range(0, len(order),
-                                                                   self.shuffle_chunks)]
-        pending: Future | None = self._pool.submit(self._read, groups[0]) if groups else None
-        for k in range(len(groups)):
-            assert pending is not None
-            host = pending.result()
-            pending = self._pool.submit(self._read, groups[k + 1]) if k + 1 < len(groups) \
-                else None
-            yield {m: t.to(self.device, non_blocking=True) for m, t in host.items()}
+        """Stop the reader thread and free the buffers (pinned memory on CUDA)."""
+        self._settle()
+        self._reader.shutdown(wait=True)
+        self._host, self._on_gpu, self._ahead = [], [], None
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
-        """One epoch: random chunk order, random batches within each shuffle buffer."""
-        order = torch.randperm(len(self.chunks), generator=generator).tolist()
-        carry: dict[str, Tensor] | None = None
+        """One epoch: random chunk order, random batches within each shuffle buffer.
+
+        When it ends, the first group of the next epoch is read ahead (while the trainer
+        evaluates and saves): its chunk order is drawn from a copy of ``generator``, and used
+        only if the next epoch draws the same one, so batches never depend on the read-ahead.
+        """
+        groups = self._groups(generator)
+        first = self._start_epoch(groups[0])
+        rows: dict[str, Tensor] = {}
+        carry: Tensor | None = None  # rows of ``rows`` not served yet, fewer than a batch
         emitted = 0
-        for group in self._groups(order):
-            rows = group if carry is None else {m: torch.cat([carry[m], group[m]]) for m in group}
-            n = len(next(iter(rows.values())))
+        for g in range(len(groups)):
+            slot = (first + g) % 2
+            n, previous, rows = self._finish(slot), rows, self._buffers(slot)
+            if carry is not None:
+                for m, t in rows.items():
+                    t[n:n + len(carry)] = previous[m][carry]
+                n += len(carry)
+            if g + 1 < len(groups):  # the other buffer is free again: fill it meanwhile
+                self._start(1 - slot, groups[g + 1], offset=0)
             perm = torch.randperm(n, generator=generator).to(self.device)
             full = n // self.batch_size * self.batch_size
             for start in range(0, full, self.batch_size):
                 idx = perm[start:start + self.batch_size]
                 emitted += 1
                 yield _to_batch({m: t[idx] for m, t in rows.items()}, self.pair_views, generator)
-            carry = {m: t[perm[full:]] for m, t in rows.items()}
-        left = 0 if carry is None else len(next(iter(carry.values())))
-        if carry is not None and left >= 2 and (not self.drop_last or emitted == 0):
-            yield _to_batch(carry, self.pair_views, generator)
+            carry = perm[full:]
+        if carry is not None and len(carry) >= 2 and (not self.drop_last or emitted == 0):
+            yield _to_batch({m: t[carry] for m, t in rows.items()}, self.pair_views, generator)
+        ahead = self._groups(torch.Generator().set_state(generator.get_state()))[0]
+        self._start(1 - slot, ahead, offset=0)
+        self._ahead = (1 - slot, ahead)
 
     def ordered(self) -> Iterator[Batch]:
-        """Every row in index order (evaluation); views 0 and 1 when pairing. A last batch of a
-        single row is left out: contrastive losses need two."""
+        """Every row in index order (evaluation), in the batches :class:`InMemoryFeatures`
+        makes: the first two served views when pairing; a last batch of a single row is left
+        out (contrastive losses need two)."""
+        b = self.batch_size
+        rows: dict[str, Tensor] = {}
+        left: Tensor | None = None  # the last chunk's rows that did not fill a batch
+        emitted = 0
+        if self.chunks:
+            self._start(0, [0], offset=b)
         for k in range(len(self.chunks)):
-            host = self._read([k])
-            rows = {m: t.to(self.device, non_blocking=True) for m, t in host.items()}
-            n = len(next(iter(rows.values())))
-            for start in range(0, n, self.batch_size):
-                sl = slice(start, start + self.batch_size)
-                yield _to_batch({m: t[sl] for m, t in rows.items()}, self.pair_views, None)
+            slot = k % 2
+            n, previous, rows = self._finish(slot, offset=b), rows, self._buffers(slot)
+            first = b - (0 if left is None else len(left))  # left-over rows go first
+            if left is not None:
+                for m, t in rows.items():
+                    t[first:b] = previous[m][left]
+            if k + 1 < len(self.chunks):
+                self._start(1 - slot, [k + 1], offset=b)
+            stop = b + n
+            for start in range(first, stop - b + 1, b):
+                emitted += 1
+                idx = torch.arange(start, start + b, device=self.device)
+                yield _to_batch({m: t[idx] for m, t in rows.items()}, self.pair_views, None)
+            rest = (stop - first) % b
+            left = torch.arange(stop - rest, stop, device=self.device)
+        if left is not None and (len(left) >= 2 or (len(left) == 1 and emitted == 0)):
+            yield _to_batch({m: t[left] for m, t in rows.items()}, self.pair_views, None)
+
+    # ---- the two buffers and the reader thread
+
+    def _groups(self, generator: torch.Generator) -> list[list[int]]:
+        """An epoch's chunks in random order, cut into shuffle buffers."""
+        order = torch.randperm(len(self.chunks), generator=generator).tolist()
+        return [order[i:i + self.shuffle_chunks]
+                for i in range(0, len(order), self.shuffle_chunks)]
+
+    def _start_epoch(self, group: list[int]) -> int:
+        """The buffer an epoch starts in: the one read ahead if it holds ``group``."""
+        if self._ahead is not None and self._ahead[1] == group and self._pending is not None:
+            slot, self._ahead = self._ahead[0], None
+            return slot
+        self._start(0, group, offset=0)
+        return 0
+
+    def _start(self, slot: int, chunk_ids: list[int], *, offset: int) -> None:
+        """Have the reader fill buffer ``slot`` with ``chunk_ids`` from row ``offset`` on."""
+        self._settle()  # an abandoned iteration (or an unused read-ahead) may still be reading
+        self._allocate()
+        self._ahead = None
+        self._pending = self._reader.submit(self._fill, slot, chunk_ids, offset)
+
+    def _finish(self, slot: int, offset: int = 0) -> int:
+        """Wait for the read into ``slot``; on CUDA start its copy to the device. Row count."""
+        assert self._pending is not None
+        n, self._pending = self._pending.result(), None
+        if self.device.type == "cuda":
+            rows = slice(offset, offset + n)
+            for m, t in self._host[slot].items():
+                self._on_gpu[slot][m][rows].copy_(t[rows], non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._copied[slot] = event
+        return n
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            self._pending.exception()  # waits; an error is raised where the result is used
+            self._pending = None
+
+    def _buffers(self, slot: int) -> dict[str, Tensor]:
+        return (self._on_gpu if self.device.type == "cuda" else self._host)[slot]
+
+    def _allocate(self) -> None:
+        if self._host:
+            return
+        cuda = self.device.type == "cuda"
+        # Room for a shuffle buffer plus the rows carried over from the previous one (or, in
+        # index order, for a chunk after the rows left from the previous chunk).
+        group = min(self.rows, len(self.chunks[0]) * self.shuffle_chunks)
+        rows = group + self.batch_size
+        views = (self.store.views - self.first_view,) if self.pair_views else ()
+        # float16 over PCIe (half the bytes), float32 on the CPU (no per-batch conversion).
+        dtype = torch.float16 if cuda else torch.float32
+        for _ in range(2):
+            self._host.append({m: torch.empty((rows, *views, dim), dtype=dtype, pin_memory=cuda)
+                               for m, dim in self.layout.dims.items()})
+            if cuda:
+                self._on_gpu.append({m: torch.empty_like(t, device=self.device)
+                                     for m, t in self._host[-1].items()})
+
+    def _fill(self, slot: int, chunk_ids: list[int], offset: int) -> int:
+        """Reader thread: the rows of ``chunk_ids`` into host buffer ``slot`` at ``offset``.
+
+        Each store key is read (one contiguous slice per shard) straight into its columns.
+        Returns the number of rows read.
+        """
+        copied = self._copied[slot]
+        if copied is not None:
+            copied.synchronize()  # the last copy out of this pinned buffer has finished
+        host, row = self._host[slot], offset
+        for k in chunk_ids:
+            pos = self.chunks[k]
+            for m, keys in self.layout.keys.items():
+                col = 0
+                for key in keys:
+                    arr = self.store.read(key, pos, view=None if self.pair_views else 0)
+                    if self.pair_views:
+                        arr = arr[:, self.first_view:]
+                    host[m][row:row + len(pos), ..., col:col + arr.shape[-1]].copy_(
+                        torch.from_numpy(arr))
+                    col += arr.shape[-1]
+            row += len(pos)
+        return row - offset
 
 
 FeatureSource = InMemoryFeatures | StreamedFeatures

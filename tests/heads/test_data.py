@@ -134,9 +134,65 @@ def test_epochs_are_seeded_and_shuffled(store_1view: str) -> None:
 
 
 def test_streamed_ordered_matches_in_memory_ordered(store_1view: str) -> None:
-    memory, stream = _sources(store_1view)
-    np.testing.assert_array_equal(_rows(list(stream.ordered())), _rows(list(memory.ordered())))
+    memory, stream = _sources(store_1view)  # chunks of 50 rows, batches of 40
+    streamed, in_memory = list(stream.ordered()), list(memory.ordered())
+    assert [len(b["video"]) for b in streamed] == [len(b["video"]) for b in in_memory]
+    np.testing.assert_array_equal(_rows(streamed), _rows(in_memory))
     stream.close()
+
+
+def test_streamed_read_ahead_never_changes_the_batches(store_1view: str) -> None:
+    _, stream = _sources(store_1view)
+    g = torch.Generator().manual_seed(1)
+    list(stream.epoch(g))
+    assert stream._ahead is not None  # the next epoch's first group is being read
+    states = [g.get_state()]
+    second = list(stream.epoch(g))
+    assert stream._ahead is not None
+    torch.randperm(10, generator=g)  # the generator moves on: the read-ahead does not fit
+    states.append(g.get_state())
+    third = list(stream.epoch(g))
+    for batches, state in zip((second, third), states):  # the same epochs, nothing read ahead
+        _, fresh = _sources(store_1view)
+        expected = list(fresh.epoch(torch.Generator().set_state(state)))
+        np.testing.assert_array_equal(_rows(batches), _rows(expected))
+        fresh.close()
+    stream.close()
+
+
+def test_an_abandoned_streamed_epoch_leaves_the_next_one_whole(store_1view: str) -> None:
+    memory, stream = _sources(store_1view)
+    reference = _sorted_rows(_rows(list(memory.ordered())))
+    abandoned = stream.epoch(torch.Generator().manual_seed(0))
+    next(abandoned)  # the next group is being read into the other buffer
+    batches = list(stream.epoch(torch.Generator().manual_seed(2)))
+    np.testing.assert_array_equal(_sorted_rows(_rows(batches)), reference)
+    np.testing.assert_array_equal(_sorted_rows(_rows(list(stream.ordered()))), reference)
+    stream.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pair_views", [False, True])
+def test_streamed_batches_on_cuda_are_those_on_the_cpu(store_views: str,
+                                                       pair_views: bool) -> None:
+    """Pinned buffers, copies without blocking, gathers on the device: the same batches."""
+    store = open_store(store_views)
+    layout = assemble_modalities(store, KEYS, ["video", "audio", "text"])
+    cfg = DataConfig(batch_size=40, drop_last=False, placement="stream", chunk_rows=50,
+                     shuffle_chunks=2)
+    served = []
+    for device in (CPU, torch.device("cuda")):
+        source = load_features(store, layout, ["train"], cfg, device=device,
+                               pair_views=pair_views)
+        assert isinstance(source, StreamedFeatures)
+        g = torch.Generator().manual_seed(0)
+        batches = [b for _ in range(3) for b in source.epoch(g)] + list(source.ordered())
+        assert all(t.device.type == device.type for b in batches for t in b.values())
+        served.append([{m: t.cpu() for m, t in b.items()} for b in batches])
+        source.close()
+    assert len(served[0]) == len(served[1])
+    for a, b in zip(*served):
+        assert all(torch.equal(a[m], b[m]) for m in KEYS)  # float16 -> float32 is exact
 
 
 def test_two_distinct_augmented_views_per_row(store_views: str) -> None:
