@@ -5,20 +5,28 @@
     the device: how much the data path costs (target >= 0.9).
 (b) samples/s of ``heads.data`` against a loader of the paper's reference kind: one ``.npy``
     file per sample per store key, a ``torch.utils.data.DataLoader`` with default collate
-    (target >= 20x).
-(c) on CUDA only: samples/s of ``conclugen`` at the paper's sizes (D 4096, batch 4096) and the
-    fraction of the GPU's dense bf16 peak, with FLOPs counted from the layer shapes.
+    (target >= 20x). Each loader serves whole epochs (a streamed epoch reads its store once).
+(c) on CUDA (elsewhere with ``--paper``): samples/s of ``conclugen`` at the paper's sizes (D 4096,
+    batch 4096), eager and with ``--compile`` under ``torch.compile``, the fraction of the GPU's
+    dense bf16 peak (FLOPs counted from the layer shapes) and the peak GPU memory.
+(d) peak host memory (``ru_maxrss``) of a streamed pretraining run (``run_pretrain``, one epoch,
+    ``placement: stream``) in a fresh process, over a store of 10x the rows divided by the same
+    over ``--rows`` rows (target < 1.2: streaming holds two buffers, whatever the store's size).
 
 The store has the paper's dims (frames_2d 2048, frames_3d 2048, audio 1024, text 768). On CPU the
 heads are shrunk (``--dim``) so that it runs in about a minute; a smaller model makes ratio (a)
 stricter, since the data path is then a larger share of each step.
 
-    python benchmarks/trainer_throughput.py [--rows 8192] [--batch 1024] [--dim 256]
+    python benchmarks/trainer_throughput.py [--rows 8192] [--batch 1024] [--dim 128]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +39,7 @@ from heads.config import TrainConfig, resolve_config
 from heads.data import Batch, assemble_modalities, load_features
 from heads.models import ConCluGenHeads
 from heads.pretrain.objectives import Objective, model_spec
-from heads.pretrain.train import resolve_device, train_step
+from heads.pretrain.train import resolve_device, run_pretrain, train_step
 from pipeline.store import FeatureStore, open_store, write_arrays
 
 DIMS = {"frames_2d": 2048, "frames_3d": 2048, "audio": 1024, "text": 768}
@@ -49,23 +57,28 @@ def write_store(path: Path, rows: int, seed: int = 0) -> FeatureStore:
                         labels=np.zeros(rows, np.int64), label_names=["x"], shard_size=2048)
 
 
+def overrides(dim: int, batch: int, placement: str) -> dict:
+    return {"model": {"representation_dim": dim, "projection_dim": max(16, dim // 8),
+                      "reconstruction_dim": dim},
+            "clustering": {"start_epoch": 0},
+            "data": {"batch_size": batch, "placement": placement, "chunk_rows": 2048,
+                     "shuffle_chunks": 2, "val_splits": []},
+            "output": {"tensorboard": False}}
+
+
 def config(dim: int, batch: int, placement: str) -> TrainConfig:
-    return resolve_config("conclugen", overrides={
-        "model": {"representation_dim": dim, "projection_dim": max(16, dim // 8),
-                  "reconstruction_dim": dim},
-        "clustering": {"start_epoch": 0},
-        "data": {"batch_size": batch, "placement": placement, "chunk_rows": 2048,
-                 "shuffle_chunks": 2, "val_splits": []},
-        "output": {"tensorboard": False}})
+    return resolve_config("conclugen", overrides=overrides(dim, batch, placement))
 
 
 def timed_training(cfg: TrainConfig, dims: dict[str, int], batches: Callable[[], Iterator[Batch]],
-                   device: torch.device, steps: int) -> float:
+                   device: torch.device, steps: int, compile_model: bool = False) -> float:
     """Samples/s over ``steps`` training steps (after two warm-up steps)."""
     torch.manual_seed(0)
     model = ConCluGenHeads(model_spec(cfg, dims)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     objective = Objective(cfg)
+    if compile_model:
+        model = torch.compile(model)  # type: ignore[assignment]
     it, seen, start = batches(), 0, 0.0
     for k in range(steps + 2):
         batch = next(it, None)
@@ -130,13 +143,15 @@ class PerSampleFiles(torch.utils.data.Dataset):
                 "text": torch.from_numpy(f["text"]).float()}
 
 
-def loader_rate(batches: Iterator[Batch], limit_rows: int) -> float:
-    start, seen = time.perf_counter(), 0
-    for batch in batches:
-        seen += len(batch["video"])
-        if seen >= limit_rows:
-            break
-    return seen / (time.perf_counter() - start)
+def loader_rate(batches: Callable[[], Iterator[Batch]], epochs: int = 2) -> float:
+    """Samples/s over whole epochs (best of ``epochs``; a streamed epoch reads its store once)."""
+    best = 0.0
+    for _ in range(epochs):
+        start, seen = time.perf_counter(), 0
+        for batch in batches():
+            seen += len(batch["video"])
+        best = max(best, seen / (time.perf_counter() - start))
+    return best
 
 
 def ratio_b(store: FeatureStore, tmp: Path, rows: int, batch: int, device: torch.device) -> None:
@@ -147,20 +162,49 @@ def ratio_b(store: FeatureStore, tmp: Path, rows: int, batch: int, device: torch
             np.save(tmp / key / f"{i}.npy", row)
     files = torch.utils.data.DataLoader(PerSampleFiles(tmp, rows), batch_size=batch,
                                         shuffle=True)
-    reference = max(loader_rate(iter(files), rows) for _ in range(2))
+    reference = loader_rate(lambda: iter(files))
     cfg = config(64, batch, "memory")
     layout = assemble_modalities(store, cfg.modality_keys, cfg.modalities)
     g = torch.Generator().manual_seed(0)
     memory = load_features(store, layout, ["train"], cfg.data, device=device, pair_views=False)
     stream = load_features(store, layout, ["train"], config(64, batch, "stream").data,
                            device=device, pair_views=False)
-    mem = max(loader_rate(memory.epoch(g), rows) for _ in range(3))
-    streamed = max(loader_rate(stream.epoch(g), rows) for _ in range(3))
+    mem = loader_rate(lambda: memory.epoch(g), 3)
+    streamed = loader_rate(lambda: stream.epoch(g), 3)
     stream.close()
-    print(f"(b) loader samples/s over {rows} rows, batch {batch}:")
+    print(f"(b) loader samples/s, batch {batch} ({rows} files, {memory.rows} store rows):")
     print(f"    one .npy per sample and key  {reference:10.0f}")
     print(f"    heads.data, in memory        {mem:10.0f}   ratio {mem / reference:.0f}x")
     print(f"    heads.data, streamed         {streamed:10.0f}   ratio {streamed / reference:.0f}x")
+
+
+def peak_memory(store_url: str, out: Path, dim: int, batch: int) -> dict[str, float]:
+    """In a fresh process: one streamed epoch of pretraining; its peak RSS and seconds."""
+    cmd = [sys.executable, __file__, "--memory-child", json.dumps(
+        {"store": store_url, "out": str(out), "dim": dim, "batch": batch})]
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def memory_child(args: dict) -> None:
+    start = time.perf_counter()
+    run_pretrain(args["store"], "conclugen", args["out"], epochs=1, device="cpu",
+                 overrides=overrides(args["dim"], args["batch"], "stream"), progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"peak_bytes": peak, "seconds": time.perf_counter() - start}))
+
+
+def ratio_d(tmp: Path, rows: int, dim: int, batch: int) -> None:
+    runs = {}
+    for n in (rows, 10 * rows):
+        store = write_store(tmp / f"store-{n}", n)
+        runs[n] = peak_memory(store.url, tmp / f"run-{n}", dim, batch)
+    small, large = runs[rows], runs[10 * rows]
+    print(f"(d) peak host memory of a streamed pretraining epoch (fresh process, D={dim}):")
+    for n, run in runs.items():
+        print(f"    {n:7d} rows {run['peak_bytes'] / 2**20:10.0f} MiB   "
+              f"({run['seconds']:.0f} s)")
+    print(f"    10x the rows: ratio {large['peak_bytes'] / small['peak_bytes']:.2f}")
 
 
 def flops_per_step(model: ConCluGenHeads, batch: int, cfg: TrainConfig) -> float:
@@ -172,32 +216,57 @@ def flops_per_step(model: ConCluGenHeads, batch: int, cfg: TrainConfig) -> float
     return 3 * (linear * batch + similarities)
 
 
-def paper_scale_cuda(store: FeatureStore, steps: int, device: torch.device) -> None:
-    cfg = resolve_config("conclugen", overrides={"clustering": {"start_epoch": 0},
-                                                 "data": {"val_splits": []}})
+def paper_scale(store: FeatureStore, steps: int, device: torch.device, *, dim: int, batch: int,
+                compile_model: bool) -> None:
+    """(c) ``conclugen`` at D ``dim`` and batch ``batch`` (the paper's: 4096 and 4096)."""
+    cfg = resolve_config("conclugen", overrides={
+        "model": {"representation_dim": dim}, "clustering": {"start_epoch": 0},
+        "data": {"batch_size": batch, "val_splits": []}})
     layout = assemble_modalities(store, cfg.modality_keys, cfg.modalities)
     data = load_features(store, layout, ["train"], cfg.data, device=device, pair_views=False)
     g = torch.Generator().manual_seed(0)
-    rate = timed_training(cfg, layout.dims, lambda: data.epoch(g), device, steps)
-    model = ConCluGenHeads(model_spec(cfg, layout.dims))
-    flops = flops_per_step(model, cfg.data.batch_size, cfg) / cfg.data.batch_size * rate
-    name = torch.cuda.get_device_name(device)
+    flops = flops_per_step(ConCluGenHeads(model_spec(cfg, layout.dims)), batch, cfg) / batch
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
     peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
-    print(f"(c) conclugen at D=4096, batch 4096 on {name}: {rate:.0f} samples/s, "
-          f"{flops / 1e12:.1f} TFLOP/s" + (f" = {flops / peak:.1%} of the bf16 peak"
-                                           if peak else " (peak of this GPU unknown)"))
+    print(f"(c) conclugen at D={dim}, batch {batch} on {name}, features in memory:")
+    for label, compiled in (("eager", False), ("torch.compile", True)):
+        if compiled and not compile_model:
+            continue
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            rate = timed_training(cfg, layout.dims, lambda: data.epoch(g), device, steps,
+                                  compile_model=compiled)
+        except Exception as err:  # noqa: BLE001 - a compiler missing here is a result too
+            print(f"    {label:<14} failed: {type(err).__name__}: {str(err)[:200]}")
+            continue
+        used = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+                if device.type == "cuda" else "")
+        share = f" = {flops * rate / peak:.1%} of the bf16 peak" if peak else ""
+        print(f"    {label:<14} {rate:10.0f} samples/s, {flops * rate / 1e12:.2f} TFLOP/s"
+              f"{share}{used}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--dim", type=int, default=128, help="D of the heads in (a)")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--dim", type=int, default=128, help="D of the heads in (a) and (d)")
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--file-rows", type=int, default=4096, help="rows in (b)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--paper", action="store_true",
+                        help="run (c) also off CUDA (at --paper-dim and --paper-batch)")
+    parser.add_argument("--paper-dim", type=int, default=4096)
+    parser.add_argument("--paper-batch", type=int, default=4096)
+    parser.add_argument("--compile", action="store_true", help="(c) with torch.compile too")
+    parser.add_argument("--skip-memory", action="store_true", help="leave (d) out")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(json.loads(args.memory_child))
+        return
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         rows = max(args.rows, 16384) if device.type == "cuda" else args.rows
@@ -207,9 +276,12 @@ def main(argv: list[str] | None = None) -> None:
         files = Path(tmp) / "files"
         files.mkdir()
         ratio_b(store, files, min(args.file_rows, rows), args.batch, device)
-        if device.type == "cuda":
-            paper_scale_cuda(store, args.steps, device)
+        if device.type == "cuda" or args.paper:
+            paper_scale(store, args.steps, device, dim=args.paper_dim, batch=args.paper_batch,
+                        compile_model=args.compile)
         store.close()
+        if not args.skip_memory:
+            ratio_d(Path(tmp), args.rows, args.dim, args.batch)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,24 @@ def test_encoder_contract(encoders: dict[str, Encoder], name: str) -> None:
     assert prov["dtype"] == "float32" and prov["pooling"]
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("key", list(DEFAULT_BACKBONES))
+def test_cuda_features_are_the_cpu_ones_in_bf16(encoders: dict[str, Encoder], key: str) -> None:
+    """The default backbones on a GPU (bf16 autocast) give the CPU's features, and record the
+    same random weights."""
+    name = DEFAULT_BACKBONES[key]
+    cpu = _encoder(encoders, name)
+    cuda = load_encoder(name, weights="random", device="cuda")
+    assert cuda.provenance()["weights_sha256"] == cpu.provenance()["weights_sha256"]
+    assert cuda.provenance()["compute_dtype"] == "bfloat16-autocast"
+    clips = _clips(get_spec(name).key, np.random.default_rng(0))
+    expected, got = cpu.encode_batch(clips), cuda.encode_batch(clips)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    cosine = (expected * got).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(got,
+                                                                                       axis=1)
+    assert cosine.min() > 0.99, cosine  # bf16 keeps 8 bits of mantissa
+
+
 def test_random_weights_are_announced(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING"):
         load_encoder("davenet", weights="random")

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Every GPU figure this project records, in one command (under 8 minutes on one GPU):
+#
+#   bash benchmarks/gpu_suite.sh [--wheels DIR]      # on the GPU machine
+#   bash benchmarks/gpu_suite.sh --check             # only: versions, and the packages missing
+#   bash benchmarks/gpu_suite.sh --dry-run           # on a CPU: toy sizes, the same code paths
+#
+# Sections, each a script under benchmarks/ with a time limit (a failing section is reported and
+# the others still run; the exit status counts the failures):
+#   1. the machine: GPU, driver, torch and CUDA versions;
+#   2. backbone start-up: build + load of the four default backbones onto the GPU against the
+#      time to read their weight files (backbone_startup.py);
+#   3. encode throughput per backbone in units/s: model alone in float32, bf16 autocast and
+#      bf16 + channels_last, and encode_batch as extraction runs it (backbone_throughput.py);
+#   4. the trainer: data-path ratios (in memory / streamed vs batches ready on the GPU), conclugen
+#      samples/s at batch 4096 and D 4096 (eager and torch.compile) with the fraction of the bf16
+#      peak and peak GPU memory (trainer_throughput.py);
+#   5. the tests marked gpu (CUDA paths of the streamed data and the backbones);
+#   6. hooks for the extraction figures (clips/s end to end, batched MTCNN frames/s).
+#
+# Packages the GPU machine lacks are installed first, offline, from the wheels that
+# benchmarks/gpu_wheels.sh gathers into build/gpu-wheels/ (carry that folder to the machine).
+# tests/test_benchmarks.py runs --dry-run, so the suite cannot rot between GPU sessions.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+dry=0
+wheels="$root/build/gpu-wheels"
+check=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry=1 ;;
+    --check) check=1 ;;
+    --wheels) wheels="$2"; shift ;;
+    *) echo "usage: bash benchmarks/gpu_suite.sh [--dry-run | --check] [--wheels DIR]" >&2
+       exit 2 ;;
+  esac
+  shift
+done
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x "$root/.venv/bin/python" ]; then python="$root/.venv/bin/python"; else python=python3; fi
+fi
+# The scripts import the project from the working tree; nothing needs installing for that.
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+failed=0
+started=$SECONDS
+
+section() { printf '\n==== %s (%ds)\n' "$1" "$((SECONDS - started))"; }
+
+# run LIMIT_S COMMAND...: a failure or a timeout is counted and reported; the suite goes on.
+run() {
+  local limit=$1 status
+  shift
+  timeout --kill-after=10 "$limit" "$@"
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    failed=$((failed + 1))
+    echo "FAILED (exit $status$([ "$status" -eq 124 ] && echo ", over ${limit}s")): $*"
+  fi
+}
+
+# Distributions the suite or the extraction hooks import, each with a module that shows it.
+needed=(dask:dask distributed:distributed av:av facenet_pytorch:facenet-pytorch yaml:pyyaml
+        psutil:psutil fsspec:fsspec rich:rich torchvision:torchvision torchaudio:torchaudio
+        safetensors:safetensors sklearn:scikit-learn scipy:scipy pytest:pytest
+        pytest_timeout:pytest-timeout)
+
+missing_distributions() {
+  local pair
+  for pair in "${needed[@]}"; do
+    "$python" -c "import ${pair%%:*}" 2>/dev/null || echo "${pair#*:}"
+  done
+}
+
+install_missing() {
+  local missing=() name left=()
+  mapfile -t missing < <(missing_distributions)
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "every package is there"
+    return 0
+  fi
+  echo "missing: ${missing[*]}; installing from $wheels"
+  for name in "${missing[@]}"; do
+    # facenet-pytorch's metadata pins torch<2.3; it runs on the current torch (see README).
+    local deps=()
+    [ "$name" = facenet-pytorch ] && deps=(--no-deps)
+    "$python" -m pip install --quiet --no-index --find-links "$wheels" "${deps[@]}" "$name" \
+      2>/dev/null || left+=("$name")
+  done
+  if [ ${#left[@]} -gt 0 ]; then
+    echo "not installed (no wheel in $wheels; see benchmarks/gpu_wheels.sh): ${left[*]}"
+    return 1
+  fi
+}
+
+# ---- Hooks for the extraction figures (owners: pipeline/extract.py, pipeline/faces.py).
+# Replace each body with the command that prints the figure; dask, distributed, av and
+# facenet-pytorch are installed by install_missing. Keep each under about a minute on the GPU.
+extraction_figures() {
+  echo "extraction clips/s end to end on the GPU: not measured by this suite yet" \
+       "(hook: extraction_figures in benchmarks/gpu_suite.sh)"
+}
+mtcnn_figures() {
+  echo "MTCNN frames/s, batched on the GPU: not measured by this suite yet" \
+       "(hook: mtcnn_figures in benchmarks/gpu_suite.sh)"
+}
+
+section "1. machine"
+if [ "$check" -eq 1 ]; then  # what a GPU session should carry, in seconds
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  "$python" -c "import platform, torch; print('python', platform.python_version(), '| torch',
+  torch.__version__)"
+  echo "missing: $(missing_distributions | tr '\n' ' ')"
+  exit 0
+fi
+if [ "$dry" -eq 1 ]; then
+  echo "dry run: CPU, toy sizes (the figures mean nothing)"
+  export OMP_NUM_THREADS=1  # shared CPUs: spinning OpenMP threads only contend
+  device=cpu
+else
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  install_missing || { failed=$((failed + 1)); echo "FAILED: installing the missing packages"; }
+  device=cuda
+fi
+"$python" -c "import platform, torch; print('python', platform.python_version(), '| torch',
+torch.__version__, '| CUDA', torch.version.cuda, '| GPU',
+torch.cuda.get_device_name() if torch.cuda.is_available() else None)"
+
+section "2. backbone start-up"
+if [ "$dry" -eq 1 ]; then
+  run 120 "$python" benchmarks/backbone_startup.py --keys audio --repeats 1 --device cpu
+else
+  run 150 "$python" benchmarks/backbone_startup.py --repeats 2 --device cuda \
+    --dir "$root/build/startup-weights"
+fi
+
+section "3. encode throughput per backbone"
+if [ "$dry" -eq 1 ]; then
+  run 120 "$python" benchmarks/backbone_throughput.py --toy --device cpu --seconds 0.01
+else
+  run 120 "$python" benchmarks/backbone_throughput.py --device cuda --seconds 2
+fi
+
+section "4. trainer"
+if [ "$dry" -eq 1 ]; then
+  run 120 "$python" benchmarks/trainer_throughput.py --device cpu --rows 256 --batch 64 \
+    --dim 16 --steps 1 --rounds 1 --file-rows 64 --paper --paper-dim 16 --paper-batch 64 \
+    --skip-memory
+else
+  run 240 "$python" benchmarks/trainer_throughput.py --device cuda --rows 65536 --batch 4096 \
+    --dim 4096 --steps 10 --rounds 2 --file-rows 4096 --compile --skip-memory
+fi
+
+section "5. tests marked gpu"
+if [ "$dry" -eq 1 ]; then
+  echo "skipped in a dry run (they need CUDA)"
+else
+  run 120 "$python" -m pytest -q -m gpu -p no:cacheprovider tests/heads/test_data.py \
+    tests/pipeline/test_backbones.py
+fi
+
+section "6. extraction (hooks)"
+extraction_figures
+mtcnn_figures
+
+section "done: $failed failed section(s)"
+[ "$failed" -eq 0 ]
