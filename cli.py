@@ -83,15 +83,17 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 @app.command("datasets")
 @user_errors
 def datasets_cmd() -> None:
-    """List the supported datasets and their labels."""
+    """List the supported datasets, their labels and continuous targets."""
     from pipeline.datasets import DATASETS
     from pipeline.manifest import load_manifest
 
     table = Table("name", "dataset", "labels", "faces cropped")
     for name in DATASETS:
         m = load_manifest(name)
-        labels = ", ".join(m.labels) + (" (multi-label)" if m.multilabel else "") or "unlabeled"
-        table.add_row(name, m.title, labels, "yes" if m.faces.crop else "no")
+        labels = ", ".join(m.labels) + (" (multi-label)" if m.multilabel else "")
+        targets = ", ".join(m.targets) + " (continuous)" if m.targets else ""
+        table.add_row(name, m.title, "; ".join(filter(None, (labels, targets))) or "unlabeled",
+                      "yes" if m.faces.crop else "no")
     console.print(table)
 
 
@@ -490,6 +492,26 @@ def store_upgrade_cmd(store: StoreArg) -> None:
                       f"{result.to_format}, store_id {result.store_id[:12]} kept")
     else:
         console.print(f"{result.url} is already {result.to_format}: nothing to do")
+
+
+@store_app.command("add-label-texts")
+@user_errors
+def store_add_label_texts_cmd(
+    store: StoreArg,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (a few dozen texts).")] = "cpu",
+) -> None:
+    """Embed the label texts (prompts and descriptions) with the store's own text backbone.
+
+    CLEF's text prototypes (cli eval --protocol clef) are read from them; extraction adds them,
+    this command adds them to a store extracted before (or replaces them).
+    """
+    from pipeline.label_texts import add_label_texts
+
+    manifest = add_label_texts(store, device=device)
+    info = manifest.label_texts
+    assert info is not None
+    console.print(f"[bold green]added[/] {info.rows} label texts to {store}, embedded by "
+                  f"{info.backbone} (weights {str(info.weights_sha256)[:16]}...)")
 
 
 def _print_metrics(result: dict, title: str) -> None:

@@ -317,7 +317,7 @@ def image_text_contrast(embeddings: Tensor, texts: Tensor, labels: Tensor, *,
 
 
 def description_name_loss(descriptions: Tensor, names: Tensor, *,
-                          temperature: float) -> Tensor:
+                          temperature: float | Tensor) -> Tensor:
     """CLEF's L_DN: each label's description against the texts of all label names.
 
     ``L_DN = -1/C sum_c log softmax_c'(z_c^D . z_c'^N / t)[c' = c]``: the description of class c
@@ -326,7 +326,7 @@ def description_name_loss(descriptions: Tensor, names: Tensor, *,
     Args:
         descriptions: [C, D] L2-normalised projected description embeddings, in label order.
         names: [C, D] L2-normalised projected label-name prompt embeddings, same order.
-        temperature: the (learnable) temperature of the prototype logits, > 0.
+        temperature: the temperature of the prototype logits, > 0 (a tensor: learnable).
 
     Returns:
         [] the mean cross-entropy over the C classes.

@@ -66,7 +66,11 @@ class EvalDefaults:
 
 @dataclass(frozen=True)
 class DatasetManifest:
-    """The parsed ``manifests/<name>.yaml``."""
+    """The parsed ``manifests/<name>.yaml``.
+
+    ``targets`` names the dataset's continuous targets (``valence``, ``arousal``), which the
+    adapter writes into the sample table's ``targets`` column, each scaled to [-1, 1].
+    """
 
     name: str
     title: str
@@ -74,6 +78,7 @@ class DatasetManifest:
     multilabel: bool
     splits: dict[str, SplitLayout]
     media_ext: str
+    targets: tuple[str, ...] = ()
     faces: FacePolicy = field(default_factory=FacePolicy)
     known_bad: tuple[KnownBad, ...] = ()
     label_file: str | None = None

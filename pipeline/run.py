@@ -91,7 +91,7 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             weights_file_sha256=sha)
     return StoreIdentity(
         dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
-                            manifest.sha256),
+                            manifest.sha256, tuple(manifest.targets)),
         modalities=modalities, views=cfg.views,
         extraction=ExtractionInfo(
             fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,
@@ -259,7 +259,10 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
 def _index_table(rows: list[dict[str, Any]], multilabel: bool) -> pa.Table:
     label = (pa.field("labels", pa.list_(pa.float32())) if multilabel
              else pa.field("label", pa.int64()))
-    schema = pa.schema([*INDEX_FIELDS_BASE, label])
+    # continuous targets (valence, arousal) when the dataset's sample table has them
+    targets = ([pa.field("targets", pa.list_(pa.float32()))]
+               if rows and "targets" in rows[0] else [])
+    schema = pa.schema([*INDEX_FIELDS_BASE, label, *targets])
     return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows],
                                 schema=schema)
 
@@ -398,11 +401,31 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         shards = [results[k] for k in range(len(plan))]
         _check_same_weights(shards)
         lock.check()  # taken over while this run was frozen: leave store.json to that run
-        return store_mod.finalize(
+        written = store_mod.finalize(
             loc, identity=identity, modalities=_modalities(identity, shards, cfg.dtype),
             shards=shards, adapter_failures=adapter_failures, config=cfg,
             software=software_versions(), timings=_sum_timings(shards),
             options={"shard_size": shard_size, "limit": limit, "device": device})
+        return _with_label_texts(loc, written)
+
+
+def _with_label_texts(loc: store_mod.Location, manifest: StoreManifest) -> StoreManifest:
+    """The complete store with its label texts embedded by its text backbone, on the driver's
+    CPU (a few dozen texts): CLEF's prototypes (:mod:`pipeline.label_texts`). A store they
+    cannot be made for stays complete without them, and says how to add them later."""
+    from pipeline.errors import UserError
+    from pipeline.label_texts import add_label_texts, available
+
+    problem = available(manifest)
+    if problem:
+        log.info("%s: no label texts: %s", loc.display, problem)
+        return manifest
+    try:
+        return add_label_texts(loc.url, device="cpu")
+    except (UserError, OSError, RuntimeError) as err:
+        log.warning("%s: label texts not added (%s); `cli store add-label-texts %s` adds them",
+                    loc.display, err, loc.display)
+        return manifest
 
 
 def _limit(table: SampleTable, limit: int | None) -> tuple[pa.Table, pa.Table]:

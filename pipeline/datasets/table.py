@@ -10,6 +10,8 @@ Columns (pyarrow):
 - ``transcript`` (string, null = none available).
 - ``label`` (int64, -1 = unlabeled) for single-label datasets, or
   ``labels`` (list<float32>, one entry per label name) for multi-label datasets.
+- ``targets`` (list<float32>, one entry per name of the manifest's ``targets``, each scaled to
+  [-1, 1]; null = none) for datasets with continuous targets (valence, arousal).
 
 An adapter returns a :class:`SampleTable`: the usable clips plus the typed failures it found
 (``missing_file``, ``known_bad``), which extraction carries into ``failures.parquet``.
@@ -53,10 +55,11 @@ BASE_FIELDS = [
 ]
 
 
-def sample_schema(multilabel: bool) -> pa.Schema:
+def sample_schema(multilabel: bool, targets: bool = False) -> pa.Schema:
     label = (pa.field("labels", pa.list_(pa.float32()), nullable=False) if multilabel
              else pa.field("label", pa.int64(), nullable=False))
-    return pa.schema([*BASE_FIELDS, label])
+    extra = [pa.field("targets", pa.list_(pa.float32()))] if targets else []
+    return pa.schema([*BASE_FIELDS, label, *extra])
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,9 @@ class SampleTable:
 
 
 def build_table(dataset: str, rows: list[dict[str, Any]], failures: list[Failure], *,
-                multilabel: bool, source: str | Path) -> SampleTable:
-    """Validate rows and build the :class:`SampleTable`.
+                multilabel: bool, source: str | Path, targets: bool = False) -> SampleTable:
+    """Validate rows and build the :class:`SampleTable` (with a ``targets`` column when
+    ``targets``).
 
     Raises:
         DatasetError: duplicate ``sample_id`` values (named, with their count).
@@ -90,6 +94,6 @@ def build_table(dataset: str, rows: list[dict[str, Any]], failures: list[Failure
     dupes = sorted(sid for sid, n in counts.items() if n > 1)
     if dupes:
         raise DatasetError(source, f"duplicate sample_id(s) {dupes[:10]}", column="sample_id")
-    samples = pa.Table.from_pylist(rows, schema=sample_schema(multilabel))
+    samples = pa.Table.from_pylist(rows, schema=sample_schema(multilabel, targets))
     fails = failures_table(failures) if failures else FAILURE_SCHEMA.empty_table()
     return SampleTable(dataset, samples, fails)

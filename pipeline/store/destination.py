@@ -28,7 +28,8 @@ from pipeline.store.writer import shard_attributes
 State = Literal["new", "partial", "complete"]
 
 _TEMPORARY = r"(\.[0-9a-f]+)?\.(tmp|partial)"
-_TOP = re.compile(rf"^((store\.json|index\.parquet|failures\.parquet)({_TEMPORARY})?"
+_TOP = re.compile(rf"^((store\.json|index\.parquet|failures\.parquet|label_texts\.parquet)"
+                  rf"({_TEMPORARY})?"
                   rf"|{re.escape(LOCK_PREFIX)}\d+({_TEMPORARY})?)$")
 _SHARDS = re.compile(rf"^shard-(\d{{5,}})\.(h5|index\.parquet|failures\.parquet)"
                      rf"({_TEMPORARY})?$")

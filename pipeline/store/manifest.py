@@ -216,6 +216,36 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class LabelTextsInfo:
+    """The label texts of a store, embedded by its own text backbone (``label_texts.parquet``
+    in the store root; :mod:`pipeline.label_texts`): CLEF-style text prototypes live in the
+    store's text space and need no backbone at evaluation.
+
+    Attributes:
+        sha256: of ``label_texts.parquet``.
+        rows: its rows (one per class, and per class of each coarse group).
+        key: the store key whose backbone embedded them (``text``).
+        backbone: that backbone (as ``identity.modalities[key].backbone``).
+        weights_sha256: of the weights that embedded them (the key's ``weights_sha256``).
+        template: the prompt made of each class name (``a photo of a person with {label}``).
+        source_sha256: of the label-texts file the prompts and descriptions came from.
+        coarse: coarse group -> the continuous target whose sign makes its classes
+            (CMU-MOSEI: ``sentiment`` -> ``valence``).
+        created: when they were embedded.
+    """
+
+    sha256: str
+    rows: int
+    key: str
+    backbone: str
+    weights_sha256: str | None
+    template: str
+    source_sha256: str
+    coarse: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass(frozen=True)
 class StoreManifest:
     """The parsed ``store.json`` (see the module docstring for the three identities).
 
@@ -235,6 +265,8 @@ class StoreManifest:
         options: run settings (shard size, limit, device).
         merged_from: the stores a ``store merge`` combined.
         legacy: for an upgraded version-1 store, its format and original identity.
+        label_texts: the store's embedded label texts (None: none yet; ``cli store
+            add-label-texts`` adds them).
     """
 
     store_id: str
@@ -251,6 +283,7 @@ class StoreManifest:
     options: dict[str, Any] = field(default_factory=dict)
     merged_from: tuple[dict[str, Any], ...] = ()
     legacy: dict[str, Any] | None = None
+    label_texts: LabelTextsInfo | None = None
 
     # ---- conveniences every reader uses
     @property
@@ -557,7 +590,8 @@ def _v1_config(ident: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str
 
 
 __all__ = ["FORMAT", "READABLE", "SHARD_DIR", "VERSION", "BackboneChoice", "Counts",
-           "DatasetInfo", "ExtractionInfo", "FacePolicyInfo", "ModalityInfo", "ShardEntry",
+           "DatasetInfo", "ExtractionInfo", "FacePolicyInfo", "LabelTextsInfo", "ModalityInfo",
+           "ShardEntry",
            "StoreError", "StoreIdentity", "StoreManifest", "build_manifest", "canonical_json",
            "check_manifest", "shard_paths",
            "feature_space_differences", "feature_space_id", "feature_space_of",

@@ -84,7 +84,11 @@ def test_reads_exact_table(tmp_path: Path, manifest) -> None:
     table = mosei.read(root, manifest)
     video = str(root / VIDEOS)
     assert table.dataset == "mosei" and table.multilabel
-    assert table.samples.to_pylist() == [
+    # the sentiment (column 0) is the target valence, divided by 3 into [-1, 1]
+    rows = table.samples.to_pylist()
+    valence = [row.pop("targets")[0] for row in rows]
+    assert valence == pytest.approx([1 / 3, -1 / 3, 0.0, 2 / 3, 0.0])
+    assert rows == [
         {"sample_id": "vidA_0", "split": "train", "media_path": f"{video}/vidA.mp4",
          "start_s": 4.0, "end_s": 6.0, "transcript": "second words",
          "labels": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]},
@@ -328,3 +332,14 @@ def test_video_in_two_folds(tmp_path: Path, manifest) -> None:
     folds = {"train": ("vidA",), "test": ("12345", "vidA")}
     with pytest.raises(DatasetError, match=r"video 'vidA' is in folds 'train' and 'test'"):
         mosei.read(root, dataclasses.replace(manifest, folds=folds))
+
+
+def test_without_targets_in_the_manifest_the_table_has_no_targets(tmp_path: Path,
+                                                                  manifest) -> None:
+    table = mosei.read(make_root(tmp_path), dataclasses.replace(manifest, targets=()))
+    assert "targets" not in table.samples.column_names
+
+
+def test_refuses_a_target_the_label_file_has_not(tmp_path: Path, manifest) -> None:
+    with pytest.raises(DatasetError, match="arousal"):
+        mosei.read(make_root(tmp_path), dataclasses.replace(manifest, targets=("arousal",)))

@@ -1,0 +1,75 @@
+"""The heads of the other systems from the command line: a CMU-MOSEI sample extracted (audio
+and text) gets its valence target and its label texts, which `store add-label-texts` remakes
+exactly; `eval --protocol avce|clef` run on it; a store without continuous targets is refused
+with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from pipeline.store import write_arrays
+
+runner = CliRunner()
+
+
+def test_avce_on_a_store_without_continuous_targets_exits_2(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = write_arrays(tmp_path / "meld", dataset="meld", sample_ids=["a", "b", "c"],
+                         splits=["train", "val", "test"],
+                         features={"audio": rng.normal(size=(3, 1, 4)).astype(np.float16)},
+                         labels=np.array([0, 1, 0]), label_names=["neutral", "joy"])
+    result = runner.invoke(app, ["eval", "--store", store.url, "--protocol", "avce", "--out",
+                                 str(tmp_path / "out"), "--preset", "cpu", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "continuous targets" in said and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_mosei_sample_gets_targets_and_label_texts_and_both_protocols_run(
+        tmp_path: Path) -> None:
+    raw, store = tmp_path / "raw", tmp_path / "store"
+    assert runner.invoke(app, ["sample-data", str(raw), "--dataset", "mosei", "--clips",
+                               "20"]).exit_code == 0
+    made = runner.invoke(app, ["extract", "--dataset", "mosei", "--root", str(raw), "--out",
+                               str(store), "--modalities", "audio,text", "--weights", "random",
+                               "--device", "cpu", "--workers", "1"])
+    assert made.exit_code == 0, made.output
+    meta = json.loads((store / "store.json").read_text())
+    assert meta["identity"]["dataset"]["targets"] == ["valence"]
+    index = pq.read_table(store / "index.parquet")
+    valence = np.array(index.column("targets").to_pylist())[:, 0]
+    assert ((valence >= -1) & (valence <= 1)).all() and len(set(valence.round(3))) > 1
+
+    texts = meta["label_texts"]
+    assert texts["coarse"] == {"sentiment": "valence"} and texts["rows"] == 6 + 2
+    assert texts["weights_sha256"] == meta["modalities"]["text"]["weights_sha256"]
+    before = pq.read_table(store / "label_texts.parquet")
+    del meta["label_texts"]  # a store extracted before label texts existed
+    (store / "store.json").write_text(json.dumps(meta))
+    (store / "label_texts.parquet").unlink()
+    added = runner.invoke(app, ["store", "add-label-texts", str(store)])
+    assert added.exit_code == 0, added.output
+    after = pq.read_table(store / "label_texts.parquet")
+    assert after.column("prompt").to_pylist() == before.column("prompt").to_pylist()
+    np.testing.assert_allclose(np.array(after.column("prompt_vector").to_pylist()),
+                               np.array(before.column("prompt_vector").to_pylist()), atol=1e-6)
+
+    for protocol in ("avce", "clef"):
+        out = tmp_path / protocol
+        result = runner.invoke(app, ["eval", "--store", str(store), "--protocol", protocol,
+                                     "--out", str(out), "--preset", "cpu", "--set", "epochs=3",
+                                     "--set", "batch_size=8", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["protocol"] == protocol and (out / "confusion_test.png").is_file()
+    assert "ccc" in json.loads((tmp_path / "avce" / "metrics.json").read_text())["summary"]["test"]
+    clef = json.loads((tmp_path / "clef" / "metrics.json").read_text())
+    assert clef["details"]["weak"]["ran"] is True
