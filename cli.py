@@ -33,7 +33,7 @@ console = Console()
 _state = {"verbose": False}
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
-                                         help="meld | caer | mosei | voxceleb2")]
+                                         help="meld | caer | mosei | voxceleb2 | afewva")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 
 

@@ -25,6 +25,7 @@ import av.container
 import av.stream
 import numpy as np
 
+from pipeline import frames_folder
 from pipeline.failures import ClipError, Reason, Stage
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def probe(path: str | Path) -> MediaInfo:
         ClipError: ``missing_file`` when the path is not a file, ``corrupt_media`` when the
             container cannot be read (empty, truncated index, not a media file).
     """
+    if frames_folder.is_frames_folder(path):  # a clip released as frames (AFEW-VA)
+        return MediaInfo(**frames_folder.probe(path))
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         return MediaInfo(
@@ -125,6 +128,10 @@ def iter_frames(
         raise ValueError(f"iter_frames: fps must be > 0, got {fps}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"iter_frames: max_frames must be >= 1 or None, got {max_frames}")
+    if frames_folder.is_frames_folder(path):  # a clip released as frames (AFEW-VA)
+        yield from frames_folder.iter_frames(path, fps=fps, start_s=start_s, end_s=end_s,
+                                             max_frames=max_frames)
+        return
     start, end = _check_interval(path, start_s, end_s)
     with _open(path) as container:
         if not container.streams.video:
@@ -170,6 +177,8 @@ def read_audio(
         ClipError: ``missing_file`` / ``corrupt_media``, ``no_audio_stream``, ``too_short``
             (fewer than :data:`MIN_AUDIO_S` seconds of samples in the interval).
     """
+    if frames_folder.is_frames_folder(path):
+        raise frames_folder.no_audio(path)
     start, end = _check_interval(path, start_s, end_s)
     with _open(path) as container:
         if not container.streams.audio:

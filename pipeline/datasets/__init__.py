@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from pipeline.datasets import caer, meld, mosei, voxceleb2
+from pipeline.datasets import afewva, caer, meld, mosei, voxceleb2
 from pipeline.datasets.table import DatasetError, SampleTable
 from pipeline.manifest import DatasetManifest, load_manifest
 
@@ -19,6 +19,7 @@ DATASETS: dict[str, ModuleType] = {
     "caer": caer,
     "mosei": mosei,
     "voxceleb2": voxceleb2,
+    "afewva": afewva,
 }
 
 __all__ = ["DATASETS", "DatasetError", "SampleTable", "get_adapter", "scan"]

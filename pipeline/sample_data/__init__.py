@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.sample_data import caer, meld, mosei, voxceleb2
+from pipeline.sample_data import afewva, caer, meld, mosei, voxceleb2
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ WRITERS: dict[str, Callable[..., None]] = {
     "caer": caer.write,
     "mosei": mosei.write,
     "voxceleb2": voxceleb2.write,
+    "afewva": afewva.write,
 }
 
 
