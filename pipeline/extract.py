@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClipInputs:
-    """One clip, decoded and cropped: what the backbones consume."""
+    """One clip, decoded and cropped: what the backbones consume.
+
+    A long clip's frames are not held: extraction streams them into the frame backbones as
+    they are cropped (:data:`SEGMENT_FRAMES`), and ``encoded`` holds the result instead.
+    """
 
     sample_id: str
     frames_2d: np.ndarray | None     # uint8 [T2, S, S, 3] at fps_2d
@@ -40,6 +45,9 @@ class ClipInputs:
     text: str | None
     duration_s: float
     face_ratio: float | None         # None: dataset not cropped
+    decode_errors: int = 0           # packets decoding skipped (media.DecodeReport.errors)
+    coverage: float | None = None    # the least covered stream's decoded fraction; None: no media
+    encoded: dict[str, np.ndarray] = field(default_factory=dict)  # key -> float32 [views, dim]
 
 
 @dataclass
@@ -72,19 +80,33 @@ def _interval(row: dict[str, Any]) -> tuple[float | None, float | None]:
 DETECT_BATCH = 32
 """Frames per MTCNN call while tracking: detection streams, so memory does not grow."""
 
+SEGMENT_FRAMES = 256
+"""A clip with more 16-fps frames than this (16 s) is encoded segment by segment as it is
+cropped: at most this many frames plus one 3D window (about 26 MB of 180-px crops, and their
+float copies inside an augmentation or a backbone batch) are held, whatever the clip's
+length. A clip's frame features are the mean over its units (frames, 16-frame windows), so the
+segments' means weighted by their unit counts give the same vector, up to float rounding."""
+
 
 def _track_face(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector,
-                policy: FacePolicy, frame_size: tuple[int, int],
-                timer: Timer) -> tuple[faces_mod.FaceTrack | None, float]:
+                policy: FacePolicy, timer: Timer,
+                reports: list[media.DecodeReport]) -> tuple[faces_mod.FaceTrack | None, float]:
     """Detect faces at ``detect_fps`` (streamed, in batches) and follow one through the clip.
 
+    A track whose face is found in fewer than ``faces.min_face_ratio`` of the frames counts
+    as no face: the policy decides (``fail``: a ``no_face`` failure naming the ratio).
+
     Returns:
-        The track (None: no face and the ``full_frame`` policy) and the clip's face ratio.
+        The track (None: no usable face and the ``full_frame`` policy) and the clip's face
+        ratio (0 when the policy applied).
     """
     start, end = _interval(row)
     times: list[float] = []
     detections: list[np.ndarray | None] = []
-    frames = media.iter_frames(row["media_path"], fps=cfg.detect_fps, start_s=start, end_s=end)
+    frame_size = (0, 0)
+    reports.append(media.DecodeReport())
+    frames = media.iter_frames(row["media_path"], fps=cfg.detect_fps, start_s=start, end_s=end,
+                               rule=cfg.decode, report=reports[-1])
     while True:
         with timer("decode"):
             batch = list(itertools.islice(frames, DETECT_BATCH))
@@ -93,39 +115,154 @@ def _track_face(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fac
         with timer("faces"):
             detections.extend(detector.detect([f for _, f in batch]))
         times.extend(t for t, _ in batch)
+        frame_size = batch[0][1].shape[1::-1]  # as decoded: a rotated video's turned frame
     with timer("faces"):
         track = faces_mod.track(times, detections, cfg.faces, frame_size)
-    if track is not None:
+    if track is not None and track.face_ratio >= cfg.faces.min_face_ratio:
         return track, track.face_ratio
     if policy.no_face == "fail":
-        raise ClipError(Stage.FACES, Reason.NO_FACE, f"no face with p >= {cfg.faces.min_prob} "
-                        f"in {len(times)} frames sampled at {cfg.detect_fps:g} fps")
+        where = f"{len(times)} frames sampled at {cfg.detect_fps:g} fps"
+        if track is None:
+            message = f"no face with p >= {cfg.faces.min_prob} in {where}"
+        else:
+            message = (f"a face in only {int(track.found.sum())} of {where} (face_ratio "
+                       f"{track.face_ratio:.3f} < min_face_ratio {cfg.faces.min_face_ratio:g})")
+        raise ClipError(Stage.FACES, Reason.NO_FACE, message)
     return None, 0.0
 
 
-def _crops(row: dict[str, Any], fps: float, box_at: Any, size: int, timer: Timer) -> np.ndarray:
-    """Frames at ``fps`` cropped as they are decoded: [T, size, size, 3] uint8."""
+class _Segments:
+    """The cropped frames of one pass for its frame keys: held whole while the clip is short
+    (the arrays today's backbones get), encoded :data:`SEGMENT_FRAMES` at a time with every
+    view once it is long, when encoders are given.
+
+    Args:
+        keys: the frame keys this pass feeds (``frames_3d`` and/or ``frames_2d``).
+        step: ``frames_2d`` is every ``step``-th frame of the pass (1: all of them).
+        encoders: key -> encoder; None holds every frame (memory grows with the clip).
+        sample_id, cfg, timer: for the views and the timings.
+    """
+
+    def __init__(self, keys: list[str], step: int, encoders: dict[str, Any] | None,
+                 sample_id: str, cfg: ExtractConfig, timer: Timer) -> None:
+        self.keys, self.step, self.encoders = keys, step, encoders
+        self.sample_id, self.cfg, self.timer = sample_id, cfg, timer
+        self.window = _window_rule(cfg)[0] if "frames_3d" in keys else 1
+        # Segments start on a window and on a 2D frame, so both see the units of the whole.
+        unit = math.lcm(self.window, step)
+        self.size = unit * math.ceil(SEGMENT_FRAMES / unit)
+        self._held: list[np.ndarray] = []
+        self._sums: dict[str, np.ndarray] = {}
+        self._units: dict[str, int] = defaultdict(int)
+
+    def add(self, crop: np.ndarray) -> None:
+        self._held.append(crop)
+        # A window is kept back, so the last segment has one full window at least and the
+        # 3D windowing rule (a short tail is dropped) sees the clip's own tail.
+        if self.encoders is not None and len(self._held) >= self.size + self.window:
+            self._encode(np.stack(self._held[:self.size]))
+            del self._held[:self.size]
+
+    def finish(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(frames, encoded)``: key -> uint8 frames (short clip) or float32 [views, dim]."""
+        frames = np.stack(self._held)
+        self._held = []
+        if not self._sums:
+            out = {"frames_3d": frames} if "frames_3d" in self.keys else {}
+            if "frames_2d" in self.keys:
+                out["frames_2d"] = (frames if self.step == 1
+                                    else np.ascontiguousarray(frames[::self.step]))
+            return out, {}
+        self._encode(frames)
+        return {}, {k: (v / self._units[k]).astype(np.float32) for k, v in self._sums.items()}
+
+    def _encode(self, frames: np.ndarray) -> None:
+        assert self.encoders is not None
+        part = ClipInputs(self.sample_id, None, None, None, None, 0.0, None)
+        if "frames_3d" in self.keys:
+            part = replace(part, frames_3d=frames)
+        if "frames_2d" in self.keys:
+            part = replace(part, frames_2d=np.ascontiguousarray(frames[::self.step]))
+        for key in self.keys:
+            units = _unit_count(self.cfg, key, len(getattr(part, key)))
+            vectors = []
+            for v in range(self.cfg.views):
+                view = augment_clip(part, v, seed=self.cfg.seed,
+                                    sample_rate=self.cfg.sample_rate, spec=self.cfg.augment)
+                with self.timer(f"backbone:{key}"):
+                    vectors.append(_encode_one(self.encoders[key], key, getattr(view, key)))
+            total = np.stack(vectors).astype(np.float64) * units
+            self._sums[key] = self._sums.get(key, 0) + total
+            self._units[key] += units
+
+
+def _window_rule(cfg: ExtractConfig) -> tuple[int, int]:
+    """``(window, min_tail)`` of the 3D backbone (its spec's windowing rule)."""
+    from pipeline.backbones import get_spec
+
+    spec = get_spec(cfg.backbones["frames_3d"])
+    return int(getattr(spec, "window")), int(getattr(spec, "min_tail"))
+
+
+def _unit_count(cfg: ExtractConfig, key: str, n_frames: int) -> int:
+    """How many units the backbone of ``key`` averages over in ``n_frames`` frames."""
+    if key == "frames_2d":
+        return n_frames
+    from pipeline.backbones.resnet3d import window_bounds
+
+    return len(window_bounds(n_frames, *_window_rule(cfg)))
+
+
+def _encode_one(encoder: Any, key: str, frames: np.ndarray) -> np.ndarray:
+    """One segment's frames -> float32 [dim]; a backbone failure is the clip's."""
+    try:
+        return np.asarray(encoder.encode_batch([frames])[0], np.float32)
+    except (RuntimeError, ValueError) as err:
+        raise ClipError(Stage.BACKBONE, Reason.BACKBONE_ERROR, f"{key}: {str(err)[:500]}") from err
+
+
+def _crop_pass(row: dict[str, Any], fps: float, track: faces_mod.FaceTrack | None, size: int,
+               sink: _Segments, cfg: ExtractConfig, timer: Timer,
+               report: media.DecodeReport) -> None:
+    """Frames at ``fps`` cropped as they are decoded (the track's box, or the centred square)
+    into ``sink``."""
     start, end = _interval(row)
-    crops: list[np.ndarray] = []
-    frames = media.iter_frames(row["media_path"], fps=fps, start_s=start, end_s=end)
+    frames = media.iter_frames(row["media_path"], fps=fps, start_s=start, end_s=end,
+                               rule=cfg.decode, report=report)
+    centre: np.ndarray | None = None
     while True:
         with timer("decode"):
             pair = next(frames, None)
         if pair is None:
-            return np.stack(crops)
+            return
+        t, frame = pair
         with timer("faces"):
-            crops.append(faces_mod.crop(pair[1], box_at(pair[0]), size))
+            if track is not None:
+                box = track.box_at(t)
+            else:
+                centre = centre if centre is not None else faces_mod.centre_box(
+                    frame.shape[1::-1])
+                box = centre
+            crop = faces_mod.crop(frame, box, size)
+        sink.add(crop)
 
 
 def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector | None,
-                 policy: FacePolicy, timer: Timer | None = None) -> ClipInputs:
+                 policy: FacePolicy, timer: Timer | None = None,
+                 encoders: dict[str, Any] | None = None) -> ClipInputs:
     """Decode one clip and crop its face track: the backbones' inputs for view 0.
 
     Streaming passes over the video, each holding one decoded frame at a time: face detection
     at ``detect_fps``, then the 16-fps frames cropped with the track's box at their own
     timestamps (interpolated between detections); the 1-fps frames are every 16th of those (a
-    pass of their own when the rates are not multiples). A long clip costs time, not memory
-    beyond its crops.
+    pass of their own when the rates are not multiples). With ``encoders``, a clip longer
+    than :data:`SEGMENT_FRAMES` frames is encoded segment by segment during the pass (its
+    ``encoded`` vectors, every view, replace the frames), so a long clip costs time, not
+    memory; without, every crop is held.
+
+    Decoding skips undecodable packets within ``cfg.decode``'s limits: ``decode_errors``
+    counts them (the video pass that met the most, plus the audio) and ``coverage`` is the
+    least covered stream's decoded fraction.
 
     Args:
         row: a sample-table row (``sample_id``, ``media_path``, ``start_s``, ``end_s``,
@@ -133,10 +270,13 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
         cfg: the extraction config.
         detector: the face detector (None when the dataset is not cropped).
         policy: the dataset's face policy (crop or not; what a clip without faces becomes).
+        encoders: the frame keys' encoders, to stream long clips into.
 
     Raises:
-        ClipError: decoding failed, no face (policy ``fail``), empty transcript (policy
-            ``fail``; with ``keep`` the empty transcript is what the text backbone encodes).
+        ClipError: decoding failed (or the damage is beyond ``cfg.decode``), no usable face
+            (policy ``fail``), empty transcript (policy ``fail``; with ``keep`` the empty
+            transcript is what the text backbone encodes), a backbone failing on a streamed
+            clip.
     """
     timer = timer or Timer()
     text = row.get("transcript")
@@ -151,42 +291,66 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
     if cfg.needs_video and not info.has_video:
         raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
     duration = (end - start) if start is not None and end is not None else info.duration_s
-    frames_2d = frames_3d = audio = None
+    video_reports: list[media.DecodeReport] = []
+    frames: dict[str, np.ndarray] = {}
+    encoded: dict[str, np.ndarray] = {}
     face_ratio: float | None = None
     if cfg.needs_video:
-        frame_size = (info.width, info.height)
         track = None
         if policy.crop:
             assert detector is not None
-            track, face_ratio = _track_face(row, cfg, detector, policy, frame_size, timer)
-        centre = faces_mod.centre_box(frame_size)
-        box_at = track.box_at if track is not None else (lambda _t: centre)
-        if "frames_3d" in cfg.modalities:
-            frames_3d = _crops(row, cfg.fps_3d, box_at, cfg.faces.size, timer)
-        step = cfg.fps_3d / cfg.fps_2d
-        if "frames_2d" in cfg.modalities and frames_3d is not None and step.is_integer():
-            # The 1-fps instants are every 16th 16-fps instant: the same frames, one pass less.
-            frames_2d = np.ascontiguousarray(frames_3d[::int(step)])
-        elif "frames_2d" in cfg.modalities:
-            frames_2d = _crops(row, cfg.fps_2d, box_at, cfg.faces.size, timer)
+            track, face_ratio = _track_face(row, cfg, detector, policy, timer, video_reports)
+        for fps, keys, step in _passes(cfg):
+            sink = _Segments(keys, step, encoders, str(row["sample_id"]), cfg, timer)
+            video_reports.append(media.DecodeReport())
+            _crop_pass(row, fps, track, cfg.faces.size, sink, cfg, timer, video_reports[-1])
+            got, streamed = sink.finish()
+            frames.update(got)
+            encoded.update(streamed)
+    audio, audio_report = None, None
     if "audio" in cfg.modalities:
+        audio_report = media.DecodeReport()
         with timer("decode"):
             audio = media.read_audio(row["media_path"], sample_rate=cfg.sample_rate,
-                                     start_s=start, end_s=end)
-    return ClipInputs(str(row["sample_id"]), frames_2d, frames_3d, audio,
-                      text if "text" in cfg.modalities else None, float(duration), face_ratio)
+                                     start_s=start, end_s=end, rule=cfg.decode,
+                                     report=audio_report)
+    reports = [*video_reports, *([audio_report] if audio_report else [])]
+    errors = max((r.errors for r in video_reports), default=0)
+    return ClipInputs(str(row["sample_id"]), frames.get("frames_2d"), frames.get("frames_3d"),
+                      audio, text if "text" in cfg.modalities else None, float(duration),
+                      face_ratio, decode_errors=errors + (audio_report.errors if audio_report
+                                                          else 0),
+                      coverage=min((r.coverage for r in reports), default=None),
+                      encoded=encoded)
+
+
+def _passes(cfg: ExtractConfig) -> list[tuple[float, list[str], int]]:
+    """The crop passes over the video: ``(fps, keys, step of frames_2d)``. The 1-fps instants
+    are every 16th 16-fps instant: the same frames, one pass less, when the rates divide."""
+    step = cfg.fps_3d / cfg.fps_2d
+    want_2d, want_3d = "frames_2d" in cfg.modalities, "frames_3d" in cfg.modalities
+    if want_3d and want_2d and step.is_integer():
+        return [(cfg.fps_3d, ["frames_3d", "frames_2d"], int(step))]
+    return ([(cfg.fps_3d, ["frames_3d"], 1)] if want_3d else []) + (
+        [(cfg.fps_2d, ["frames_2d"], 1)] if want_2d else [])
 
 
 def _encode(models: Models, cfg: ExtractConfig, clips: Sequence[ClipInputs],
             timer: Timer) -> dict[str, np.ndarray]:
-    """Features of every modality for clips (all views already expanded): key -> [n, dim]."""
+    """Features of every modality for clips (all views already expanded): key -> [n, dim].
+
+    A clip whose key was streamed (``encoded``) carries its vector already.
+    """
     out = {}
     for key in cfg.modalities:
-        inputs = [getattr(c, key) for c in clips]
+        inputs = [None if key in c.encoded else getattr(c, key) for c in clips]
         if key == "text" and cfg.empty_text == "skip_text":
             inputs = [t if (t or "").strip() else None for t in inputs]
         with timer(f"backbone:{key}"):
             out[key] = _encode_key(models.encoders[key], key, inputs)
+        for i, clip in enumerate(clips):
+            if key in clip.encoded:
+                out[key][i] = clip.encoded[key]
     return out
 
 
@@ -205,9 +369,11 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
 
     Returns:
         ``(kept_rows, features, failures)``: the rows that succeeded, with ``duration_s``,
-        ``face_ratio`` and ``empty_transcript`` (the row has no transcript: with ``empty_text:
-        keep`` its text features encode the empty string) added, in input order; per modality
-        key an array [kept, views, dim] (float32); one failure per row that did not.
+        ``face_ratio``, ``empty_transcript`` (the row has no transcript: with ``empty_text:
+        keep`` its text features encode the empty string), ``decode_errors`` (undecodable
+        packets skipped) and ``coverage`` (the least covered stream's decoded fraction; None
+        when no media was decoded) added, in input order; per modality key an array
+        [kept, views, dim] (float32); one failure per row that did not.
     """
     timer = timer or Timer()
     kept: list[dict[str, Any]] = []
@@ -217,7 +383,8 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
         batch: list[tuple[dict[str, Any], ClipInputs]] = []
         for row in rows[start:start + cfg.batch_clips]:
             try:
-                batch.append((row, prepare_clip(row, cfg, models.detector, policy, timer)))
+                batch.append((row, prepare_clip(row, cfg, models.detector, policy, timer,
+                                                encoders=models.encoders)))
             except ClipError as err:
                 failures.append(err.to_failure(str(row["sample_id"]), str(row["split"])))
         if not batch:
@@ -228,7 +395,8 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
                 failures.append(error.to_failure(str(row["sample_id"]), str(row["split"])))
                 continue
             kept.append({**row, "duration_s": clip.duration_s, "face_ratio": clip.face_ratio,
-                         "empty_transcript": not (row.get("transcript") or "").strip()})
+                         "empty_transcript": not (row.get("transcript") or "").strip(),
+                         "decode_errors": clip.decode_errors, "coverage": clip.coverage})
         for key in cfg.modalities:
             ok = [i for i, e in enumerate(errors) if e is None]
             feats[key].extend(encoded[key][i] for i in ok)
@@ -244,8 +412,7 @@ def _encode_batch(models: Models, cfg: ExtractConfig, clips: list[ClipInputs], t
     The batch is encoded in one call per backbone; if that fails, the clips are encoded one at
     a time so that a single bad clip becomes a ``backbone_error`` instead of sinking the batch.
     """
-    expanded = [augment_clip(c, v, seed=cfg.seed, sample_rate=cfg.sample_rate, spec=cfg.augment)
-                for c in clips for v in range(cfg.views)]
+    expanded = [_view(c, v, cfg) for c in clips for v in range(cfg.views)]
     try:
         flat = _encode(models, cfg, expanded, timer)
         return ({k: v.reshape(len(clips), cfg.views, -1) for k, v in flat.items()},
@@ -273,6 +440,12 @@ def _encode_batch(models: Models, cfg: ExtractConfig, clips: list[ClipInputs], t
         for k in cfg.modalities:
             out[k].append(one[k])
     return {k: np.stack(v) for k, v in out.items()}, errors
+
+
+def _view(clip: ClipInputs, view: int, cfg: ExtractConfig) -> ClipInputs:
+    """View ``view`` of a clip, with that view's vectors of its streamed keys."""
+    out = augment_clip(clip, view, seed=cfg.seed, sample_rate=cfg.sample_rate, spec=cfg.augment)
+    return replace(out, encoded={k: v[view] for k, v in clip.encoded.items()})
 
 
 DEFAULT_CONFIG = "extract.yaml"

@@ -39,6 +39,12 @@ class FaceSpec:
         max_shift: a detection continues the track when its centre is within ``max_shift``
             times the track's box side (per second since the last match, at least one) of the
             previous box's centre; farther faces are taken to be someone else.
+        min_face_ratio: a track whose face was found in fewer than this fraction of the
+            detection frames is no face track: the dataset's no-face policy applies (a
+            pedestrian glimpsed in 1 frame of 80 would otherwise give 79 crops of wherever
+            that one box was). 0.1: at 1-fps detection a clip shorter than 10 s with one
+            detection always passes (the paper kept every clip with a face), a face missing
+            from 9 of every 10 frames does not; 0 keeps any track.
     """
 
     size: int = 180
@@ -48,6 +54,7 @@ class FaceSpec:
     min_face_size: int = 20
     smoothing: float = 0.25
     max_shift: float = 1.5
+    min_face_ratio: float = 0.1
 
     def __post_init__(self) -> None:
         checks = {
@@ -58,13 +65,14 @@ class FaceSpec:
             "min_face_size": self.min_face_size >= 12,
             "smoothing": self.smoothing >= 0,
             "max_shift": self.max_shift > 0,
+            "min_face_ratio": 0 <= self.min_face_ratio <= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ConfigError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
                              "0 <= min_prob <= 1, detect_max_side >= 48, min_face_size >= 12, "
-                             "smoothing >= 0, max_shift > 0)")
+                             "smoothing >= 0, max_shift > 0, 0 <= min_face_ratio <= 1)")
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,39 @@ class AugmentSpec:
                               "increasing, blur_kernel in [0, 1))")
 
 
+@dataclass(frozen=True)
+class DecodeSpec:
+    """When a damaged stream is still usable: decoding tolerates what a player tolerates.
+
+    Packets that cannot be decoded are skipped and counted (a player skips them too); the
+    stretch of time they leave without frames or samples is *lost*. A stream of a clip is
+    kept when what decoded covers it well enough, and is ``corrupt_media`` otherwise, with
+    the numbers in the message (:func:`pipeline.media.iter_frames`,
+    :func:`pipeline.media.read_audio`). Lost time is, within the clip's interval cut to the
+    stream's declared extent: for video, the time from the end of the last frame before an
+    undecodable packet to the next decoded frame (a timestamp gap *without* a decoding error
+    is how variable frame rates are stored: the frame stays on screen); for audio, every
+    stretch without samples (undecodable packets or a timestamp jump: it is filled with
+    silence, so later samples stay at their time); for both, a stream that stops more than
+    ``pipeline.media.TRUNCATION_TOLERANCE_S`` before its declared end (a cut file).
+
+    Attributes:
+        min_coverage: the smallest fraction of each stream's expected time that must be
+            decoded (0.9: a clip may lose a tenth of its time to damage).
+        max_gap_s: the longest stretch of lost time allowed, in seconds (1.0: a second of
+            missing picture or sound is more than a glitch: the content is gone).
+    """
+
+    min_coverage: float = 0.9
+    max_gap_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_coverage <= 1 or not self.max_gap_s >= 0:
+            raise ConfigError(f"DecodeSpec: invalid min_coverage={self.min_coverage!r} or "
+                              f"max_gap_s={self.max_gap_s!r} (0 <= min_coverage <= 1, "
+                              "max_gap_s >= 0)")
+
+
 MODALITIES = ("frames_2d", "frames_3d", "audio", "text")
 
 
@@ -139,6 +180,8 @@ class ExtractConfig:
     paper kept every clip) encodes the empty transcript and flags the clip in the index
     (``empty_transcript``), ``fail`` records an ``empty_transcript`` failure, ``skip_text``
     keeps the clip with a zero text vector.
+
+    ``decode``: how much damage a stream may have and still be used (:class:`DecodeSpec`).
     """
 
     modalities: tuple[str, ...] = MODALITIES
@@ -153,6 +196,7 @@ class ExtractConfig:
     sample_rate: int = 16000
     faces: FaceSpec = field(default_factory=FaceSpec)
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    decode: DecodeSpec = field(default_factory=DecodeSpec)
     empty_text: Literal["keep", "fail", "skip_text"] = "keep"
     dtype: Literal["float16", "float32"] = "float16"
     batch_clips: int = 8
@@ -183,4 +227,4 @@ class ExtractConfig:
         return "frames_2d" in self.modalities or "frames_3d" in self.modalities
 
 
-__all__ = ["MODALITIES", "AugmentSpec", "ExtractConfig", "FaceSpec"]
+__all__ = ["MODALITIES", "AugmentSpec", "DecodeSpec", "ExtractConfig", "FaceSpec"]

@@ -7,7 +7,9 @@ between, through :meth:`FaceTrack.box_at`) to a ``size x size`` RGB crop without
 
 Frames are RGB throughout (MTCNN's weights expect RGB; the paper's reference code fed BGR).
 Boxes are ``(x1, y1, x2, y2)`` in pixels of the original frame, float; frame sizes are
-``(width, height)`` as in PIL and :class:`~pipeline.media.MediaInfo` (``frame.shape[1::-1]``).
+``(width, height)`` as in PIL (``frame.shape[1::-1]``), taken from the frames as decoded (a
+rotated video's frames are turned upright, so their size is not the coded one
+:class:`~pipeline.media.MediaInfo` reports).
 """
 
 from __future__ import annotations
@@ -162,7 +164,9 @@ class FaceTrack:
 
     @property
     def face_ratio(self) -> float:
-        """Fraction of detection frames in which the face was found."""
+        """Fraction of detection frames in which the face was found. Extraction uses the
+        track only when this is at least ``FaceSpec.min_face_ratio``: a face glimpsed in one
+        frame of many would otherwise place every crop of the clip."""
         return float(np.mean(self.found))
 
     def box_at(self, t: float) -> np.ndarray:

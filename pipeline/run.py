@@ -49,6 +49,7 @@ INDEX_FIELDS_BASE = [
     pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
     pa.field("duration_s", pa.float64()), pa.field("face_ratio", pa.float64()),
     pa.field("transcript", pa.string()), pa.field("empty_transcript", pa.bool_()),
+    pa.field("decode_errors", pa.int64()), pa.field("coverage", pa.float64()),
 ]
 
 
@@ -98,7 +99,7 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             sample_rate=cfg.sample_rate, faces=cfg.faces,
             face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
             empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed,
-            augment=cfg.augment if cfg.views > 1 else None))
+            augment=cfg.augment if cfg.views > 1 else None, decode=cfg.decode))
 
 
 def _weights_identity(weights: str) -> tuple[str, str | None]:

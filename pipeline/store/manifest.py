@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import ConfigError, from_dict
-from pipeline.extract_config import AugmentSpec, ExtractConfig, FaceSpec
+from pipeline.extract_config import AugmentSpec, DecodeSpec, ExtractConfig, FaceSpec
 from pipeline.store.errors import StoreError
 from pipeline.store.filesystem import check_relative
 
@@ -127,7 +127,9 @@ class FacePolicyInfo:
 class ExtractionInfo:
     """The extraction settings that determine feature values (run settings such as
     ``batch_clips`` are in :attr:`StoreManifest.config`). ``augment`` is the augmented views'
-    transforms (None for one view, or a store of the first release)."""
+    transforms (None for one view, or a store of the first release). ``decode`` is how much
+    damage a stream could have and still be used (None: a store of a release before damaged
+    streams were decoded: any decoding error failed the clip)."""
 
     fps_2d: float
     fps_3d: float
@@ -139,6 +141,7 @@ class ExtractionInfo:
     dtype: str
     augment_seed: int
     augment: AugmentSpec | None = None
+    decode: DecodeSpec | None = None
 
 
 @dataclass(frozen=True)
