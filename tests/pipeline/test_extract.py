@@ -6,12 +6,15 @@ tests), so these tests are about what extraction feeds them and what it does wit
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from pipeline.datasets import scan
 from pipeline.extract import Models, extract_clips, load_extract_config, prepare_clip
@@ -227,3 +230,167 @@ def test_2d_frames_taken_from_the_16_fps_pass_equal_a_1_fps_pass(rows: dict,
     b = prepare_clip(row, alone, detector, FacePolicy())
     assert a.frames_2d is not None and b.frames_2d is not None
     np.testing.assert_array_equal(a.frames_2d, b.frames_2d)
+
+
+# ---------------------------------------- generated videos: face ratio, long clips, memory
+
+def _write_video(path: Path, seconds: float, size: tuple[int, int] = (64, 48)) -> Path:
+    """A 25-fps MPEG-4 video whose frames all differ: a colour ramp that moves and changes."""
+    width, height = size
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"b": "2000000"}
+        for i in range(round(seconds * 25)):
+            tint = np.array([i % 50, (3 * i) % 80, (7 * i) % 60], np.float32)
+            rgb = (np.roll(ramp, 2 * i, axis=1) * 0.6 + tint).clip(0, 255)
+            frame = np.broadcast_to(rgb, (height, width, 3)).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def _video_row(path: Path) -> dict[str, Any]:
+    return {"sample_id": path.stem, "split": "train", "media_path": str(path), "start_s": None,
+            "end_s": None, "transcript": "words", "label": 0}
+
+
+class FaceIn:
+    """A stand-in detector: a 32-px face in the centre of the detection frames ``hits``."""
+
+    def __init__(self, hits: set[int]) -> None:
+        self.hits, self.seen = hits, 0
+
+    def detect(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = []
+        for _ in frames:
+            box = np.array([[16, 8, 48, 40, 0.99]], np.float32)
+            out.append(box if self.seen in self.hits else None)
+            self.seen += 1
+        return out
+
+
+@pytest.fixture(scope="module")
+def twelve_seconds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _video_row(_write_video(tmp_path_factory.mktemp("videos") / "walk.avi", 12.0))
+
+
+def test_a_face_seen_too_rarely_is_no_face_track(twelve_seconds: dict[str, Any]) -> None:
+    """A pedestrian in 1 detection frame of 12 (1 fps) is below min_face_ratio (0.1): the
+    no-face policy applies, instead of 11 s of crops cut where that one box was."""
+    cfg = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
+    assert cfg.faces.min_face_ratio == 0.1
+    with pytest.raises(ClipError) as err:
+        prepare_clip(twelve_seconds, cfg, FaceIn({0}), FacePolicy())  # type: ignore[arg-type]
+    assert err.value.reason == Reason.NO_FACE
+    assert "a face in only 1 of 12 frames" in err.value.message
+    assert "face_ratio 0.083 < min_face_ratio 0.1" in err.value.message
+    full = prepare_clip(twelve_seconds, cfg, FaceIn({0}),  # type: ignore[arg-type]
+                        FacePolicy(no_face="full_frame"))
+    uncropped = prepare_clip(twelve_seconds, cfg, None, FacePolicy(crop=False))
+    assert full.face_ratio == 0.0 and full.frames_2d is not None
+    np.testing.assert_array_equal(full.frames_2d, uncropped.frames_2d)
+
+
+@pytest.mark.parametrize(("hits", "min_face_ratio"), [({0, 6}, 0.1), ({0}, 0.05)])
+def test_a_face_seen_often_enough_is_a_track(twelve_seconds: dict[str, Any], hits: set[int],
+                                            min_face_ratio: float) -> None:
+    cfg = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"},
+                              faces={"min_face_ratio": min_face_ratio})
+    clip = prepare_clip(twelve_seconds, cfg, FaceIn(hits), FacePolicy())  # type: ignore[arg-type]
+    assert clip.face_ratio == pytest.approx(len(hits) / 12)
+    uncropped = prepare_clip(twelve_seconds, cfg, None, FacePolicy(crop=False))
+    assert clip.frames_2d is not None and uncropped.frames_2d is not None
+    assert not np.array_equal(clip.frames_2d, uncropped.frames_2d)  # cropped at the face
+
+
+def test_min_face_ratio_is_part_of_the_identity() -> None:
+    from pipeline.manifest import load_manifest
+    from pipeline.run import feature_identity
+
+    manifest = load_manifest("meld")
+    a = load_extract_config(weights={k: "random" for k in KEYS})
+    b = load_extract_config(weights={k: "random" for k in KEYS}, faces={"min_face_ratio": 0.2})
+    assert feature_identity(a, manifest) != feature_identity(b, manifest)
+
+
+class TinyUnits(torch.nn.Module):
+    """A cheap nonlinear backbone: each unit's mean colour through a linear map and tanh, so a
+    unit cut in the wrong place changes the result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(x.flatten(1, -2).mean(1) * 4 - 2))
+
+
+def _unit_encoders() -> dict[str, Any]:
+    """Real :class:`UnitEncoder` pooling (frames; 16-frame windows with the 3D tail rule)."""
+    from pipeline.backbones.encoder import UnitEncoder
+    from pipeline.backbones.resnet3d import split_windows
+
+    def encoder(key: str, split: Any) -> UnitEncoder:
+        return UnitEncoder(name=f"tiny-{key}", key=key, dim=4, model=TinyUnits().eval(),
+                           device=torch.device("cpu"), batch_size=5, split=split,
+                           prepare=lambda x: x.float() / 255, provenance={})
+
+    return {"frames_2d": encoder("frames_2d", lambda clip: [clip]),
+            "frames_3d": encoder("frames_3d", lambda clip: split_windows(clip, 16, 8))}
+
+
+def test_a_long_clip_streams_into_the_backbones_with_the_same_features(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.extract
+
+    # 6.28 s: 101 frames at 16 fps, six windows and a 5-frame tail (dropped), 7 frames at 1 fps
+    row = _video_row(_write_video(tmp_path / "clip.avi", 6.28))
+    cfg = load_extract_config(modalities=["frames_2d", "frames_3d"], views=2,
+                              weights={"frames_2d": "random", "frames_3d": "random"})
+    models = Models(_unit_encoders(), None)
+    held = prepare_clip(row, cfg, None, FacePolicy(crop=False), encoders=models.encoders)
+    assert held.frames_3d is not None and len(held.frames_3d) == 101 and not held.encoded
+    _, whole, _ = extract_clips([row], cfg, models, FacePolicy(crop=False))
+    monkeypatch.setattr(pipeline.extract, "SEGMENT_FRAMES", 32)  # 3 segments: 32, 32, 37
+    streamed = prepare_clip(row, cfg, None, FacePolicy(crop=False), encoders=models.encoders)
+    assert streamed.frames_3d is None and streamed.frames_2d is None
+    assert {k: v.shape for k, v in streamed.encoded.items()} == {"frames_2d": (2, 4),
+                                                                 "frames_3d": (2, 4)}
+    kept, parts, failures = extract_clips([row], cfg, models, FacePolicy(crop=False))
+    assert not failures and kept[0]["decode_errors"] == 0 and kept[0]["coverage"] == 1.0
+    for key in ("frames_2d", "frames_3d"):
+        assert parts[key].shape == whole[key].shape == (1, 2, 4)
+        np.testing.assert_allclose(parts[key], whole[key], rtol=1e-6, atol=1e-7)
+        assert not np.allclose(parts[key][0, 0], parts[key][0, 1])  # views still differ
+
+
+def _numpy_peak(row: dict[str, Any], cfg: Any, models: Models) -> int:
+    tracemalloc.start()
+    try:
+        kept, _, failures = extract_clips([row], cfg, models, FacePolicy(crop=False))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == 1 and not failures
+    return peak
+
+
+def test_memory_does_not_grow_with_the_clip_length(tmp_path: Path) -> None:
+    """A 90-s clip peaks where a 30-s one does: the 16-fps crops stream into the
+    backbones a segment at a time (before, every crop was held and then copied when stacked:
+    ~270 MB of numpy arrays for 90 s, 3 times the 30-s clip's)."""
+    from pipeline.extract import SEGMENT_FRAMES
+
+    cfg = load_extract_config(modalities=["frames_2d", "frames_3d"],
+                              weights={"frames_2d": "random", "frames_3d": "random"})
+    models = Models(_unit_encoders(), None)
+    peaks = {s: _numpy_peak(_video_row(_write_video(tmp_path / f"{s}.avi", s)), cfg, models)
+             for s in (4.0, 30.0, 90.0)}
+    crop_bytes = cfg.faces.size ** 2 * 3
+    bound = 2 * (SEGMENT_FRAMES + 16) * crop_bytes  # one segment and a window, stacked once
+    assert peaks[90.0] < 1.15 * peaks[30.0]
+    assert peaks[90.0] < bound + 8 * 2**20
+    assert peaks[4.0] < 2 * 65 * crop_bytes + 8 * 2**20  # a short clip: its own crops

@@ -198,6 +198,16 @@ def test_face_ratio() -> None:
     assert face_track.face_ratio == 0.5
 
 
+def test_min_face_ratio_default_and_range() -> None:
+    # At 1-fps detection a clip under 10 s with one detection passes 0.1 (the paper kept
+    # every clip with a face); extraction applies it (tests/pipeline/test_extract.py).
+    assert FaceSpec().min_face_ratio == 0.1
+    assert FaceSpec(min_face_ratio=0.0).min_face_ratio == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=f"min_face_ratio={bad}"):
+            FaceSpec(min_face_ratio=bad)
+
+
 # --- cropping ------------------------------------------------------------------------------
 
 
