@@ -33,8 +33,8 @@ import av.container
 import av.stream
 import numpy as np
 
-from pipeline.extract_config import DecodeSpec
 from pipeline import frames_folder
+from pipeline.extract_config import DecodeSpec
 from pipeline.failures import ClipError, Reason, Stage
 
 logger = logging.getLogger(__name__)
