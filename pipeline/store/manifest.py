@@ -563,7 +563,8 @@ def _v1_choice(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _v1_extraction(ext: Mapping[str, Any]) -> dict[str, Any]:
-    faces = dict(ext.get("faces") or {})
+    # The first release kept a face track however rarely the face was found.
+    faces = {"min_face_ratio": 0.0, **dict(ext.get("faces") or {})}
     policy = {"crop": faces.pop("crop", True), "no_face": faces.pop("no_face", "fail")}
     return {"fps_2d": ext["fps_2d"], "fps_3d": ext["fps_3d"],
             "detect_fps": ext.get("detect_fps", 1.0), "sample_rate": ext["sample_rate"],

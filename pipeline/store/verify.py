@@ -173,8 +173,11 @@ class _Verifier:
         if raw.get("format") != FORMAT:
             self.report.notes.append(f"store.json: format {raw.get('format')}; "
                                      "`cli store upgrade` rewrites it as " + FORMAT)
+        # The identity exactly as recorded: a later release may add fields (with defaults)
+        # to the typed identity, and must not make older stores fail their own check.
         identity = (manifest.legacy or {}).get("identity") if manifest.legacy else None
-        expected = store_id_of(identity if identity is not None else manifest.identity)
+        recorded = identity if identity is not None else raw.get("identity")
+        expected = store_id_of(recorded if isinstance(recorded, dict) else manifest.identity)
         if expected != manifest.store_id:
             self.problem("store.json", "store_id", "is not the sha256 of the identity",
                          expected, manifest.store_id)

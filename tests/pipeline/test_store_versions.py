@@ -44,6 +44,8 @@ def test_a_version_1_store_opens_and_verifies_as_it_is(v1: Path) -> None:
     assert (cfg.detect_fps, cfg.fps_3d, cfg.weights["frames_2d"]) == (1.0, 16.0, "random")
     assert store.read("audio").shape == (11, 1, 1024)
     assert store.manifest.feature_space["frames_2d"]["sampling"] == {"fps_2d": 1.0}
+    # settings added later read as what the first release did: no face-ratio threshold
+    assert store.manifest.identity.extraction.faces.min_face_ratio == 0.0 == cfg.faces.min_face_ratio
     report = verify_store(v1)
     assert report.ok, report.problems
     assert any("store upgrade" in n for n in report.notes)
