@@ -380,6 +380,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     # with nothing written; then the lock (the first write) keeps a second run out.
     if check_destination(loc, store_id) == "complete":
         log.info("%s is already complete with this configuration; nothing to do", loc.display)
+        StoreLock(loc).clear_stale()  # a run killed after writing store.json left its marker
         return store_mod.open_store(out).manifest
     with StoreLock(loc) as lock:
         if check_destination(loc, store_id) == "complete":  # finished while we waited

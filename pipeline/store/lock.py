@@ -208,6 +208,24 @@ class StoreLock:
 
     # ------------------------------------------------------------------------------- public
 
+    def clear_stale(self) -> bool:
+        """Remove the marker a killed run left behind on a store that is complete anyway (it
+        was killed after writing store.json). A live run's marker is left alone; nothing is
+        written when there is no marker. Returns True when a marker was removed."""
+        markers = self._markers()
+        if not markers:
+            return False
+        try:
+            owner = self._read(markers[max(markers)])
+        except MissingFileError:
+            return False
+        if not self.stale(owner):
+            return False
+        for name in markers.values():
+            self._remove(name)
+        log.info("%s: removed the extraction lock of a run that is gone", self.loc.display)
+        return True
+
     def stale(self, owner: LockOwner | None) -> bool:
         return (owner is None or time.time() - owner.heartbeat > self.stale_after
                 or owner_gone(owner))

@@ -128,3 +128,18 @@ def test_a_location_that_cannot_be_written_is_named(tmp_path: Path) -> None:
         StoreLock(Location.parse(tmp_path / "file" / "store")).acquire()
     with pytest.raises(StoreError, match="read-only"):
         StoreLock(Location.parse("http://127.0.0.1:9/store")).acquire()
+
+
+def test_a_dead_runs_marker_on_a_finished_store_is_cleared_a_live_one_kept(
+        tmp_path: Path) -> None:
+    """A run killed after writing store.json leaves its marker; the next run finds the store
+    complete and clears it, without writing anything when there is nothing to clear."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = LockOwner(**{**this_process("dead").__dict__, "pid": proc.pid, "pid_start": None})
+    _marker(tmp_path / "s", 2, dead)
+    loc = Location.parse(tmp_path / "s")
+    assert StoreLock(loc).clear_stale() and _markers(tmp_path / "s") == []
+    assert not StoreLock(loc).clear_stale()
+    _marker(tmp_path / "s", 3, this_process("alive"))
+    assert not StoreLock(loc).clear_stale() and _markers(tmp_path / "s") == [f"{LOCK_PREFIX}3"]
