@@ -243,9 +243,10 @@ class StreamedFeatures:
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch: random chunk order, random batches within each shuffle buffer.
 
-        When it ends, the first group of the next epoch is read ahead (while the trainer
-        evaluates and saves): its chunk order is drawn from a copy of ``generator``, and used
-        only if the next epoch draws the same one, so batches never depend on the read-ahead.
+        The first group of the next epoch is read ahead (during the last group's batches, or
+        after them when batches draw views; and while the trainer evaluates and saves): its
+        chunk order is drawn from a copy of ``generator`` once this epoch has drawn everything,
+        and used only if the next epoch draws the same, so batches never depend on it.
         """
         groups = self._groups(generator)
         first = self._start_epoch(groups[0])
@@ -262,6 +263,8 @@ class StreamedFeatures:
             if g + 1 < len(groups):  # the other buffer is free again: fill it meanwhile
                 self._start(1 - slot, groups[g + 1], offset=0)
             perm = torch.randperm(n, generator=generator).to(self.device)
+            if g + 1 == len(groups) and not self.pair_views:
+                self._read_ahead(1 - slot, generator)  # the epoch draws nothing more
             full = n // self.batch_size * self.batch_size
             for start in range(0, full, self.batch_size):
                 idx = perm[start:start + self.batch_size]
@@ -270,9 +273,8 @@ class StreamedFeatures:
             carry = perm[full:]
         if carry is not None and len(carry) >= 2 and (not self.drop_last or emitted == 0):
             yield _to_batch({m: t[carry] for m, t in rows.items()}, self.pair_views, generator)
-        ahead = self._groups(torch.Generator().set_state(generator.get_state()))[0]
-        self._start(1 - slot, ahead, offset=0)
-        self._ahead = (1 - slot, ahead)
+        if self.pair_views:  # each batch drew its views: the epoch's last draw is behind us
+            self._read_ahead(1 - slot, generator)
 
     def ordered(self) -> Iterator[Batch]:
         """Every row in index order (evaluation), in the batches :class:`InMemoryFeatures`
@@ -310,6 +312,13 @@ class StreamedFeatures:
         order = torch.randperm(len(self.chunks), generator=generator).tolist()
         return [order[i:i + self.shuffle_chunks]
                 for i in range(0, len(order), self.shuffle_chunks)]
+
+    def _read_ahead(self, slot: int, generator: torch.Generator) -> None:
+        """Read the next epoch's first group into ``slot``: drawn from a copy of ``generator``,
+        in its state once this epoch has drawn everything."""
+        group = self._groups(torch.Generator().set_state(generator.get_state()))[0]
+        self._start(slot, group, offset=0)
+        self._ahead = (slot, group)
 
     def _start_epoch(self, group: list[int]) -> int:
         """The buffer an epoch starts in: the one read ahead if it holds ``group``."""

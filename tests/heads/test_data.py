@@ -141,8 +141,12 @@ def test_streamed_ordered_matches_in_memory_ordered(store_1view: str) -> None:
     stream.close()
 
 
-def test_streamed_read_ahead_never_changes_the_batches(store_1view: str) -> None:
-    _, stream = _sources(store_1view)
+@pytest.mark.parametrize("store_name, pair_views", [("store_1view", False),
+                                                     ("store_views", True)])
+def test_streamed_read_ahead_never_changes_the_batches(store_name: str, pair_views: bool,
+                                                      request: pytest.FixtureRequest) -> None:
+    store = request.getfixturevalue(store_name)
+    _, stream = _sources(store, pair_views=pair_views)
     g = torch.Generator().manual_seed(1)
     list(stream.epoch(g))
     assert stream._ahead is not None  # the next epoch's first group is being read
@@ -153,7 +157,7 @@ def test_streamed_read_ahead_never_changes_the_batches(store_1view: str) -> None
     states.append(g.get_state())
     third = list(stream.epoch(g))
     for batches, state in zip((second, third), states):  # the same epochs, nothing read ahead
-        _, fresh = _sources(store_1view)
+        _, fresh = _sources(store, pair_views=pair_views)
         expected = list(fresh.epoch(torch.Generator().set_state(state)))
         np.testing.assert_array_equal(_rows(batches), _rows(expected))
         fresh.close()
