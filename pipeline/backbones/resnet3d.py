@@ -14,8 +14,9 @@ Windowing rule (input: ``uint8 [T, H, W, 3]`` RGB at 16 fps): non-overlapping wi
 frames from the first frame. A clip of at most 16 frames is one window of its own length
 (windows shrink to the clip). In a longer clip, a trailing partial window is kept when it has
 at least ``min_tail`` (8) frames, half a window, and dropped otherwise, so no window is made
-of padding or of a handful of frames. Windows are resized to 112 px (the input size the
-Kinetics models were trained at; face crops are square, so no centre crop), normalised with
+of padding or of a handful of frames. Windows are fed at 180 px, the face-crop size, as the
+paper's reference code did (the Kinetics models were trained at 112 px; see docs/CHOICES.md;
+face crops are square, so no centre crop), normalised with
 the Kinetics statistics, encoded to ``[2048]`` each; the clip's vector is their mean.
 """
 
