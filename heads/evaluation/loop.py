@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from heads.config import EvalConfig, warmup_steps
-from heads.evaluation.probe import FitResult
+from heads.evaluation.probe import FitResult, patience_step, stop_early
 from heads.reporting.metrics_log import ProgressBar
 from heads.runtime import lr_at
 
@@ -86,11 +86,8 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
             if best is None or _better(record, best, select):
                 best = record
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            lowest, stale = ((record["val_loss"], 0) if record["val_loss"] < lowest
-                             else (lowest, stale + 1))
-            if cfg.patience is not None and stale >= cfg.patience:
-                log.info("early stop after epoch %d: val loss not below %.4f for %d epochs",
-                         epoch + 1, lowest, stale)
+            lowest, stale = patience_step(record["val_loss"], lowest, stale)
+            if stop_early(cfg.patience, stale, lowest, epoch):
                 break
     finally:
         bar.close()

@@ -356,11 +356,8 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
                 best = record
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()
                               if k in trainable}
-            lowest, stale = ((record["val_loss"], 0) if record["val_loss"] < lowest
-                             else (lowest, stale + 1))
-            if cfg.patience is not None and stale >= cfg.patience:
-                log.info("early stop after epoch %d: val loss not below %.4f for %d epochs",
-                         epoch + 1, lowest, stale)
+            lowest, stale = patience_step(record["val_loss"], lowest, stale)
+            if stop_early(cfg.patience, stale, lowest, epoch):
                 break
     finally:
         bar.close()
@@ -401,6 +398,20 @@ def _epoch(model: ProbeModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Modu
         total += loss * len(idx)
         bar.advance(epoch, len(idx) * (k + 1) / max(time.perf_counter() - start, 1e-9), loss)
     return total / len(train)
+
+
+def patience_step(val_loss: float, lowest: float, stale: int) -> tuple[float, int]:
+    """The lowest validation loss so far and the epochs since it last fell."""
+    return (val_loss, 0) if val_loss < lowest else (lowest, stale + 1)
+
+
+def stop_early(patience: int | None, stale: int, lowest: float, epoch: int) -> bool:
+    """Early stopping as the reference code: ``patience`` epochs without a lower val loss."""
+    if patience is None or stale < patience:
+        return False
+    log.info("early stop after epoch %d: val loss not below %.4f for %d epochs", epoch + 1,
+             lowest, stale)
+    return True
 
 
 @torch.no_grad()
