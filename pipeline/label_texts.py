@@ -42,13 +42,14 @@ import manifests
 from pipeline.config import file_sha256, load_yaml
 from pipeline.errors import UserError
 from pipeline.store.manifest import LabelTextsInfo, StoreManifest, manifest_json
+from pipeline.store.verify import LABEL_TEXTS
 
 if TYPE_CHECKING:
     from pipeline.store import FeatureStore, Location
 
 log = logging.getLogger(__name__)
 
-FILE = "label_texts.parquet"
+FILE = LABEL_TEXTS
 SOURCE = manifests.path("label_texts.yaml")
 KEY = "text"
 
@@ -266,7 +267,11 @@ def read_label_texts(fs: FeatureStore) -> LabelTexts:
         raise LabelTextsError(f"{fs.url}: no label texts in this store; embed them with its "
                               f"text backbone: `cli store add-label-texts {fs.url}`")
     data = fs.loc.read_bytes(FILE)
-    if hashlib.sha256(data).hexdigest() != info.sha256:
+    if info.sha256 is None:
+        log.warning("%s/%s: store.json records no sha256 for the label texts; read unchecked "
+                    "(`cli store add-label-texts %s` writes them again with one)", fs.url, FILE,
+                    fs.url)
+    elif hashlib.sha256(data).hexdigest() != info.sha256:
         raise LabelTextsError(f"{fs.url}/{FILE}: sha256 differs from store.json's record; "
                               f"run `cli store add-label-texts {fs.url}` again")
     space = fs.manifest.feature_space.get(info.key) or {}

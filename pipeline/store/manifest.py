@@ -225,7 +225,6 @@ class LabelTextsInfo:
     store's text space and need no backbone at evaluation.
 
     Attributes:
-        sha256: of ``label_texts.parquet``.
         rows: its rows (one per class, and per class of each coarse group).
         key: the store key whose backbone embedded them (``text``).
         backbone: that backbone (as ``identity.modalities[key].backbone``).
@@ -235,9 +234,11 @@ class LabelTextsInfo:
         coarse: coarse group -> the continuous target whose sign makes its classes
             (CMU-MOSEI: ``sentiment`` -> ``valence``).
         created: when they were embedded.
+        sha256: of ``label_texts.parquet``; ``store verify`` and the readers check the file
+            against it. None: a record written without it, read as it is (``store verify``
+            reports it as not hashed; ``cli store add-label-texts`` writes it again with one).
     """
 
-    sha256: str
     rows: int
     key: str
     backbone: str
@@ -246,6 +247,7 @@ class LabelTextsInfo:
     source_sha256: str
     coarse: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ credentials come from the environment or ``storage_options``) or as open
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -29,16 +31,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline.failures import FAILURE_SCHEMA
 from pipeline.store.errors import MissingFileError, StoreError
 from pipeline.store.filesystem import Location, read_parquet, storage_errors, table_to_bytes
-from pipeline.store.manifest import (FORMAT, SHARD_DIR, ShardEntry, StoreManifest,
-                                     feature_space_differences, feature_space_id,
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ShardEntry,
+                                     StoreManifest, feature_space_differences, feature_space_id,
                                      format_version, manifest_json, parse_manifest, sha256_json,
                                      to_json)
 from pipeline.store.reader import FeatureStore, dictionary_codes, group_by_code, open_store
-from pipeline.store.verify import Problem, VerifyReport, verify_store
+from pipeline.store.verify import LABEL_TEXTS, Problem, VerifyReport, verify_store
 from pipeline.store.writer import ShardResult, finalize, shard_name
 
 log = logging.getLogger(__name__)
@@ -307,9 +310,12 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
 
     The new store holds every source shard, copied (checksums checked on the way) and renumbered
     ``shard-00000 ...`` in source order; a new index and failures table (failure rows of a
-    sample that another source extracted are dropped, repeated ones kept once); and a store.json
-    with the sources' provenance, summed counts and timings and a ``merged_from`` list (redacted
-    URLs, store ids, counts, software of each source).
+    sample that another source extracted are dropped, repeated ones kept once); the sources'
+    label texts (``label_texts.parquet``, checked against each source's record; they depend
+    only on the dataset's classes and the text backbone, which the sources share, so sources
+    without them take those of the others); and a store.json with the sources' provenance,
+    summed counts and timings and a ``merged_from`` list (redacted URLs, store ids, counts,
+    software of each source).
 
     Args:
         sources: two or more stores (URLs or open stores).
@@ -319,7 +325,8 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
     Raises:
         StoreError: fewer than two sources; ``out`` not empty; sources of different
             configurations (the differing fields are named); overlapping sample ids (a few are
-            named); a source shard whose bytes do not match its checksum.
+            named); a source shard or label-texts file whose bytes do not match its checksum;
+            sources that carry different label texts (the differing fields are named).
     """
     stores = [_as_store(s) for s in sources]
     if len(stores) < 2:
@@ -330,6 +337,7 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
     if used:
         raise StoreError(f"{dest.display} exists and is not empty; merge into a new location")
     _check_mergeable(stores)
+    texts = _merged_label_texts(stores)
     shards: list[ShardResult] = []
     for store in stores:
         log.info("merging %s (%d shards)", store.url, len(store.manifest.shards))
@@ -354,11 +362,16 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
         identity = dataclasses.replace(identity, content_sha256=sha256_json(
             [s.manifest.identity.content_sha256 for s in stores]))
         store_id = None
+    if texts is not None:  # before store.json: a complete store never lacks a file it lists
+        dest.write_atomic(texts[0], LABEL_TEXTS)
     manifest = finalize(dest, identity=identity, modalities=first.modalities,
                         shards=shards, adapter_failures=failures, config=first.config,
                         software=first.software, timings=timings, options=first.options,
                         merged_from=[_source_entry(s) for s in stores],
                         store_id=store_id, legacy=first.legacy)
+    if texts is not None:
+        manifest = dataclasses.replace(manifest, label_texts=texts[1])
+        dest.write_atomic(manifest_json(manifest), "store.json")
     return MergeResult(url=dest.display, store_id=manifest.store_id,
                        sources=[s.url for s in stores], shards=len(shards),
                        samples=manifest.counts.samples, failures=manifest.counts.failures,
@@ -382,6 +395,64 @@ def _check_mergeable(stores: list[FeatureStore]) -> None:
     if len(repeated):
         raise StoreError(f"the stores overlap in {len(repeated)} sample_ids (e.g. "
                          f"{repeated[:EXAMPLES].to_pylist()}); merge stores of disjoint samples")
+
+
+#: The fields of a label-texts record that say what the texts are (not when they were made).
+LABEL_TEXTS_FIELDS = ("rows", "key", "backbone", "weights_sha256", "template", "source_sha256",
+                      "coarse")
+
+
+def _merged_label_texts(stores: Sequence[FeatureStore]
+                        ) -> tuple[bytes, LabelTextsInfo] | None:
+    """The label texts the merged store carries: the file's bytes and its record (None: no
+    source has any), each source's checked before anything is written.
+
+    Raises:
+        StoreError: a source's file is not what its store.json records, or two sources carry
+            different label texts (the record's fields, or the texts and vectors themselves).
+    """
+    found = [(s, _label_texts_bytes(s)) for s in stores if s.manifest.label_texts is not None]
+    if not found:
+        return None
+    (first, data), *rest = found
+    info = first.manifest.label_texts
+    assert info is not None
+    for other, other_data in rest:
+        why = _label_texts_difference(info, data, other.manifest.label_texts, other_data)
+        if why:
+            raise StoreError(
+                f"cannot merge {other.url} with {first.url}: they carry different label texts "
+                f"for dataset {first.dataset!r} ({info.key} backbone {info.backbone}): {why}. "
+                f"Embed them again in each source (`cli store add-label-texts`), or merge and "
+                "then add them to the merged store")
+    return data, dataclasses.replace(info, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _label_texts_bytes(store: FeatureStore) -> bytes:
+    """A source's ``label_texts.parquet``, read through the store's gate and checked against
+    the sha256 its store.json records (a record without one is taken as it is)."""
+    info = store.manifest.label_texts
+    assert info is not None
+    data = store.loc.read_bytes(LABEL_TEXTS)
+    digest = hashlib.sha256(data).hexdigest()
+    if info.sha256 is not None and digest != info.sha256:
+        raise StoreError(f"{store.url}/{LABEL_TEXTS}: checksum mismatch (store.json "
+                         f"{info.sha256[:12]}, file {digest[:12]}); run `cli store verify`")
+    return data
+
+
+def _label_texts_difference(a: LabelTextsInfo, a_data: bytes, b: LabelTextsInfo | None,
+                            b_data: bytes) -> str:
+    """What differs between two sources' label texts ('' when they are the same texts: the
+    same record, and the same rows and vectors however the files were encoded)."""
+    assert b is not None
+    fields = [f"{name}: {getattr(a, name)!r} vs {getattr(b, name)!r}"
+              for name in LABEL_TEXTS_FIELDS if getattr(a, name) != getattr(b, name)]
+    if fields:
+        return "; ".join(fields)
+    if not pq.read_table(io.BytesIO(a_data)).equals(pq.read_table(io.BytesIO(b_data))):
+        return "the texts or their vectors differ"
+    return ""
 
 
 def _shard_tables(store: FeatureStore) -> dict[str, pa.Table]:

@@ -5,7 +5,9 @@ Recomputes every shard's sha256 and cross-checks store.json, ``index.parquet``,
 sample ids are unique and each shard's ``sample_id`` dataset matches its index rows in row order;
 every index row points to an existing shard row; datasets have the declared shape and dtype; no
 NaN or Inf (read in chunks of rows, so a store of any size fits in memory); the failures table
-has its schema and closed sets; no sample is both extracted and failed.
+has its schema and closed sets; no sample is both extracted and failed; the label texts
+(``label_texts.parquet``) are the ones ``store.json`` records (sha256, rows, classes, width) and
+were embedded by the store's own text backbone.
 
 A remote shard is downloaded once, into a temporary file, while its checksum is computed.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import posixpath
@@ -33,12 +36,14 @@ import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline.failures import FAILURE_SCHEMA, Reason, Stage
 from pipeline.store.errors import MissingFileError, StoreError, UnsafePathError
 from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet, storage_errors
-from pipeline.store.manifest import (FORMAT, SHARD_DIR, ModalityInfo, ShardEntry,
-                                     StoreManifest, parse_manifest, shard_paths, store_id_of)
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ModalityInfo,
+                                     ShardEntry, StoreManifest, parse_manifest, shard_paths,
+                                     store_id_of)
 from pipeline.store.reader import H5_ERRORS, dictionary_codes, group_by_code
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 SHOWN = 5
 """Problems of one kind listed one by one; the rest are counted in one more line."""
+LABEL_TEXTS = "label_texts.parquet"
+"""The store's embedded label texts (:mod:`pipeline.label_texts`), recorded in store.json."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ class _Verifier:
         names = {path: name for name, path in shard_paths(manifest).items()}
         for entry in manifest.shards:
             self.check_shard(entry, manifest, groups.get(names[entry.path]))
+        self.check_label_texts(manifest)
         self.note_leftovers(manifest)
 
     # ------------------------------------------------------------------- store.json and tables
@@ -438,6 +446,44 @@ class _Verifier:
             self.problem(rel, f"dataset {key}, row {bad[0]} (sample_id {sample})",
                          f"{len(bad)} rows hold NaN or Inf values")
 
+    # -------------------------------------------------------------------------- label texts
+
+    def check_label_texts(self, manifest: StoreManifest) -> None:
+        """``label_texts.parquet`` against its record in store.json (readers trust both: CLEF's
+        prototypes are read from it without a backbone to embed them again)."""
+        info = manifest.label_texts
+        if info is None:
+            if self.loc.exists(LABEL_TEXTS):
+                self.report.notes.append(f"{LABEL_TEXTS}: store.json records no label texts, "
+                                         "so no reader uses this file")
+            return
+        try:
+            data = self.loc.read_bytes(LABEL_TEXTS)
+        except MissingFileError:
+            self.problem(LABEL_TEXTS, "", "missing: store.json records label texts",
+                         f"{info.rows} rows", "no file")
+            return
+        except UnsafePathError as err:
+            self.problem(LABEL_TEXTS, "", str(err).removeprefix(self.loc.where(LABEL_TEXTS)
+                                                                + ": "))
+            return
+        self.report.bytes_hashed += len(data)
+        digest = hashlib.sha256(data).hexdigest()
+        if info.sha256 is None:
+            self.report.notes.append(f"{LABEL_TEXTS}: not hashed (store.json records no "
+                                     "sha256 for it); `cli store add-label-texts` writes them "
+                                     "again with one")
+        elif digest != info.sha256:
+            self.problem(LABEL_TEXTS, "", "checksum mismatch: the file changed after it was "
+                         "written", info.sha256, digest)
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except pa.ArrowException as err:
+            self.problem(LABEL_TEXTS, "", f"not a readable Parquet file ({err})")
+            return
+        for where, message, expected, found in label_texts_mismatches(table, info, manifest):
+            self.problem(LABEL_TEXTS, where, message, expected, found)
+
     def note_leftovers(self, manifest: StoreManifest) -> None:
         if not self.loc.exists(SHARD_DIR):
             return
@@ -449,3 +495,46 @@ class _Verifier:
             if posixpath.basename(path) not in expected:
                 self.report.notes.append(f"{SHARD_DIR}/{posixpath.basename(path)}: not part of "
                                          "the store (a leftover of an interrupted run?)")
+
+
+def label_texts_mismatches(table: pa.Table, info: LabelTextsInfo, manifest: StoreManifest
+                           ) -> list[tuple[str, str, Any, Any]]:
+    """Where a label-texts table differs from its record and from the store: ``(where,
+    message, expected, found)`` each; empty when it is the store's.
+
+    The rows are the recorded count, the classes the dataset's labels in order, the vectors as
+    wide as the text key's features, and the backbone and weights that embedded them the
+    store's own for that key (the prototypes must lie in the space of its text features).
+    """
+    found: list[tuple[str, str, Any, Any]] = []
+    needed = {"kind", "index", "label", "prompt_vector", "description_vector"}
+    missing = sorted(needed - set(table.column_names))
+    if missing:
+        return [(f"columns {missing}", "missing", None, None)]
+    if table.num_rows != info.rows:
+        found.append(("rows", "row count differs from store.json", info.rows, table.num_rows))
+    rows = table.select(["kind", "index", "label"]).to_pylist()
+    classes = [r["label"] for r in sorted((r for r in rows if r["kind"] == "class"),
+                                          key=lambda r: r["index"])]
+    if classes != list(manifest.dataset.labels):
+        found.append(("classes", "are not the dataset's labels, in order",
+                      list(manifest.dataset.labels), classes))
+    modality = manifest.modalities.get(info.key)
+    if modality is None:
+        return [*found, (f"key {info.key}", "the store has no such features", None, None)]
+    for column in ("prompt_vector", "description_vector"):
+        width = _list_width(table.schema.field(column).type)
+        if width != modality.dim:
+            found.append((f"column {column}", f"width differs from the {info.key} features'",
+                          modality.dim, width))
+    space = manifest.feature_space.get(info.key) or {}
+    recorded = (info.backbone, info.weights_sha256)
+    store = (space.get("backbone"), space.get("weights_sha256"))
+    if recorded != store:
+        found.append(("backbone", f"embedded by another backbone than the store's {info.key} "
+                      "features", store, recorded))
+    return found
+
+
+def _list_width(kind: pa.DataType) -> int | None:
+    return int(kind.list_size) if pa.types.is_fixed_size_list(kind) else None

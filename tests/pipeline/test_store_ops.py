@@ -335,6 +335,122 @@ def test_merge_refuses_a_used_destination_and_a_corrupt_source(tmp_path: Path,
         merge_stores([store, tmp_path / "b"], tmp_path / "m")
 
 
+# --------------------------------------------------------------------------- label texts
+
+def _with_texts(url: Path, vectors: np.ndarray) -> bytes:
+    """Label texts of the toy store's classes, ``vectors`` [3, 8] as the prompts' (their
+    negation as the descriptions'); returns the file's bytes."""
+    from pipeline.label_texts import FILE, LabelText, LabelTextSet, write_label_texts
+
+    texts = LabelTextSet(tuple(LabelText("class", "", i, label, f"a face with {label}",
+                                         f"{label}, described") for i, label in enumerate(LABELS)),
+                         "a face with {label}", {}, "s" * 64)
+    fs = open_store(url)
+    write_label_texts(fs.loc, fs.manifest, texts, vectors, -vectors, backbone="arrays",
+                      weights_sha256=None)
+    return (url / FILE).read_bytes()
+
+
+def _two_sources(tmp_path: Path) -> tuple[Path, Path]:
+    data = _arrays(n=30)
+    first = np.arange(30) < 20
+    _write(tmp_path / "a", data, first)
+    _write(tmp_path / "b", data, ~first)
+    return tmp_path / "a", tmp_path / "b"
+
+
+VECTORS = np.arange(24, dtype=np.float32).reshape(3, 8) / 10
+
+
+def test_merge_carries_the_label_texts_and_verify_checks_them(tmp_path: Path) -> None:
+    from pipeline.label_texts import FILE, read_label_texts
+
+    a, b = _two_sources(tmp_path)
+    data = _with_texts(a, VECTORS)
+    _with_texts(b, VECTORS)
+    merge_stores([a, b], tmp_path / "m")
+    assert (tmp_path / "m" / FILE).read_bytes() == data
+    merged = open_store(tmp_path / "m")
+    info = merged.manifest.label_texts
+    assert info is not None and info.sha256 == hashlib.sha256(data).hexdigest()
+    assert info.rows == 3 and info.template == "a face with {label}"
+    texts = read_label_texts(merged)
+    np.testing.assert_array_equal(texts.names, VECTORS)
+    np.testing.assert_array_equal(texts.descriptions, -VECTORS)
+    assert texts.prompts == ("a face with neutral", "a face with joy", "a face with anger")
+    assert verify_store(tmp_path / "m").ok
+
+
+def test_merge_gives_one_sources_label_texts_to_the_merged_store(tmp_path: Path) -> None:
+    from pipeline.label_texts import FILE
+
+    a, b = _two_sources(tmp_path)
+    data = _with_texts(b, VECTORS)
+    merge_stores([a, b], tmp_path / "m")
+    assert (tmp_path / "m" / FILE).read_bytes() == data
+    assert open_store(tmp_path / "m").manifest.label_texts is not None
+
+
+def test_merge_refuses_sources_with_other_label_texts_or_a_changed_file(tmp_path: Path) -> None:
+    from pipeline.label_texts import FILE
+
+    a, b = _two_sources(tmp_path)
+    _with_texts(a, VECTORS)
+    _with_texts(b, VECTORS + 1)
+    with pytest.raises(StoreError, match=r"carry different label texts for dataset 'toy' "
+                                         r"\(text backbone arrays\): the texts or their vectors"):
+        merge_stores([a, b], tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    _with_texts(b, VECTORS)
+    (b / FILE).write_bytes((b / FILE).read_bytes()[:-1] + b"x")
+    with pytest.raises(StoreError, match=f"b/{FILE}: checksum mismatch"):
+        merge_stores([a, b], tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def _problems(url: Path) -> list[str]:
+    return [str(p) for p in verify_store(url).problems]
+
+
+def test_verify_finds_changed_lost_and_foreign_label_texts(store: Path) -> None:
+    from pipeline.label_texts import FILE
+
+    data = _with_texts(store, VECTORS)
+    assert verify_store(store).ok
+    table = pq.read_table(store / FILE)
+    swapped = table.set_column(table.column_names.index("label"), "label",
+                               pa.array(["joy", "neutral", "anger"]))
+    pq.write_table(swapped, store / FILE)
+    found = _problems(store)
+    assert found[0].startswith(f"{FILE}: checksum mismatch") and len(found) == 2
+    assert found[1] == (f"{FILE} [classes]: are not the dataset's labels, in order (expected "
+                        f"{LABELS}, found ['joy', 'neutral', 'anger'])")
+    (store / FILE).unlink()
+    assert _problems(store) == [f"{FILE}: missing: store.json records label texts (expected "
+                                "3 rows, found no file)"]
+    (store / FILE).write_bytes(data)
+    manifest = json.loads((store / "store.json").read_text())
+    manifest["label_texts"]["backbone"] = "distilbert-sst2"
+    (store / "store.json").write_text(json.dumps(manifest))
+    assert _problems(store) == [f"{FILE} [backbone]: embedded by another backbone than the "
+                                "store's text features (expected ('arrays', None), found "
+                                "('distilbert-sst2', None))"]
+
+
+def test_a_label_texts_record_without_its_hash_is_read_and_noted_as_not_hashed(
+        store: Path) -> None:
+    from pipeline.label_texts import FILE, read_label_texts
+
+    _with_texts(store, VECTORS)
+    manifest = json.loads((store / "store.json").read_text())
+    del manifest["label_texts"]["sha256"]  # a record written without the file's hash
+    (store / "store.json").write_text(json.dumps(manifest))
+    report = verify_store(store)
+    assert report.ok, report.problems
+    assert any(n.startswith(f"{FILE}: not hashed") for n in report.notes)
+    np.testing.assert_array_equal(read_label_texts(open_store(store)).names, VECTORS)
+
+
 # ------------------------------------------------------------------------------- credentials
 
 @pytest.mark.parametrize(("url", "shown"), [
