@@ -27,6 +27,7 @@ class FaultRow:
     lost: int | None
     duplicates: int | None
     outcome: str
+    run_id: str | None = None
 
 
 _ROWS: list[FaultRow] = []
@@ -36,11 +37,14 @@ Record = Callable[..., None]
 
 @pytest.fixture
 def fault_log() -> Record:
-    """``fault_log(fault, runs=1, lost=None, duplicates=None, outcome="")`` adds a row; for
-    extraction faults both counts must be 0 (the calling test asserts it before recording)."""
+    """``fault_log(fault, runs=1, lost=None, duplicates=None, outcome="", run_id=None)`` adds a
+    row; for extraction faults both counts must be 0 (the calling test asserts it before
+    recording). Faults injected together into one extraction (several bad clips in one run)
+    each get a row and share a ``run_id``: the run counts once in the total."""
     def record(fault: str, *, runs: int = 1, lost: int | None = None,
-               duplicates: int | None = None, outcome: str = "") -> None:
-        _ROWS.append(FaultRow(fault, runs, lost, duplicates, outcome))
+               duplicates: int | None = None, outcome: str = "",
+               run_id: str | None = None) -> None:
+        _ROWS.append(FaultRow(fault, runs, lost, duplicates, outcome, run_id))
     return record
 
 
@@ -99,8 +103,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for row in cells:
         reporter.write_line(line(row))
     counted = [r for r in _ROWS if r.lost is not None]
+    runs = {r.run_id or id(r): r.runs for r in counted}  # a shared run counts once
     reporter.write_line(f"samples lost {sum(r.lost or 0 for r in counted)}, duplicates "
                         f"{sum(r.duplicates or 0 for r in counted)} over "
-                        f"{sum(r.runs for r in counted)} extraction runs")
+                        f"{sum(runs.values())} extraction runs")
 
 
