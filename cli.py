@@ -606,25 +606,36 @@ def study_cmd(
 @user_errors
 def predict_cmd(
     video: Annotated[Path, typer.Argument(help="A video file (any container PyAV reads).")],
-    run: Annotated[Path, typer.Option(help="The pretraining run with an evaluated classifier.")],
+    run: Annotated[Path | None, typer.Option(
+        help="The pretraining run with an evaluated classifier (linear, finetune, "
+             "supervised); not needed with --classifier.")] = None,
     store: Annotated[str | None, typer.Option(
         help="The store the run was trained on (default: the one recorded).")] = None,
     transcript: Annotated[str | None, typer.Option(help="What is said in the clip.")] = None,
     classifier: Annotated[Path | None, typer.Option(
-        help="Default RUN/eval/linear/classifier.pt.")] = None,
+        help="A classifier.pt of cli eval, of any protocol (clef: classes; avce: valence and "
+             "arousal). Default RUN/eval/linear/classifier.pt.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Class probabilities for a new video, with the store's preprocessing and backbones."""
+    """Class probabilities for a new video (an avce classifier: its valence and arousal), with
+    the store's preprocessing and backbones."""
     from heads.evaluation.predict import run_predict
 
     result = run_predict(video, run=run, store=store, transcript=transcript,
                          device=device, classifier=classifier)
+    if result["task"] == "regression":
+        table = Table("target", "prediction", title=str(video))
+        for name, value in result["predictions"].items():
+            table.add_row(name, f"{value:+.4f}")
+        console.print(table)
+        return
+    predicted = result["predicted"]
+    chosen = set(predicted) if isinstance(predicted, list) else {predicted}
     table = Table("class", "probability", title=str(video))
     for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
-        style = "bold" if name == result["predicted"] else None
-        table.add_row(name, f"{p:.4f}", style=style)
+        table.add_row(name, f"{p:.4f}", style="bold" if name in chosen else None)
     console.print(table)
-    console.print(f"predicted: [bold]{result['predicted']}[/]")
+    console.print(f"predicted: [bold]{escape(str(result['predicted']))}[/]")
 
 
 def main() -> None:

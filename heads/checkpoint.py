@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from torch import nn
+
 from heads.evaluation.probe import ProbeModel, ProbeSpec, encoder_heads
 from heads.models import ConCluGenHeads, ModelSpec
 from pipeline.errors import UserError
@@ -280,11 +282,25 @@ def load_classifier(path: str | Path, *, run: str | Path | None = None,
             classifier was trained on (other features or a later step).
     """
     path = Path(path)
+    payload = _read_classifier(path)
+    if payload.get("format") != CLASSIFIER_FORMAT:
+        raise CheckpointError(f"{path}: not a classifier of format {CLASSIFIER_FORMAT!r}")
+    return _probe(path, payload, run=run, device=device)
+
+
+def _read_classifier(path: Path) -> dict[str, Any]:
+    """A ``classifier.pt`` of any protocol, as plain values."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no classifier; run the evaluation (linear protocol) first")
     payload = _load_plain(path, map_location="cpu")
-    if not isinstance(payload, dict) or payload.get("format") != CLASSIFIER_FORMAT:
+    if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not a classifier of format {CLASSIFIER_FORMAT!r}")
+    return payload
+
+
+def _probe(path: Path, payload: dict[str, Any], *, run: str | Path | None,
+           device: str | torch.device) -> tuple[ProbeModel, dict[str, Any]]:
+    """The paper's probe of a :data:`CLASSIFIER_FORMAT` payload, in eval mode."""
     spec = ModelSpec.from_dict(payload["heads_spec"])
     if payload["heads"] is not None:
         heads = ConCluGenHeads(spec)
@@ -295,6 +311,60 @@ def load_classifier(path: str | Path, *, run: str | Path | None = None,
     model.load_state_dict({**{f"heads.{k}": v for k, v in heads.state_dict().items()},
                            **payload["probe_state"]})
     return model.to(device).eval(), payload
+
+
+def load_predictor(path: str | Path, *, run: str | Path | None = None,
+                   device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the classifier of any protocol that ``cli eval`` saved, in eval mode.
+
+    The paper's probes (:func:`load_classifier`) and the heads of the other systems (CLEF's
+    prototypes, AVCE's regressor: :func:`load_head`) take the same input, per modality of
+    ``payload["layout"]`` its concatenated store features [N, E_m]; their output is told
+    apart by ``payload["task"]``.
+
+    Returns:
+        the model and the file's payload, with ``task`` (``classification`` or
+        ``regression``) and ``multilabel`` set for every protocol.
+
+    Raises:
+        CheckpointError: not a classifier file, a head of an unknown kind, or (a linear probe)
+            a run whose checkpoint is not the one the classifier was trained on.
+    """
+    path = Path(path)
+    payload = _read_classifier(path)
+    if payload.get("format") == CLASSIFIER_FORMAT:
+        model, meta = _probe(path, payload, run=run, device=device)
+        return model, {**meta, "task": "classification"}
+    head, meta = load_head(path, payload, device=device)
+    return head, meta
+
+
+def load_head(path: Path, payload: dict[str, Any], *,
+              device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The head of another system's protocol (``conclugen-eval-head/1``: its ``spec``, as the
+    model's ``describe()`` gave it, and its state dict), in eval mode.
+
+    A head file written before the spec recorded ``multilabel`` is single-label.
+    """
+    from heads.evaluation.avce import AvceModel
+    from heads.evaluation.clef import ClefModel
+    from heads.evaluation.run import HEAD_FORMAT
+
+    builders = {"clef": ClefModel.from_spec, "avce": AvceModel.from_spec}
+    if payload.get("format") != HEAD_FORMAT:
+        raise CheckpointError(f"{path}: format {payload.get('format')!r}; a classifier is "
+                              f"{CLASSIFIER_FORMAT!r} or {HEAD_FORMAT!r}")
+    spec = payload.get("spec") or {}
+    kind = spec.get("kind")
+    if kind not in builders:
+        raise CheckpointError(f"{path}: a {payload.get('protocol')!r} head of kind {kind!r} "
+                              f"cannot be rebuilt; valid kinds: {list(builders)}")
+    model = builders[kind](spec)
+    model.load_state_dict(payload["state"])
+    regression = payload.get("task") == "regression"
+    meta = {**payload, "task": "regression" if regression else "classification",
+            "multilabel": bool(spec.get("multilabel", False)) and not regression}
+    return model.to(device).eval(), meta
 
 
 def _run_heads(path: Path, payload: Mapping[str, Any], spec: ModelSpec,

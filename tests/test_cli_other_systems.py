@@ -1,11 +1,12 @@
 """The heads of the other systems from the command line: a CMU-MOSEI sample extracted (audio
 and text) gets its valence target and its label texts, which `store add-label-texts` remakes
-exactly; `eval --protocol avce|clef` run on it; a store without continuous targets is refused
-with exit code 2."""
+exactly; `eval --protocol avce|clef` run on it, and `predict` runs each saved head on a video
+without a pretraining run; a store without continuous targets is refused with exit code 2."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from heads.evaluation.predict import run_predict
 from pipeline.store import write_arrays
 
 runner = CliRunner()
+MOSEI_LABELS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
 
 
 def test_avce_on_a_store_without_continuous_targets_exits_2(tmp_path: Path) -> None:
@@ -73,3 +76,37 @@ def test_mosei_sample_gets_targets_and_label_texts_and_both_protocols_run(
     assert "ccc" in json.loads((tmp_path / "avce" / "metrics.json").read_text())["summary"]["test"]
     clef = json.loads((tmp_path / "clef" / "metrics.json").read_text())
     assert clef["details"]["weak"]["ran"] is True
+    _predict_a_clip_with_each_head(raw, tmp_path)
+
+
+def _predict_a_clip_with_each_head(raw: Path, tmp_path: Path) -> None:
+    """`cli predict` with each saved head and no run: AVCE's valence, CLEF's per-label
+    probabilities. A CMU-MOSEI sample is an interval of its video and predict reads the whole
+    video, so the numbers are not the stored clip's (tests/heads/evaluation checks that the
+    saved heads give back the scored outputs; test_predict that predict repeats the store's
+    extraction)."""
+    from pipeline.datasets import scan
+
+    clip = next(r for r in scan("mosei", raw).samples.to_pylist() if r["split"] == "test")
+    said = {}
+    for protocol in ("avce", "clef"):
+        classifier = tmp_path / protocol / "classifier.pt"
+        result = runner.invoke(app, ["predict", clip["media_path"], "--classifier",
+                                     str(classifier), "--transcript", clip["transcript"],
+                                     "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        said[protocol] = run_predict(clip["media_path"], classifier=classifier,
+                                     transcript=clip["transcript"], device="cpu")
+        assert said[protocol]["protocol"] == protocol, said[protocol]
+        assert said[protocol]["modalities"] == ["audio", "text"]
+        shown = " ".join(result.output.split())
+        if protocol == "avce":
+            valence = said[protocol]["predictions"]["valence"]
+            assert said[protocol]["task"] == "regression" and math.isfinite(valence)
+            assert list(said[protocol]["predictions"]) == ["valence"]
+            assert f"{valence:+.4f}" in shown
+        else:
+            probs = said[protocol]["probabilities"]
+            assert list(probs) == MOSEI_LABELS and all(0 < p < 1 for p in probs.values())
+            assert said[protocol]["predicted"] == [n for n, p in probs.items() if p >= 0.5]
+            assert "predicted:" in shown

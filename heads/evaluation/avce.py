@@ -89,8 +89,17 @@ class AvceModel(nn.Module):
         return self.regressor(self.compress(batch))
 
     def describe(self) -> dict[str, Any]:
-        """The sizes, for ``classifier.pt``."""
+        """The sizes, for ``classifier.pt``: :meth:`from_spec` rebuilds the model from them."""
         return {"kind": "avce", "modalities": list(self.modalities), **self.sizes}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> AvceModel:
+        """An untrained model of :meth:`describe`'s sizes, for a saved state to be loaded
+        into."""
+        sizes = AvceConfig(latent=int(spec["latent"]), hidden=int(spec["hidden"]),
+                           view_hidden=int(spec["view_hidden"]), view_dim=int(spec["view_dim"]))
+        return cls(spec["input_dims"], spec["modalities"], int(spec["outputs"]), sizes,
+                   float(spec["dropout"]))
 
 
 @dataclass(frozen=True)

@@ -68,19 +68,21 @@ class ClefModel(nn.Module):
         names: float32 [C, E_t] the label prompts' text vectors (label order).
         descriptions: float32 [C, E_t] the descriptions' text vectors.
         cfg: ``projection_dim`` and the temperature's start.
+        multilabel: the labels are multi-label (sigmoid per label, not softmax): recorded in
+            :meth:`describe`, so that ``cli predict`` decides as the evaluation did.
     """
 
     names: Tensor
     descriptions: Tensor
 
     def __init__(self, input_dims: Mapping[str, int], modalities: Sequence[str], names: Tensor,
-                 descriptions: Tensor, cfg: ClefConfig) -> None:
+                 descriptions: Tensor, cfg: ClefConfig, *, multilabel: bool = False) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         width = sum(input_dims[m] for m in self.modalities)
         self.sizes = {"input_dims": {m: int(input_dims[m]) for m in self.modalities},
                       "classes": int(names.shape[0]), "text_dim": int(names.shape[1]),
-                      "projection_dim": cfg.projection_dim}
+                      "projection_dim": cfg.projection_dim, "multilabel": multilabel}
         self.input_norm = Standardize(width)
         self.sample_projection = nn.Linear(width, cfg.projection_dim)
         self.text_projection = nn.Linear(int(names.shape[1]), cfg.projection_dim)
@@ -114,7 +116,18 @@ class ClefModel(nn.Module):
                                      self.embed_texts(self.names), temperature=1 / self.scale)
 
     def describe(self) -> dict[str, Any]:
+        """The sizes, for ``classifier.pt``: :meth:`from_spec` rebuilds the model from them."""
         return {"kind": "clef", "modalities": list(self.modalities), **self.sizes}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> ClefModel:
+        """An untrained model of :meth:`describe`'s sizes, for a saved state to be loaded into
+        (the label texts' vectors and the temperature are part of that state). A spec written
+        before ``multilabel`` was recorded is single-label."""
+        texts = torch.zeros(int(spec["classes"]), int(spec["text_dim"]))
+        return cls(spec["input_dims"], spec["modalities"], texts, texts.clone(),
+                   ClefConfig(projection_dim=int(spec["projection_dim"])),
+                   multilabel=bool(spec.get("multilabel", False)))
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,7 @@ class ClefProtocol:
             torch.manual_seed(seed)
             model = ClefModel(setup.input_dims, setup.spec.modalities,
                               torch.from_numpy(texts.names), torch.from_numpy(texts.descriptions),
-                              clef).to(setup.device)
+                              clef, multilabel=setup.spec.multilabel).to(setup.device)
         train = data["train"]
         if clef.standardize:
             with torch.no_grad():

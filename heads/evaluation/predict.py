@@ -1,12 +1,19 @@
-"""Prediction on a new video with a pretrained run and its evaluated classifier.
+"""Prediction on a new video with a classifier that ``cli eval`` saved.
 
-:func:`run_predict` turns one video into class probabilities the way the evaluation data was
-made: the same decoding, face cropping and backbones as the store the classifier was trained on
-(:func:`pipeline.one_video.extract_like_store` repeats the store's extraction from its
-``store.json``), then the run's representation heads and the classifier
-:func:`heads.evaluation.run.run_eval` saved (``RUN/eval/linear/classifier.pt`` by default). The
-decoding libraries are imported inside the function, so :mod:`heads` stays importable without
-them.
+:func:`run_predict` turns one video into the classifier's output the way the evaluation data
+was made: the same decoding, face cropping and backbones as the store the classifier was
+trained on (:func:`pipeline.one_video.extract_like_store` repeats the store's extraction from
+its ``store.json``), then the classifier :func:`heads.evaluation.run.run_eval` saved
+(``RUN/eval/linear/classifier.pt`` by default), loaded by
+:func:`heads.checkpoint.load_predictor`:
+
+- the paper's protocols (a run's representation heads and the probe) and CLEF's text
+  prototypes: class probabilities and the predicted class (labels, for multi-label stores);
+- AVCE: the continuous targets it regresses (valence, and arousal where the store has it).
+
+CLEF's and AVCE's heads read the store features themselves, so they need no pretraining run.
+The decoding libraries are imported inside the function, so :mod:`heads` stays importable
+without them.
 
 What it refuses, with a message naming the cause:
 
@@ -30,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from heads.checkpoint import (CLASSIFIER, check_feature_space, layout_keys, load_classifier,
+from heads.checkpoint import (CLASSIFIER, check_feature_space, layout_keys, load_predictor,
                               run_folder)
 from heads.evaluation.probe import decide
 from heads.runtime import resolve_device
@@ -43,28 +50,31 @@ class PredictError(UserError, ValueError):
     """The video cannot be classified with this run and store; the message says why."""
 
 
-def run_predict(video: str | Path, *, run: str | Path, store: str | None = None,
+def run_predict(video: str | Path, *, run: str | Path | None = None, store: str | None = None,
                 transcript: str | None = None, device: str = "auto",
                 classifier: str | Path | None = None) -> dict[str, Any]:
-    """Classify one video.
+    """Classify one video (or, with an AVCE classifier, estimate its valence and arousal).
 
     Args:
         video: the media file (any container PyAV decodes).
-        run: the pretraining run folder.
+        run: the pretraining run folder (a linear probe's heads; default: the checkpoint the
+            classifier recorded). Not needed with ``classifier``.
         store: a feature store in the classifier's feature space whose extraction is repeated
             (default: the store the classifier was trained on).
         transcript: what is said in the video (for classifiers that use text).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        classifier: a ``classifier.pt`` (default ``RUN/eval/linear/classifier.pt``).
+        classifier: a ``classifier.pt`` of any protocol (default
+            ``RUN/eval/linear/classifier.pt``).
 
     Returns:
-        ``probabilities`` (class name -> probability; softmax, summing to 1, or per-label
-        sigmoids for multi-label stores), ``predicted`` (the class name, or the list of labels
-        with probability >= 0.5), ``video``, ``modalities``, ``protocol``, ``classifier``,
-        ``store_id``.
+        ``task``, ``video``, ``modalities``, ``protocol``, ``classifier``, ``store_id``, and
+        for a classification ``probabilities`` (class name -> probability; softmax, summing to
+        1, or per-label sigmoids for multi-label stores) and ``predicted`` (the class name, or
+        the list of labels with probability >= 0.5); for a regression ``predictions`` (target
+        name -> value, on the store's scale of the targets).
 
     Raises:
-        PredictError: see the module docstring.
+        PredictError: see the module docstring; neither ``run`` nor ``classifier`` given.
         CheckpointError: no classifier, a classifier of another step, or a store in another
             feature space.
     """
@@ -74,10 +84,15 @@ def run_predict(video: str | Path, *, run: str | Path, store: str | None = None,
     video = Path(video)
     if not video.is_file():
         raise PredictError(f"{video}: no such video file")
+    if classifier is not None:
+        path = Path(classifier)
+    elif run is not None:
+        path = run_folder(run) / "eval" / "linear" / CLASSIFIER
+    else:
+        raise PredictError("give the classifier (classifier.pt of `cli eval`) or the run "
+                           "whose RUN/eval/linear/classifier.pt to use")
     dev = resolve_device(device)
-    path = Path(classifier) if classifier is not None else \
-        run_folder(run) / "eval" / "linear" / CLASSIFIER
-    model, meta = load_classifier(path, run=run, device=dev)
+    model, meta = load_predictor(path, run=run, device=dev)
     url = store or meta["store_url"]
     with open_store(url) as fs:
         check_feature_space(meta, fs.manifest, checkpoint=path, store=url)
@@ -90,15 +105,24 @@ def run_predict(video: str | Path, *, run: str | Path, store: str | None = None,
     batch = {m: torch.from_numpy(np.concatenate([features[k] for k in ks], axis=-1)).to(dev)
              for m, ks in meta["layout"].items()}
     with torch.no_grad():
-        logits = model(batch).float().cpu()
-    probs, decisions = decide(logits, meta["multilabel"])
+        output = model(batch).float().cpu()
+    about = {"video": str(video), "task": meta["task"], "modalities": list(meta["layout"]),
+             "protocol": meta["protocol"], "classifier": str(path),
+             "store_id": meta["store_id"]}
+    return {**about, **outputs(output, meta)}
+
+
+def outputs(output: torch.Tensor, meta: dict[str, Any]) -> dict[str, Any]:
+    """The first row of a classifier's output [N, C or T] as ``cli predict`` reports it
+    (see :func:`run_predict`'s return value)."""
     names = meta["label_names"]
+    if meta["task"] == "regression":
+        return {"predictions": {n: float(v) for n, v in zip(names, output[0], strict=True)}}
+    probs, decisions = decide(output, meta["multilabel"])
     predicted: str | list[str] = ([n for n, d in zip(names, decisions[0], strict=True) if d]
                                   if meta["multilabel"] else names[int(decisions[0])])
-    return {"video": str(video), "predicted": predicted,
-            "probabilities": {n: float(p) for n, p in zip(names, probs[0], strict=True)},
-            "multilabel": bool(meta["multilabel"]), "modalities": list(meta["layout"]),
-            "protocol": meta["protocol"], "classifier": str(path), "store_id": meta["store_id"]}
+    return {"predicted": predicted, "multilabel": bool(meta["multilabel"]),
+            "probabilities": {n: float(p) for n, p in zip(names, probs[0], strict=True)}}
 
 
-__all__ = ["PredictError", "run_predict"]
+__all__ = ["PredictError", "outputs", "run_predict"]

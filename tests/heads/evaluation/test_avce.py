@@ -14,6 +14,7 @@ import torch
 from heads.data import DataError
 from heads.evaluation import PROTOCOLS, get_protocol
 from heads.evaluation.avce import AvceModel
+from heads.evaluation.predict import outputs
 from heads.evaluation.run import run_eval
 from heads.config import AvceConfig
 from pipeline.store import write_arrays
@@ -77,6 +78,26 @@ def test_learns_valence_and_arousal_and_writes_every_output(tmp_path: Path) -> N
     assert {"train_av", "train_avce", "train_dis", "val_ccc", "val_loss"} <= set(history)
     payload = torch.load(out / "classifier.pt", weights_only=True)
     assert payload["protocol"] == "avce" and payload["spec"]["latent"] == 32
+
+
+def _ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance: 2 cov / (var x + var y + (mean x - mean y)^2), population moments."""
+    cov = np.mean((x - x.mean()) * (y - y.mean()))
+    return float(2 * cov / (x.var() + y.var() + (x.mean() - y.mean()) ** 2))
+
+
+def test_the_saved_classifier_gives_back_the_scored_predictions(tmp_path: Path,
+                                                                classifier_outputs) -> None:
+    store = continuous_store(tmp_path / "afewva-like", n=200)
+    metrics = _eval(store, tmp_path / "out", overrides={"epochs": 4})
+    pred, truth, meta = classifier_outputs(tmp_path / "out" / "classifier.pt", store, "test")
+    assert meta["task"] == "regression" and meta["multilabel"] is False
+    assert meta["label_names"] == ["valence", "arousal"] and pred.shape == (40, 2)
+    for k, name in enumerate(("valence", "arousal")):
+        assert metrics["summary"]["test"][f"ccc_{name}"]["mean"] == pytest.approx(
+            _ccc(pred[:, k], truth[:, k]), abs=1e-5)
+    assert outputs(torch.from_numpy(pred), meta) == {
+        "predictions": {"valence": float(pred[0, 0]), "arousal": float(pred[0, 1])}}
 
 
 def test_learns_valence_on_a_mosei_like_store(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import torch
 from heads.config import ClefConfig
 from heads.evaluation import PROTOCOLS
 from heads.evaluation.clef import ClefModel
+from heads.evaluation.predict import outputs
 from heads.evaluation.run import run_eval
 from heads.pretrain.train import run_pretrain
 from pipeline.config import ConfigError
@@ -91,6 +92,25 @@ def test_learns_a_meld_like_store_above_chance_and_writes_every_output(meld_like
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["protocol"] == "clef"
 
 
+def test_the_saved_prototypes_give_back_the_scored_classes(meld_like: str, tmp_path: Path,
+                                                           classifier_outputs) -> None:
+    metrics = _eval(meld_like, tmp_path / "out", overrides={"epochs": 3})
+    saved = tmp_path / "out" / "classifier.pt"
+    logits, labels, meta = classifier_outputs(saved, meld_like, "test")
+    assert meta["task"] == "classification" and meta["multilabel"] is False
+    assert metrics["summary"]["test"]["accuracy"]["mean"] == pytest.approx(
+        float((logits.argmax(1) == labels).mean()))
+    said = outputs(torch.from_numpy(logits), meta)
+    probs = torch.softmax(torch.from_numpy(logits[0]), 0).numpy()
+    assert said["predicted"] == MELD[int(probs.argmax())]
+    assert list(said["probabilities"].values()) == pytest.approx(probs.tolist(), abs=1e-6)
+    # a file written before the spec recorded multilabel is read as single-label
+    payload = torch.load(saved, weights_only=True)
+    del payload["spec"]["multilabel"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert classifier_outputs(tmp_path / "old.pt", meld_like, "test")[2]["multilabel"] is False
+
+
 def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = run_pretrain(meld_like, "multi_cont", tmp_path / "run", preset="cpu", epochs=2,
@@ -104,7 +124,8 @@ def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
     assert metrics["objective"] == "multi_cont"
 
 
-def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path) -> None:
+def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path,
+                                                     classifier_outputs) -> None:
     store = labelled_store(tmp_path / "mosei", dataset="mosei", n=400)
     metrics = _eval(store, tmp_path / "out", overrides={"epochs": 5})
     weak = metrics["details"]["weak"]
@@ -112,6 +133,10 @@ def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path) -> None:
     assert {"train_image", "train_text"} <= set(weak["history"][0])
     assert metrics["multilabel"] is True
     assert "weighted_accuracy" in metrics["summary"]["test"]
+    logits, labels, meta = classifier_outputs(tmp_path / "out" / "classifier.pt", store, "test")
+    assert meta["multilabel"] is True and logits.shape == labels.shape == (80, len(MOSEI))
+    said = outputs(torch.from_numpy(logits), meta)
+    assert said["predicted"] == [n for n, x in zip(MOSEI, logits[0]) if x >= 0]
     none = _eval(store, tmp_path / "none", overrides={"epochs": 2, "clef.weak": "none"})
     assert none["details"]["weak"] == {"ran": False, "reason": "clef.weak=none"}
 

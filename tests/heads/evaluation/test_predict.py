@@ -1,6 +1,7 @@
 """Prediction on a new video: the real end to end on the generated MELD sample (the features it
-extracts are the store's, so its probabilities are the classifier's on the stored features), and
-the refusals that need no extraction."""
+extracts are the store's, so its probabilities are the classifier's on the stored features),
+with the paper's probes and with CLEF's prototypes (no run), and the refusals that need no
+extraction."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads.checkpoint import CheckpointError, load_classifier
+from heads.checkpoint import CheckpointError, load_predictor
 from heads.data import read_modality
 from heads.evaluation.predict import PredictError, run_predict
 from heads.evaluation.probe import decide
@@ -42,7 +43,7 @@ def _test_clip(meld_sample: Path, meld_store: Path) -> dict:
 
 
 def _stored_probabilities(classifier: Path, meld_store: Path, sample_id: str) -> np.ndarray:
-    model, meta = load_classifier(classifier)
+    model, meta = load_predictor(classifier)
     with open_store(meld_store) as fs:
         pos = np.flatnonzero(np.array(fs.index.column("sample_id").to_pylist()) == sample_id)
         batch = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False)).float()
@@ -80,6 +81,25 @@ def test_a_classifier_without_text_needs_no_transcript(meld_sample: Path, meld_s
                                                                           abs=1e-4)
 
 
+@pytest.mark.slow
+def test_clefs_prototypes_predict_a_sample_clip_without_a_run(meld_sample: Path,
+                                                              meld_store: Path,
+                                                              tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run_eval(str(meld_store), run=None, protocol="clef", out=tmp_path / "clef", preset="cpu",
+             overrides={"epochs": 3}, device="cpu", progress=False)
+    row = _test_clip(meld_sample, meld_store)
+    classifier = tmp_path / "clef" / "classifier.pt"
+    out = run_predict(row["media_path"], classifier=classifier, transcript=row["transcript"],
+                      device="cpu")
+    assert out["protocol"] == "clef" and out["task"] == "classification"
+    assert out["modalities"] == ["video", "audio", "text"]
+    probs = out["probabilities"]
+    assert list(probs) == MELD_LABELS and out["predicted"] == max(probs, key=probs.get)
+    expected = _stored_probabilities(classifier, meld_store, row["sample_id"])
+    assert [probs[n] for n in MELD_LABELS] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
 def test_missing_video_or_classifier_is_named(tmp_path: Path) -> None:
     with pytest.raises(PredictError, match="no such video"):
         run_predict(tmp_path / "none.mp4", run=tmp_path)
@@ -87,3 +107,5 @@ def test_missing_video_or_classifier_is_named(tmp_path: Path) -> None:
     video.write_bytes(b"")
     with pytest.raises(CheckpointError, match="no classifier"):
         run_predict(video, run=tmp_path / "run")
+    with pytest.raises(PredictError, match="give the classifier"):
+        run_predict(video)
