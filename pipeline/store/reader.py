@@ -253,7 +253,13 @@ class FeatureStore:
         return self._labels if positions is None else self._labels[np.asarray(positions)]
 
     def _file(self, shard: str) -> h5py.File:
-        """The open shard ``shard`` (an index ``shard`` value), at its ``store.json`` path."""
+        """The open shard ``shard`` (an index ``shard`` value), at its ``store.json`` path.
+
+        Opened without HDF5's chunk cache (8 MiB per dataset by default, kept while the file
+        is open): reads are row slices of uncompressed chunks, which HDF5 copies straight into
+        the caller's buffer, and a cache per dataset of every open shard made a streamed
+        epoch's memory grow with the store's size.
+        """
         if shard not in self._files:
             if shard not in self.shard_paths:
                 raise StoreError(f"{self.url}/index.parquet: shard {shard!r} is not listed in "
@@ -263,12 +269,12 @@ class FeatureStore:
             if self.loc.is_local:
                 path = self.loc.member(rel)
                 with h5_errors(where, "open it as an HDF5 shard"):
-                    self._files[shard] = h5py.File(path, "r")
+                    self._files[shard] = h5py.File(path, "r", rdcc_nbytes=0)
             else:
                 handle = self.loc.open_read(rel, block_size=self.block_size)
                 self._handles.append(handle)
                 with h5_errors(where, "open it as an HDF5 shard"):
-                    self._files[shard] = h5py.File(handle, "r")
+                    self._files[shard] = h5py.File(handle, "r", rdcc_nbytes=0)
         return self._files[shard]
 
     def _dataset(self, shard: str, key: str) -> h5py.Dataset:

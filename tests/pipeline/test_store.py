@@ -39,6 +39,18 @@ def test_round_trip_in_any_order(tmp_path: Path) -> None:
     assert store.keys == ("audio", "frames_2d") and store.views == 2 and store.dim("audio") == 8
 
 
+def test_open_shards_keep_no_chunk_cache(tmp_path: Path) -> None:
+    """HDF5's default chunk cache (8 MiB per dataset, held while the shard is open) made a
+    streamed epoch's memory grow with the store: the reader opens shards without one."""
+    store, feats = _store(tmp_path)
+    got = store.read("frames_2d", store.positions()).astype(np.float32)
+    np.testing.assert_allclose(got, feats["frames_2d"], atol=2e-3)
+    opened = list(store._files.values())
+    assert len(opened) == 3  # 300 rows in shards of 128
+    for h5 in opened:
+        assert h5.id.get_access_plist().get_cache()[2] == 0  # rdcc_nbytes
+
+
 def test_plain_h5py_and_pyarrow_read_the_contract(tmp_path: Path) -> None:
     store, feats = _store(tmp_path)
     root = tmp_path / "s"
