@@ -579,7 +579,8 @@ def eval_cmd(
 @user_errors
 def study_cmd(
     store: Annotated[list[str], typer.Option(
-        help="A labelled downstream store (MELD, CAER, CMU-MOSEI); repeat for several.")],
+        help="A labelled downstream store (MELD, CAER, CMU-MOSEI; AFEW-VA for AVCE only); "
+             "repeat for several.")],
     out: Annotated[Path, typer.Option(help="The study folder (a re-run resumes it).")],
     pretrain_store: Annotated[str | None, typer.Option(
         help="The store every objective is pretrained on once (VoxCeleb2 in the paper), in "
@@ -588,18 +589,25 @@ def study_cmd(
     quick: Annotated[bool, typer.Option(
         help="CPU-sized models and few epochs: the same study in minutes.")] = False,
     seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
+    systems: Annotated[str, typer.Option(
+        help="Comma-separated systems to run: conclugen (the paper's tables), clef (CLEF's "
+             "text prototypes, trained and zero-shot; stores with label texts), avce "
+             "(valence/arousal regression; stores with continuous targets). Each runs where "
+             "it applies; the others' rows say why not.")] = "conclugen,clef,avce",
     device: DeviceOpt = "auto",
 ) -> None:
     """Pretrain every objective and ablation, evaluate each, write the paper's tables beside
-    the paper's numbers (one set per downstream store)."""
+    the paper's numbers (one set per downstream store), and the other systems' rows (CLEF,
+    AVCE) below them."""
     from heads.reporting.study import run_study
 
     folder = run_study(store, out, pretrain_store=pretrain_store, quick=quick, device=device,
-                       seeds=seeds)
+                       seeds=seeds, systems=_split_list(systems) or [])
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"[bold green]study complete[/]: {folder / 'results.md'} (every table), "
                   f"{folder / 'results.csv'}; per dataset: {folder}/<dataset>/results.md, "
-                  ".csv, .png")
+                  ".csv, .png" + (f"; regression: {folder / 'results_regression.csv'}"
+                                  if (folder / "results_regression.csv").is_file() else ""))
 
 
 @app.command("predict")

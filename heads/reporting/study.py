@@ -19,6 +19,13 @@ numbers (:mod:`heads.reporting.paper`) beside ours::
     OUT/<dataset>/eval/supervised/                        the supervised baseline
     OUT/<dataset>/runs/<run>/     without a pretraining store: the runs pretrained on this one
 
+Below the paper's tables, the heads of two other systems on the same downstream stores
+(``systems``; :mod:`heads.reporting.study_systems`): CLEF's text prototypes, trained and
+zero-shot, and AVCE's valence/arousal regression in a table of its own
+(``OUT/<dataset>/results_regression.csv`` and ``OUT/results_regression.csv``). None of them has
+numbers in the paper, so their rows show no paper value. A store with continuous targets and no classes (AFEW-VA) is a downstream store too: its
+classification rows are skipped, its AVCE row runs.
+
 A row that cannot run (Instance-Cont without augmented views, a modality a store lacks) stays
 in its table, marked skipped with the reason. A re-run with the same ``OUT`` pretrains and evaluates
 only what changed: a run is kept while its store and config are the same, an evaluation while
@@ -30,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +47,7 @@ from heads.checkpoint import LAST, CheckpointError
 from heads.config import resolve_config, resolve_eval_config
 from heads.data import DataError
 from heads.evaluation.run import METRICS, eval_name, run_eval
+from heads.evaluation.targets import read_targets
 from heads.pretrain.objectives import OBJECTIVES
 from heads.pretrain.train import run_pretrain
 from heads.reporting.metrics_log import read_metrics
@@ -54,6 +62,9 @@ log = logging.getLogger(__name__)
 QUICK_EPOCHS = 3
 #: Written into a run folder once its pretraining finished: what it was trained on and with.
 PRETRAINED = "study-pretrained.json"
+#: What a study can run: the paper's rows (ConCluGen, its objectives, ablations and
+#: baselines), and the heads of two other systems on the same stores.
+SYSTEMS = ("conclugen", "clef", "avce")
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,8 @@ class Method:
     Attributes:
         key: the row's key in ``paper_results.yaml`` (or this project's, for extra rows).
         label: the row's name in the tables (the paper's, for its rows).
-        objective: the pretraining objective (None: the supervised baseline).
-        protocol: ``linear``, ``finetune`` or ``supervised``.
+        objective: the pretraining objective (None: the supervised baseline, AVCE).
+        protocol: ``linear``, ``finetune``, ``supervised``, ``clef`` or ``avce``.
         pretrain: modalities of the pretraining run (None: the objective's default).
         probe: modalities the linear classifier sees (None: all of the run's).
     """
@@ -109,7 +120,11 @@ EXTRA_ROWS: tuple[Method, ...] = (
 
 @dataclass(frozen=True)
 class StoreFacts:
-    """What the study needs to know of a store, read once before anything runs."""
+    """What the study needs to know of a store, read once before anything runs.
+
+    ``targets``: the continuous targets' names; ``with_targets``: per split, the rows with
+    every target; ``label_texts``: the store has embedded label texts (CLEF).
+    """
 
     url: str
     store_id: str
@@ -123,6 +138,17 @@ class StoreFacts:
     labelled: dict[str, int]  # split -> labelled rows
     random_weights: tuple[str, ...]
     feature_space: dict[str, Any]
+    targets: tuple[str, ...] = ()
+    with_targets: dict[str, int] = field(default_factory=dict)
+    label_texts: bool = False
+
+    @property
+    def classes_reason(self) -> str | None:
+        """Why no classifier can be trained on the store (None: it has classes)."""
+        if self.classes >= 2 or self.multilabel:
+            return None
+        return (f"the store has {self.classes} class(es) (dataset {self.dataset}"
+                + (f", continuous targets {list(self.targets)} only)" if self.targets else ")"))
 
 
 @dataclass(frozen=True)
@@ -149,7 +175,8 @@ class Target:
 
 def run_study(stores: str | Sequence[str], out: str | Path, *,
               pretrain_store: str | None = None, quick: bool = False, device: str = "auto",
-              seeds: int = 1, extras: bool = True, progress: bool = True) -> Path:
+              seeds: int = 1, extras: bool = True, progress: bool = True,
+              systems: Sequence[str] = SYSTEMS) -> Path:
     """Run the study and write its tables (see the module docstring for the layout).
 
     Args:
@@ -166,6 +193,8 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             with the pretraining config's seed.
         extras: also this project's rows below the paper's (:data:`EXTRA_ROWS`).
         progress: progress bars for each run.
+        systems: which of :data:`SYSTEMS` to run (``conclugen``: the paper's tables; ``clef``,
+            ``avce``: the other systems' rows); each where it applies.
 
     Returns:
         ``out``.
@@ -175,7 +204,7 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             differing fields are named; nothing was trained).
         DataError: a downstream store without labels or a train, val or test split; a
             pretraining store without a train split.
-        ConfigError: ``seeds`` below 1.
+        ConfigError: ``seeds`` below 1; an unknown or no system.
         CheckpointError: a run folder in ``out`` that this study cannot continue (another
             store or other settings).
     """
@@ -184,6 +213,7 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
         raise DataError("the study needs at least one downstream store")
     if seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    chosen = check_systems(systems)
     out = Path(out)
     modality_keys = resolve_config("conclugen").modality_keys
     downstream = [read_facts(s) for s in stores]
@@ -191,14 +221,9 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     check_stores(pre, downstream, modality_keys)
     targets = plan_targets(pre, downstream, out)
     out.mkdir(parents=True, exist_ok=True)
-    study = _Study(quick=quick, device=device, seeds=seeds, progress=progress,
+    study = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
                    modality_keys=modality_keys)
-    results = {}
-    for target in targets:
-        rows = {"baselines": [study.row(m, target) for m in BASELINE_ROWS],
-                "objectives": [study.row(m, target) for m in OBJECTIVE_ROWS],
-                "extras": [study.row(m, target) for m in (EXTRA_ROWS if extras else ())]}
-        results[target.name] = rows
+    results = {target.name: study.rows(target, chosen, extras=extras) for target in targets}
     write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
     log.info("study written to %s", out)
     return out
@@ -206,20 +231,38 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
 
 # ------------------------------------------------------------------------------------ checks
 
+def check_systems(systems: Sequence[str]) -> tuple[str, ...]:
+    """The systems to run, in :data:`SYSTEMS` order.
+
+    Raises:
+        ConfigError: none, or one that is not in :data:`SYSTEMS` (the valid ones are named).
+    """
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        raise ConfigError(f"systems {list(systems)}: choose one or more of {list(SYSTEMS)}")
+    return tuple(s for s in SYSTEMS if s in systems)
+
+
 def read_facts(store: str) -> StoreFacts:
     """Open ``store`` and note what the study checks and reports."""
     from pipeline.store import open_store
 
     with open_store(store) as fs:
-        rows, labelled = {}, {}
+        rows, labelled, with_targets = {}, {}, {}
+        targets = tuple(fs.manifest.dataset.targets)
         for split in fs.splits:
-            labels = fs.labels(fs.positions(split))
+            positions = fs.positions(split)
+            labels = fs.labels(positions)
             keep = np.isfinite(labels).all(axis=1) if fs.multilabel else labels >= 0
             rows[split], labelled[split] = len(labels), int(keep.sum())
+            if targets:
+                values = read_targets(fs, positions)
+                with_targets[split] = int(np.isfinite(values).all(axis=1).sum())
         return StoreFacts(fs.url, fs.store_id, fs.dataset, frozenset(fs.keys), fs.views,
                           tuple(fs.splits), len(fs.label_names), fs.multilabel, rows, labelled,
                           tuple(fs.manifest.random_weights),
-                          {k: dict(v) for k, v in fs.manifest.feature_space.items()})
+                          {k: dict(v) for k, v in fs.manifest.feature_space.items()},
+                          targets, with_targets, fs.manifest.label_texts is not None)
 
 
 def present_modalities(keys: Collection[str], modality_keys: Mapping[str, Sequence[str]]
@@ -244,11 +287,15 @@ def check_stores(pre: StoreFacts | None, downstream: Sequence[StoreFacts],
     for s in downstream:
         if ids.count(s.store_id) > 1:
             problems.append(f"{s.url}: given more than once as a downstream store")
-        if s.classes < 2 and not s.multilabel:
-            problems.append(f"{s.url}: {s.classes} class(es); a downstream store is labelled")
-        empty = [split for split in ("train", "val", "test") if not s.labelled.get(split)]
+        counted = s.labelled if s.classes_reason is None else s.with_targets
+        if s.classes_reason is not None and not s.targets:
+            problems.append(f"{s.url}: {s.classes} class(es) and no continuous targets; a "
+                            "downstream store is labelled")
+            continue
+        empty = [split for split in ("train", "val", "test") if not counted.get(split)]
         if empty:
-            problems.append(f"{s.url}: no labelled rows in split(s) {empty} (it has "
+            what = "labelled rows" if s.classes_reason is None else "rows with targets"
+            problems.append(f"{s.url}: no {what} in split(s) {empty} (it has "
                             f"{list(s.splits)}); the study trains on train, selects on val "
                             "and reports test")
     if pre is not None and not pre.rows.get("train"):
@@ -361,7 +408,7 @@ def run_name(method: Method, pretrain: Mapping[str, Sequence[str]]) -> str:
 
 # ----------------------------------------------------------------------------------- running
 
-class _Study:
+class StudyRunner:
     """Runs rows: each run pretrained once per call, each evaluation once, both only when a
     previous call did not leave them up to date."""
 
@@ -373,13 +420,34 @@ class _Study:
         self.steps: dict[Path, int] = {}  # run folder -> its checkpoint's step
         self.evaluations: dict[Path, dict[str, Any]] = {}
 
-    def row(self, method: Method, target: Target) -> TableRow:
+    def rows(self, target: Target, systems: Collection[str], *,
+             extras: bool) -> dict[str, list[TableRow]]:
+        """Every group of rows of one downstream store (see
+        :data:`~heads.reporting.study_tables.GROUPS`); a system not chosen has none."""
+        # imported here: the other systems' rows are built from this module's Method and runner
+        from heads.reporting.study_systems import avce_row, clef_rows
+
+        paper = "conclugen" in systems
+        return {"baselines": [self.row(m, target) for m in BASELINE_ROWS if paper],
+                "objectives": [self.row(m, target) for m in OBJECTIVE_ROWS if paper],
+                "extras": [self.row(m, target) for m in EXTRA_ROWS if paper and extras],
+                "systems": clef_rows(self, target) if "clef" in systems else [],
+                "regression": [avce_row(self, target)] if "avce" in systems else []}
+
+    def skip(self, method: Method, target: Target) -> str | None:
+        """Why a row of the paper's protocols cannot run on ``target`` (None: it can)."""
+        if target.store.classes_reason is not None:
+            return target.store.classes_reason
         pretrain = present_modalities(target.pretrain.keys, self.modality_keys)
         contrast = (resolve_config(method.objective, preset=self.preset).data.contrast_views
                     if method.objective is not None else "augmented")
-        reason = skip_reason(method, pretrain=pretrain, store_keys=target.store.keys,
-                             views=target.pretrain.views, own=target.own,
-                             contrast_views=contrast)
+        return skip_reason(method, pretrain=pretrain, store_keys=target.store.keys,
+                           views=target.pretrain.views, own=target.own,
+                           contrast_views=contrast)
+
+    def row(self, method: Method, target: Target) -> TableRow:
+        pretrain = present_modalities(target.pretrain.keys, self.modality_keys)
+        reason = self.skip(method, target)
         if reason:
             log.warning("study %s: %s skipped: %s", target.name, method.label, reason)
             return TableRow(method.key, method.label, None, reason)

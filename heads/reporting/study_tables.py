@@ -9,6 +9,11 @@ dataset's tables with links to their files and one ``results.csv`` with every ro
 Cells: ours in percent (``mean +- std`` with several seeds); the paper's as printed; ``n/a``
 where the paper reports nothing for the dataset; ``-`` where its table has no such column (Table
 2 reports accuracy only); ``skipped`` where a row could not run (the Notes column says why).
+
+Below them, the other systems' rows (none has numbers in the paper, so none has a paper column):
+CLEF's in a table of the same metrics (and in ``results.csv`` and the chart), AVCE's regression
+in its own table, CCC, PCC, RMSE and SAGR (as fractions, not percent) averaged over the targets
+and per target, also written to ``results_regression.csv``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,9 +38,18 @@ SHOWN = {"accuracy": "Acc", "f1_weighted": "F1", "precision_weighted": "Prec",
          "recall_weighted": "Rec"}
 #: Further metrics in the CSV files only.
 CSV_ONLY = ("f1_macro", "weighted_accuracy", "subset_accuracy")
-#: The groups of rows of one dataset, in order: which of the paper's tables each comes from.
-GROUPS = {"baselines": "Table 2", "objectives": "Tables 3-5", "extras": "not in the paper"}
+#: The groups of classification rows of one dataset, in order: which of the paper's tables
+#: each comes from (``systems``: the other systems' classifiers, CLEF).
+GROUPS = {"baselines": "Table 2", "objectives": "Tables 3-5", "extras": "not in the paper",
+          "systems": "other systems"}
 RULE = "not in the paper"
+#: The regression table's metrics (AVCE): key -> header; each also per target.
+REGRESSION = {"ccc": "CCC", "pcc": "PCC", "rmse": "RMSE", "sagr": "SAGR"}
+OTHER_SYSTEMS = ("Other systems on the same features: CLEF (Zhang et al., \"Weakly Supervised "
+                 "Text-driven Contrastive Learning for Facial Behavior Understanding\", ICCV "
+                 "2023) and AVCE (Kim & Song, \"Emotion-aware Multi-view Contrastive Learning "
+                 "for Facial Emotion Recognition\", ECCV 2022). The ConCluGen paper reports no "
+                 "numbers for them: ours only, no paper column.")
 
 
 @dataclass(frozen=True)
@@ -49,57 +63,105 @@ class TableRow:
 
     def ours(self, metric: str) -> tuple[float | None, float | None]:
         """Test mean and std in percent (None: skipped, not computed or undefined)."""
+        mean, std = self.raw(metric)
+        return (None if mean is None else 100 * mean), (None if std is None else 100 * std)
+
+    def raw(self, metric: str) -> tuple[float | None, float | None]:
+        """Test mean and std as the evaluation wrote them (None: skipped, not computed or
+        undefined)."""
         test = (self.metrics or {}).get("summary", {}).get("test") or {}
         found = test.get(metric)
         if found is None or found["mean"] is None or math.isnan(found["mean"]):
             return None, None
         std = found.get("std")
-        return 100 * found["mean"], None if std is None else 100 * std
+        return found["mean"], std
 
 
 def write_study(out: Path, targets: Sequence[Target],
                 results: Mapping[str, Mapping[str, Sequence[TableRow]]], *, quick: bool,
                 seeds: int, epochs: int) -> None:
-    """Write every dataset's files and the study's ``results.md`` and ``results.csv``.
+    """Write every dataset's files and the study's ``results.md`` and ``results.csv`` (and
+    ``results_regression.csv`` when AVCE ran).
 
     Args:
         out: the study folder.
         targets: the downstream datasets, in the order given.
-        results: target name -> group (:data:`GROUPS`) -> its rows.
+        results: target name -> group (:data:`GROUPS`, and ``regression``) -> its rows.
         quick: the study ran with the cpu presets (said in every caption).
         seeds: seeds per evaluation.
         epochs: pretraining epochs of a quick study.
     """
-    from heads.reporting.plots import plot_study
-
     paper = paper_results()
     index = ["# ConCluGen study", "", *_overview(targets, paper), ""]
-    every = []
+    every: list[dict[str, Any]] = []
+    every_regression: list[dict[str, Any]] = []
     for target in targets:
         groups = results[target.name]
         target.folder.mkdir(parents=True, exist_ok=True)
-        lines = [f"# ConCluGen study: {target.name}", "",
-                 *dataset_tables(target, groups, paper, level=2, quick=quick, seeds=seeds,
-                                 epochs=epochs), "",
-                 "![ours (bars) and the paper's (ticks)](results.png)"]
-        (target.folder / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        rows = [r for group in GROUPS for r in _csv_rows(target, group, groups[group], paper)]
-        write_csv(target.folder / "results.csv", rows)
-        every += rows
-        labels, ours, theirs = _chart_data(target, groups, paper)
-        starts = [len(groups["baselines"]), len(groups["baselines"]) + len(groups["objectives"])]
-        plot_study(ours, labels, SHOWN, target.folder / "results.png",
-                   paper=theirs if any(not math.isnan(v) for p in theirs for v in p.values())
-                   else None, groups=[k for k in starts if 0 < k < len(labels)],
-                   title=f"{target.name}: test, ours (bars) and the paper's (ticks)")
-        link = f"{target.name}/results"
-        index += [f"## {target.name}", "",
-                  f"Files: [{link}.md]({link}.md), [{link}.csv]({link}.csv), "
-                  f"[{link}.png]({link}.png)", "",
+        files = _write_dataset(target, groups, paper, quick=quick, seeds=seeds, epochs=epochs)
+        every += files.rows
+        every_regression += files.regression
+        links = ", ".join(f"[{target.name}/{name}]({target.name}/{name})"
+                          for name in files.names)
+        index += [f"## {target.name}", "", f"Files: {links}", "",
                   *dataset_tables(target, groups, paper, level=3, quick=quick, seeds=seeds,
                                   epochs=epochs), ""]
     (out / "results.md").write_text("\n".join(index).rstrip() + "\n", encoding="utf-8")
     write_csv(out / "results.csv", every)
+    if every_regression:
+        write_csv(out / REGRESSION_CSV, every_regression)
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """What :func:`_write_dataset` wrote: the file names and the CSV rows."""
+
+    names: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    regression: list[dict[str, Any]]
+
+
+def _write_dataset(target: Target, groups: Mapping[str, Sequence[TableRow]],
+                   paper: PaperResults, *, quick: bool, seeds: int,
+                   epochs: int) -> DatasetFiles:
+    """One dataset's ``results.md``, ``results.csv``, ``results.png`` (when it has
+    classification rows) and ``results_regression.csv`` (when it has regression rows)."""
+    rows = [r for group in GROUPS
+            for r in _csv_rows(target, group, groups.get(group, ()), paper)]
+    write_csv(target.folder / "results.csv", rows)
+    names = ["results.md", "results.csv"]
+    chart = _chart(target, groups, paper)
+    if chart:
+        names.append("results.png")
+    regression = regression_csv_rows(target, groups.get("regression", ()))
+    if regression:
+        write_csv(target.folder / REGRESSION_CSV, regression)
+        names.append(REGRESSION_CSV)
+    lines = [f"# ConCluGen study: {target.name}", "",
+             *dataset_tables(target, groups, paper, level=2, quick=quick, seeds=seeds,
+                             epochs=epochs)]
+    if chart:
+        lines += ["", "![ours (bars) and the paper's (ticks)](results.png)"]
+    (target.folder / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return DatasetFiles(tuple(names), rows, regression)
+
+
+def _chart(target: Target, groups: Mapping[str, Sequence[TableRow]],
+           paper: PaperResults) -> bool:
+    """``results.png``: the classification rows, a dashed line before Tables 3-5 and before
+    the other systems; False (no file) when none of them ran."""
+    from heads.reporting.plots import plot_study
+
+    if all(row.metrics is None for g in GROUPS for row in groups.get(g, ())):
+        return False
+    labels, ours, theirs = _chart_data(target, groups, paper)
+    sizes = [len(groups.get(g, ())) for g in GROUPS]
+    starts = sorted({sum(sizes[:k]) for k in (1, 2, 3)})  # extras sit right below Tables 3-5
+    plot_study(ours, labels, SHOWN, target.folder / "results.png",
+               paper=theirs if any(not math.isnan(v) for p in theirs for v in p.values())
+               else None, groups=[k for k in starts if 0 < k < len(labels)],
+               title=f"{target.name}: test, ours (bars) and the paper's (ticks)")
+    return True
 
 
 def _overview(targets: Sequence[Target], paper: PaperResults) -> list[str]:
@@ -137,8 +199,9 @@ def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,
               f"Paper: n/a, it reports no results on dataset `{s.dataset}` (only on "
               f"{', '.join(paper.datasets)}).")
     plus = " +- std" if seeds > 1 else ""
+    tested = s.labelled if s.classes_reason is None else s.with_targets
     lines = [trained, "",
-             f"Test split: {s.labelled.get('test', 0)} clips. Metrics in percent, weighted by "
+             f"Test split: {tested.get('test', 0)} clips. Metrics in percent, weighted by "
              f"class support as in the paper; ours: mean over {seeds} seed(s){plus}; "
              "Δ = ours - paper, in points. " + source]
     random = sorted(set(s.random_weights) | set(pre.random_weights))
@@ -154,17 +217,68 @@ def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,
 def dataset_tables(target: Target, groups: Mapping[str, Sequence[TableRow]],
                    paper: PaperResults, *, level: int, quick: bool, seeds: int,
                    epochs: int) -> list[str]:
-    """One dataset's caption and tables (Table 2, Tables 3-5), headings at ``level``."""
+    """One dataset's caption and tables (Table 2, Tables 3-5, the other systems' tables),
+    headings at ``level``; a group without rows (a system not run) has no table."""
     h, dataset = "#" * level, target.store.dataset
     two, objectives = paper.tables["baselines"], paper.tables["objectives"]
-    return [*_caption(target, paper, quick=quick, seeds=seeds, epochs=epochs), "",
-            f"{h} {two.source}: {two.caption}", "",
-            *table_lines(groups["baselines"], "baselines", dataset, paper), "",
-            f"{h} {objectives.source}: {objectives.caption}", "",
-            *table_lines(groups["objectives"], "objectives", dataset, paper,
-                         extras=groups.get("extras", ())), "",
+    lines = _caption(target, paper, quick=quick, seeds=seeds, epochs=epochs)
+    if groups.get("baselines"):
+        lines += ["", f"{h} {two.source}: {two.caption}", "",
+                  *table_lines(groups["baselines"], "baselines", dataset, paper)]
+    if groups.get("objectives"):
+        lines += ["", f"{h} {objectives.source}: {objectives.caption}", "",
+                  *table_lines(groups["objectives"], "objectives", dataset, paper,
+                               extras=groups.get("extras", ()))]
+    if groups.get("systems") or groups.get("regression"):
+        lines += ["", OTHER_SYSTEMS]
+    if groups.get("systems"):
+        lines += ["", f"{h} Other systems: CLEF's text prototypes (test split)", "",
+                  *system_lines(groups["systems"])]
+    if groups.get("regression"):
+        lines += ["", f"{h} Other systems: valence/arousal regression (test split)", "",
+                  *regression_lines(groups["regression"], target.store.targets)]
+    return [*lines, "",
             "n/a: the paper reports nothing for this dataset; -: not in the paper's table; "
             "skipped: the row could not run (see Notes)."]
+
+
+def system_lines(rows: Sequence[TableRow]) -> list[str]:
+    """The other systems' classifiers: Method, the paper's metrics (ours only), Notes."""
+    return _ours_only(rows, SHOWN, lambda row, key: _percent(*row.ours(key)))
+
+
+def regression_lines(rows: Sequence[TableRow], targets: Sequence[str]) -> list[str]:
+    """The regression table: Method, CCC, PCC, RMSE, SAGR (means over the targets), then
+    each per target, Notes."""
+    return _ours_only(rows, regression_keys(targets), lambda row, key: _fraction(*row.raw(key)))
+
+
+def _ours_only(rows: Sequence[TableRow], columns: Mapping[str, str],
+               cell: Callable[[TableRow, str], str]) -> list[str]:
+    """A Markdown table without the paper's columns: Method, ``columns``, Notes."""
+    lines = ["| " + " | ".join(["Method", *columns.values(), "Notes"]) + " |",
+             "|---|" + "---:|" * len(columns) + "---|"]
+    for row in rows:
+        cells = ["skipped" if row.metrics is None else cell(row, key) for key in columns]
+        lines.append("| " + " | ".join([row.label, *cells, _notes(row)]) + " |")
+    return lines
+
+
+def regression_keys(targets: Sequence[str]) -> dict[str, str]:
+    """Metric key -> header: the means over the targets, then per target
+    (``ccc_valence`` -> ``valence CCC``)."""
+    return {**REGRESSION, **{f"{k}_{t}": f"{t} {h}" for t in targets
+                             for k, h in REGRESSION.items()}}
+
+
+def _notes(row: TableRow) -> str:
+    return f"skipped: {row.reason}" if row.reason else ""
+
+
+def _fraction(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
 
 
 def table_lines(rows: Sequence[TableRow], table: str, dataset: str, paper: PaperResults, *,
@@ -248,11 +362,36 @@ def _num(value: float | None) -> str | float:
     return "" if value is None else round(value, 4)
 
 
+REGRESSION_CSV = "results_regression.csv"
+
+
+def regression_csv_rows(target: Target, rows: Sequence[TableRow]) -> list[dict[str, Any]]:
+    """The regression rows with each evaluation's identity; metrics as fractions, per target
+    under ``<metric>_<target>``."""
+    out = []
+    for row in rows:
+        m = row.metrics or {}
+        line: dict[str, Any] = {
+            "dataset": target.name, "key": row.key, "method": row.label,
+            "status": "skipped" if row.metrics is None else "ok", "reason": row.reason or "",
+            "protocol": m.get("protocol", ""), "modalities": "+".join(m.get("modalities", [])),
+            "targets": "+".join(target.store.targets), "store_id": m.get("store_id", ""),
+            "test_clips": (m.get("counts") or {}).get("test", ""),
+            "seeds": len(m.get("seeds", [])) or ""}
+        for key in regression_keys(target.store.targets):
+            mean, std = row.raw(key)
+            line[key], line[f"{key}_std"] = _num(mean), _num(std)
+        line["eval"] = m.get("out", "")
+        out.append(line)
+    return out
+
+
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """The rows with a header; numbers in percent."""
-    fields = list(rows[0]) if rows else ["dataset", "method"]
+    """The rows with a header (every column any row has, in order of appearance; empty
+    where a row has none)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r)) if rows else ["dataset", "method"]
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
 

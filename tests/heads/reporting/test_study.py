@@ -21,9 +21,13 @@ from heads.checkpoint import load_checkpoint
 from heads.data import DataError, check_views
 from heads.reporting import study
 from heads.reporting.study import (BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, QUICK_EPOCHS,
-                                   Method, run_study, skip_reason, up_to_date)
+                                   Method, check_systems, run_study, skip_reason, up_to_date)
+from heads.reporting.study_systems import CLEF_ROWS, zero_shot_row
+from heads.reporting.study_tables import TableRow, regression_lines
+from pipeline.config import ConfigError
+from pipeline.label_texts import texts_for, write_label_texts
 from pipeline.manifest import load_manifest
-from pipeline.store import FeatureStore, write_arrays
+from pipeline.store import FeatureStore, open_store, write_arrays
 from pipeline.store.manifest import StoreError
 
 DIMS = {"frames_2d": 16, "frames_3d": 16, "audio": 8, "text": 8}
@@ -60,6 +64,33 @@ def labelled(dataset: str) -> list[str]:
     return list(load_manifest(dataset).labels)
 
 
+def with_label_texts(store: FeatureStore) -> FeatureStore:
+    """The dataset's label texts, with random vectors in the store's 8-d "text space"."""
+    made = texts_for(store.dataset, list(store.label_names))
+    vectors = np.random.default_rng(7).normal(size=(len(made.texts), DIMS["text"]))
+    write_label_texts(store.loc, store.manifest, made, vectors.astype(np.float32),
+                      (vectors + 0.1).astype(np.float32), backbone="arrays", weights_sha256=None)
+    return open_store(store.url)
+
+
+def afewva_like(path: Path, *, n: int, seed: int) -> FeatureStore:
+    """Clips of the study's feature space (video keys only) with valence and arousal, a
+    squashed linear function of the latent, and no classes."""
+    maps = np.random.default_rng(0)
+    weights = {k: maps.normal(size=(6, DIMS[k])) / np.sqrt(6) for k in ("frames_2d", "frames_3d")}
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 6))
+    targets = np.tanh(z[:, :2] / 2)
+    features = {k: (z @ w + 0.3 * rng.normal(size=(n, w.shape[1])))[:, None].astype(np.float16)
+                for k, w in weights.items()}
+    return write_arrays(path, dataset="afewva", sample_ids=[f"v{i}" for i in range(n)],
+                        splits=[("train", "train", "train", "val", "test")[i % 5]
+                                for i in range(n)],
+                        features=features, labels=np.full(n, -1), label_names=[],
+                        targets=targets, target_names=("valence", "arousal"),
+                        feature_space="synthetic-v1")
+
+
 @dataclass
 class Study:
     out: Path
@@ -72,10 +103,10 @@ def paper_study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     root = tmp_path_factory.mktemp("study")
     vox = synthetic_store(root / "vox", dataset="voxceleb2", labels=None, n=192, seed=1,
                           views=3)
-    stores = {"meld": synthetic_store(root / "meld", dataset="meld", labels=labelled("meld"),
-                                      n=140, seed=2),
-              "caer": synthetic_store(root / "caer", dataset="caer", labels=labelled("caer"),
-                                      n=150, seed=3)}
+    stores = {"meld": with_label_texts(synthetic_store(root / "meld", dataset="meld",
+                                                       labels=labelled("meld"), n=140, seed=2)),
+              "caer": with_label_texts(synthetic_store(root / "caer", dataset="caer",
+                                                       labels=labelled("caer"), n=150, seed=3))}
     out = run_study([s.url for s in stores.values()], root / "out", pretrain_store=vox.url,
                     quick=True, device="cpu", progress=False)
     return Study(out, vox, stores)
@@ -146,6 +177,23 @@ def test_each_table_has_the_papers_rows_and_numbers_beside_ours(paper_study: Stu
                     paper_rows[row["key"]]["values"][dataset]
         assert {r["modalities"] for r in rows if r["key"] == "conclugen_vision"} == {"video"}
         assert {r["protocol"] for r in rows if r["key"] == "conclugen_finetuned"} == {"finetune"}
+        clef = md["Other systems: CLEF's text prototypes (test split)"]
+        assert [r[0] for r in clef] == [m.label for m in CLEF_ROWS]
+        written = json.loads((paper_study.out / dataset / "eval" / "clef" / "metrics.json")
+                             .read_text())
+        assert written["pretrained_on"]["store_id"] == paper_study.vox.store_id
+        trained = written["summary"]["test"]["accuracy"]["mean"]
+        zero = written["details"]["zero_shot"]["splits"]["test"]["accuracy"]
+        for cells, key, value in zip(clef, ("clef", "clef_zero_shot"), (trained, zero)):
+            assert cells[1] == f"{100 * value:.2f}" and cells[-1] == ""
+            csv_row = next(r for r in rows if r["key"] == key)
+            assert float(csv_row["accuracy"]) == pytest.approx(100 * value, abs=1e-4)
+            assert csv_row["paper_accuracy"] == "" and csv_row["protocol"] == "clef"
+        (avce,) = md["Other systems: valence/arousal regression (test split)"]
+        assert avce[1:5] == ["skipped"] * 4
+        assert avce[-1] == (f"skipped: the store has no continuous targets (dataset {dataset}); "
+                            "AVCE regresses valence/arousal: stores of CMU-MOSEI (valence) and "
+                            "AFEW-VA have them")
     index = (paper_study.out / "results.md").read_text()
     assert "[meld/results.md](meld/results.md)" in index and "## caer" in index
     assert "Multi-Task Multi-Modal Self-Supervised Learning" in index
@@ -332,3 +380,81 @@ def test_a_run_of_other_settings_in_the_study_folder_is_named(
     with pytest.raises(CheckpointError, match=r"synthetic/runs/conclugen holds a run that this "
                                               r"study cannot continue \(resume: settings"):
         run_study(store.url, tmp_path / "out", quick=True, device="cpu", progress=False)
+
+
+@pytest.mark.slow
+def test_clef_and_avce_rows_where_they_apply_and_no_paper_rows(tmp_path: Path) -> None:
+    vox = synthetic_store(tmp_path / "vox", dataset="voxceleb2", labels=None, n=160, seed=1)
+    meld = with_label_texts(synthetic_store(tmp_path / "meld", dataset="meld",
+                                            labels=labelled("meld"), n=140, seed=2))
+    afewva = afewva_like(tmp_path / "afewva", n=150, seed=3)
+    out = run_study([meld.url, afewva.url], tmp_path / "out", pretrain_store=vox.url,
+                    quick=True, device="cpu", progress=False, systems=["avce", "clef"])
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["conclugen"]  # zero-shot's
+    md = {name: tables((out / name / "results.md").read_text()) for name in ("meld", "afewva")}
+    assert not any(h.startswith("Table") for t in md.values() for h in t)  # no paper rows
+    clef = md["meld"]["Other systems: CLEF's text prototypes (test split)"]
+    assert [r[0] for r in clef] == [m.label for m in CLEF_ROWS]
+    assert all(cells[1] not in ("skipped", "n/a") for cells in clef)
+    skipped = md["afewva"]["Other systems: CLEF's text prototypes (test split)"]
+    assert {cells[-1] for cells in skipped} == {
+        "skipped: the store has 0 class(es) (dataset afewva, continuous targets "
+        "['valence', 'arousal'] only)"}
+
+    (avce,) = md["afewva"]["Other systems: valence/arousal regression (test split)"]
+    written = json.loads((out / "afewva" / "eval" / "avce" / "metrics.json").read_text())
+    test = written["summary"]["test"]
+    keys = ["ccc", "pcc", "rmse", "sagr"]
+    keys += [f"{k}_{t}" for t in ("valence", "arousal") for k in ("ccc", "pcc", "rmse", "sagr")]
+    assert avce[1:-1] == [f"{test[k]['mean']:.4f}" for k in keys] and avce[-1] == ""
+    assert test["ccc"]["mean"] > 0.3  # the targets are learnable from the features
+    regression = {r["dataset"]: r for r in read_csv(out / "results_regression.csv")}
+    assert regression["afewva"]["status"] == "ok" and regression["meld"]["status"] == "skipped"
+    assert float(regression["afewva"]["ccc_arousal"]) == pytest.approx(
+        test["ccc_arousal"]["mean"], abs=1e-4)
+    assert regression["afewva"]["targets"] == "valence+arousal"
+    assert "Test split: 30 clips." in (out / "afewva" / "results.md").read_text()
+    assert not (out / "afewva" / "results.png").exists()
+    assert "[afewva/results_regression.csv](afewva/results_regression.csv)" in \
+        (out / "results.md").read_text()
+
+
+def test_the_regression_table_shows_ours_per_target_and_why_a_row_was_skipped() -> None:
+    summary = {"test": {"ccc": {"mean": 0.5, "std": None}, "pcc": {"mean": 0.25, "std": None},
+                        "rmse": {"mean": 0.125, "std": None}, "sagr": {"mean": 0.75, "std": None},
+                        "ccc_valence": {"mean": 0.5, "std": 0.0625},
+                        "pcc_valence": {"mean": float("nan"), "std": None}}}
+    lines = regression_lines([TableRow("avce", "AVCE", {"summary": summary}),
+                              TableRow("avce", "AVCE", None, "no targets")], ["valence"])
+    assert lines[0] == ("| Method | CCC | PCC | RMSE | SAGR | valence CCC | valence PCC | "
+                        "valence RMSE | valence SAGR | Notes |")
+    assert lines[2] == ("| AVCE | 0.5000 | 0.2500 | 0.1250 | 0.7500 | 0.5000 +- 0.0625 | n/a | "
+                        "n/a | n/a |  |")
+    assert lines[3] == "| AVCE |" + " skipped |" * 8 + " skipped: no targets |"
+
+
+def test_the_zero_shot_row_is_the_evaluations_zero_shot_score() -> None:
+    method = CLEF_ROWS[1]
+    metrics = {"seeds": [0, 1], "summary": {"test": {"accuracy": {"mean": 0.9}}},
+               "details": {"zero_shot": {"ran": True, "splits": {
+                   "test": {"accuracy": 0.25, "f1_weighted": None, "per_class": {}}}}}}
+    row = zero_shot_row(method, metrics, None)
+    assert row.ours("accuracy") == (25.0, None) and row.ours("f1_weighted") == (None, None)
+    assert row.metrics is not None and row.metrics["seeds"] == [0]
+    not_run = {"details": {"zero_shot": {"ran": False, "reason": "clef.zero_shot=false"}}}
+    assert zero_shot_row(method, not_run, None).reason == "clef.zero_shot=false"
+    assert zero_shot_row(method, not_run, "the store has no text features").reason == (
+        "no ConCluGen run to take the text head from: the store has no text features")
+
+
+def test_systems_are_checked_and_ordered(tmp_path: Path) -> None:
+    assert check_systems(["avce", "conclugen"]) == ("conclugen", "avce")
+    with pytest.raises(ConfigError, match=r"choose one or more of \['conclugen', 'clef', "
+                                          r"'avce'\]"):
+        check_systems(["clip"])
+    store = synthetic_store(tmp_path / "s", dataset="synthetic", labels=["a", "b"], n=20,
+                            seed=1)
+    result = CliRunner().invoke(app, ["study", "--store", store.url, "--out",
+                                      str(tmp_path / "out"), "--systems", "conclugen,clip"])
+    assert result.exit_code == 2 and "choose one or more of" in result.output
+    assert not (tmp_path / "out").exists()
