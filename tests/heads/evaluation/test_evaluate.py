@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from heads.checkpoint import CheckpointError
+from heads.checkpoint import CheckpointError, load_classifier
 from heads.evaluation.probe import decide, make_loss
 from heads.data import DataError, read_modality
 from heads.evaluation.run import eval_name, resolve_eval_config, run_eval
-from heads.evaluation.predict import load_classifier
 from heads.pretrain.train import run_pretrain
 from pipeline.config import ConfigError
 from pipeline.store import FeatureStore, open_store, write_arrays
