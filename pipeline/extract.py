@@ -11,9 +11,11 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -59,10 +61,16 @@ class Models:
 
 
 class Timer:
-    """Seconds spent per stage, summed (decode, faces, backbone:<key>, write)."""
+    """Seconds spent per stage, summed (decode, faces, backbone:<key>, write, and
+    ``prefetch_wait``: the time the backbones waited for the next batch's inputs).
+
+    Thread-safe: with prefetching, decode and faces run on another thread while the backbones
+    encode, so the stages' seconds may add up to more than the wall time.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -70,7 +78,9 @@ class Timer:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.seconds[stage] += elapsed
 
 
 def _interval(row: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -78,7 +88,9 @@ def _interval(row: dict[str, Any]) -> tuple[float | None, float | None]:
 
 
 DETECT_BATCH = 32
-"""Frames per MTCNN call while tracking: detection streams, so memory does not grow."""
+"""Frames per MTCNN call: detection streams, so memory does not grow with the clips. The
+frames of a batch's clips share calls (a 3-second clip has 3 frames at 1 fps; batched across
+clips a GPU gets full calls)."""
 
 SEGMENT_FRAMES = 256
 """A clip with more 16-fps frames than this (16 s) is encoded segment by segment as it is
@@ -88,10 +100,77 @@ length. A clip's frame features are the mean over its units (frames, 16-frame wi
 segments' means weighted by their unit counts give the same vector, up to float rounding."""
 
 
-def _track_face(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector,
-                policy: FacePolicy, timer: Timer,
-                reports: list[media.DecodeReport]) -> tuple[faces_mod.FaceTrack | None, float]:
-    """Detect faces at ``detect_fps`` (streamed, in batches) and follow one through the clip.
+@dataclass
+class Detected:
+    """One clip's face detections at ``detect_fps`` (before tracking), or why there are none.
+
+    ``error`` is the :class:`ClipError` the detection pass raised; :func:`prepare_clip`
+    raises it where it would have detected, so a batch fails its clips exactly as one by one.
+    """
+
+    times: list[float] = field(default_factory=list)
+    detections: list[np.ndarray | None] = field(default_factory=list)
+    frame_size: tuple[int, int] = (0, 0)
+    report: media.DecodeReport = field(default_factory=media.DecodeReport)
+    error: ClipError | None = None
+
+
+def detect_clips(rows: Sequence[dict[str, Any] | None], cfg: ExtractConfig,
+                 detector: faces_mod.FaceDetector, timer: Timer) -> list[Detected | None]:
+    """Decode the ``detect_fps`` frames of several clips and detect faces in shared calls.
+
+    Frames are decoded one clip after another and detected :data:`DETECT_BATCH` at a time
+    across clip boundaries, so at most that many frames are held and a GPU detector gets full
+    batches even for 3-second clips. A clip whose decoding fails gets the error (its frames
+    already queued are detected and dropped); the others are unaffected.
+
+    Args:
+        rows: sample-table rows; None skips a row (its result is None).
+    """
+    out: list[Detected | None] = [None if row is None else Detected() for row in rows]
+    pending: list[tuple[int, float, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        with timer("faces"):
+            found = detector.detect([frame for _, _, frame in pending])
+        for (i, t, frame), boxes in zip(pending, found, strict=True):
+            clip = out[i]
+            assert clip is not None
+            clip.times.append(t)
+            clip.detections.append(boxes)
+            clip.frame_size = frame.shape[1::-1]  # as decoded: a rotated video's turned frame
+        pending.clear()
+
+    for i, row in enumerate(rows):
+        clip = out[i]
+        if row is None or clip is None:
+            continue
+        start, end = _interval(row)
+        frames = media.iter_frames(row["media_path"], fps=cfg.detect_fps, start_s=start,
+                                   end_s=end, rule=cfg.decode, report=clip.report)
+        try:
+            while True:
+                with timer("decode"):
+                    pair = next(frames, None)
+                if pair is None:
+                    break
+                pending.append((i, *pair))
+                if len(pending) >= DETECT_BATCH:
+                    flush()
+        except ClipError as err:
+            clip.error = err
+    flush()
+    for clip in out:
+        if clip is not None and clip.error is not None:
+            clip.times, clip.detections = [], []
+    return out
+
+
+def _track_face(cfg: ExtractConfig, detected: Detected, policy: FacePolicy,
+                timer: Timer) -> tuple[faces_mod.FaceTrack | None, float]:
+    """Follow one face through the clip's detections.
 
     A track whose face is found in fewer than ``faces.min_face_ratio`` of the frames counts
     as no face: the policy decides (``fail``: a ``no_face`` failure naming the ratio).
@@ -100,24 +179,11 @@ def _track_face(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fac
         The track (None: no usable face and the ``full_frame`` policy) and the clip's face
         ratio (0 when the policy applied).
     """
-    start, end = _interval(row)
-    times: list[float] = []
-    detections: list[np.ndarray | None] = []
-    frame_size = (0, 0)
-    reports.append(media.DecodeReport())
-    frames = media.iter_frames(row["media_path"], fps=cfg.detect_fps, start_s=start, end_s=end,
-                               rule=cfg.decode, report=reports[-1])
-    while True:
-        with timer("decode"):
-            batch = list(itertools.islice(frames, DETECT_BATCH))
-        if not batch:
-            break
-        with timer("faces"):
-            detections.extend(detector.detect([f for _, f in batch]))
-        times.extend(t for t, _ in batch)
-        frame_size = batch[0][1].shape[1::-1]  # as decoded: a rotated video's turned frame
+    if detected.error is not None:
+        raise detected.error
+    times = detected.times
     with timer("faces"):
-        track = faces_mod.track(times, detections, cfg.faces, frame_size)
+        track = faces_mod.track(times, detected.detections, cfg.faces, detected.frame_size)
     if track is not None and track.face_ratio >= cfg.faces.min_face_ratio:
         return track, track.face_ratio
     if policy.no_face == "fail":
@@ -249,7 +315,8 @@ def _crop_pass(row: dict[str, Any], fps: float, track: faces_mod.FaceTrack | Non
 
 def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector | None,
                  policy: FacePolicy, timer: Timer | None = None,
-                 encoders: dict[str, Any] | None = None) -> ClipInputs:
+                 encoders: dict[str, Any] | None = None,
+                 detected: Detected | None = None) -> ClipInputs:
     """Decode one clip and crop its face track: the backbones' inputs for view 0.
 
     Streaming passes over the video, each holding one decoded frame at a time: face detection
@@ -271,6 +338,8 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
         detector: the face detector (None when the dataset is not cropped).
         policy: the dataset's face policy (crop or not; what a clip without faces becomes).
         encoders: the frame keys' encoders, to stream long clips into.
+        detected: the clip's detections, made by :func:`detect_clips` together with other
+            clips' (None: detected here).
 
     Raises:
         ClipError: decoding failed (or the damage is beyond ``cfg.decode``), no usable face
@@ -279,17 +348,9 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
             clip.
     """
     timer = timer or Timer()
-    text = row.get("transcript")
-    if "text" in cfg.modalities and not (text or "").strip():
-        if cfg.empty_text == "fail":
-            raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
-        if cfg.empty_text == "keep":
-            text = ""  # the text backbone sees the empty transcript ([CLS] [SEP] only)
+    text = _transcript(row, cfg)
     start, end = _interval(row)
-    with timer("decode"):
-        info = media.probe(row["media_path"])
-    if cfg.needs_video and not info.has_video:
-        raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
+    info = _probe(row, cfg, timer)
     duration = (end - start) if start is not None and end is not None else info.duration_s
     video_reports: list[media.DecodeReport] = []
     frames: dict[str, np.ndarray] = {}
@@ -299,7 +360,11 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
         track = None
         if policy.crop:
             assert detector is not None
-            track, face_ratio = _track_face(row, cfg, detector, policy, timer, video_reports)
+            if detected is None:
+                detected = detect_clips([row], cfg, detector, timer)[0]
+                assert detected is not None
+            video_reports.append(detected.report)
+            track, face_ratio = _track_face(cfg, detected, policy, timer)
         for fps, keys, step in _passes(cfg):
             sink = _Segments(keys, step, encoders, str(row["sample_id"]), cfg, timer)
             video_reports.append(media.DecodeReport())
@@ -322,6 +387,93 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
                                                           else 0),
                       coverage=min((r.coverage for r in reports), default=None),
                       encoded=encoded)
+
+
+def _transcript(row: dict[str, Any], cfg: ExtractConfig) -> str | None:
+    """The text the text backbone gets (``""`` for an empty one kept), per ``empty_text``."""
+    text = row.get("transcript")
+    if "text" in cfg.modalities and not (text or "").strip():
+        if cfg.empty_text == "fail":
+            raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
+        if cfg.empty_text == "keep":
+            text = ""  # the text backbone sees the empty transcript ([CLS] [SEP] only)
+    return text
+
+
+def _probe(row: dict[str, Any], cfg: ExtractConfig, timer: Timer) -> media.MediaInfo:
+    """The clip's container header; a clip without the video its keys need fails here."""
+    with timer("decode"):
+        info = media.probe(row["media_path"])
+    if cfg.needs_video and not info.has_video:
+        raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
+    return info
+
+
+def _detect_batch(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
+                  policy: FacePolicy, timer: Timer) -> list[Detected | None]:
+    """:func:`detect_clips` for the rows that get that far (the others fail in
+    :func:`prepare_clip` as they would alone, before any detection)."""
+    if not (policy.crop and cfg.needs_video and models.detector is not None):
+        return [None] * len(rows)
+    wanted: list[dict[str, Any] | None] = []
+    for row in rows:
+        try:
+            _transcript(row, cfg)
+            _probe(row, cfg, timer)
+        except ClipError:
+            wanted.append(None)
+        else:
+            wanted.append(row)
+    return detect_clips(wanted, cfg, models.detector, timer)
+
+
+Prepared = tuple[list[tuple[dict[str, Any], ClipInputs]], list[Failure]]
+
+
+def prepare_batch(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
+                  policy: FacePolicy, timer: Timer) -> Prepared:
+    """Decode and crop a batch of clips (faces detected across the batch): the clips ready
+    for the backbones, and a failure per clip that is not."""
+    detected = _detect_batch(rows, cfg, models, policy, timer)
+    ready: list[tuple[dict[str, Any], ClipInputs]] = []
+    failures: list[Failure] = []
+    for row, found in zip(rows, detected, strict=True):
+        try:
+            ready.append((row, prepare_clip(row, cfg, models.detector, policy, timer,
+                                            encoders=models.encoders, detected=found)))
+        except ClipError as err:
+            failures.append(err.to_failure(str(row["sample_id"]), str(row["split"])))
+    return ready, failures
+
+
+def _prepared_batches(batches: Sequence[Sequence[dict[str, Any]]], cfg: ExtractConfig,
+                      models: Models, policy: FacePolicy, timer: Timer) -> Iterator[Prepared]:
+    """Each batch prepared, in order; with ``cfg.prefetch`` the next batch is prepared on a
+    second thread while the caller encodes the current one.
+
+    At most one batch is prepared ahead (its short clips' crops, a few tens of MB at the
+    default ``batch_clips``), so memory stays bounded. Decoding (PyAV) and MTCNN release the
+    GIL, so on a GPU the backbones no longer wait for the CPU work of the next batch, and on
+    a CPU that work uses a core the backbones leave idle. An error other than a clip's own
+    (a bug, an interrupt) surfaces in the caller when it asks for that batch.
+    """
+    if not cfg.prefetch or len(batches) < 2:
+        for batch in batches:
+            yield prepare_batch(batch, cfg, models, policy, timer)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        ahead: Future[Prepared] = pool.submit(prepare_batch, batches[0], cfg, models, policy,
+                                              timer)
+        try:
+            for k in range(len(batches)):
+                with timer("prefetch_wait"):
+                    current = ahead.result()
+                if k + 1 < len(batches):
+                    ahead = pool.submit(prepare_batch, batches[k + 1], cfg, models, policy,
+                                        timer)
+                yield current
+        finally:
+            ahead.cancel()  # the caller stopped early: the batch ahead is not needed
 
 
 def _passes(cfg: ExtractConfig) -> list[tuple[float, list[str], int]]:
@@ -365,7 +517,8 @@ def _encode_key(encoder: Any, key: str, inputs: list[Any]) -> np.ndarray:
 def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
                   policy: FacePolicy, timer: Timer | None = None,
                   ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[Failure]]:
-    """Extract a list of sample-table rows.
+    """Extract a list of sample-table rows, ``cfg.batch_clips`` clips per backbone batch
+    (the next batch decoded and cropped meanwhile when ``cfg.prefetch``).
 
     Returns:
         ``(kept_rows, features, failures)``: the rows that succeeded, with ``duration_s``,
@@ -379,14 +532,9 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
     kept: list[dict[str, Any]] = []
     feats: dict[str, list[np.ndarray]] = {k: [] for k in cfg.modalities}
     failures: list[Failure] = []
-    for start in range(0, len(rows), cfg.batch_clips):
-        batch: list[tuple[dict[str, Any], ClipInputs]] = []
-        for row in rows[start:start + cfg.batch_clips]:
-            try:
-                batch.append((row, prepare_clip(row, cfg, models.detector, policy, timer,
-                                                encoders=models.encoders)))
-            except ClipError as err:
-                failures.append(err.to_failure(str(row["sample_id"]), str(row["split"])))
+    batches = [rows[i:i + cfg.batch_clips] for i in range(0, len(rows), cfg.batch_clips)]
+    for batch, prepare_failures in _prepared_batches(batches, cfg, models, policy, timer):
+        failures.extend(prepare_failures)
         if not batch:
             continue
         encoded, errors = _encode_batch(models, cfg, [c for _, c in batch], timer)

@@ -182,6 +182,10 @@ class ExtractConfig:
     keeps the clip with a zero text vector.
 
     ``decode``: how much damage a stream may have and still be used (:class:`DecodeSpec`).
+
+    Run settings that leave the features as they are (not in the store's identity):
+    ``batch_clips`` (clips per backbone batch) and ``prefetch`` (decode, detect and crop the
+    next batch on a second thread while the backbones encode the current one).
     """
 
     modalities: tuple[str, ...] = MODALITIES
@@ -200,6 +204,7 @@ class ExtractConfig:
     empty_text: Literal["keep", "fail", "skip_text"] = "keep"
     dtype: Literal["float16", "float32"] = "float16"
     batch_clips: int = 8
+    prefetch: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
