@@ -1,7 +1,8 @@
 """AFEW-VA end to end from the command line: a generated sample (folders of frames with
 per-frame valence and arousal) extracted through face cropping and both video backbones (random
 weights, the small r3d_18 for frames_3d), the clip means stored as the targets, and `eval
---protocol avce` scoring CCC, PCC, RMSE and SAGR per target."""
+--protocol avce` scoring CCC, PCC, RMSE and SAGR per target (the saved head, run again on the
+stored test features, gives the same CCC by Lin's formula)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli import app
+from heads.checkpoint import load_predictor
+from heads.evaluation.run import load_split
+from pipeline.store import open_store
 
 runner = CliRunner()
 CLIPS = 8
@@ -71,3 +76,26 @@ def test_afewva_sample_extracts_its_clip_means_and_avce_scores_each_target(
         assert math.isfinite(ccc) and -1 <= ccc <= 1
     assert metrics["summary"]["test"]["ccc"]["mean"] == pytest.approx(
         np.mean([per_target[n]["ccc"] for n in ("valence", "arousal")]))
+    pred, truth = saved_predictions(out / "classifier.pt", store)
+    np.testing.assert_allclose(truth, [expected[r["sample_id"]] for r in index
+                                       if r["split"] == "test"], atol=1e-6)
+    for k, name in enumerate(("valence", "arousal")):
+        assert per_target[name]["ccc"] == pytest.approx(concordance(pred[:, k], truth[:, k]),
+                                                        abs=1e-5)
+
+
+def saved_predictions(classifier: Path, store: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The saved AVCE head on the stored test features, and the stored test targets."""
+    model, meta = load_predictor(classifier)
+    with open_store(store) as fs:
+        test = load_split(fs, meta["layout"], "test", torch.device("cpu"), task="regression")
+    assert test is not None
+    with torch.no_grad():
+        pred = model({m: x.float() for m, x in test.inputs.items()})
+    return pred.numpy().astype(np.float64), test.targets.numpy().astype(np.float64)
+
+
+def concordance(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance: 2 cov / (var x + var y + (mean x - mean y)^2), population moments."""
+    cov = np.mean((x - x.mean()) * (y - y.mean()))
+    return float(2 * cov / (x.var() + y.var() + (x.mean() - y.mean()) ** 2))

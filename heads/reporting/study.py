@@ -23,8 +23,9 @@ Below the paper's tables, the heads of two other systems on the same downstream 
 (``systems``; :mod:`heads.reporting.study_systems`): CLEF's text prototypes, trained and
 zero-shot, and AVCE's valence/arousal regression in a table of its own
 (``OUT/<dataset>/results_regression.csv`` and ``OUT/results_regression.csv``). None of them has
-numbers in the paper, so their rows show no paper value. A store with continuous targets and no classes (AFEW-VA) is a downstream store too: its
-classification rows are skipped, its AVCE row runs.
+numbers in the paper, so their rows show no paper value. A store with continuous targets and
+no classes (AFEW-VA) is a downstream store too: its classification rows are skipped, its AVCE
+row runs.
 
 A row that cannot run (Instance-Cont without augmented views, a modality a store lacks) stays
 in its table, marked skipped with the reason. A re-run with the same ``OUT`` pretrains and evaluates
