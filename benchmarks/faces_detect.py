@@ -2,12 +2,14 @@
 
 Prints, on one thread of the CPU (and on CUDA when there is one):
 
-1. milliseconds per frame of batched ``FaceDetector.detect`` for 640x360 and 1280x720 frames,
-   over batch sizes and ``min_face_size`` values (does the face survive each setting?);
+1. milliseconds per frame (and frames/s) of batched ``FaceDetector.detect`` for 640x360 and
+   1280x720 frames, over batch sizes and ``min_face_size`` values (does the face survive each
+   setting?);
 2. how well the crop boxes follow a moving face when faces are detected at 1, 4 or 25 fps and
    interpolated to the 16-fps crop times (IoU with the true box), for several smoothings.
 
-Usage: python benchmarks/faces_detect.py [--repeats 3] [--seconds 6]
+Usage: python benchmarks/faces_detect.py [--repeats 3] [--seconds 6] [--device cuda]
+       [--batches 1,32,128] [--skip-rate]
 """
 
 from __future__ import annotations
@@ -53,18 +55,21 @@ def time_detect(detector: FaceDetector, frames: list[np.ndarray], repeats: int) 
     return 1000 * best / len(frames)
 
 
-def speed_table(device: str, repeats: int) -> None:
+def speed_table(device: str, repeats: int, batches: list[int], min_faces: list[int]) -> None:
     print(f"\n== MTCNN.detect on {device}, {torch.get_num_threads()} thread(s) ==")
-    print(f"{'frame':>10} {'min_face':>8} {'batch':>5} {'ms/frame':>9} {'face p':>8}")
+    print(f"{'frame':>10} {'min_face':>8} {'batch':>5} {'ms/frame':>9} {'frames/s':>9} "
+          f"{'face p':>8}")
     for size, side in (((360, 640), 180), ((720, 1280), 360)):
         frame = frame_with_head(size[1] * 0.55, size[0] * 0.25, side, size)
-        for min_face in (20, 40, 60):
-            detector = FaceDetector(FaceSpec(min_face_size=min_face), device=device)
-            for batch in (1, 8):
+        for min_face in min_faces:
+            detector = FaceDetector(FaceSpec(min_face_size=min_face), device=device,
+                                    batch_size=max(batches))
+            for batch in batches:
                 ms = time_detect(detector, [frame] * batch, repeats)
                 found = detector.detect([frame])[0]
                 prob = f"{found[0, 4]:.4f}" if found is not None else "lost"
-                print(f"{size[1]}x{size[0]:<4} {min_face:>8} {batch:>5} {ms:>9.1f} {prob:>8}")
+                print(f"{size[1]}x{size[0]:<4} {min_face:>8} {batch:>5} {ms:>9.1f} "
+                      f"{1000 / ms:>9.1f} {prob:>8}")
 
 
 def moving_path(t: np.ndarray, amplitude: float, period: float) -> tuple[np.ndarray, np.ndarray]:
@@ -123,13 +128,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--skip-speed", action="store_true", help="only the detection-rate table")
+    parser.add_argument("--skip-rate", action="store_true", help="only the speed table")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                        help="speed table on the CPU, on CUDA, or both (CUDA when there is one)")
+    parser.add_argument("--batches", default="1,8",
+                        help="frames per detect call, comma-separated (the GPU suite: 1,32,128)")
+    parser.add_argument("--min-faces", default="20,40,60", help="min_face_size values")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    batches = [int(b) for b in args.batches.split(",")]
+    min_faces = [int(m) for m in args.min_faces.split(",")]
     if not args.skip_speed:
-        speed_table("cpu", args.repeats)
-    if torch.cuda.is_available():
-        speed_table("cuda", args.repeats)
-    rate_table(args.seconds)
+        if args.device in ("all", "cpu"):
+            speed_table("cpu", args.repeats, batches, min_faces)
+        if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
+            speed_table("cuda", args.repeats, batches, min_faces)
+    if not args.skip_rate:
+        rate_table(args.seconds)
 
 
 if __name__ == "__main__":

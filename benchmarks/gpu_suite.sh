@@ -16,7 +16,9 @@
 #      samples/s at batch 4096 and D 4096 (eager and torch.compile) with the fraction of the bf16
 #      peak and peak GPU memory (trainer_throughput.py);
 #   5. the tests marked gpu (CUDA paths of the streamed data and the backbones);
-#   6. hooks for the extraction figures (clips/s end to end, batched MTCNN frames/s).
+#   6. extraction: batched MTCNN frames/s (faces_detect.py), and clips/s end to end against
+#      the backbones alone, with and without prefetching, the GPU's busy fraction and MELD's
+#      projected time (extract_efficiency.py).
 #
 # Packages the GPU machine lacks are installed first, offline, from the wheels that
 # benchmarks/gpu_wheels.sh gathers into build/gpu-wheels/ (carry that folder to the machine).
@@ -95,16 +97,26 @@ install_missing() {
   fi
 }
 
-# ---- Hooks for the extraction figures (owners: pipeline/extract.py, pipeline/faces.py).
-# Replace each body with the command that prints the figure; dask, distributed, av and
-# facenet-pytorch are installed by install_missing. Keep each under about a minute on the GPU.
+# ---- The extraction figures: MTCNN frames/s by batch size, and extraction clips/s end to end
+# against the backbones alone, with and without prefetching, the GPU's busy fraction and
+# MELD's projected time (the default real-size backbones, random weights).
 extraction_figures() {
-  echo "extraction clips/s end to end on the GPU: not measured by this suite yet" \
-       "(hook: extraction_figures in benchmarks/gpu_suite.sh)"
+  if [ "$dry" -eq 1 ]; then
+    run 180 "$python" benchmarks/extract_efficiency.py --device cpu --clips 1 --repeats 1 \
+      --toy --skip-cluster --batch-clips 1
+  else
+    run 300 "$python" benchmarks/extract_efficiency.py --device cuda --clips 48 --repeats 1 \
+      --skip-cluster
+  fi
 }
 mtcnn_figures() {
-  echo "MTCNN frames/s, batched on the GPU: not measured by this suite yet" \
-       "(hook: mtcnn_figures in benchmarks/gpu_suite.sh)"
+  if [ "$dry" -eq 1 ]; then
+    run 60 "$python" benchmarks/faces_detect.py --device cpu --batches 1,2 --min-faces 40 \
+      --repeats 1 --skip-rate
+  else
+    run 90 "$python" benchmarks/faces_detect.py --device cuda --batches 1,32,128 \
+      --min-faces 20 --repeats 2 --skip-rate
+  fi
 }
 
 section "1. machine"
@@ -158,12 +170,12 @@ if [ "$dry" -eq 1 ]; then
   echo "skipped in a dry run (they need CUDA)"
 else
   run 120 "$python" -m pytest -q -m gpu -p no:cacheprovider tests/heads/test_data.py \
-    tests/pipeline/test_backbones.py
+    tests/pipeline/test_backbones.py tests/pipeline/test_backbones_device.py
 fi
 
-section "6. extraction (hooks)"
-extraction_figures
+section "6. extraction"
 mtcnn_figures
+extraction_figures
 
 section "done: $failed failed section(s)"
 [ "$failed" -eq 0 ]

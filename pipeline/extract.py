@@ -54,10 +54,12 @@ class ClipInputs:
 
 @dataclass
 class Models:
-    """What a worker loads once: the encoders of the extracted modalities and the detector."""
+    """What a worker loads once: the encoders of the extracted modalities and the detector,
+    on ``device``."""
 
     encoders: dict[str, Any]
     detector: faces_mod.FaceDetector | None
+    device: str = "cpu"
 
 
 class Timer:
@@ -452,7 +454,8 @@ def _prepared_batches(batches: Sequence[Sequence[dict[str, Any]]], cfg: ExtractC
     second thread while the caller encodes the current one.
 
     At most one batch is prepared ahead (its short clips' crops, a few tens of MB at the
-    default ``batch_clips``), so memory stays bounded. Decoding (PyAV) and MTCNN release the
+    default ``batch_clips``; :data:`pipeline.extract_config.BATCH_CLIPS` has the figures), so
+    memory stays bounded. Decoding (PyAV) and MTCNN release the
     GIL, so on a GPU the backbones no longer wait for the CPU work of the next batch, and on
     a CPU that work uses a core the backbones leave idle. An error other than a clip's own
     (a bug, an interrupt) surfaces in the caller when it asks for that batch.
@@ -517,8 +520,9 @@ def _encode_key(encoder: Any, key: str, inputs: list[Any]) -> np.ndarray:
 def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
                   policy: FacePolicy, timer: Timer | None = None,
                   ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[Failure]]:
-    """Extract a list of sample-table rows, ``cfg.batch_clips`` clips per backbone batch
-    (the next batch decoded and cropped meanwhile when ``cfg.prefetch``).
+    """Extract a list of sample-table rows, ``cfg.batch_clips`` clips per backbone batch (by
+    default 8 on a CPU, 64 on a GPU), the next batch decoded and cropped meanwhile when
+    ``cfg.prefetch``.
 
     Returns:
         ``(kept_rows, features, failures)``: the rows that succeeded, with ``duration_s``,
@@ -532,7 +536,8 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
     kept: list[dict[str, Any]] = []
     feats: dict[str, list[np.ndarray]] = {k: [] for k in cfg.modalities}
     failures: list[Failure] = []
-    batches = [rows[i:i + cfg.batch_clips] for i in range(0, len(rows), cfg.batch_clips)]
+    size = cfg.clips_per_batch(models.device)
+    batches = [rows[i:i + size] for i in range(0, len(rows), size)]
     for batch, prepare_failures in _prepared_batches(batches, cfg, models, policy, timer):
         failures.extend(prepare_failures)
         if not batch:

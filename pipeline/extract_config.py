@@ -168,6 +168,17 @@ class DecodeSpec:
 
 MODALITIES = ("frames_2d", "frames_3d", "audio", "text")
 
+BATCH_CLIPS = {"cpu": 8, "cuda": 64}
+"""Clips per backbone batch by device. On a CPU the backbones' own batch sizes are reached
+with a few clips; a GPU needs many clips' units per call to fill it (64 clips of 3-4 s are
+about 250 frames at 1 fps and 400 16-frame windows), and with prefetching two batches of
+short clips' crops are held (about 1 GB at 64 clips of 4 s, 16 fps, 180 px, 3 views)."""
+
+GPU_UNITS_PER_CALL = {"frames_2d": 256, "frames_3d": 32, "audio": 64, "text": 256}
+"""Units per backbone call on a GPU, where a key's ``units_per_call`` is not given: calls big
+enough to keep an H100-class GPU's tensor cores busy in bf16 and small enough for a 16 GB one
+(ResNet-152 at 224 px, 256 frames; the 3D ResNet-101, 32 windows of 16 frames)."""
+
 
 @dataclass(frozen=True)
 class ExtractConfig:
@@ -184,8 +195,11 @@ class ExtractConfig:
     ``decode``: how much damage a stream may have and still be used (:class:`DecodeSpec`).
 
     Run settings that leave the features as they are (not in the store's identity):
-    ``batch_clips`` (clips per backbone batch) and ``prefetch`` (decode, detect and crop the
-    next batch on a second thread while the backbones encode the current one).
+    ``batch_clips`` (clips per backbone batch; None: :data:`BATCH_CLIPS` for the device),
+    ``units_per_call`` (key -> frames, windows or clips per backbone call; a key not given:
+    the backbone's own on a CPU, :data:`GPU_UNITS_PER_CALL` on a GPU) and ``prefetch``
+    (decode, detect and crop the next batch on a second thread while the backbones encode
+    the current one).
     """
 
     modalities: tuple[str, ...] = MODALITIES
@@ -203,7 +217,8 @@ class ExtractConfig:
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     empty_text: Literal["keep", "fail", "skip_text"] = "keep"
     dtype: Literal["float16", "float32"] = "float16"
-    batch_clips: int = 8
+    batch_clips: int | None = None
+    units_per_call: dict[str, int] = field(default_factory=dict)
     prefetch: bool = True
     seed: int = 0
 
@@ -224,12 +239,30 @@ class ExtractConfig:
         for name in ("fps_2d", "fps_3d", "detect_fps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.batch_clips < 1:
-            raise ConfigError(f"batch_clips must be at least 1, got {self.batch_clips}")
+        if self.batch_clips is not None and self.batch_clips < 1:
+            raise ConfigError(f"batch_clips must be at least 1 (or null: by device), got "
+                              f"{self.batch_clips}")
+        bad_units = {k: v for k, v in self.units_per_call.items()
+                     if k not in MODALITIES or not isinstance(v, int) or v < 1}
+        if bad_units:
+            raise ConfigError(f"units_per_call: invalid {bad_units} (keys among "
+                              f"{list(MODALITIES)}, values >= 1)")
+
+    def clips_per_batch(self, device: str) -> int:
+        """``batch_clips``, or the device's default when it is None."""
+        if self.batch_clips is not None:
+            return self.batch_clips
+        return BATCH_CLIPS["cuda" if device.startswith("cuda") else "cpu"]
+
+    def units(self, key: str, device: str) -> int | None:
+        """Units per backbone call for ``key`` on ``device`` (None: the backbone's own)."""
+        if key in self.units_per_call:
+            return self.units_per_call[key]
+        return GPU_UNITS_PER_CALL.get(key) if device.startswith("cuda") else None
 
     @property
     def needs_video(self) -> bool:
         return "frames_2d" in self.modalities or "frames_3d" in self.modalities
 
 
-__all__ = ["MODALITIES", "AugmentSpec", "DecodeSpec", "ExtractConfig", "FaceSpec"]
+__all__ = ["BATCH_CLIPS", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec", "DecodeSpec", "ExtractConfig", "FaceSpec"]

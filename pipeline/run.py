@@ -200,10 +200,11 @@ def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
         encoders = {}
         for modality in cfg.modalities:
             encoders[modality] = load_encoder(cfg.backbones[modality],
-                                              weights=cfg.weights.get(modality), device=device)
+                                              weights=cfg.weights.get(modality), device=device,
+                                              batch_size=cfg.units(modality, device))
         detector = FaceDetector(cfg.faces, device=device) if (
             policy.crop and cfg.needs_video) else None
-        _MODELS[key] = Models(encoders, detector)
+        _MODELS[key] = Models(encoders, detector, device)
     return _MODELS[key]
 
 

@@ -97,7 +97,7 @@ def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -
                   **spec.preprocessing()}
     return UnitEncoder(name=spec.name, key=spec.key, dim=spec.dim, model=model, device=dev,
                        batch_size=spec.batch_size, split=_frames, prepare=prepare,
-                       provenance=provenance)
+                       provenance=provenance, channels_last=True)
 
 
 def _frames(clip: np.ndarray) -> list[np.ndarray]:
