@@ -38,6 +38,7 @@ from pipeline.config import ConfigError, file_sha256
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
 from pipeline.devices import DeviceError
+from pipeline.errors import UserError
 from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
 from pipeline.failures import failures_table
 from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
@@ -416,7 +417,6 @@ def _with_label_texts(loc: store_mod.Location, manifest: StoreManifest) -> Store
     """The complete store with its label texts embedded by its text backbone, on the driver's
     CPU (a few dozen texts): CLEF's prototypes (:mod:`pipeline.label_texts`). A store they
     cannot be made for stays complete without them, and says how to add them later."""
-    from pipeline.errors import UserError
     from pipeline.label_texts import add_label_texts, available
 
     problem = available(manifest)
@@ -441,7 +441,7 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
                initial: int) -> dict[int, store_mod.ShardResult]:
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     client = _make_client(opts, device)
     log.info("Dask dashboard: %s", client.dashboard_link)
@@ -456,7 +456,10 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
         clips, failed = initial, 0
         for future in as_completed(futures):
             k = futures[future]
-            results[k] = future.result()
+            try:
+                results[k] = future.result()
+            except KilledWorker as err:
+                raise ShardCrashError(_crash_message(k, plan[k], err)) from None
             clips += len(plan[k])
             failed += results[k].failures.num_rows
             if on_progress:
@@ -466,6 +469,23 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
         client.close()
         if client.cluster is not None:
             client.cluster.close()
+
+
+class ShardCrashError(UserError):
+    """A shard's task killed every worker that ran it (Dask's ``KilledWorker``)."""
+
+
+def _crash_message(k: int, rows: list[dict[str, Any]], err: Exception) -> str:
+    """What to do about a shard that keeps killing its workers: the clips it holds (one of
+    them is the likeliest cause: a very long or broken file exhausting the worker's memory)
+    and how to isolate it."""
+    ids = [str(r["sample_id"]) for r in rows]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return (f"shard {k} ({len(ids)} clips: {shown}) killed every worker that ran it "
+            f"({type(err).__name__}: {str(err)[:200]}). The usual cause is memory: give each "
+            "worker more (--slurm-memory, or fewer workers per node) or run again with "
+            "--shard-size 1 to find the clip; completed shards are kept, so the same command "
+            "resumes.")
 
 
 def _check_gpu_workers(client: Any) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -230,3 +231,41 @@ def test_a_full_disk_then_a_rerun(meld_sample: Path, meld_clips: list[str], sche
     assert (lost, duplicates) == (0, 0)
     fault_log("full disk (ENOSPC) writing a shard, then store.json; rerun", runs=3, lost=lost,
               duplicates=duplicates, outcome="each stopped naming the file; rerun completed")
+
+
+def test_a_shard_that_kills_every_worker_is_named_then_the_rerun_completes(
+        meld_sample: Path, meld_clips: list[str], scheduler: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, account: Callable, fault_log: Callable) -> None:
+    """A shard whose task kills every worker it runs on (a clip exhausting the worker's
+    memory) ends in Dask's ``KilledWorker``: the run stops with one message naming the shard,
+    its clips and what to do, finished shards stay, and a rerun (with the cause gone)
+    completes the store."""
+    from distributed import KilledWorker
+
+    import pipeline.run
+    from pipeline.run import ShardCrashError
+
+    out = tmp_path / "store"
+    real = pipeline.run.extract_shard
+
+    def dies_on_shard_1(url: str, k: int, *args: object, **kwargs: object) -> object:
+        if k == 1:
+            worker = SimpleNamespace(address="tcp://10.0.0.7:40123")
+            raise KilledWorker(task=f"shard-{k}", last_worker=worker, allowed_failures=3)
+        return real(url, k, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.run, "extract_shard", dies_on_shard_1)
+        with pytest.raises(ShardCrashError) as err:
+            _extract(meld_sample, out, scheduler, shard_size=2)
+    message = str(err.value)
+    assert message.startswith(f"shard 1 (2 clips: {meld_clips[2]}, {meld_clips[3]}) killed "
+                              "every worker that ran it")
+    assert "--shard-size 1" in message and "resumes" in message and "10.0.0.7" in message
+    _extract(meld_sample, out, scheduler, shard_size=2)
+    assert verify_store(out).ok
+    lost, duplicates = account(out, set(meld_clips[:LIMIT]))
+    assert (lost, duplicates) == (0, 0)
+    fault_log("a shard killing every worker it runs on (KilledWorker), then a rerun", runs=2,
+              lost=lost, duplicates=duplicates,
+              outcome="stopped naming the shard and its clips (exit 2); rerun completed")
