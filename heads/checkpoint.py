@@ -115,9 +115,10 @@ def _load_plain(path: Path, *, map_location: str | torch.device) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
         # torch's weights-only message is long and advises weights_only=False (unsafe here);
-        # its "Unsupported global" line is the fact.
+        # its "Unsupported global" line (a class) or "unsupported GLOBAL" line (a function,
+        # e.g. os.mkdir) is the fact.
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "Unsupported global" in ln),
+        reason = next((ln for ln in lines if "unsupported global" in ln.lower()),
                       lines[0] if lines else type(err).__name__)
         # keep the fact, not torch's advice on how to allow the class
         reason = reason.split(" was not an allowed global")[0].split(". ")[0]

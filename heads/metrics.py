@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
-                             multilabel_confusion_matrix, precision_recall_fscore_support)
 
 #: The scalar metrics every result carries (single- and multi-label), in table order.
 HEADLINE = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "f1_macro")
@@ -77,6 +75,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
         ``per_class`` (name -> precision, recall, f1, support); ``confusion`` [C, C] counts, rows
         = truth, columns = prediction, in ``label_names`` order.
     """
+    from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
+                                 precision_recall_fscore_support)  # 3 s to import: when used
+
     y_true, y_pred = _check_pair(y_true, y_pred, 1)
     classes = np.arange(len(label_names))
     _check_range(y_true, len(label_names), "y_true")
@@ -118,6 +119,9 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray,
         weighted_accuracy, tp, fp, fn, tn); ``confusion`` [L, 2, 2] (per label
         ``[[TN, FP], [FN, TP]]``).
     """
+    from sklearn.metrics import (accuracy_score, f1_score, multilabel_confusion_matrix,
+                                 precision_recall_fscore_support)  # 3 s to import: when used
+
     for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
         if not np.isin(np.asarray(arr), (0, 1)).all():
             raise ValueError(f"{name} must hold only 0 and 1 (threshold probabilities first)")

@@ -33,8 +33,6 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
-from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor, nn
 
 from heads.config import EvalConfig, ModelConfig, warmup_steps
@@ -277,6 +275,8 @@ def make_loss(targets: Tensor, outputs: int, *, multilabel: bool, class_weights:
 
 def _inverse_weights(y: np.ndarray, outputs: int, multilabel: bool) -> np.ndarray:
     """``negatives / positives`` per label, or ``n / (C * n_c)`` per class present."""
+    from sklearn.utils.class_weight import compute_class_weight  # 3 s to import: when used
+
     if multilabel:
         pos = y.sum(0)
         none = [i for i, p in enumerate(pos) if p == 0]
@@ -474,6 +474,8 @@ def decide(logits: Tensor, multilabel: bool) -> tuple[np.ndarray, np.ndarray]:
 def score_split(model: ProbeModel, data: LabelledSplit, loss_fn: nn.Module, represented: bool,
                 batch_size: int) -> dict[str, float]:
     """Validation loss (same weighting as training) and weighted F1 of ``data``."""
+    from sklearn.metrics import f1_score  # 3 s to import: when used
+
     logits, _ = predict(model, data, represented=represented, batch_size=batch_size)
     with torch.no_grad():
         loss = float(loss_fn(logits, data.targets))
