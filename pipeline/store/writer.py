@@ -252,9 +252,31 @@ def finalize(loc: Location, *, identity: StoreIdentity, modalities: Mapping[str,
         created=datetime.now(UTC).isoformat(timespec="seconds"), config=config,
         software=software, timings=timings, options=options, merged_from=merged_from)
     loc.write_atomic(manifest_json(manifest), "store.json")
+    _remove_dead_partials(loc)
     log.info("%s: store complete, %d samples in %d shards, %d failures", loc.display,
              index.num_rows, len(shards), failures.num_rows)
     return manifest
+
+
+def _remove_dead_partials(loc: Location) -> None:
+    """Remove the half-written shard files (``shards/*.partial``) of tasks that died (a worker
+    killed mid-write) from a complete local store.
+
+    Every shard is complete once ``store.json`` is written, so a ``.partial`` file is the
+    unfinished copy of a finished shard. A task orphaned by a killed driver could still be
+    writing one; it then fails to publish, harmlessly (the shard is in place), and nothing
+    waits for it. Best effort: a file that cannot be removed stays (verify notes it).
+    """
+    if not loc.is_local:
+        return  # object stores write shards from a local scratch copy: nothing is left there
+    for leftover in Path(loc.path(SHARD_DIR)).glob("*.partial"):
+        try:
+            if leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink()
+                log.info("%s: removed %s, left by a task that died writing it", loc.display,
+                         leftover.name)
+        except OSError as err:
+            log.warning("%s: could not remove %s (%s)", loc.display, leftover.name, err)
 
 
 def write_arrays(url: str | Path, *, dataset: str, sample_ids: Sequence[str],
