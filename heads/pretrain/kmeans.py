@@ -44,13 +44,17 @@ class CosineKMeans:
             first).
         warm_start: each :meth:`fit` starts from the previous centroids; ``False`` seeds afresh
             every time (the reference code's refit).
+        sync: read the convergence test on the host and stop early (None: on a CPU, not on
+            CUDA, where the converged centroids are frozen on the device instead). The
+            centroids are the same either way.
 
     Raises:
         ValueError: clusters < 1, iterations < 1, tol < 0 or an unknown ``centroids``.
     """
 
     def __init__(self, clusters: int, *, iterations: int = 10, tol: float = 1e-4,
-                 seed: int = 0, centroids: str = "mean", warm_start: bool = True) -> None:
+                 seed: int = 0, centroids: str = "mean", warm_start: bool = True,
+                 sync: bool | None = None) -> None:
         if clusters < 1 or iterations < 1 or tol < 0 or centroids not in CENTROIDS:
             raise ValueError(f"CosineKMeans: need clusters >= 1, iterations >= 1, tol >= 0, "
                              f"centroids in {CENTROIDS}; got clusters={clusters}, "
@@ -60,6 +64,7 @@ class CosineKMeans:
         self.tol = tol
         self.mode = centroids
         self.warm_start = warm_start
+        self.sync = sync
         # CPU generator: the same draws on any device, and its state fits in a checkpoint.
         self.generator = torch.Generator().manual_seed(seed)
         self.centroids: Tensor | None = None
@@ -76,12 +81,18 @@ class CosineKMeans:
         points, unit = self._check(x)
         start = self.centroids if self.warm_start else None
         c = start if start is not None else self._init_plus_plus(points, unit)
+        # On a GPU the early stop would read ``moved`` on the host every iteration (a
+        # synchronisation that stalls the step): there every iteration runs and the centroids
+        # stop changing once converged, which gives the same centroids as stopping.
+        wait = x.device.type != "cuda" if self.sync is None else self.sync
+        converged = torch.zeros((), dtype=torch.bool, device=c.device)
         for _ in range(self.iterations):
             labels = self._assign(unit, c)
             updated = self._update(points, unit, labels, c)
             moved = (1 - (F.normalize(updated, dim=1) * F.normalize(c, dim=1)).sum(dim=1)).max()
-            c = updated
-            if moved <= self.tol:
+            c = torch.where(converged, c, updated)
+            converged = converged | (moved <= self.tol)
+            if wait and bool(converged):
                 break
         self.centroids = c
         return self._assign(unit, c)
@@ -129,14 +140,15 @@ class CosineKMeans:
         sums = torch.zeros_like(previous).index_add_(0, labels, points)
         counts = torch.bincount(labels, minlength=self.clusters)
         empty = counts == 0
-        if bool(empty.any()):
-            # An empty cluster restarts at the points the current centroids fit worst: a
-            # deterministic choice that puts it where it can take members next iteration.
-            fit = (unit @ F.normalize(previous, dim=1).T).max(dim=1).values
-            worst = fit.topk(int(empty.sum()), largest=False).indices
-            sums[empty] = points[worst]
-            counts = counts.clone()
-            counts[empty] = 1
+        # An empty cluster restarts at the points the current centroids fit worst: the i-th
+        # empty cluster (in index order) takes the i-th worst point, a deterministic choice
+        # that puts it where it can take members next iteration. Computed whether or not a
+        # cluster is empty, so that nothing is read on the host.
+        fit = (unit @ F.normalize(previous, dim=1).T).max(dim=1).values
+        worst = fit.topk(self.clusters, largest=False).indices
+        rank = (empty.cumsum(0) - 1).clamp_min(0)
+        sums = torch.where(empty.unsqueeze(1), points[worst[rank]], sums)
+        counts = torch.where(empty, torch.ones_like(counts), counts)
         if self.mode == "normalized":
             return F.normalize(sums, dim=1)
         return sums / counts.unsqueeze(1).to(sums.dtype)

@@ -71,12 +71,15 @@ def train_step(model: ConCluGenHeads, objective: Objective, optimizer: torch.opt
         group["lr"] = lr
     with autocast(next(model.parameters()).device):
         parts = objective(model, batch, epoch=epoch)
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    # The step's one read on the host, after the backward pass is queued (on a GPU, reading
+    # the loss before it would leave the GPU idle while the host queues the backward pass).
     values = dict(zip(parts, torch.stack([v.detach().float() for v in parts.values()]).tolist()))
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
+        optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(step, epoch, bad, last_checkpoint)
-    optimizer.zero_grad(set_to_none=True)
-    parts["loss"].backward()
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -192,8 +195,10 @@ def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
     torch.manual_seed(cfg.seed)
     mspec = model_spec(cfg, layout.dims)
     model = ConCluGenHeads(mspec).to(dev)
+    # fused: one kernel for the whole update on CUDA (the same arithmetic).
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
-                                  weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
+                                  weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas,
+                                  fused=dev.type == "cuda")
     static = {"format": FORMAT, "objective": cfg.objective, "config": cfg.to_dict(),
               "store_id": fs.store_id, "store_url": fs.url, "dataset": fs.dataset,
               # What evaluation compares: any store with these vectors for these keys.

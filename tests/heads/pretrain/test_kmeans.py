@@ -169,3 +169,35 @@ def test_reset_forgets_the_queue_and_the_centroids() -> None:
     assert len(online.queue) == 3 and online.kmeans.centroids is not None
     online.reset()
     assert len(online.queue) == 0 and online.kmeans.centroids is None
+
+
+@pytest.mark.parametrize("centroids", ["mean", "normalized"])
+def test_the_gpu_path_without_host_reads_gives_the_same_centroids(centroids: str) -> None:
+    """On CUDA every Lloyd iteration runs and converged centroids are frozen on the device
+    (no host read per iteration); the early-stopping CPU path gives bitwise the same."""
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(96, 6, generator=g) for _ in range(4)]
+    batches.append(torch.randn(96, 6, generator=g) * 1e-3 + 5)  # one tight blob: empties
+    waits, frees = (CosineKMeans(5, seed=1, centroids=centroids, sync=s) for s in (True, False))
+    for x in batches:
+        assert torch.equal(waits.fit(x), frees.fit(x))
+        assert waits.centroids is not None and frees.centroids is not None
+        assert torch.equal(waits.centroids, frees.centroids)
+    assert CosineKMeans(2).sync is None  # by device: host reads on a CPU only
+
+
+def test_an_empty_cluster_takes_the_worst_fitted_points_in_cluster_order() -> None:
+    """Two empty clusters: the first (by index) restarts at the worst fitted point, the
+    second at the next worst; the others are the means of their members."""
+    km = CosineKMeans(4, iterations=1, seed=0)
+    points = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.05],
+                           [-0.7, -0.7]])
+    previous = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, -1.0]])
+    unit = torch.nn.functional.normalize(points, dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 0, 1])  # clusters 2 and 3 empty
+    updated = km._update(points, unit, labels, previous)
+    fit = (unit @ torch.nn.functional.normalize(previous, dim=1).T).max(dim=1).values
+    first, second = fit.argsort()[:2].tolist()
+    assert torch.equal(updated[2], points[first]) and torch.equal(updated[3], points[second])
+    torch.testing.assert_close(updated[0], points[[0, 1, 4]].mean(0))
+    torch.testing.assert_close(updated[1], points[[2, 3, 5]].mean(0))
