@@ -16,10 +16,11 @@ RUN apt-get update \
 WORKDIR /opt/conclugen
 COPY requirements.lock setup.cfg pyproject.toml ./
 # --no-deps: the lock pins every package, facenet-pytorch included (requirements-nodeps.in: not a
-# declared dependency, its stale torch<2.3 pins were overridden at lock time).
+# declared dependency, its stale torch<2.3 pins were overridden at lock time). --compile-bytecode:
+# workers import from cached bytecode (BENCHMARKS.md, worker start-up).
 RUN python3.11 -m venv /opt/venv \
  && pip install --no-cache-dir uv==0.13.9 \
- && uv pip install --no-cache --no-deps -r requirements.lock
+ && uv pip install --no-cache --no-deps --compile-bytecode -r requirements.lock
 
 # A regular (not editable) install, as from the wheel: `cli datasets` reads the manifests from
 # the installed package, not from this source folder.
