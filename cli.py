@@ -613,7 +613,9 @@ def study_cmd(
 @app.command("predict")
 @user_errors
 def predict_cmd(
-    video: Annotated[Path, typer.Argument(help="A video file (any container PyAV reads).")],
+    video: Annotated[Path, typer.Argument(
+        help="A video file (any container PyAV reads), or a clip's folder of frames (as "
+             "AFEW-VA releases them).")],
     run: Annotated[Path | None, typer.Option(
         help="The pretraining run with an evaluated classifier (linear, finetune, "
              "supervised); not needed with --classifier.")] = None,

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from heads.checkpoint import load_predictor
+from heads.evaluation.predict import run_predict
 from heads.evaluation.run import load_split
 from pipeline.store import open_store
 
@@ -82,6 +83,20 @@ def test_afewva_sample_extracts_its_clip_means_and_avce_scores_each_target(
     for k, name in enumerate(("valence", "arousal")):
         assert per_target[name]["ccc"] == pytest.approx(concordance(pred[:, k], truth[:, k]),
                                                         abs=1e-5)
+
+    # A new clip as AFEW-VA releases it (a folder of frames) through predict: the saved head
+    # on the folder's features extracted again as the store did = on the stored features.
+    first = next(r for r in index if r["split"] == "test")
+    folder = next(m.parent for m in raw.glob("*/*.json") if m.parent.name == first["sample_id"])
+    predicted = run_predict(folder, classifier=out / "classifier.pt", device="cpu")
+    stored = pred[[r["sample_id"] for r in index if r["split"] == "test"].index(
+        first["sample_id"])]
+    assert predicted["task"] == "regression"
+    assert [predicted["predictions"][n] for n in ("valence", "arousal")] == pytest.approx(
+        stored.tolist(), abs=0.02)
+    shown = runner.invoke(app, ["predict", str(folder), "--classifier",
+                                str(out / "classifier.pt"), "--device", "cpu"])
+    assert shown.exit_code == 0 and "valence" in shown.output, shown.output
 
 
 def saved_predictions(classifier: Path, store: Path) -> tuple[np.ndarray, np.ndarray]:

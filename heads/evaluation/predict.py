@@ -78,12 +78,13 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
         CheckpointError: no classifier, a classifier of another step, or a store in another
             feature space.
     """
+    from pipeline.frames_folder import is_frames_folder
     from pipeline.one_video import VideoError, extract_like_store
     from pipeline.store import open_store
 
     video = Path(video)
-    if not video.is_file():
-        raise PredictError(f"{video}: no such video file")
+    if not (video.is_file() or is_frames_folder(video)):
+        raise PredictError(f"{video}: no such video file or folder of frames")
     if classifier is not None:
         path = Path(classifier)
     elif run is not None:
