@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import torch
 
+from pipeline.devices import resolve_device
 from pipeline.failures import ClipError, Reason, Stage
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ class Encoder(Protocol):
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description: backbone, weights and sha256, dim, dtype, preprocessing."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """Parse a device string, refusing CUDA when there is none (no silent CPU fallback)."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available")
-    return dev
 
 
 def resolved(provenance: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pipeline.backbones import (
 from pipeline.backbones.encoder import normaliser
 from pipeline.backbones.random_init import AUDIO_CNN, RESIDUAL_CNN, TRANSFORMER, state_sha256
 from pipeline.backbones.resnet3d import split_windows, window_bounds, window_encoder
+from pipeline.devices import DeviceError
 from pipeline.failures import ClipError, Reason
 
 SLOW = {"resnet152", "resnet3d101", "r3d_18", "r2plus1d_18"}
@@ -88,7 +89,7 @@ def test_any_hugging_face_id_is_a_text_backbone() -> None:
 def test_cuda_without_a_gpu_is_an_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    with pytest.raises(DeviceError, match="this machine has no CUDA device"):
         load_encoder("davenet", weights="random", device="cuda")
 
 
