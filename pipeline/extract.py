@@ -8,7 +8,6 @@ shard writer (:mod:`pipeline.run`) only map these functions over shards.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import threading
@@ -106,8 +105,8 @@ segments' means weighted by their unit counts give the same vector, up to float 
 class Detected:
     """One clip's face detections at ``detect_fps`` (before tracking), or why there are none.
 
-    ``error`` is the :class:`ClipError` the detection pass raised; :func:`prepare_clip`
-    raises it where it would have detected, so a batch fails its clips exactly as one by one.
+    ``error`` is the :class:`ClipError` the detection pass raised; tracking raises it, so a
+    batch fails its clips exactly as one by one.
     """
 
     times: list[float] = field(default_factory=list)
@@ -317,8 +316,7 @@ def _crop_pass(row: dict[str, Any], fps: float, track: faces_mod.FaceTrack | Non
 
 def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector | None,
                  policy: FacePolicy, timer: Timer | None = None,
-                 encoders: dict[str, Any] | None = None,
-                 detected: Detected | None = None) -> ClipInputs:
+                 encoders: dict[str, Any] | None = None) -> ClipInputs:
     """Decode one clip and crop its face track: the backbones' inputs for view 0.
 
     Streaming passes over the video, each holding one decoded frame at a time: face detection
@@ -340,8 +338,6 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
         detector: the face detector (None when the dataset is not cropped).
         policy: the dataset's face policy (crop or not; what a clip without faces becomes).
         encoders: the frame keys' encoders, to stream long clips into.
-        detected: the clip's detections, made by :func:`detect_clips` together with other
-            clips' (None: detected here).
 
     Raises:
         ClipError: decoding failed (or the damage is beyond ``cfg.decode``), no usable face
@@ -350,9 +346,49 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
             clip.
     """
     timer = timer or Timer()
-    text = _transcript(row, cfg)
+    header = _header(row, cfg, timer)
+    detected = None
+    if cfg.needs_video and policy.crop:
+        assert detector is not None
+        detected = detect_clips([row], cfg, detector, timer)[0]
+    return _prepare(row, cfg, header, detected, policy, timer, encoders)
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What a clip's annotation and container header give before any decoding."""
+
+    text: str | None   # what the text backbone gets ("" for an empty transcript kept)
+    info: media.MediaInfo
+
+
+def _header(row: dict[str, Any], cfg: ExtractConfig, timer: Timer) -> _Header:
+    """The clip's transcript (per ``empty_text``) and container header.
+
+    Raises:
+        ClipError: an empty transcript under ``empty_text: fail``; no video stream where
+            the frame keys need one; a file that is missing or not media.
+    """
+    text = row.get("transcript")
+    if "text" in cfg.modalities and not (text or "").strip():
+        if cfg.empty_text == "fail":
+            raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
+        if cfg.empty_text == "keep":
+            text = ""  # the text backbone sees the empty transcript ([CLS] [SEP] only)
+    with timer("decode"):
+        info = media.probe(row["media_path"])
+    if cfg.needs_video and not info.has_video:
+        raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
+    return _Header(text, info)
+
+
+def _prepare(row: dict[str, Any], cfg: ExtractConfig, header: _Header,
+             detected: Detected | None, policy: FacePolicy, timer: Timer,
+             encoders: dict[str, Any] | None) -> ClipInputs:
+    """:func:`prepare_clip` past its header and face detection: tracking, the crop passes
+    and the audio (``detected`` is None when the dataset is not cropped)."""
+    text, info = header.text, header.info
     start, end = _interval(row)
-    info = _probe(row, cfg, timer)
     duration = (end - start) if start is not None and end is not None else info.duration_s
     video_reports: list[media.DecodeReport] = []
     frames: dict[str, np.ndarray] = {}
@@ -361,10 +397,7 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
     if cfg.needs_video:
         track = None
         if policy.crop:
-            assert detector is not None
-            if detected is None:
-                detected = detect_clips([row], cfg, detector, timer)[0]
-                assert detected is not None
+            assert detected is not None
             video_reports.append(detected.report)
             track, face_ratio = _track_face(cfg, detected, policy, timer)
         for fps, keys, step in _passes(cfg):
@@ -391,58 +424,34 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
                       encoded=encoded)
 
 
-def _transcript(row: dict[str, Any], cfg: ExtractConfig) -> str | None:
-    """The text the text backbone gets (``""`` for an empty one kept), per ``empty_text``."""
-    text = row.get("transcript")
-    if "text" in cfg.modalities and not (text or "").strip():
-        if cfg.empty_text == "fail":
-            raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
-        if cfg.empty_text == "keep":
-            text = ""  # the text backbone sees the empty transcript ([CLS] [SEP] only)
-    return text
-
-
-def _probe(row: dict[str, Any], cfg: ExtractConfig, timer: Timer) -> media.MediaInfo:
-    """The clip's container header; a clip without the video its keys need fails here."""
-    with timer("decode"):
-        info = media.probe(row["media_path"])
-    if cfg.needs_video and not info.has_video:
-        raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
-    return info
-
-
-def _detect_batch(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
-                  policy: FacePolicy, timer: Timer) -> list[Detected | None]:
-    """:func:`detect_clips` for the rows that get that far (the others fail in
-    :func:`prepare_clip` as they would alone, before any detection)."""
-    if not (policy.crop and cfg.needs_video and models.detector is not None):
-        return [None] * len(rows)
-    wanted: list[dict[str, Any] | None] = []
-    for row in rows:
-        try:
-            _transcript(row, cfg)
-            _probe(row, cfg, timer)
-        except ClipError:
-            wanted.append(None)
-        else:
-            wanted.append(row)
-    return detect_clips(wanted, cfg, models.detector, timer)
-
-
 Prepared = tuple[list[tuple[dict[str, Any], ClipInputs]], list[Failure]]
 
 
 def prepare_batch(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
                   policy: FacePolicy, timer: Timer) -> Prepared:
-    """Decode and crop a batch of clips (faces detected across the batch): the clips ready
-    for the backbones, and a failure per clip that is not."""
-    detected = _detect_batch(rows, cfg, models, policy, timer)
+    """Decode and crop a batch of clips, their faces detected in shared MTCNN calls: the
+    clips ready for the backbones, and a failure per clip that is not (in row order, each
+    failing where it would alone: header, detection, tracking, crops, audio)."""
+    headers: list[_Header | ClipError] = []
+    for row in rows:
+        try:
+            headers.append(_header(row, cfg, timer))
+        except ClipError as err:
+            headers.append(err)
+    detected: list[Detected | None] = [None] * len(rows)
+    if cfg.needs_video and policy.crop:
+        assert models.detector is not None
+        detected = detect_clips([row if isinstance(h, _Header) else None
+                                 for row, h in zip(rows, headers, strict=True)],
+                                cfg, models.detector, timer)
     ready: list[tuple[dict[str, Any], ClipInputs]] = []
     failures: list[Failure] = []
-    for row, found in zip(rows, detected, strict=True):
+    for row, header, found in zip(rows, headers, detected, strict=True):
         try:
-            ready.append((row, prepare_clip(row, cfg, models.detector, policy, timer,
-                                            encoders=models.encoders, detected=found)))
+            if isinstance(header, ClipError):
+                raise header
+            ready.append((row, _prepare(row, cfg, header, found, policy, timer,
+                                        models.encoders)))
         except ClipError as err:
             failures.append(err.to_failure(str(row["sample_id"]), str(row["split"])))
     return ready, failures
