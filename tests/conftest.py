@@ -1,10 +1,15 @@
 """Test-wide settings (offline model hubs, the GPU marker) and the shared fixtures: one
-generated MELD sample dataset and one store extracted from it."""
+generated MELD sample dataset and one store extracted from it; an unreachable address and an
+environment without S3 credentials; a race for a store's lock."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +55,68 @@ def meld_store(meld_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     run_extract("meld", meld_sample, str(out), cfg=cfg, shard_size=3, device="cpu",
                 cluster=ClusterOptions(workers=2))
     return out
+
+
+# ------------------------------------------------ unreachable places, races
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def no_s3_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                      closed_port: int) -> Iterator[None]:
+    """An environment where S3 has no credentials at all (no keys, profile, container or
+    instance metadata) and its endpoint is a closed port, with s3fs's cached clients cleared
+    before and after."""
+    s3fs = pytest.importorskip("s3fs")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port}")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        yield
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+Race = Callable[[Any, int], tuple[list[Any], list[Any]]]
+
+
+@pytest.fixture
+def race_for_lock() -> Race:
+    """``race_for_lock(loc, n)``: ``n`` threads take ``StoreLock(loc)`` at the same instant;
+    returns ``(won, refused)``, the locks acquired and those refused with ``LockedError``."""
+    from pipeline.store import LockedError
+    from pipeline.store.lock import StoreLock
+
+    def race(loc: Any, n: int) -> tuple[list[Any], list[Any]]:
+        start, won, refused = threading.Barrier(n), [], []
+
+        def run() -> None:
+            lock = StoreLock(loc, interval=60)
+            start.wait()
+            try:
+                lock.acquire()
+                won.append(lock)
+            except LockedError:
+                refused.append(lock)
+
+        threads = [threading.Thread(target=run) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return won, refused
+
+    return race

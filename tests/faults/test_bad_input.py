@@ -151,25 +151,12 @@ def test_a_store_that_cannot_be_read_is_one_message(case: str, command: str, tmp
     fault_log(f"store {command}: {case}", outcome=f"exit {result.exit_code}, names the cause")
 
 
-def test_missing_s3_credentials_are_one_message(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path, fault_log: Callable) -> None:
-    s3fs = pytest.importorskip("s3fs")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        for args in (["store", "info", "s3://bucket/meld"],
-                     ["pretrain", "--store", "s3://bucket/meld", "--out", str(tmp_path / "r")]):
-            result = runner.invoke(app, args)
-            assert result.exit_code == 2, result.output
-            assert "no credentials" in result.output and "Traceback" not in result.output
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
+@pytest.mark.usefixtures("no_s3_credentials")
+def test_missing_s3_credentials_are_one_message(tmp_path: Path, fault_log: Callable) -> None:
+    for args in (["store", "info", "s3://bucket/meld"],
+                 ["pretrain", "--store", "s3://bucket/meld", "--out", str(tmp_path / "r")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "no credentials" in result.output and "Traceback" not in result.output
     fault_log("S3 without credentials (store info, pretrain)", runs=2,
               outcome="exit 2: no credentials, how to give them")

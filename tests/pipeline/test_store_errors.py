@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import socket
 from pathlib import Path
 
 import h5py
@@ -23,12 +22,6 @@ def _write(url: str | Path, n: int = 10) -> None:
     write_arrays(url, dataset="toy", sample_ids=[f"c{i}" for i in range(n)],
                  splits=["train"] * n, labels=np.zeros(n, int), label_names=["a"],
                  features={"text": np.ones((n, 1, 4), np.float32)}, shard_size=4)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_missing_index_names_the_file(tmp_path: Path) -> None:
@@ -54,8 +47,8 @@ def test_an_index_that_is_not_parquet_names_the_file(tmp_path: Path) -> None:
         open_store(tmp_path / "s")
 
 
-def test_a_refused_connection_is_not_a_missing_store() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/stores/meld"
+def test_a_refused_connection_is_not_a_missing_store(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/stores/meld"
     with pytest.raises(StoreError, match="store.json: cannot read it: Cannot connect") as err:
         open_store(url)
     assert "no store.json" not in str(err.value)
@@ -63,24 +56,11 @@ def test_a_refused_connection_is_not_a_missing_store() -> None:
         verify_store(url)
 
 
-def test_missing_s3_credentials_are_named(monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:
-    s3fs = pytest.importorskip("s3fs")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        with pytest.raises(StoreError, match=r"s3://bucket/meld/store.json: cannot read it: "
-                                             r"no credentials .*AWS_ACCESS_KEY_ID"):
-            open_store("s3://bucket/meld")
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
+@pytest.mark.usefixtures("no_s3_credentials")
+def test_missing_s3_credentials_are_named() -> None:
+    with pytest.raises(StoreError, match=r"s3://bucket/meld/store.json: cannot read it: "
+                                         r"no credentials .*AWS_ACCESS_KEY_ID"):
+        open_store("s3://bucket/meld")
 
 
 def test_a_full_disk_while_writing_a_shard_names_the_shard(tmp_path: Path,
@@ -116,8 +96,8 @@ def test_a_full_disk_while_writing_store_json_names_it(tmp_path: Path,
     assert not list((tmp_path / "s").glob("store.json*"))  # neither the file nor a temporary
 
 
-def test_a_read_only_location_is_refused_when_written() -> None:
-    loc = Location.parse(f"http://127.0.0.1:{_closed_port()}/stores/x")
+def test_a_read_only_location_is_refused_when_written(closed_port: int) -> None:
+    loc = Location.parse(f"http://127.0.0.1:{closed_port}/stores/x")
     with pytest.raises(StoreError, match="store.json: cannot write it: this filesystem is "
                                          "read-only"):
         loc.write_atomic(b"{}", "store.json")

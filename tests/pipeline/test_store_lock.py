@@ -8,8 +8,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,26 +98,12 @@ def test_the_heartbeat_keeps_a_lock_alive(loc: Location) -> None:
         lock.check()
 
 
-def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path: Path) -> None:
+def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path: Path,
+                                                         race_for_lock: Callable) -> None:
     silent = LockOwner("t", "another-host", 1, 0.0, 0.0)
     _marker(tmp_path / "s", 0, silent)
     loc = Location.parse(tmp_path / "s")
-    start, won, refused = threading.Barrier(8), [], []
-
-    def run() -> None:
-        lock = StoreLock(loc, interval=60)
-        start.wait()
-        try:
-            lock.acquire()
-            won.append(lock)
-        except LockedError:
-            refused.append(lock)
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, refused = race_for_lock(loc, 8)
     assert len(won) == 1 and len(refused) == 7
     won[0].release()
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -44,24 +43,9 @@ def bucket() -> Iterator[str]:
             server.stop()
 
 
-def test_runs_racing_for_an_s3_lock(bucket: str) -> None:
+def test_runs_racing_for_an_s3_lock(bucket: str, race_for_lock: Callable) -> None:
     loc = Location.parse(f"{bucket}/race")
-    start, won, refused = threading.Barrier(4), [], []
-
-    def run() -> None:
-        lock = StoreLock(loc, interval=60)
-        start.wait()
-        try:
-            lock.acquire()
-            won.append(lock)
-        except LockedError:
-            refused.append(lock)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, refused = race_for_lock(loc, 4)
     assert (len(won), len(refused)) == (1, 3)
     won[0].release()
     assert not loc.fs.exists(loc.path(f"{LOCK_PREFIX}0"))
