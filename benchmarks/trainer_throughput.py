@@ -11,7 +11,8 @@
     dense bf16 peak (FLOPs counted from the layer shapes) and the peak GPU memory.
 (d) peak host memory (``VmHWM``, else ``ru_maxrss``) of a streamed pretraining run
     (``run_pretrain``, one epoch, ``placement: stream``) in a fresh process, over a store of 10x
-    the rows divided by the same over ``--rows`` rows (target < 1.2: streaming holds two buffers, whatever the store's size).
+    the rows divided by the same over ``--rows`` rows (target < 1.2: streaming holds two
+    buffers, whatever the store's size).
 
 The store has the paper's dims (frames_2d 2048, frames_3d 2048, audio 1024, text 768). On CPU the
 heads are shrunk (``--dim``) so that it runs in about a minute; a smaller model makes ratio (a)

@@ -265,4 +265,5 @@ class ExtractConfig:
         return "frames_2d" in self.modalities or "frames_3d" in self.modalities
 
 
-__all__ = ["BATCH_CLIPS", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec", "DecodeSpec", "ExtractConfig", "FaceSpec"]
+__all__ = ["BATCH_CLIPS", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec", "DecodeSpec",
+           "ExtractConfig", "FaceSpec"]

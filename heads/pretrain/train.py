@@ -195,7 +195,7 @@ def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
     torch.manual_seed(cfg.seed)
     mspec = model_spec(cfg, layout.dims)
     model = ConCluGenHeads(mspec).to(dev)
-    # fused: one kernel for the whole update on CUDA (the same arithmetic).
+    # fused on CUDA: the same update in one kernel instead of one per parameter tensor.
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
                                   weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas,
                                   fused=dev.type == "cuda")

@@ -19,8 +19,8 @@ import pytest
 
 import pipeline.extract as extract_mod
 from pipeline.datasets import scan
-from pipeline.extract import (ClipInputs, Models, Timer, detect_clips, extract_clips, load_extract_config,
-                              prepare_batch)
+from pipeline.extract import (ClipInputs, Models, Timer, detect_clips, extract_clips,
+                              load_extract_config, prepare_batch)
 from pipeline.failures import Reason
 from pipeline.manifest import FacePolicy
 
