@@ -173,7 +173,7 @@ def scan_cmd(
 
 def _parse_weights(values: list[str], modalities: list[str] | None) -> dict[str, str]:
     """``random`` (every modality) or ``KEY=VALUE`` pairs -> {key: weights}."""
-    from pipeline.extract import MODALITIES
+    from pipeline.extract_config import MODALITIES
 
     out: dict[str, str] = {}
     for value in values:
@@ -206,7 +206,7 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
                     transcripts: Path | None, cluster: object) -> StoreManifest:
     """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
     manifest."""
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
     from pipeline.progress import Progress
     from pipeline.run import ClusterOptions, run_extract
 

@@ -32,10 +32,13 @@ from pathlib import Path
 import torch
 
 from pipeline.datasets import scan
-from pipeline.extract import Models, Timer, extract_clips, load_extract_config, prepare_clip
+from pipeline.extract import Timer, extract_clips, prepare_clip
+from pipeline.extract_config import load_extract_config
+from pipeline.models import Models
 from pipeline.failures import ClipError, failures_table
 from pipeline.manifest import load_manifest
-from pipeline.run import ClusterOptions, _index_table, load_models, run_extract
+from pipeline.models import load_models
+from pipeline.run import ClusterOptions, _index_table, run_extract
 from pipeline.sample_data import generate
 from pipeline.store import Location, write_shard
 

@@ -24,7 +24,7 @@ from pipeline.extract_config import AugmentSpec
 if TYPE_CHECKING:
     import torch
 
-    from pipeline.extract import ClipInputs
+    from pipeline.extract_config import ClipInputs
 
 DEFAULT = AugmentSpec()
 

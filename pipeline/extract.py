@@ -25,41 +25,12 @@ from pipeline import faces as faces_mod
 from pipeline import media
 from pipeline.augment import augment_clip
 from pipeline.config import ConfigError
-from pipeline.extract_config import MODALITIES, ExtractConfig
+from pipeline.extract_config import MODALITIES, ClipInputs, ExtractConfig
 from pipeline.failures import ClipError, Failure, Reason, Stage
 from pipeline.manifest import FacePolicy
+from pipeline.models import Models
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class ClipInputs:
-    """One clip, decoded and cropped: what the backbones consume.
-
-    A long clip's frames are not held: extraction streams them into the frame backbones as
-    they are cropped (:data:`SEGMENT_FRAMES`), and ``encoded`` holds the result instead.
-    """
-
-    sample_id: str
-    frames_2d: np.ndarray | None     # uint8 [T2, S, S, 3] at fps_2d
-    frames_3d: np.ndarray | None     # uint8 [T3, S, S, 3] at fps_3d
-    audio: np.ndarray | None         # float32 [n] at sample_rate
-    text: str | None
-    duration_s: float
-    face_ratio: float | None         # None: dataset not cropped
-    decode_errors: int = 0           # packets decoding skipped (media.DecodeReport.errors)
-    coverage: float | None = None    # the least covered stream's decoded fraction; None: no media
-    encoded: dict[str, np.ndarray] = field(default_factory=dict)  # key -> float32 [views, dim]
-
-
-@dataclass
-class Models:
-    """What a worker loads once: the encoders of the extracted modalities and the detector,
-    on ``device``."""
-
-    encoders: dict[str, Any]
-    detector: faces_mod.FaceDetector | None
-    device: str = "cpu"
-
 
 class Timer:
     """Seconds spent per stage, summed (decode, faces, backbone:<key>, write, and
@@ -608,27 +579,3 @@ def _view(clip: ClipInputs, view: int, cfg: ExtractConfig) -> ClipInputs:
     """View ``view`` of a clip, with that view's vectors of its streamed keys."""
     out = augment_clip(clip, view, seed=cfg.seed, sample_rate=cfg.sample_rate, spec=cfg.augment)
     return replace(out, encoded={k: v[view] for k, v in clip.encoded.items()})
-
-
-DEFAULT_CONFIG = "extract.yaml"
-
-
-def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractConfig:
-    """The extraction config: ``manifests/extract.yaml`` (or ``path``), then ``overrides``.
-
-    Raises:
-        ConfigError: an unknown key, a wrong type or an invalid value, naming the file.
-    """
-    from pipeline.config import from_dict, load_yaml
-    from pipeline.manifest import MANIFEST_DIR
-
-    source = path or str(MANIFEST_DIR / DEFAULT_CONFIG)
-    data = load_yaml(source)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return from_dict(ExtractConfig, data, source)

@@ -8,7 +8,9 @@ PyAV, torch or the face detector.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from pipeline.config import ConfigError
 
@@ -265,5 +267,49 @@ class ExtractConfig:
         return "frames_2d" in self.modalities or "frames_3d" in self.modalities
 
 
+@dataclass(frozen=True)
+class ClipInputs:
+    """One clip, decoded and cropped: what the backbones consume.
+
+    A long clip's frames are not held: extraction streams them into the frame backbones as
+    they are cropped (:data:`SEGMENT_FRAMES`), and ``encoded`` holds the result instead.
+    """
+
+    sample_id: str
+    frames_2d: np.ndarray | None     # uint8 [T2, S, S, 3] at fps_2d
+    frames_3d: np.ndarray | None     # uint8 [T3, S, S, 3] at fps_3d
+    audio: np.ndarray | None         # float32 [n] at sample_rate
+    text: str | None
+    duration_s: float
+    face_ratio: float | None         # None: dataset not cropped
+    decode_errors: int = 0           # packets decoding skipped (media.DecodeReport.errors)
+    coverage: float | None = None    # the least covered stream's decoded fraction; None: no media
+    encoded: dict[str, np.ndarray] = field(default_factory=dict)  # key -> float32 [views, dim]
+
+
+DEFAULT_CONFIG = "extract.yaml"
+
+
+def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractConfig:
+    """The extraction config: ``manifests/extract.yaml`` (or ``path``), then ``overrides``.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an invalid value, naming the file.
+    """
+    from pipeline.config import from_dict, load_yaml
+    from pipeline.manifest import MANIFEST_DIR
+
+    source = path or str(MANIFEST_DIR / DEFAULT_CONFIG)
+    data = load_yaml(source)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return from_dict(ExtractConfig, data, source)
+
+
 __all__ = ["BATCH_CLIPS", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec", "DecodeSpec",
-           "ExtractConfig", "FaceSpec"]
+           "ClipInputs", "ExtractConfig", "FaceSpec", "load_extract_config"]

@@ -77,7 +77,7 @@ def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequenc
     """
     from pipeline.backbones.weights import weights_problem
     from pipeline.extract import extract_clips
-    from pipeline.run import load_models
+    from pipeline.models import load_models
 
     video = Path(video)
     cfg, policy = extraction_settings(manifest, keys)

@@ -32,16 +32,19 @@ import pyarrow as pa
 from pipeline import store as store_mod
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
-from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
-                                     ModalityInfo, StoreIdentity, StoreManifest)
-from pipeline.config import ConfigError, file_sha256
+from pipeline.store.manifest import StoreManifest
+from pipeline.config import ConfigError
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
-from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
+from pipeline.extract import Timer, extract_clips
+from pipeline.extract_config import ExtractConfig
 from pipeline.failures import failures_table
+from pipeline.identity import (check_same_weights, feature_identity, modalities_from_shards,
+                               software_versions)
 from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
+from pipeline.models import load_models
 
 log = logging.getLogger(__name__)
 
@@ -70,106 +73,7 @@ class ClusterOptions:
     slurm_account: str | None = None
 
 
-# ---------------------------------------------------------------------------------- provenance
-
-def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIdentity:
-    """What determines the feature values; its sha256 is the store_id.
-
-    Per modality: the backbone, its weights (the default identifier when none is given; a local
-    file or model folder by its name and sha256, so a changed checkpoint at the same path is
-    another store and the same one at another path is not) and the backbone's whole spec
-    (every preprocessing constant).
-    """
-    from pipeline.backbones import get_spec
-
-    modalities = {}
-    for key in cfg.modalities:
-        spec = get_spec(cfg.backbones[key])
-        check_rate(cfg, key, spec)
-        weights = cfg.weights.get(key) or getattr(spec, "default_weights", None) or "none"
-        recorded, sha = _weights_identity(weights)
-        modalities[key] = BackboneChoice(
-            backbone=cfg.backbones[key], weights=recorded, spec=dataclasses.asdict(spec),
-            weights_file_sha256=sha)
-    return StoreIdentity(
-        dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
-                            manifest.sha256, tuple(manifest.targets)),
-        modalities=modalities, views=cfg.views,
-        extraction=ExtractionInfo(
-            fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,
-            sample_rate=cfg.sample_rate, faces=cfg.faces,
-            face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
-            empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed,
-            augment=cfg.augment if cfg.views > 1 else None, decode=cfg.decode))
-
-
-def _weights_identity(weights: str) -> tuple[str, str | None]:
-    """The weights as the identity records them: a local file or model folder by its name and
-    the sha256 of its content (so the same weights at another path, on another person's
-    machine, make the same store); anything else (a named checkpoint, a URL, ``random``) as
-    given. The path itself stays in the store's extraction config."""
-    from pipeline.backbones.weights import folder_weights_sha256
-
-    path = Path(weights).expanduser()
-    if path.is_file():
-        return f"file:{path.name}", file_sha256(path)
-    if path.is_dir():
-        return f"folder:{path.name}", folder_weights_sha256(path)
-    return weights, None
-
-
-#: store key -> (the backbone spec's rate field, the extraction config's rate field)
-RATE_FIELDS = {"frames_2d": ("fps", "fps_2d"), "frames_3d": ("fps", "fps_3d"),
-               "audio": ("sample_rate", "sample_rate")}
-
-
-def check_rate(cfg: ExtractConfig, key: str, spec: Any) -> None:
-    """One source for sampling rates: the backbone's spec declares the rate it is made for,
-    the extraction config decides the rate decoding uses; a mismatch is refused by name rather
-    than recorded as a rate the features were not made at.
-
-    Raises:
-        ConfigError: the two rates differ.
-    """
-    if key not in RATE_FIELDS:
-        return
-    spec_field, cfg_field = RATE_FIELDS[key]
-    declared, used = getattr(spec, spec_field, None), getattr(cfg, cfg_field)
-    if declared is not None and float(declared) != float(used):
-        raise ConfigError(f"{cfg_field} is {used}, but backbone {cfg.backbones[key]!r} ({key}) "
-                          f"is made for {spec_field} {declared}: set {cfg_field}: {declared} "
-                          "in the extraction config, or choose a backbone made for that rate")
-
-
-def software_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("conclugen", "torch", "torchvision", "torchaudio", "transformers",
-                "facenet-pytorch", "av", "h5py", "pyarrow", "dask", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    out["git_commit"] = _git_commit()
-    return out
-
-
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=False, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return res.stdout.strip() or "unknown"
-
-
 # -------------------------------------------------------------------------------- worker side
-
-_MODELS: dict[str, Models] = {}
-
 
 def resolve_device(device: str, cluster: ClusterOptions) -> str:
     """``cpu`` or ``cuda`` for the workers. On an in-process cluster the GPU must be on this
@@ -189,24 +93,6 @@ def resolve_device(device: str, cluster: ClusterOptions) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return local_device(device).type
-
-
-def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
-    """Load (once per process) the encoders and the face detector for ``cfg``."""
-    from pipeline.backbones import load_encoder
-    from pipeline.faces import FaceDetector
-
-    key = repr((cfg, policy, device))
-    if key not in _MODELS:
-        encoders = {}
-        for modality in cfg.modalities:
-            encoders[modality] = load_encoder(cfg.backbones[modality],
-                                              weights=cfg.weights.get(modality), device=device,
-                                              batch_size=cfg.units(modality, device))
-        detector = FaceDetector(cfg.faces, device=device) if (
-            policy.crop and cfg.needs_video) else None
-        _MODELS[key] = Models(encoders, detector, device)
-    return _MODELS[key]
 
 
 def _worker_name() -> str:
@@ -403,10 +289,10 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                                       cluster, on_progress,
                                       initial=sum(len(plan[k]) for k in done)))
         shards = [results[k] for k in range(len(plan))]
-        _check_same_weights(shards)
+        check_same_weights(shards)
         lock.check()  # taken over while this run was frozen: leave store.json to that run
         written = store_mod.finalize(
-            loc, identity=identity, modalities=_modalities(identity, shards, cfg.dtype),
+            loc, identity=identity, modalities=modalities_from_shards(identity, shards, cfg.dtype),
             shards=shards, adapter_failures=adapter_failures, config=cfg,
             software=software_versions(), timings=_sum_timings(shards),
             options={"shard_size": shard_size, "limit": limit, "device": device})
@@ -495,35 +381,6 @@ def _check_gpu_workers(client: Any) -> None:
     if not any(w.get("resources", {}).get("GPU") for w in workers):
         raise DeviceError("--device cuda, but no Dask worker advertises a GPU: start workers "
                          "with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
-
-
-def _modalities(identity: StoreIdentity, shards: Sequence[store_mod.ShardResult],
-                dtype: str) -> dict[str, ModalityInfo]:
-    """Per key: what the loaded encoder reports (dim, weights sha256, every preprocessing
-    parameter)."""
-    encoders: dict[str, Any] = {}
-    for shard in shards:
-        encoders = encoders or dict(shard.info.get("encoders", {}))
-    out = {}
-    for key, choice in identity.modalities.items():
-        reported = dict(encoders.get(key, {}))
-        dim = reported.pop("dim", None) or choice.spec["dim"]
-        sha = reported.pop("weights_sha256", None)
-        for planned in ("backbone", "weights", "dtype"):
-            reported.pop(planned, None)
-        out[key] = ModalityInfo(dim=int(dim), dtype=dtype, weights_sha256=sha, encoder=reported)
-    return out
-
-
-def _check_same_weights(shards: Sequence[store_mod.ShardResult]) -> None:
-    """Every shard must come from the same weights (a worker with other weights is a bug)."""
-    seen: dict[str, set[str]] = {}
-    for shard in shards:
-        for key, prov in shard.info.get("encoders", {}).items():
-            seen.setdefault(key, set()).add(str(prov.get("weights_sha256")))
-    mixed = {k: sorted(v) for k, v in seen.items() if len(v) > 1}
-    if mixed:
-        raise store_mod.StoreError(f"shards were extracted with different weights: {mixed}")
 
 
 def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:

@@ -45,7 +45,7 @@ def meld_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def meld_store(meld_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample extracted with random weights by two local Dask workers, 3 clips a shard."""
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
     from pipeline.run import ClusterOptions, run_extract
 
     out = tmp_path_factory.mktemp("stores") / "meld"

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from heads.config import resolve_config, resolve_eval_config
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 
 CHOICES = Path(__file__).resolve().parent.parent / "docs" / "CHOICES.md"
 COLUMNS = ["choice", "paper", "reference code", "this project's default", "switch", "key"]

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.datasets import scan
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.failures import Reason, Stage
 from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import open_store
@@ -138,7 +138,8 @@ class _Mean:
 
 def test_no_video_stream_where_video_is_asked_for(meld_sample: Path,
                                                   tmp_path: Path, fault_log: Callable) -> None:
-    from pipeline.extract import Models, extract_clips
+    from pipeline.extract import extract_clips
+    from pipeline.models import Models
     from pipeline.manifest import FacePolicy
 
     rows: list[dict[str, Any]] = scan("meld", meld_sample).samples.slice(0, 2).to_pylist()

@@ -22,7 +22,7 @@ from fsspec.implementations.local import LocalFileOpener
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import LockedError, StoreError
 from pipeline.store.lock import LOCK_PREFIX

@@ -35,7 +35,9 @@ MEASURE = """
 import gc, json, sys
 from pathlib import Path
 from pipeline.backbones import load_encoder
-from pipeline.extract import Models, extract_clips, load_extract_config
+from pipeline.extract import extract_clips
+from pipeline.extract_config import load_extract_config
+from pipeline.models import Models
 from pipeline.manifest import FacePolicy
 
 def status_mb(key):

@@ -198,7 +198,9 @@ class Loudness:
 
 def _extract(rows: list[dict[str, Any]], **overrides: Any
              ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[Any]]:
-    from pipeline.extract import Models, extract_clips, load_extract_config
+    from pipeline.extract import extract_clips
+    from pipeline.extract_config import load_extract_config
+    from pipeline.models import Models
     from pipeline.manifest import FacePolicy
 
     cfg = load_extract_config(modalities=["frames_2d", "audio"],
@@ -240,9 +242,9 @@ def test_extraction_keeps_a_damaged_clip_and_records_its_damage(
 
 
 def test_the_rule_is_part_of_the_store_identity() -> None:
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
     from pipeline.manifest import load_manifest
-    from pipeline.run import feature_identity
+    from pipeline.identity import feature_identity
     from pipeline.store import store_id_of
 
     manifest = load_manifest("meld")

@@ -32,7 +32,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import open_store
 from pipeline.store.ops import verify_store

@@ -9,7 +9,7 @@ import pytest
 from pipeline.augment import (augment_audio, augment_clip, augment_frames, augment_text,
                               colour_jitter, crop_box)
 from pipeline.config import ConfigError
-from pipeline.extract import ClipInputs, load_extract_config
+from pipeline.extract_config import ClipInputs, load_extract_config
 from pipeline.extract_config import AugmentSpec
 
 

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.backbones.encoder import UnitEncoder, nhwc, to_device
 from pipeline.config import ConfigError
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.extract_config import BATCH_CLIPS, GPU_UNITS_PER_CALL
 
 
@@ -31,7 +31,7 @@ def test_units_per_call_and_clips_per_batch_follow_the_device() -> None:
 
 def test_units_per_call_reaches_the_encoder() -> None:
     from pipeline.manifest import FacePolicy
-    from pipeline.run import load_models
+    from pipeline.models import load_models
 
     cfg = load_extract_config(modalities=["audio"], weights={"audio": "random"},
                               units_per_call={"audio": 5})

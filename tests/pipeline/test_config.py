@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from pipeline.config import ConfigError, from_dict, load_yaml
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.extract_config import ExtractConfig
 from pipeline.manifest import DatasetManifest, load_manifest
 

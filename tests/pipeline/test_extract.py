@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from pipeline.datasets import scan
-from pipeline.extract import Models, extract_clips, load_extract_config, prepare_clip
+from pipeline.extract import extract_clips, prepare_clip
+from pipeline.extract_config import load_extract_config
+from pipeline.models import Models
 from pipeline.failures import ClipError, Reason
 from pipeline.faces import FaceDetector, FaceSpec
 from pipeline.manifest import FacePolicy
@@ -206,7 +208,7 @@ def test_a_clip_that_breaks_a_backbone_fails_alone(rows: dict, detector: FaceDet
 def test_detection_rate_is_a_setting_and_part_of_the_identity(rows: dict,
                                                               detector: FaceDetector) -> None:
     from pipeline.manifest import load_manifest
-    from pipeline.run import feature_identity
+    from pipeline.identity import feature_identity
 
     row = rows["train/dia0_utt0"]
     slow = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
@@ -307,7 +309,7 @@ def test_a_face_seen_often_enough_is_a_track(twelve_seconds: dict[str, Any], hit
 
 def test_min_face_ratio_is_part_of_the_identity() -> None:
     from pipeline.manifest import load_manifest
-    from pipeline.run import feature_identity
+    from pipeline.identity import feature_identity
 
     manifest = load_manifest("meld")
     a = load_extract_config(weights={k: "random" for k in KEYS})

@@ -19,8 +19,9 @@ import pytest
 
 import pipeline.extract as extract_mod
 from pipeline.datasets import scan
-from pipeline.extract import (ClipInputs, Models, Timer, detect_clips, extract_clips,
-                              load_extract_config, prepare_batch)
+from pipeline.extract import Timer, detect_clips, extract_clips, prepare_batch
+from pipeline.extract_config import ClipInputs, load_extract_config
+from pipeline.models import Models
 from pipeline.failures import Reason
 from pipeline.manifest import FacePolicy
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.faces import (MTCNN_FACTOR, MTCNN_THRESHOLDS, FaceDetector, FaceSpec, FaceTrack,
                             centre_box, crop, detection_size, track)
 

@@ -313,7 +313,9 @@ class Summary:
 
 
 def test_every_shape_extracts_or_fails_with_a_precise_reason(root: Path) -> None:
-    from pipeline.extract import Models, extract_clips, load_extract_config
+    from pipeline.extract import extract_clips
+    from pipeline.extract_config import load_extract_config
+    from pipeline.models import Models
     from pipeline.manifest import FacePolicy
 
     paths = []

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.manifest import load_manifest
 from pipeline.one_video import VideoError, extract_like_store, extraction_settings
-from pipeline.run import ClusterOptions, feature_identity, run_extract
+from pipeline.identity import feature_identity
+from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import open_store
 from pipeline.store.manifest import (Counts, ModalityInfo, StoreManifest, build_manifest,
                                      parse_manifest, to_json)
@@ -102,10 +103,10 @@ def test_weights_that_need_a_download_are_refused(tmp_path: Path,
 
 def test_other_weights_than_the_stores_are_refused(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.run
+    import pipeline.models
 
     encoder = SimpleNamespace(provenance=lambda: {"weights_sha256": "b" * 64})
-    monkeypatch.setattr(pipeline.run, "load_models",
+    monkeypatch.setattr(pipeline.models, "load_models",
                         lambda *a, **k: SimpleNamespace(encoders={"audio": encoder}))
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.datasets import scan
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import StoreError, open_store
 

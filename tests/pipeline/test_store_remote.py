@@ -139,7 +139,7 @@ def test_credentials_never_reach_store_json_or_logs(endpoint: str,
 def test_extract_to_s3_then_verify_and_train(endpoint: str, meld_sample: Path,
                                              tmp_path: Path) -> None:
     from heads.pretrain.train import run_pretrain
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
     from pipeline.run import ClusterOptions, run_extract
 
     # Audio and text only: the test is about the store on S3, not the (slow) video backbones.
