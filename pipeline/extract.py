@@ -350,6 +350,9 @@ def _header(row: dict[str, Any], cfg: ExtractConfig, timer: Timer) -> _Header:
         info = media.probe(row["media_path"])
     if cfg.needs_video and not info.has_video:
         raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
+    # Before face detection, so that a clip without sound is reported as such, not as no_face.
+    if "audio" in cfg.modalities and not info.has_audio:
+        raise media.no_audio(row["media_path"])
     return _Header(text, info)
 
 
@@ -523,6 +526,7 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
         if not batch:
             continue
         encoded, errors = _encode_batch(models, cfg, [c for _, c in batch], timer)
+        errors = [error or _unstorable(encoded, i, cfg) for i, error in enumerate(errors)]
         for (row, clip), error in zip(batch, errors, strict=True):
             if error is not None:
                 failures.append(error.to_failure(str(row["sample_id"]), str(row["split"])))
@@ -536,6 +540,19 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
     dims = {k: models.encoders[k].dim for k in cfg.modalities}
     return kept, {k: (np.stack(v) if v else np.zeros((0, cfg.views, dims[k]), np.float32))
                   for k, v in feats.items()}, failures
+
+
+def _unstorable(encoded: dict[str, np.ndarray], i: int, cfg: ExtractConfig) -> ClipError | None:
+    """A ``backbone_error`` for clip ``i`` when a vector of it is not finite once cast to the
+    store's dtype (float16 holds at most 65504: larger values would be stored as Inf)."""
+    limit = float(np.finfo(np.dtype(cfg.dtype)).max)
+    for key in cfg.modalities:
+        peak = float(np.abs(encoded[key][i]).max(initial=0.0))
+        if not peak <= limit:  # also catches NaN
+            return ClipError(Stage.BACKBONE, Reason.BACKBONE_ERROR,
+                             f"{key}: features reach {peak:.6g}, beyond what {cfg.dtype} "
+                             f"stores (at most {limit:g}); extract with dtype: float32")
+    return None
 
 
 def _encode_batch(models: Models, cfg: ExtractConfig, clips: list[ClipInputs], timer: Timer,

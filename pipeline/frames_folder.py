@@ -24,6 +24,10 @@ from pipeline.failures import ClipError, Reason, Stage
 #: feature films at 25 frames per second (the release does not state a rate).
 FPS = 25.0
 SUFFIXES = (".png", ".jpg", ".jpeg")
+#: The largest frame decoded (8192 x 8192, above 8K video): a header claiming more is a damaged
+#: or hostile file, and decoding it would take gigabytes. Such a frame fails its clip
+#: (``corrupt_media``, naming the size), in a folder of frames and in a video file alike.
+MAX_FRAME_PIXELS = 8192 * 8192
 _EPS = 1e-6
 
 
@@ -58,16 +62,30 @@ def read_frame(path: Path) -> np.ndarray:
     """One frame as RGB uint8 ``[H, W, 3]``.
 
     Raises:
-        ClipError: ``corrupt_media`` when the image cannot be decoded.
+        ClipError: ``corrupt_media`` when the image cannot be decoded, or when its header
+            claims more than :data:`MAX_FRAME_PIXELS` (checked before anything is decoded).
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only
+            check_frame_size(path, *image.size)
             return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as err:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
         raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
                         f"{path}: cannot decode the frame ({err})") from None
+
+
+def check_frame_size(path: str | Path, width: int, height: int) -> None:
+    """Refuse a frame larger than :data:`MAX_FRAME_PIXELS` before decoding it.
+
+    Raises:
+        ClipError: ``corrupt_media``, naming the size.
+    """
+    if width * height > MAX_FRAME_PIXELS:
+        raise ClipError(Stage.DECODE, Reason.CORRUPT_MEDIA,
+                        f"{path}: frames of {width}x{height} pixels are over the limit of "
+                        f"{MAX_FRAME_PIXELS:,} pixels (a damaged header, or not a video clip)")
 
 
 def probe(path: str | Path) -> dict[str, Any]:

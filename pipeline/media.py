@@ -112,6 +112,13 @@ class DecodeReport:
         return max(0.0, 1.0 - self.lost_s / self.expected_s)
 
 
+def no_audio(path: str | Path) -> ClipError:
+    """The ``no_audio_stream`` failure of a file (or folder of frames) without sound."""
+    if frames_folder.is_frames_folder(path):
+        return frames_folder.no_audio(path)
+    return ClipError(Stage.DECODE, Reason.NO_AUDIO_STREAM, f"{path}: no audio stream")
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Read the container header: streams, duration, frame size and rate. Decodes nothing.
 
@@ -132,6 +139,9 @@ def probe(path: str | Path) -> MediaInfo:
         return MediaInfo(**frames_folder.probe(path))
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
+        if video is not None:
+            frames_folder.check_frame_size(path, video.codec_context.width,
+                                           video.codec_context.height)
         return MediaInfo(
             path=str(path),
             duration_s=_duration_s(container),
@@ -247,11 +257,11 @@ def read_audio(
             :data:`MIN_AUDIO_S` seconds of samples in the interval).
     """
     if frames_folder.is_frames_folder(path):
-        raise frames_folder.no_audio(path)
+        raise no_audio(path)
     start, end = _check_interval(path, start_s, end_s)
     with _open(path) as container:
         if not container.streams.audio:
-            raise ClipError(Stage.DECODE, Reason.NO_AUDIO_STREAM, f"{path}: no audio stream")
+            raise no_audio(path)
         stream = container.streams.audio[0]
         damage = _Damage(path, "audio", rule, report)
         samples = _decode_audio(container, stream, damage, sample_rate, start, end)
@@ -516,19 +526,27 @@ def _decode_audio(container: av.container.InputContainer, stream: av.AudioStream
         if time_s - next_s > AUDIO_GAP_SLACK_S:
             damage.lost(next_s, time_s)
         next_s, errors = time_s + frame.samples / frame.sample_rate, damage.errors
-        out.add(resampler.resample(frame))
+        _damaged_samples(damage, out.add(resampler.resample(frame)), time_s, sample_rate)
         if out.kept >= n_wanted:
             damage.judge(max(start, first), end)
             break
     else:
-        if out is not None:
-            out.add(resampler.resample(None))  # flush the resampler's buffer
+        if out is not None:  # flush the resampler's buffer
+            _damaged_samples(damage, out.add(resampler.resample(None)), next_s, sample_rate)
         damage.judge(max(start, first), damage.tail(next_s, end, declared_end, errors))
     if out is None:
         damage.nothing_decoded()
         return np.zeros(0, np.float32)
     samples = out.samples()
     return samples if math.isinf(n_wanted) else samples[: int(n_wanted)]
+
+
+def _damaged_samples(damage: _Damage, count: int, at_s: float, sample_rate: int) -> None:
+    """Non-finite samples (a damaged float PCM stream) are kept as silence, and counted as a
+    damaged packet whose samples are lost time, so the decode rule judges them."""
+    if count:
+        damage.skipped(ValueError(f"{count} NaN or Inf sample(s), kept as silence"), "samples")
+        damage.lost(at_s, at_s + count / sample_rate)
 
 
 class _Trimmed:
@@ -538,13 +556,21 @@ class _Trimmed:
         self.skip, self.kept = skip, 0
         self._chunks: list[np.ndarray] = []
 
-    def add(self, frames: list[av.AudioFrame]) -> None:
+    def add(self, frames: list[av.AudioFrame]) -> int:
+        """Keep the frames' samples; returns how many were NaN or Inf (kept as silence)."""
+        bad = 0
         for frame in frames:
             data = frame.to_ndarray().mean(axis=0, dtype=np.float32)  # [channels, n] -> [n]
             drop = min(self.skip, len(data))
             self.skip -= drop
             self.kept += len(data) - drop
-            self._chunks.append(data[drop:])
+            kept = data[drop:]
+            broken = ~np.isfinite(kept)
+            if broken.any():
+                bad += int(broken.sum())
+                kept = np.where(broken, np.float32(0.0), kept)
+            self._chunks.append(kept)
+        return bad
 
     def samples(self) -> np.ndarray:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)

@@ -157,10 +157,13 @@ def _write_h5(path: Path, k: int, store_id: str, sample_ids: Sequence[str],
         for key, arr in features.items():
             if arr.shape[0] != rows or arr.ndim != 3:
                 raise StoreError(f"shard {k}: {key} has shape {arr.shape}, expected [{rows}, V, D]")
-            if not np.isfinite(arr).all():
-                raise StoreError(f"shard {k}: {key} holds NaN or Inf values")
+            with np.errstate(over="ignore"):  # an overflow is refused just below
+                stored = arr.astype(dtype)
+            # Checked after the cast: a value beyond float16's range becomes Inf there.
+            if not np.isfinite(stored).all():
+                raise StoreError(f"shard {k}: {key} holds values that are NaN or Inf as {dtype}")
             chunk = (max(1, min(rows, 256)), arr.shape[1], arr.shape[2]) if rows else None
-            h5.create_dataset(key, data=arr.astype(dtype), chunks=chunk)
+            h5.create_dataset(key, data=stored, chunks=chunk)
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
