@@ -264,18 +264,22 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     identity = feature_identity(cfg, manifest)
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)
+
+    def planned() -> tuple[pa.Table, pa.Table]:
+        return _limit(scan(dataset, root, manifest=manifest, annotations=annotations,
+                           transcripts=transcripts), limit)
+
     # Before any work: a folder of other files or a store of another configuration is refused
     # with nothing written; then the lock (the first write) keeps a second run out.
     if check_destination(loc, store_id) == "complete":
-        log.info("%s is already complete with this configuration; nothing to do", loc.display)
+        complete = _complete_with_plan(loc, *planned(), limit=limit, shard_size=shard_size)
         StoreLock(loc).clear_stale()  # a run killed after writing store.json left its marker
-        return store_mod.open_store(out).manifest
+        return complete
     with StoreLock(loc) as lock:
+        samples, adapter_failures = planned()
         if check_destination(loc, store_id) == "complete":  # finished while we waited
-            return store_mod.open_store(out).manifest
-        table = scan(dataset, root, manifest=manifest, annotations=annotations,
-                     transcripts=transcripts)
-        samples, adapter_failures = _limit(table, limit)
+            return _complete_with_plan(loc, samples, adapter_failures, limit=limit,
+                                       shard_size=shard_size)
         plan = plan_shards(samples, shard_size)
         done = _completed(loc, plan, store_id)
         log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows,
@@ -292,11 +296,48 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         check_same_weights(shards)
         lock.check()  # taken over while this run was frozen: leave store.json to that run
         written = store_mod.finalize(
-            loc, identity=identity, modalities=modalities_from_shards(identity, shards, cfg.dtype),
-            shards=shards, adapter_failures=adapter_failures, config=cfg,
+            loc, identity=identity,
+            modalities=modalities_from_shards(identity, shards, cfg.dtype), shards=shards,
+            adapter_failures=adapter_failures, config=cfg,
             software=software_versions(), timings=_sum_timings(shards),
             options={"shard_size": shard_size, "limit": limit, "device": device})
         return _with_label_texts(loc, written)
+
+
+def _complete_with_plan(loc: store_mod.Location, samples: pa.Table, adapter_failures: pa.Table,
+                        *, limit: int | None, shard_size: int) -> StoreManifest:
+    """A complete store of this configuration is this run's result only if it holds the clips
+    this run plans (each in its index or its failures), not merely the same ``store_id``: a
+    store made with ``--limit 4`` is not the whole dataset.
+
+    Raises:
+        StoreError: the store holds other clips than planned, naming the difference and the
+            options it was made with.
+    """
+    store = store_mod.open_store(loc.url)
+    have = set(store.index.column("sample_id").to_pylist()) | set(
+        store.failures.column("sample_id").to_pylist())
+    want = set(samples.column("sample_id").to_pylist()) | set(
+        adapter_failures.column("sample_id").to_pylist())
+    if have == want:
+        log.info("%s is already complete with this configuration and these %d clips; nothing "
+                 "to do", loc.display, len(want))
+        return store.manifest
+    missing, extra = sorted(want - have), sorted(have - want)
+    made = store.manifest.options
+    raise store_mod.StoreError(
+        f"{loc.display} is complete with this configuration but holds other clips than this "
+        f"run plans: {_some(missing)} planned but not in it, {_some(extra)} in it but not "
+        f"planned (it was made with --limit {made.get('limit')} --shard-size "
+        f"{made.get('shard_size')}; this run: --limit {limit} --shard-size {shard_size}). "
+        "Extract into a new --out (nothing was written)")
+
+
+def _some(ids: Sequence[str], shown: int = 3) -> str:
+    if not ids:
+        return "0 clips"
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return f"{len(ids)} clip{'s' if len(ids) > 1 else ''} ({', '.join(ids[:shown])}{more})"
 
 
 def _with_label_texts(loc: store_mod.Location, manifest: StoreManifest) -> StoreManifest:

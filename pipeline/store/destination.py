@@ -81,15 +81,22 @@ def check_destination(loc: Location, store_id: str) -> State:
                              "a store an extraction wrote. Choose a new or empty --out "
                              "(nothing was written)")
         return "new"
-    _check_partial(loc, store_id, shards)
+    _check_partial(loc, store_id, top, shards)
     return "partial"
 
 
-def _check_partial(loc: Location, store_id: str, shards: list[str]) -> None:
+def _check_partial(loc: Location, store_id: str, top: list[str], shards: list[str]) -> None:
     """A partial store's first finished shard must be of this configuration (each one is
-    checked again when the run resumes)."""
+    checked again when the run resumes). The store-level tables are written after the last
+    shard, so with none finished they are somebody else's files."""
     finished = [m for m in map(_SHARDS.match, shards) if m and m.group(2) == "h5"
                 and not m.group(3)]
+    tables = [n for n in top if n in ("index.parquet", "failures.parquet",
+                                      "label_texts.parquet")]
+    if tables and not finished:
+        raise StoreError(f"{loc.display} holds {', '.join(tables)} but no finished shard: not "
+                         "a store an extraction wrote (it writes those files after its last "
+                         "shard). Choose a new or empty --out (nothing was written)")
     if not finished:
         return
     k = int(finished[0].group(1))

@@ -63,6 +63,11 @@ def _partial_of_another_configuration(out: Path) -> None:
                 index=pa.table({"sample_id": ["a"]}), failures=FAILURE_SCHEMA.empty_table())
 
 
+def _user_index_and_empty_shards(out: Path) -> None:
+    (out / "shards").mkdir(parents=True)
+    (out / "index.parquet").write_bytes(b"the user's own index")
+
+
 def _a_file(out: Path) -> None:
     out.write_text("a file, not a folder")
 
@@ -74,6 +79,8 @@ OPTIONS: dict[str, tuple[list[str], Callable[[Path], None] | None, str]] = {
     "--slurm-jobs 0": (["--cluster", "slurm", "--slurm-jobs", "0"], None, "--slurm-jobs 0"),
     "--out: a folder of the user's files": ([], _user_folder, "notes.txt"),
     "--out: a file": ([], _a_file, "is a file, not a folder"),
+    "--out: the user's index.parquet beside an empty shards/": (
+        [], _user_index_and_empty_shards, "holds index.parquet but no finished shard"),
     "--out: a partial store of another configuration": (
         [], _partial_of_another_configuration, "partial store of another configuration"),
     "--out: a read-only URL (http://)": (["READONLY"], None, "read-only"),

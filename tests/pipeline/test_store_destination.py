@@ -80,6 +80,15 @@ def test_a_partial_store_without_a_finished_shard_is_resumed(tmp_path: Path) -> 
     assert _check(tmp_path / "p") == "partial"
 
 
+def test_store_tables_without_a_finished_shard_are_not_a_partial_store(tmp_path: Path) -> None:
+    (tmp_path / "p" / "shards").mkdir(parents=True)
+    (tmp_path / "p" / "index.parquet").write_bytes(b"somebody's table")
+    with pytest.raises(StoreError, match="holds index.parquet but no finished shard"):
+        _check(tmp_path / "p")
+    _shard(tmp_path / "p", "abc")  # a run killed between its index and store.json
+    assert _check(tmp_path / "p") == "partial"
+
+
 def test_a_complete_store(tmp_path: Path) -> None:
     write_arrays(tmp_path / "c", dataset="toy", sample_ids=["a", "b"], splits=["train"] * 2,
                  features={"text": np.ones((2, 1, 4), np.float32)}, labels=np.zeros(2, int),
