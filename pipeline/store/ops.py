@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -475,6 +476,9 @@ def _copy_shard(store: FeatureStore, entry: ShardEntry, part: pa.Table | None,
     # Only through the store's gate: a store.json naming a file outside the store (or a
     # symbolic link out of it) must not get that file copied into the merged store.
     src, name = store.loc.member(entry.path), shard_name(k)
+    # Plain datasets whose ids match the index: a shard linking to another file would carry
+    # that file's data (or, once it is gone, zeros) into the merged store.
+    store.check_shard(posixpath.basename(entry.path).removesuffix(".h5"))
     sidecar = entry.path.removesuffix(".h5") + ".failures.parquet"
     index = part if part is not None else store.index.schema.empty_table().drop_columns(
         ["shard", "row"])

@@ -72,6 +72,29 @@ def group_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield int(code), order[lo:hi]
 
 
+def plain_dataset_problem(h5: h5py.File, name: str) -> str | None:
+    """Why member ``name`` of a shard is not a plain dataset stored in the shard itself, or
+    None. A shard holds plain datasets only: an external link, a soft link, a virtual dataset
+    or external storage would make a reader (and ``store merge``) read another file, or read
+    zeros once that file is gone. The link is inspected before anything is opened."""
+    link = h5.get(name, getlink=True)
+    if link is None:
+        return None  # missing: the callers say so with what they expected
+    if not isinstance(link, h5py.HardLink):
+        return (f"a {type(link).__name__} (its data would be read from elsewhere); a shard "
+                "holds plain datasets only")
+    obj = h5[name]
+    if not isinstance(obj, h5py.Dataset):
+        return f"a {type(obj).__name__}, not a dataset"
+    if obj.is_virtual:
+        return ("a virtual dataset (its data would be read from other files); a shard holds "
+                "plain datasets only")
+    if obj.external:
+        return ("external storage (its data would be read from other files); a shard holds "
+                "plain datasets only")
+    return None
+
+
 def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or (
         pa.types.is_dictionary(t) and _is_text(t.value_type)))
@@ -275,7 +298,54 @@ class FeatureStore:
                 self._handles.append(handle)
                 with h5_errors(where, "open it as an HDF5 shard"):
                     self._files[shard] = h5py.File(handle, "r", rdcc_nbytes=0)
+            try:
+                self._check_shard(shard, self._files[shard], where)
+            except StoreError:
+                self._files.pop(shard).close()
+                raise
         return self._files[shard]
+
+    def _check_shard(self, shard: str, h5: h5py.File, where: str) -> None:
+        """When a shard is first opened: plain datasets only, and its ``sample_id`` rows are
+        the clips the index says they are (one small dataset: a store whose shards were
+        swapped or edited is refused before a single feature is read)."""
+        with h5_errors(where, "read it"):
+            for name in h5:
+                problem = plain_dataset_problem(h5, name)
+                if problem:
+                    raise StoreError(f"{where} dataset {name!r}: {problem}{VERIFY_HINT}")
+            if "sample_id" not in h5:
+                raise StoreError(f"{where}: no sample_id dataset{VERIFY_HINT}")
+            ids = h5["sample_id"].asstr()[:]
+        positions = self._positions_by_shard.get(shard, np.empty(0, np.int64))
+        rows = self._rows[positions]
+        if len(ids) != self._rows_declared[self.shard_paths[shard]] or (
+                len(rows) and rows.max() >= len(ids)):
+            raise StoreError(f"{where}: {len(ids)} sample_id rows, store.json declares "
+                             f"{self._rows_declared[self.shard_paths[shard]]}{VERIFY_HINT}")
+        expected = self.index.column("sample_id").take(pa.array(positions)).to_numpy(
+            zero_copy_only=False)
+        wrong = np.flatnonzero(ids[rows] != expected)
+        if wrong.size:
+            p = int(positions[wrong[0]])
+            raise StoreError(f"{where}: row {int(rows[wrong[0]])} holds sample_id "
+                             f"{ids[rows[wrong[0]]]!r}, the index (row {p}) says "
+                             f"{expected[wrong[0]]!r}: the shard does not hold the clips the "
+                             f"index names ({wrong.size} rows differ){VERIFY_HINT}")
+
+    @cached_property
+    def _positions_by_shard(self) -> dict[str, np.ndarray]:
+        codes, names = self._shard_codes
+        return {names[code]: positions for code, positions in group_by_code(codes)}
+
+    def check_shard(self, shard: str) -> None:
+        """Open shard ``shard`` (an index ``shard`` value) and run the checks reads run:
+        plain datasets only, sample ids matching the index.
+
+        Raises:
+            StoreError: naming the shard and what is wrong.
+        """
+        self._file(shard)
 
     def _dataset(self, shard: str, key: str) -> h5py.Dataset:
         """Dataset ``key`` of a shard, checked once against what ``store.json`` declares."""

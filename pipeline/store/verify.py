@@ -44,7 +44,8 @@ from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet, s
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ModalityInfo,
                                      ShardEntry, StoreManifest, parse_manifest, shard_paths,
                                      store_id_of)
-from pipeline.store.reader import H5_ERRORS, dictionary_codes, group_by_code
+from pipeline.store.reader import (H5_ERRORS, dictionary_codes, group_by_code,
+                                   plain_dataset_problem)
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,11 @@ class _Verifier:
 
     def check_h5(self, rel: str, h5: h5py.File, entry: ShardEntry,
                  manifest: StoreManifest, part: pa.Table | None) -> None:
+        linked = [(f"dataset {name}", problem) for name in sorted(h5)
+                  if (problem := plain_dataset_problem(h5, name))]
+        if linked:  # nothing is read through a link: that would read another file
+            self.problems(rel, linked, "datasets that are not plain data")
+            return
         rows = entry.rows
         # A merged store's shards carry the store_id of the source they were copied from.
         allowed = {manifest.store_id, *(str(m.get("store_id")) for m in manifest.merged_from)}

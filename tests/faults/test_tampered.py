@@ -93,6 +93,55 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _rehash(store: Path) -> None:
+    """store.json's checksums made to match the tampered shards: only the content is wrong."""
+    import hashlib
+
+    data = json.loads((store / "store.json").read_text())
+    for entry in data["shards"]:
+        entry["sha256"] = hashlib.sha256((store / entry["path"]).read_bytes()).hexdigest()
+    (store / "store.json").write_text(json.dumps(data))
+
+
+def _linked(kind: str) -> Callable[[Path, Path], None]:
+    """Shard 0's ``audio`` replaced by data that lives in another file (or a soft link)."""
+    def tamper(store: Path, outside: Path) -> None:
+        shard = store / "shards" / "shard-00000.h5"
+        source = outside.with_name("features.h5")
+        with h5py.File(shard, "a") as h5:
+            shape, dtype = h5["audio"].shape, h5["audio"].dtype
+            if not source.exists():
+                with h5py.File(source, "w") as other:
+                    other.create_dataset("audio", data=np.full(shape, 7, dtype))
+            del h5["audio"]
+            if kind == "external link":
+                h5["audio"] = h5py.ExternalLink(str(source), "audio")
+            elif kind == "soft link":
+                h5.create_dataset("copy", data=np.full(shape, 7, dtype))
+                h5["audio"] = h5py.SoftLink("/copy")
+            elif kind == "virtual dataset":
+                layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+                layout[:] = h5py.VirtualSource(str(source), "audio", shape=shape)
+                h5.create_virtual_dataset("audio", layout, fillvalue=0)
+            else:  # external storage: raw bytes of a file outside the store
+                raw = outside.with_name("raw.bin")
+                raw.write_bytes(np.full(shape, 7, dtype).tobytes())
+                h5.create_dataset("audio", shape=shape, dtype=dtype,
+                                  external=[(str(raw), 0, raw.stat().st_size)])
+        _rehash(store)
+    return tamper
+
+
+def _swapped_shards(store: Path, outside: Path) -> None:
+    """Shards 0 and 1 swapped (same rows each): every checksum matches store.json."""
+    a, b = store / "shards" / "shard-00000.h5", store / "shards" / "shard-00001.h5"
+    tmp = a.with_suffix(".swap")
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+    _rehash(store)
+
+
 def _declared_rows(store: Path, outside: Path) -> None:
     data = json.loads((store / "store.json").read_text())
     data["shards"][1]["rows"] = 15
@@ -123,10 +172,21 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], dict[str, int]]] = {
     "shard: symlink to /dev/zero": (_replace_shard("/dev/zero"), SHARD_REFUSED),
     "shard: a FIFO": (_replace_shard("fifo"), SHARD_REFUSED),
     "shard: not HDF5": (_replace_shard("garbage"), SHARD_REFUSED),
+    "shard: an external link to another file": (_linked("external link"), SHARD_REFUSED),
+    "shard: a soft link": (_linked("soft link"), SHARD_REFUSED),
+    "shard: a virtual dataset of another file": (_linked("virtual dataset"), SHARD_REFUSED),
+    "shard: external storage": (_linked("external storage"), SHARD_REFUSED),
+    "shards swapped (checksums updated)": (_swapped_shards, SHARD_REFUSED),
     # open does not hash (documented): training reads it; verify and merge catch it
     "shard: one flipped byte": (lambda s, o: _flip(s / "shards" / "shard-00000.h5"),
                                 {**SHARD_REFUSED, "pretrain": 0}),
 }
+
+
+#: What verify (and pretrain, which reads the shard) must say, where it is not a checksum.
+SAYS = {**{case: "plain datasets only" for case in CASES if case.startswith("shard: a")
+           and ("link" in case or "virtual" in case or "external" in case)},
+        "shards swapped (checksums updated)": "does not hold the clips the index names"}
 
 
 def _run(command: str, store: Path, clean: Path, work: Path) -> tuple[int, str]:
@@ -164,6 +224,8 @@ def test_a_tampered_store_is_refused_by_every_command(
         if code == 2:
             assert output.count("error:") == 1, (command, output[-2000:])
         codes[command] = code
+        if case in SAYS and command == "pretrain":
+            assert SAYS[case] in " ".join(output.split()), output[-2000:]
     merged = tmp_path / "merged"
     assert not any(SECRET.encode() in p.read_bytes() for p in merged.rglob("*") if p.is_file())
     assert codes == expected, (case, codes)
