@@ -6,10 +6,14 @@ Thin by design: every command parses its options and calls one importable ``run_
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import re
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
@@ -67,16 +71,61 @@ class OptionError(UserError, ValueError):
     """A command-line option with a value the command cannot use."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Python raises KeyboardInterrupt for SIGINT, so
+    that every ``finally`` and ``with`` (locks, Dask clients, temporary files) unwinds."""
+
+
+_received: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _received.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_caught() -> Iterator[None]:
+    """SIGINT and SIGTERM handled by :func:`_on_signal` while a command runs (main thread
+    only: Python delivers signals there)."""
+    _received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Run ``command``; a :class:`~pipeline.errors.UserError` (bad option, config, dataset,
-    store, checkpoint, device, weights) becomes its message on stderr and exit code 2. Anything
-    else is a bug and surfaces as a traceback (exit code 1)."""
+    store, checkpoint, device, weights) becomes its message on stderr and exit code 2. SIGINT
+    and SIGTERM stop it with one line and exit code 130 or 143, after its locks and workers
+    are released (whatever the interrupted code raised while unwinding, such as Dask's
+    ``CancelledError``, is not shown). Anything else is a bug and surfaces as a traceback
+    (exit code 1)."""
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
+            with _signals_caught():
+                return command(*args, **kwargs)
         except UserError as err:
             raise _fail(str(err)) from None
+        except (typer.Exit, SystemExit):
+            raise
+        except BaseException as err:
+            signum = _received[0] if _received else (
+                signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
+            if signum is None:
+                raise
+            Console(stderr=True).print(f"interrupted ({signal.Signals(signum).name}); run the "
+                                       "same command to resume", soft_wrap=True)
+            raise typer.Exit(128 + signum) from None
     return wrapper
 
 
@@ -188,12 +237,15 @@ def _parse_weights(values: list[str], modalities: list[str] | None) -> dict[str,
     return out
 
 
-def _parse_pairs(values: list[str], option: str) -> dict[str, str]:
+def _parse_pairs(values: list[str], option: str,
+                 keys: tuple[str, ...] | None = None) -> dict[str, str]:
     out = {}
     for value in values:
         if "=" not in value:
             raise OptionError(f"{option} {value}: expected KEY=VALUE")
         key, val = value.split("=", 1)
+        if keys is not None and key not in keys:
+            raise OptionError(f"{option} {value}: unknown key {key!r}; valid: {list(keys)}")
         out[key] = val
     return out
 
@@ -296,6 +348,7 @@ def extract_cmd(
         help="Transcript sidecar CSV (sample_id,transcript).")] = None,
 ) -> None:
     """Extract a raw dataset into a feature store (resumable: run it again after a crash)."""
+    from pipeline.extract_config import MODALITIES
     from pipeline.run import ClusterOptions
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
@@ -318,16 +371,28 @@ def extract_cmd(
                           slurm_jobs=slurm_jobs)
     run_extract_cli(dataset, root, out, config=config, modalities=mods,
                     weights=_parse_weights(weights, mods),
-                    backbones=_parse_pairs(backbone, "--backbone"), views=views,
+                    backbones=_parse_pairs(backbone, "--backbone", MODALITIES), views=views,
                     detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
                     annotations=annotations, transcripts=transcripts, cluster=opts)
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _parse_sets(values: list[str]) -> dict[str, object]:
-    """``--set key.sub=value`` pairs; values are parsed as YAML scalars (numbers, bools, lists)."""
+    """``--set key.sub=value`` pairs; values are parsed as YAML scalars (numbers, bools, lists).
+
+    A number in exponent notation without a dot (``1e-4``) is a string to YAML 1.1's
+    resolver: it is read as the number it is."""
     import yaml
 
-    return {k: yaml.safe_load(v) for k, v in _parse_pairs(values, "--set").items()}
+    def scalar(text: str) -> object:
+        value = yaml.safe_load(text)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)
+        return value
+
+    return {k: scalar(v) for k, v in _parse_pairs(values, "--set").items()}
 
 
 def _split_list(value: str | None) -> list[str] | None:

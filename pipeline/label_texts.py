@@ -229,6 +229,10 @@ def write_label_texts(loc: Location, manifest: StoreManifest, texts: LabelTextSe
     for name, vectors in (("prompts", prompts), ("descriptions", descriptions)):
         if np.shape(vectors) != (n, dim):
             raise ValueError(f"{name}: expected [{n}, {dim}] vectors, got {np.shape(vectors)}")
+        with np.errstate(over="ignore"):  # an overflow is what is refused here
+            finite = bool(np.isfinite(np.asarray(vectors, np.float32)).all())
+        if not finite:
+            raise ValueError(f"{name}: NaN or Inf in the vectors (as float32); nothing written")
     vector = pa.list_(pa.float32(), dim)
     table = pa.table({
         "kind": [t.kind for t in texts.texts], "group": [t.group for t in texts.texts],
@@ -296,9 +300,15 @@ def _parse(table: pa.Table, labels: Sequence[str], info: LabelTextsInfo,
                          key=lambda r: r["index"])
         coarse[group] = (target, tuple(r["label"] for r in members),
                          np.asarray([r["prompt_vector"] for r in members], np.float32))
-    return LabelTexts(np.asarray([r["prompt_vector"] for r in classes], np.float32),
-                      np.asarray([r["description_vector"] for r in classes], np.float32),
-                      tuple(r["prompt"] for r in classes), coarse, info)
+    texts = LabelTexts(np.asarray([r["prompt_vector"] for r in classes], np.float32),
+                       np.asarray([r["description_vector"] for r in classes], np.float32),
+                       tuple(r["prompt"] for r in classes), coarse, info)
+    vectors = [texts.names, texts.descriptions, *(v for _, _, v in coarse.values())]
+    if not all(np.isfinite(v).all() for v in vectors):
+        raise LabelTextsError(f"{where}/{FILE}: vectors hold NaN or Inf values; run `cli store "
+                              "verify` on the store, and `cli store add-label-texts` to embed "
+                              "them again")
+    return texts
 
 
 __all__ = ["FILE", "LabelText", "LabelTextSet", "LabelTexts", "LabelTextsError",

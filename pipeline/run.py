@@ -34,7 +34,7 @@ from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import StoreManifest
 from pipeline.config import ConfigError
-from pipeline.datasets import scan
+from pipeline.datasets import get_adapter, scan
 from pipeline.datasets.table import SampleTable
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
@@ -260,6 +260,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     cluster = cluster or ClusterOptions()
     check_run_options(shard_size=shard_size, limit=limit, cluster=cluster)
     device = resolve_device(device, cluster)
+    get_adapter(dataset)  # an unknown name lists the valid ones, before any manifest is read
     manifest = load_manifest(dataset)
     identity = feature_identity(cfg, manifest)
     store_id = store_mod.store_id_of(identity)

@@ -43,6 +43,11 @@ VERSION = 2
 FORMAT = f"{FORMAT_PREFIX}{VERSION}"
 READABLE = (1, 2)
 SHARD_DIR = "shards"
+#: Bounds on the sizes store.json declares (far above any real store: the largest backbone
+#: output is a few thousand wide, views are a handful, shards hold hundreds of rows).
+MAX_DIM = 1 << 16
+MAX_VIEWS = 1024
+MAX_SHARD_ROWS = 1 << 24
 
 #: Backbone spec fields that say how a backbone is run or named, not what it computes (``dim``
 #: is compared as what the loaded encoder produced).
@@ -449,6 +454,16 @@ def check_manifest(manifest: StoreManifest, where: str = "store.json") -> None:
     if planned != loaded:
         raise StoreError(f"{where}: identity.modalities {planned} and modalities {loaded} name "
                          "different keys (store.json does not fit the store contract)")
+    sizes = [(f"modalities.{key}.dim", info.dim, MAX_DIM)
+             for key, info in sorted(manifest.modalities.items())]
+    sizes += [("identity.views", manifest.views, MAX_VIEWS)]
+    sizes += [(f"shards[{i}].rows", e.rows, MAX_SHARD_ROWS) for i, e in enumerate(manifest.shards)]
+    for field_name, value, limit in sizes:
+        # Readers allocate [rows, views, dim] from these numbers before reading a byte: a
+        # hostile store.json must not make them ask for terabytes.
+        if not 1 <= value <= limit and not (field_name.endswith(".rows") and value == 0):
+            raise StoreError(f"{where}: {field_name} is {value}, outside 1..{limit:,} (store.json "
+                             "does not fit the store contract)")
     shard_paths(manifest, where)
 
 

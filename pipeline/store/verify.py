@@ -533,6 +533,13 @@ def label_texts_mismatches(table: pa.Table, info: LabelTextsInfo, manifest: Stor
         if width != modality.dim:
             found.append((f"column {column}", f"width differs from the {info.key} features'",
                           modality.dim, width))
+        elif table.num_rows:
+            values = pc.list_flatten(table.column(column)).to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(~np.isfinite(np.asarray(values, np.float64).reshape(
+                table.num_rows, width)).all(axis=1))
+            if bad.size:
+                found.append((f"column {column}, row {int(bad[0])}",
+                              f"{bad.size} rows hold NaN or Inf values", None, None))
     space = manifest.feature_space.get(info.key) or {}
     recorded = (info.backbone, info.weights_sha256)
     store = (space.get("backbone"), space.get("weights_sha256"))

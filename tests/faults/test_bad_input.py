@@ -78,6 +78,9 @@ OPTIONS: dict[str, tuple[list[str], Callable[[Path], None] | None, str]] = {
     "--limit 0": (["--limit", "0"], None, "--limit 0: must be at least 1"),
     "--slurm-jobs 0": (["--cluster", "slurm", "--slurm-jobs", "0"], None, "--slurm-jobs 0"),
     "--out: a folder of the user's files": ([], _user_folder, "notes.txt"),
+    "--backbone with an unknown key": (["--backbone", "video=resnet152"], None,
+                                       "--backbone video=resnet152: unknown key 'video'"),
+    "--dataset nope": (["--dataset", "nope"], None, "unknown dataset 'nope'; valid: ["),
     "--out: a file": ([], _a_file, "is a file, not a folder"),
     "--out: the user's index.parquet beside an empty shards/": (
         [], _user_index_and_empty_shards, "holds index.parquet but no finished shard"),

@@ -148,6 +148,13 @@ def _declared_rows(store: Path, outside: Path) -> None:
     (store / "store.json").write_text(json.dumps(data))
 
 
+def _huge_dim(store: Path, outside: Path) -> None:
+    """A dimension that would make a reader allocate 10^12 x rows floats."""
+    data = json.loads((store / "store.json").read_text())
+    data["modalities"]["audio"]["dim"] = 10**12
+    (store / "store.json").write_text(json.dumps(data))
+
+
 def _no_modalities(store: Path, outside: Path) -> None:
     data = json.loads((store / "store.json").read_text())
     data["modalities"], data["identity"]["modalities"] = {}, {}
@@ -163,6 +170,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], dict[str, int]]] = {
     "store.json: '..' shard path": (_shard_path("shards/../../outside/secret.txt"), REFUSED),
     "store.json: lists a copy, training reads an altered shard": (_elsewhere, REFUSED),
     "store.json: without modalities": (_no_modalities, REFUSED),
+    "store.json: a dimension of 10^12": (_huge_dim, REFUSED),
     "index: absolute shard": (_index("shard", 5, "OUTSIDE"), REFUSED),
     "index: '..' shard": (_index("shard", 5, "../outside/secret"), REFUSED),
     "index: a shard store.json does not list": (_index("shard", 5, "shard-00009"), REFUSED),
@@ -186,7 +194,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], None], dict[str, int]]] = {
 #: What verify (and pretrain, which reads the shard) must say, where it is not a checksum.
 SAYS = {**{case: "plain datasets only" for case in CASES if case.startswith("shard: a")
            and ("link" in case or "virtual" in case or "external" in case)},
-        "shards swapped (checksums updated)": "does not hold the clips the index names"}
+        "shards swapped (checksums updated)": "does not hold the clips the index names",
+        "store.json: a dimension of 10^12": "modalities.audio.dim is 1000000000000, outside"}
 
 
 def _run(command: str, store: Path, clean: Path, work: Path) -> tuple[int, str]:

@@ -88,3 +88,39 @@ def test_vectors_must_fit_the_text_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\[7, 8\]"):
         write_label_texts(fs.loc, fs.manifest, texts_for("meld", MELD), np.zeros((7, 3)),
                           np.zeros((7, 3)), backbone="arrays", weights_sha256=None)
+
+
+def test_non_finite_vectors_are_refused_by_the_writer_verify_and_readers(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs = _array_store(tmp_path / "s")
+    made = texts_for("meld", MELD)
+    bad = np.ones((7, 8))
+    bad[3, 2] = 1e39  # finite as float64, Inf as float32
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        write_label_texts(fs.loc, fs.manifest, made, bad, bad, backbone="arrays",
+                          weights_sha256=None)
+    assert not (tmp_path / "s" / FILE).exists()
+    good = np.ones((7, 8), np.float32)
+    write_label_texts(fs.loc, fs.manifest, made, good, good, backbone="arrays",
+                      weights_sha256=None)
+    # The file rewritten with a NaN, and its record made to match: only the value is wrong.
+    table = pq.read_table(tmp_path / "s" / FILE)
+    vectors = table.column("prompt_vector").to_pylist()
+    vectors[3][2] = float("nan")
+    column = table.column_names.index("prompt_vector")
+    table = table.set_column(column, "prompt_vector",
+                             pa.array(vectors, table.schema.field("prompt_vector").type))
+    pq.write_table(table, tmp_path / "s" / FILE)
+    record = json.loads((tmp_path / "s" / "store.json").read_text())
+    record["label_texts"]["sha256"] = hashlib.sha256(
+        (tmp_path / "s" / FILE).read_bytes()).hexdigest()
+    (tmp_path / "s" / "store.json").write_text(json.dumps(record))
+    problems = [str(p) for p in verify_store(fs.url).problems]
+    assert any("prompt_vector, row 3" in p and "NaN or Inf" in p for p in problems), problems
+    with pytest.raises(LabelTextsError, match="NaN or Inf"):
+        read_label_texts(open_store(fs.url))
