@@ -1,9 +1,10 @@
-"""One extraction at a time per store: a lock marker with its owner and a heartbeat.
+"""One writer at a time per store: a lock marker with its owner and a heartbeat.
 
-Two extractions into one ``--out`` would write the same shard numbers from different plans and
-race to write ``store.json``. The run holds a lock for as long as it writes:
+Two extractions (or merges) into one ``--out`` would write the same shard numbers from
+different plans and race to write ``store.json``. The run holds a lock for as long as it
+writes (one lock per purpose: ``extract``, ``merge``):
 
-- **Markers**: ``STORE/extract.lock.<generation>``, JSON with the owner (host, process id and
+- **Markers**: ``STORE/<purpose>.lock.<generation>`` (``extract.lock.3``), JSON with the owner (host, process id and
   the process's start time, a random token), when it started, and its last heartbeat. The
   marker of the highest generation is the lock.
 - **Taking it**: no marker, or the current one is stale: create the next generation's marker
@@ -112,18 +113,25 @@ def owner_gone(owner: LockOwner) -> bool:
     return state == "Z" or (owner.pid_start is not None and start != owner.pid_start)
 
 
+#: What a lock's messages say a holder is doing to the store, per purpose.
+DOING = {"extract": "extracted", "merge": "merged into"}
+
+
 class StoreLock:
-    """The extraction lock of a store (see the module docstring); a context manager.
+    """The writing lock of a store (see the module docstring); a context manager.
 
     Args:
         loc: the store.
         stale_after: seconds without a heartbeat after which the lock is taken over.
         interval: seconds between heartbeats.
+        purpose: ``extract`` or ``merge``: the marker's name and the messages.
     """
 
     def __init__(self, loc: Location, *, stale_after: float = STALE_AFTER_S,
-                 interval: float = HEARTBEAT_S) -> None:
+                 interval: float = HEARTBEAT_S, purpose: str = "extract") -> None:
         self.loc, self.stale_after, self.interval = loc, stale_after, interval
+        self.prefix, self.doing = f"{purpose}.lock.", DOING[purpose]
+        self.what = "extraction" if purpose == "extract" else purpose
         self.token = uuid.uuid4().hex
         self.generation: int | None = None
         self.lost: LockOwner | None = None
@@ -141,7 +149,7 @@ class StoreLock:
     # ----------------------------------------------------------------------------- markers
 
     def _name(self, generation: int) -> str:
-        return f"{LOCK_PREFIX}{generation}"
+        return f"{self.prefix}{generation}"
 
     def _markers(self) -> dict[int, str]:
         with storage_errors(self.loc.where(), "read"):
@@ -152,8 +160,9 @@ class StoreLock:
                 names = ([posixpath.basename(p.rstrip("/")) for p in
                           self.loc.fs.ls(self.loc.root, detail=False)]
                          if self.loc.fs.exists(self.loc.root) else [])
-        return {int(n[len(LOCK_PREFIX):]): n for n in names
-                if n.startswith(LOCK_PREFIX) and n[len(LOCK_PREFIX):].isdigit()}
+        start = len(self.prefix)
+        return {int(n[start:]): n for n in names
+                if n.startswith(self.prefix) and n[start:].isdigit()}
 
     def _read(self, name: str) -> LockOwner | None:
         """The owner a marker names; None when it holds no valid owner (stale by nature)."""
@@ -223,7 +232,7 @@ class StoreLock:
             return False
         for name in markers.values():
             self._remove(name)
-        log.info("%s: removed the extraction lock of a run that is gone", self.loc.display)
+        log.info("%s: removed the %s lock of a run that is gone", self.loc.display, self.what)
         return True
 
     def stale(self, owner: LockOwner | None) -> bool:
@@ -248,7 +257,7 @@ class StoreLock:
                 if not self.stale(owner):
                     assert owner is not None
                     raise LockedError(
-                        f"{self.loc.display} is being extracted by another run "
+                        f"{self.loc.display} is being {self.doing} by another run "
                         f"({owner.describe()}); two runs into one store would mix their "
                         "shards. Wait for it to finish or stop it (the lock of a killed run "
                         f"is taken over: its process gone on this host, or no heartbeat for "
@@ -265,8 +274,8 @@ class StoreLock:
                                                 name="store-lock-heartbeat")
                 self._thread.start()
                 return
-        raise LockedError(f"{self.loc.display}: other runs keep taking the extraction lock; "
-                          "run one extraction into a store at a time")
+        raise LockedError(f"{self.loc.display}: other runs keep taking the {self.what} lock; "
+                          f"run one {self.what} into a store at a time")
 
     def check(self) -> None:
         """Raise if another run took the lock over (this run was judged stale).
@@ -275,7 +284,7 @@ class StoreLock:
             LockedError: naming the run that holds it now.
         """
         if self.generation is None:
-            raise LockedError(f"{self.loc.display}: the extraction lock is not held")
+            raise LockedError(f"{self.loc.display}: the {self.what} lock is not held")
         if self.lost is None:
             self.lost = self._newer()
         if self.lost is not None:
@@ -305,12 +314,12 @@ class StoreLock:
             try:
                 self.lost = self._newer()
                 if self.lost is not None:
-                    log.error("%s: the extraction lock was taken over by %s", self.loc.display,
+                    log.error("%s: the %s lock was taken over by %s", self.loc.display, self.what,
                               self.lost.describe())
                     return
                 self._write_own()
             except StoreError as err:  # a full disk or a network hiccup: try again
-                log.warning("%s: could not refresh the extraction lock: %s", self.loc.display,
+                log.warning("%s: could not refresh the %s lock: %s", self.loc.display, self.what,
                             err)
 
 

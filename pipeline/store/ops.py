@@ -36,9 +36,12 @@ import pyarrow.parquet as pq
 
 from pipeline.failures import FAILURE_SCHEMA
 from pipeline.store.errors import MissingFileError, StoreError
-from pipeline.store.filesystem import Location, read_parquet, storage_errors, table_to_bytes
+from pipeline.store.filesystem import (Location, read_parquet, redact_url, storage_errors,
+                                       table_to_bytes)
+from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ShardEntry,
-                                     StoreManifest, feature_space_differences, feature_space_id,
+                                     StoreManifest, canonical_json, feature_space_differences,
+                                     feature_space_id,
                                      format_version, manifest_json, parse_manifest, sha256_json,
                                      to_json)
 from pipeline.store.reader import FeatureStore, dictionary_codes, group_by_code, open_store
@@ -333,12 +336,67 @@ def merge_stores(sources: Sequence[StoreRef], out: str | Path, *,
     if len(stores) < 2:
         raise StoreError(f"merge needs at least two stores, got {len(stores)}")
     dest = Location.parse(out, storage_options)
-    with storage_errors(dest.display):
-        used = dest.exists() and dest.fs.ls(dest.root)
-    if used:
-        raise StoreError(f"{dest.display} exists and is not empty; merge into a new location")
     _check_mergeable(stores)
     texts = _merged_label_texts(stores)
+    plan = canonical_json({"merge_of": [s.store_id for s in stores],
+                           "sources": [redact_url(s.url) for s in stores]}).encode()
+    # One merge at a time into a destination; a merge that stops (a refused checksum, a full
+    # disk, a signal) removes what it wrote, and one killed outright leaves MERGE_MARKER, so
+    # that the same command starts it again instead of refusing a non-empty --out.
+    with StoreLock(dest, purpose="merge"):
+        _claim_destination(dest, plan)
+        dest.write_atomic(plan, MERGE_MARKER)
+        try:
+            result = _merge_into(dest, stores, texts)
+        except BaseException:
+            _clear_destination(dest)
+            raise
+        with storage_errors(dest.where(MERGE_MARKER), "write"):
+            dest.fs.rm(dest.path(MERGE_MARKER))
+        return result
+
+
+MERGE_MARKER = "merge.partial.json"
+
+
+def _contents(dest: Location) -> list[str]:
+    """What ``dest`` holds, lock markers left out."""
+    with storage_errors(dest.display):
+        if not dest.exists():
+            return []
+        names = [posixpath.basename(p.rstrip("/")) for p in dest.fs.ls(dest.root, detail=False)]
+    return [n for n in names if not n.startswith("merge.lock.")]
+
+
+def _claim_destination(dest: Location, plan: bytes) -> None:
+    """``dest`` must be new or empty, or hold what a killed merge of the same sources left
+    (cleared). Refuses anything else, naming what is there."""
+    names = _contents(dest)
+    if not names:
+        return
+    if MERGE_MARKER in names and "store.json" not in names:
+        with storage_errors(dest.where(MERGE_MARKER)):
+            left = dest.read_bytes(MERGE_MARKER)
+        if left == plan:
+            log.info("%s: clearing what a stopped merge of the same stores left", dest.display)
+            _clear_destination(dest)
+            return
+        raise StoreError(f"{dest.display} holds a stopped merge of other stores; merge into a "
+                         "new location, or remove it")
+    raise StoreError(f"{dest.display} exists and is not empty ({', '.join(sorted(names)[:5])}); "
+                     "merge into a new location")
+
+
+def _clear_destination(dest: Location) -> None:
+    """Remove everything a merge wrote into ``dest`` (its lock marker stays to the lock)."""
+    for name in _contents(dest):
+        with storage_errors(dest.where(name), "write"):
+            dest.fs.rm(dest.path(name), recursive=True)
+
+
+def _merge_into(dest: Location, stores: list[FeatureStore],
+                texts: tuple[bytes, LabelTextsInfo] | None) -> MergeResult:
+    """The merge itself, into a claimed ``dest`` (see :func:`merge_stores`)."""
     shards: list[ShardResult] = []
     for store in stores:
         log.info("merging %s (%d shards)", store.url, len(store.manifest.shards))
