@@ -27,12 +27,13 @@ from pipeline.store.manifest import (FORMAT, SHARD_DIR, StoreManifest, canonical
                                      feature_space_differences, shard_paths, store_id_of)
 from pipeline.store.reader import (FeatureStore, dictionary_codes, group_by_code, load_manifest,
                                    open_store)
+from pipeline.store.split import StoreSplit
 from pipeline.store.writer import (ShardResult, completed_shard, finalize, shard_name,
                                    write_arrays, write_shard)
 
 __all__ = ["COPY_BLOCK_SIZE", "FORMAT", "READ_BLOCK_SIZE", "READ_CACHE_TYPE", "SHARD_DIR",
            "FeatureStore", "Location", "LockedError", "MissingFileError", "ShardResult",
-           "StoreError", "StoreManifest", "UnsafePathError", "canonical_json", "check_relative",
+           "StoreError", "StoreManifest", "StoreSplit", "UnsafePathError", "canonical_json", "check_relative",
            "completed_shard", "dictionary_codes", "feature_space_differences", "finalize",
            "group_by_code", "load_manifest", "open_store", "read_parquet", "redact_url",
            "sha256_file", "shard_name", "shard_paths", "storage_errors", "store_id_of",

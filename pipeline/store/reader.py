@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from pipeline.store.errors import MissingFileError, StoreError
 from pipeline.store.filesystem import READ_BLOCK_SIZE, Location, read_parquet
 from pipeline.store.manifest import SHARD_DIR, StoreManifest, parse_manifest, shard_paths
+from pipeline.store.split import StoreSplit, split_of
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,15 @@ class FeatureStore:
         codes, names = self._split_codes
         hit = [i for i, name in enumerate(names) if name in wanted]
         return np.flatnonzero(np.isin(codes, hit)).astype(np.int64)
+
+    def split(self, *names: str) -> StoreSplit:
+        """The rows of the splits ``names`` (all rows when none is named) as arrays or a
+        PyTorch dataset (:class:`~pipeline.store.split.StoreSplit`): ``split("train")``.
+
+        Raises:
+            StoreError: a split the store does not hold (its splits are named).
+        """
+        return split_of(self, names)
 
     def labels(self, positions: np.ndarray | None = None) -> np.ndarray:
         """int64 [n] (-1 unlabeled) or, multi-label, float32 [n, L]."""
