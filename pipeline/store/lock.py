@@ -113,8 +113,17 @@ def owner_gone(owner: LockOwner) -> bool:
     return state == "Z" or (owner.pid_start is not None and start != owner.pid_start)
 
 
-#: What a lock's messages say a holder is doing to the store, per purpose.
-DOING = {"extract": "extracted", "merge": "merged into"}
+#: Per purpose, what a lock's messages say its holder is doing to the folder, and what a second
+#: run would do (stores: ``extract``, ``merge``; run folders of the head trainer: ``pretrain``,
+#: ``eval``, ``study``).
+DOING = {"extract": ("extracted", "two runs into one store would mix their shards"),
+         "merge": ("merged into", "two runs into one store would mix their shards"),
+         "pretrain": ("trained into", "two runs into one folder would interleave their "
+                                      "metrics and checkpoints"),
+         "eval": ("evaluated into", "two evaluations into one folder would overwrite each "
+                                    "other's results"),
+         "study": ("written by a study", "two studies into one folder would train and write "
+                                         "the same runs")}
 
 
 class StoreLock:
@@ -124,14 +133,14 @@ class StoreLock:
         loc: the store.
         stale_after: seconds without a heartbeat after which the lock is taken over.
         interval: seconds between heartbeats.
-        purpose: ``extract`` or ``merge``: the marker's name and the messages.
+        purpose: a key of :data:`DOING`: the marker's name and the messages.
     """
 
     def __init__(self, loc: Location, *, stale_after: float = STALE_AFTER_S,
                  interval: float = HEARTBEAT_S, purpose: str = "extract") -> None:
         self.loc, self.stale_after, self.interval = loc, stale_after, interval
-        self.prefix, self.doing = f"{purpose}.lock.", DOING[purpose]
-        self.what = "extraction" if purpose == "extract" else purpose
+        self.prefix, (self.doing, self.clash) = f"{purpose}.lock.", DOING[purpose]
+        self.what = {"extract": "extraction", "eval": "evaluation"}.get(purpose, purpose)
         self.token = uuid.uuid4().hex
         self.generation: int | None = None
         self.lost: LockOwner | None = None
@@ -258,10 +267,9 @@ class StoreLock:
                     assert owner is not None
                     raise LockedError(
                         f"{self.loc.display} is being {self.doing} by another run "
-                        f"({owner.describe()}); two runs into one store would mix their "
-                        "shards. Wait for it to finish or stop it (the lock of a killed run "
-                        f"is taken over: its process gone on this host, or no heartbeat for "
-                        f"{self.stale_after:.0f} s)")
+                        f"({owner.describe()}); {self.clash}. Wait for it to finish or stop "
+                        "it (the lock of a killed run is taken over: its process gone on this "
+                        f"host, or no heartbeat for {self.stale_after:.0f} s)")
                 log.warning("%s: taking over the lock of a run that is gone (%s)",
                             self.loc.display, owner.describe() if owner else "unreadable")
             self._owner = this_process(self.token)
