@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import manifests
-from heads.pretrain.objectives import OBJECTIVES
 from pipeline.config import ConfigError, from_dict, load_yaml
 
 DEFAULT_CONFIG = manifests.path("pretrain.yaml")  # shipped with the package
@@ -355,7 +354,8 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
     """Merge the layers into one checked :class:`TrainConfig`.
 
     Args:
-        objective: a name of :data:`heads.pretrain.objectives.OBJECTIVES`.
+        objective: the objective's name; its layer of the config file is merged. The names are
+            checked in :mod:`heads.pretrain` (``resolve_objective_config``), which owns them.
         config: a YAML file: either layered like ``manifests/pretrain.yaml`` (it replaces the
             default file) or a partial/complete TrainConfig mapping merged over the defaults
             (a run's ``config.yaml`` reproduces that run).
@@ -367,10 +367,8 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
         seed: overrides ``seed``.
 
     Raises:
-        ConfigError: unknown objective or preset, unknown key, wrong type, invalid value.
+        ConfigError: unknown preset, unknown key, wrong type, invalid value.
     """
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
     base_path, partial = DEFAULT_CONFIG, {}
     if config is not None:
         data = load_yaml(config)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from heads.config import EvalConfig, warmup_steps
 from heads.evaluation.probe import FitResult, patience_step, stop_early
-from heads.reporting.metrics_log import ProgressBar
+from heads.metrics_log import ProgressBar
 from heads.runtime import lr_at
 
 log = logging.getLogger(__name__)

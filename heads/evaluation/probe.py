@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from heads.config import EvalConfig, ModelConfig, warmup_steps
 from heads.metrics import threshold
 from heads.models import ConCluGenHeads, ModelSpec
-from heads.reporting.metrics_log import ProgressBar
+from heads.metrics_log import ProgressBar
 from heads.runtime import autocast, lr_at
 from pipeline.config import ConfigError
 

@@ -48,7 +48,7 @@ from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeModel, ProbeSpec
 from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run, task_of
 from heads.evaluation.targets import read_targets, target_names
 from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
-from heads.reporting.metrics_log import write_eval_scalars
+from heads.metrics_log import write_eval_scalars
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
 
@@ -302,7 +302,7 @@ def _save_model(path: Path, fs: FeatureStore, setup: EvalSetup, first: SeedResul
 
 def _figures(setup: EvalSetup, first: SeedResult, data: Mapping[str, LabelledSplit],
              out: Path) -> dict[str, Any]:
-    from heads.reporting.plots import evaluation_figures, sign_strings
+    from heads.plots import evaluation_figures, sign_strings
 
     scored = first.scored
     test, labels = None, None

@@ -28,12 +28,13 @@ from torch import Tensor
 from heads.checkpoint import (FORMAT, LAST, CheckpointError, check_same_store, epoch_file,
                               link_checkpoint, load_checkpoint, prune_epochs, restore_rng,
                               rng_state, save_checkpoint)
-from heads.config import TrainConfig, config_from_dict, resolve_config, warmup_steps
+from heads.config import TrainConfig, config_from_dict, warmup_steps
 from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, check_views,
                         load_features)
-from heads.reporting.metrics_log import MetricsLog, ProgressBar
+from heads.metrics_log import MetricsLog, ProgressBar
 from heads.models import ConCluGenHeads
-from heads.pretrain.objectives import Objective, get_objective, model_spec
+from heads.pretrain.objectives import (Objective, get_objective, model_spec,
+                                      resolve_objective_config)
 from heads.runtime import autocast, lr_at, resolve_device
 from pipeline.errors import UserError
 
@@ -294,13 +295,13 @@ def _run_config(payload: Mapping[str, Any] | None, objective: str, *,
                 epochs: int | None, seed: int | None, **layers: Any) -> TrainConfig:
     """The run's config: resolved fresh, or the checkpoint's (only ``epochs`` may change)."""
     if payload is None:
-        return resolve_config(objective, epochs=epochs, seed=seed, **layers)
+        return resolve_objective_config(objective, epochs=epochs, seed=seed, **layers)
     saved = config_from_dict(payload["config"], "checkpoint config")
     if objective != saved.objective:
         raise CheckpointError(f"the run to resume trained {saved.objective!r}, not {objective!r}")
     asked = saved
     if any(v is not None for v in layers.values()) or seed is not None:
-        asked = resolve_config(objective, seed=seed, **layers)
+        asked = resolve_objective_config(objective, seed=seed, **layers)
         asked = dataclasses.replace(asked, modality_keys={**asked.modality_keys,
                                                           **{m: saved.modality_keys[m]
                                                              for m in saved.modalities}})

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from cli import app
 from heads.checkpoint import FORMAT, load_checkpoint
 from heads.pretrain.train import run_pretrain
-from heads.reporting.metrics_log import read_metrics
+from heads.metrics_log import read_metrics
 from pipeline.store import write_arrays
 
 REPO = Path(__file__).resolve().parents[2]

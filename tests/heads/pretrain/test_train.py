@@ -14,7 +14,7 @@ import yaml
 from heads.checkpoint import CheckpointError, load_checkpoint
 from heads.config import config_from_dict
 from heads.data import DataError, InMemoryFeatures
-from heads.reporting.metrics_log import read_metrics
+from heads.metrics_log import read_metrics
 from heads.pretrain.objectives import OBJECTIVES
 from heads.pretrain.train import NonFiniteLossError, lr_at, run_pretrain
 from pipeline.store import open_store
