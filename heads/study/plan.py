@@ -15,6 +15,7 @@ from heads.evaluation.targets import read_targets
 from heads.pretrain.objectives import OBJECTIVES
 from heads.study.types import SYSTEMS, Method, StoreFacts, Target
 from pipeline.config import ConfigError
+from pipeline.store import open_store
 from pipeline.store.manifest import (StoreError, feature_space_differences,
                                      format_differences)
 
@@ -32,8 +33,6 @@ def check_systems(systems: Sequence[str]) -> tuple[str, ...]:
 
 def read_facts(store: str) -> StoreFacts:
     """Open ``store`` and note what the study checks and reports."""
-    from pipeline.store import open_store
-
     with open_store(store) as fs:
         rows, labelled, with_targets = {}, {}, {}
         targets = tuple(fs.manifest.dataset.targets)

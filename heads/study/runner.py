@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from heads.checkpoint import LAST, CheckpointError
-from heads.config import resolve_config, resolve_eval_config
+from heads.config import resolve_config
+from heads.eval_config import resolve_eval_config
 from heads.evaluation.run import METRICS, eval_name, run_eval
 from heads.metrics_log import read_metrics
 from heads.pretrain.train import run_pretrain

@@ -123,6 +123,7 @@ def _chart(target: Target, groups: Mapping[str, Sequence[TableRow]],
            paper: PaperResults) -> bool:
     """``results.png``: the classification rows, a dashed line before Tables 3-5 and before
     the other systems; False (no file) when none of them ran."""
+    # heads.plots imports matplotlib (about 2 s): only a study that draws its chart loads it
     from heads.plots import plot_study
 
     if all(row.metrics is None for g in GROUPS for row in groups.get(g, ())):

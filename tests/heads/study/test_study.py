@@ -210,8 +210,8 @@ def test_every_run_was_pretrained_once_on_the_pretraining_store(paper_study: Stu
                            "conclugen-video-audio", "conclugen-video-text"])
     for name in runs:
         payload = load_checkpoint(paper_study.out / "runs" / name / "checkpoints" / "last.pt")
-        assert payload["store_id"] == paper_study.vox.store_id, name
-        assert payload["epoch"] == QUICK_EPOCHS
+        assert payload.store_id == paper_study.vox.store_id, name
+        assert payload.epoch == QUICK_EPOCHS
     assert not any((paper_study.out / d / "runs").exists() for d in paper_study.stores)
     for dataset, store in paper_study.stores.items():
         for row in read_csv(paper_study.out / dataset / "results.csv"):
