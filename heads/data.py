@@ -86,8 +86,6 @@ def read_modality(store: FeatureStore, keys: Sequence[str], positions: np.ndarra
     return arr[:, first_view:] if all_views and first_view else arr
 
 
-
-
 def fits_in_memory(nbytes: int, device: torch.device, fraction: float) -> bool:
     """Whether ``nbytes`` of features fit in ``fraction`` of the device's free memory."""
     if device.type == "cuda":

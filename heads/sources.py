@@ -43,7 +43,6 @@ class Layout:
     dims: dict[str, int]
 
 
-
 def steps_per_epoch(rows: int, batch_size: int, drop_last: bool) -> int:
     """Batches per epoch: full batches (at least one), plus a partial one of >= 2 rows."""
     full = rows // batch_size

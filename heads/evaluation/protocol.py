@@ -78,7 +78,8 @@ class EvalSetup:
 
 @dataclass(frozen=True)
 class SavedModel:
-    """A trained model as a classifier file keeps it (:class:`heads.classifier_file.ClassifierFile`).
+    """A trained model as a classifier file keeps it
+    (:class:`heads.classifier_file.ClassifierFile`).
 
     Attributes:
         kind: which protocol module rebuilds it (``probe``, ``clef``, ``avce``).

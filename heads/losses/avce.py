@@ -14,6 +14,7 @@ from torch import Tensor
 
 from heads.losses.checks import check_margin, check_pair
 
+
 def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     """SparseMax (Martins & Astudillo 2016): the Euclidean projection onto the simplex.
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from heads.losses.checks import check_margin, check_pair, check_positive
 
+
 def _check_labels(labels: Tensor, n: int, what: str) -> None:
     if labels.shape != (n,) or labels.dtype != torch.int64:
         raise ValueError(f"{what}: expected int64 labels [{n}], got {labels.dtype} "

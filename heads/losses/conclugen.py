@@ -22,6 +22,7 @@ from torch import Tensor
 
 from heads.losses.checks import check_margin, check_pair, check_positive
 
+
 def mms_loss(a: Tensor, b: Tensor, *, margin: float = 0.001, temperature: float = 1.0) -> Tensor:
     """Masked Margin Softmax loss between two modalities paired by row (Ilharco et al. 2019).
 

@@ -19,6 +19,7 @@ from pipeline.store import open_store
 from pipeline.store.manifest import (StoreError, feature_space_differences,
                                      format_differences)
 
+
 def check_systems(systems: Sequence[str]) -> tuple[str, ...]:
     """The systems to run, in :data:`SYSTEMS` order.
 

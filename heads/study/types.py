@@ -121,7 +121,6 @@ class Target:
     own: bool
 
 
-
 @dataclass(frozen=True)
 class TableRow:
     """One row: its evaluation's ``metrics.json`` content, or why it was skipped."""
