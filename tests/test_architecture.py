@@ -182,6 +182,38 @@ def test_pipeline_has_no_import_cycle() -> None:
     assert not found, "import cycles in pipeline:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
+def unexplained_local_imports(package: str, project: tuple[str, ...]) -> list[str]:
+    """In-function imports of the project's modules without a comment saying why: on the
+    import's line, or on the line above it (or above the block of imports it belongs to)."""
+    out = []
+    for module, path in module_files(package).items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""])
+                if not any(n.split(".")[0] in project for n in names):
+                    continue
+                above = node.lineno - 2
+                while above >= 0 and lines[above].lstrip().startswith(("import ", "from ")):
+                    above -= 1
+                if "#" not in lines[node.lineno - 1] and not (
+                        above >= 0 and lines[above].lstrip().startswith("#")):
+                    out.append(f"{module}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return out
+
+
+def test_heads_imports_project_modules_inside_functions_only_with_a_reason() -> None:
+    bad = unexplained_local_imports("heads", ("heads", "pipeline", "manifests"))
+    assert not bad, ("in-function imports without a comment saying why (import at the top of "
+                     "the module unless it loads something heavy or optional):\n" + "\n".join(bad))
+
+
 def over_budget(package: str) -> list[str]:
     """Modules of ``package`` longer than :data:`BUDGET` lines without a comment at their top
     (first 5 lines) saying why."""
@@ -244,3 +276,16 @@ def test_the_budget_accepts_a_long_module_only_with_its_reason(
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     assert over_budget("pkg") == [f"pkg.long: {BUDGET + 1} lines",
                                   f"pkg.vague: {BUDGET + 2} lines"]
+
+
+def test_an_in_function_import_needs_its_reason(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": ("def f():\n    from pkg import b\n\n\n"
+                     "def g():\n    # b loads matplotlib\n    import os\n    from pkg import b\n\n\n"
+                     "def h():\n    import json\n"),
+        "pkg/b.py": "",
+    })
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert unexplained_local_imports("pkg", ("pkg",)) == ["pkg.a:2: from pkg import b"]
