@@ -664,7 +664,7 @@ def study_cmd(
     """Pretrain every objective and ablation, evaluate each, write the paper's tables beside
     the paper's numbers (one set per downstream store), and the other systems' rows (CLEF,
     AVCE) below them."""
-    from heads.reporting.study import run_study
+    from heads.study.run import run_study
 
     folder = run_study(store, out, pretrain_store=pretrain_store, quick=quick, device=device,
                        seeds=seeds, systems=_split_list(systems) or [])

@@ -1,5 +1,6 @@
-"""The configurations of the heads: pretraining (:class:`TrainConfig`) and evaluation
-(:class:`EvalConfig`), frozen dataclasses resolved strictly from YAML.
+"""The pretraining configuration of the heads (:class:`TrainConfig`), a frozen dataclass resolved
+strictly from YAML, and the layer merging it shares with the evaluation's
+(:mod:`heads.eval_config`).
 
 ``manifests/pretrain.yaml`` holds the paper appendix's defaults in three layers::
 
@@ -23,11 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import manifests
-from heads.pretrain.objectives import OBJECTIVES
 from pipeline.config import ConfigError, from_dict, load_yaml
 
 DEFAULT_CONFIG = manifests.path("pretrain.yaml")  # shipped with the package
-EVAL_CONFIG = manifests.path("evaluate.yaml")
 LAYER_KEYS = frozenset({"defaults", "objectives", "presets"})
 
 log = logging.getLogger(__name__)
@@ -165,182 +164,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-safe mapping (tuples as lists) that :func:`config_from_dict` reads."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
 
 def warmup_steps(optim: OptimConfig, steps_per_epoch: int) -> int:
     """Warm-up length in optimizer steps."""
     return optim.warmup_steps + round(optim.warmup_epochs * steps_per_epoch)
-
-
-@dataclass(frozen=True)
-class ClefConfig:
-    """The CLEF protocol (:mod:`heads.evaluation.clef`; Zhang et al., ICCV 2023) on fixed
-    features: text prototypes of the label names, described in ``docs/CHOICES.md``.
-
-    ``projection_dim``: the joint space both sides are projected into; ``temperature``: the
-    learnable temperature's start; ``instance_weight``: lambda of ``L_fine = (lambda L_IN +
-    L_DN) / 2``; ``weak``: the weakly supervised stage 1 (``auto``: when the store has coarse
-    labels, CMU-MOSEI's sentiment sign; ``sentiment``: required; ``none``); ``weak_*``: its
-    fixed temperature, epochs and the feature dropout that makes its two views;
-    ``zero_shot``: also score the prototypes of a pretraining run's MMS text head, untrained.
-    """
-
-    projection_dim: int = 512
-    temperature: float = 0.07
-    instance_weight: float = 2.0
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    standardize: bool = True
-    weak: Literal["auto", "none", "sentiment"] = "auto"
-    weak_temperature: float = 0.25
-    weak_epochs: int = 10
-    weak_view_dropout: float = 0.2
-    zero_shot: bool = True
-
-
-@dataclass(frozen=True)
-class AvceConfig:
-    """The AVCE protocol (:mod:`heads.evaluation.avce`; Kim & Song, ECCV 2022) on fixed
-    features: sizes of the compressor C (``latent``), the regressor R and head H
-    (``hidden``), the head H1 (``view_hidden`` -> ``view_dim``); the similarity's ``mu``; the
-    AVCE weights ``alpha``, ``beta``, ``gamma`` and its weight in the first step
-    (``avce_weight``); the triplet's ``delta1``, ``delta2``; the optimiser's lr and weight
-    decay (both steps)."""
-
-    latent: int = 32
-    hidden: int = 256
-    view_hidden: int = 64
-    view_dim: int = 8
-    mu: float = 0.75
-    alpha: float = 0.5
-    beta: float = 0.005
-    gamma: float = 0.5
-    avce_weight: float = 1.0
-    delta1: float = 1.0
-    delta2: float = 0.8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    standardize: bool = True
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """One downstream evaluation, fully resolved (see ``manifests/evaluate.yaml``)."""
-
-    epochs: int = 1000
-    patience: int | None = 15
-    seed: int = 0
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        lr=1e-3, weight_decay=1e-4, warmup_epochs=5.0, min_lr=1e-6))
-    heads_lr_scale: float = 1.0
-    batch_size: int = 4096
-    dropout: float = 0.5
-    standardize: bool = False
-    classifier_init: Literal["kaiming_normal", "pytorch"] = "kaiming_normal"
-    class_weights: Literal["inverse", "frequency", "fixed", "none"] = "inverse"
-    class_weight_values: tuple[float, ...] = ()
-    selection: Literal["val_f1", "val_loss"] = "val_f1"
-    representation_dim: int = 4096
-    modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
-        "video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)})
-    tsne_max_points: int = 5000
-    clef: ClefConfig = field(default_factory=ClefConfig)
-    avce: AvceConfig = field(default_factory=AvceConfig)
-
-    def __post_init__(self) -> None:
-        problems = _protocol_problems(self.clef, self.avce)
-        o = self.optim
-        if self.epochs < 1 or self.batch_size < 1 or self.representation_dim < 1:
-            problems.append("epochs, batch_size and representation_dim must be >= 1")
-        if o.lr <= 0 or o.weight_decay < 0 or self.heads_lr_scale < 0:
-            problems.append("optim.lr must be > 0, optim.weight_decay and heads_lr_scale >= 0")
-        if (o.warmup_epochs < 0 or o.warmup_steps < 0 or o.restart_epochs <= 0
-                or o.restart_mult < 1):
-            problems.append("optim: warmup >= 0, restart_epochs > 0, restart_mult >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.patience is not None and self.patience < 1:
-            problems.append(f"patience must be >= 1 or null, got {self.patience}")
-        if self.class_weights == "fixed" and not self.class_weight_values:
-            problems.append("class_weights: fixed needs class_weight_values (one per class)")
-        if any(w < 0 for w in self.class_weight_values):
-            problems.append(f"class_weight_values must be >= 0, got "
-                            f"{list(self.class_weight_values)}")
-        if problems:
-            raise ConfigError("evaluation config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-safe mapping (tuples as lists)."""
-        return _plain(dataclasses.asdict(self))
-
-
-def _protocol_problems(clef: ClefConfig, avce: AvceConfig) -> list[str]:
-    problems = []
-    if clef.projection_dim < 1 or clef.weak_epochs < 0:
-        problems.append("clef.projection_dim must be >= 1, clef.weak_epochs >= 0")
-    if min(clef.temperature, clef.weak_temperature, clef.lr, avce.lr) <= 0:
-        problems.append("clef.temperature, clef.weak_temperature, clef.lr and avce.lr must "
-                        "be > 0")
-    if not 0.0 <= clef.weak_view_dropout < 1.0:
-        problems.append(f"clef.weak_view_dropout must be in [0, 1), got "
-                        f"{clef.weak_view_dropout}")
-    if min(avce.latent, avce.hidden, avce.view_hidden, avce.view_dim) < 1:
-        problems.append("avce: latent, hidden, view_hidden and view_dim must be >= 1")
-    if min(clef.instance_weight, clef.weight_decay, avce.weight_decay, avce.mu, avce.alpha,
-           avce.beta, avce.gamma, avce.avce_weight, avce.delta1, avce.delta2) < 0:
-        problems.append("clef.instance_weight, the weight decays and avce's mu, alpha, beta, "
-                        "gamma, avce_weight, delta1, delta2 must be >= 0")
-    return problems
-
-
-def resolve_eval_config(dataset: str, *, preset: str | None = None,
-                        overrides: Mapping[str, Any] | None = None,
-                        config: str | Path | None = None) -> EvalConfig:
-    """``defaults <- the dataset manifest's eval block <- presets[preset] <- overrides``.
-
-    Args:
-        dataset: the store's dataset name; ``manifests/<dataset>.yaml`` supplies the paper's lr
-            and weight decay (and the dataset's class weights, where it names them) when it
-            exists and has an ``eval`` block.
-        preset: a key of the file's ``presets`` (``"cpu"``).
-        overrides: merged last; nested mappings or dotted keys (``{"optim.lr": 1e-3}``).
-        config: another layered file instead of ``manifests/evaluate.yaml``.
-
-    Raises:
-        ConfigError: unknown preset or key, wrong type, invalid value.
-    """
-    path = Path(config) if config is not None else EVAL_CONFIG
-    data = load_yaml(path)
-    unknown = sorted(set(data) - {"defaults", "presets"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid: defaults, presets")
-    merged = dict(data.get("defaults") or {})
-    merged = deep_merge(merged, _dataset_layer(dataset))
-    if preset is not None:
-        presets = data.get("presets") or {}
-        if preset not in presets:
-            raise ConfigError(f"{path}: unknown preset {preset!r}; valid: {sorted(presets)}")
-        merged = deep_merge(merged, presets[preset])
-    merged = deep_merge(merged, expand_dotted(overrides or {}))
-    return from_dict(EvalConfig, merged, str(path))
-
-
-def _dataset_layer(dataset: str) -> dict[str, Any]:
-    from pipeline.manifest import load_manifest, manifest_path
-
-    if not manifest_path(dataset).is_file():
-        log.info("dataset %r has no manifest: the default lr and weight decay apply", dataset)
-        return {}
-    defaults = load_manifest(dataset).eval
-    if defaults is None:
-        return {}
-    layer: dict[str, Any] = {"optim": {"lr": defaults.lr, "weight_decay": defaults.weight_decay}}
-    if defaults.class_weights is not None:
-        layer["class_weights"] = defaults.class_weights
-    if defaults.class_weight_values is not None:
-        layer["class_weight_values"] = list(defaults.class_weight_values)
-    return layer
 
 
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
@@ -355,7 +184,8 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
     """Merge the layers into one checked :class:`TrainConfig`.
 
     Args:
-        objective: a name of :data:`heads.pretrain.objectives.OBJECTIVES`.
+        objective: the objective's name; its layer of the config file is merged. The names are
+            checked in :mod:`heads.pretrain` (``resolve_objective_config``), which owns them.
         config: a YAML file: either layered like ``manifests/pretrain.yaml`` (it replaces the
             default file) or a partial/complete TrainConfig mapping merged over the defaults
             (a run's ``config.yaml`` reproduces that run).
@@ -367,10 +197,8 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
         seed: overrides ``seed``.
 
     Raises:
-        ConfigError: unknown objective or preset, unknown key, wrong type, invalid value.
+        ConfigError: unknown preset, unknown key, wrong type, invalid value.
     """
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
     base_path, partial = DEFAULT_CONFIG, {}
     if config is not None:
         data = load_yaml(config)
@@ -432,9 +260,9 @@ def expand_dotted(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

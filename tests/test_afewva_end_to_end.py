@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from heads.checkpoint import load_predictor
+from heads.evaluation.classifier import load_predictor
 from heads.evaluation.predict import run_predict
 from heads.evaluation.run import load_split
 from pipeline.store import open_store
@@ -103,7 +103,7 @@ def saved_predictions(classifier: Path, store: Path) -> tuple[np.ndarray, np.nda
     """The saved AVCE head on the stored test features, and the stored test targets."""
     model, meta = load_predictor(classifier)
     with open_store(store) as fs:
-        test = load_split(fs, meta["layout"], "test", torch.device("cpu"), task="regression")
+        test = load_split(fs, meta.layout, "test", torch.device("cpu"), task="regression")
     assert test is not None
     with torch.no_grad():
         pred = model({m: x.float() for m, x in test.inputs.items()})

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from heads.config import resolve_config, resolve_eval_config
+from heads.config import resolve_config
+from heads.eval_config import resolve_eval_config
 from pipeline.extract_config import load_extract_config
 
 CHOICES = Path(__file__).resolve().parent.parent / "docs" / "CHOICES.md"

@@ -168,7 +168,8 @@ for mod in (cli, heads, manifests, pipeline):
 assert manifests.path("pretrain.yaml").is_file() and manifests.path("evaluate.yaml").is_file()
 assert str(manifests.path("meld")).startswith(sys.prefix)
 assert load_manifest("meld").labels[0] == "neutral"
-from heads.config import DEFAULT_CONFIG, EVAL_CONFIG, resolve_config, resolve_eval_config
+from heads.config import DEFAULT_CONFIG, resolve_config
+from heads.eval_config import EVAL_CONFIG, resolve_eval_config
 assert str(DEFAULT_CONFIG).startswith(sys.prefix) and str(EVAL_CONFIG).startswith(sys.prefix)
 assert resolve_config("conclugen", preset="cpu").model.representation_dim == 64
 resolve_eval_config("meld")

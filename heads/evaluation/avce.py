@@ -24,25 +24,41 @@ stops early on the validation L_AV like the other protocols.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from heads.config import AvceConfig
+from heads.eval_config import AvceConfig
 from heads.evaluation.loop import train_epochs
 from heads.evaluation.probe import LabelledSplit, Standardize
-from heads.evaluation.protocol import EvalSetup, SeedResult
+from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, state_of
 from heads.losses import av_loss, avce_objective, disentangle_loss, sparsemax
 from heads.metrics import ccc, regression_metrics
 
 #: The validation metric the kept epoch maximises: the CCC, averaged over the targets.
 SELECT_METRIC = "val_ccc"
 SELECTION = "the epoch with the best val CCC (mean over the targets; ties: lower val L_AV)"
+
+
+@dataclass(frozen=True)
+class AvceSpec:
+    """The sizes of an :class:`AvceModel`, from which it is rebuilt (a classifier file's
+    ``spec``): the modalities concatenated and their widths, T outputs, the sizes of
+    :class:`~heads.eval_config.AvceConfig` and the dropout."""
+
+    modalities: tuple[str, ...]
+    input_dims: dict[str, int]
+    outputs: int
+    latent: int
+    hidden: int
+    view_hidden: int
+    view_dim: int
+    dropout: float
 
 
 class AvceModel(nn.Module):
@@ -60,10 +76,9 @@ class AvceModel(nn.Module):
                  cfg: AvceConfig, dropout: float) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        self.sizes = {"input_dims": {m: int(input_dims[m]) for m in self.modalities},
-                      "outputs": outputs, "latent": cfg.latent, "hidden": cfg.hidden,
-                      "view_hidden": cfg.view_hidden, "view_dim": cfg.view_dim,
-                      "dropout": dropout}
+        self.spec = AvceSpec(self.modalities, {m: int(input_dims[m]) for m in self.modalities},
+                             outputs, cfg.latent, cfg.hidden, cfg.view_hidden, cfg.view_dim,
+                             dropout)
         width = sum(input_dims[m] for m in self.modalities)
         self.input_norm = Standardize(width)
         self.compressor = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, cfg.latent),
@@ -88,18 +103,12 @@ class AvceModel(nn.Module):
         """The prediction x = R(C(features)): [N, T]."""
         return self.regressor(self.compress(batch))
 
-    def describe(self) -> dict[str, Any]:
-        """The sizes, for ``classifier.pt``: :meth:`from_spec` rebuilds the model from them."""
-        return {"kind": "avce", "modalities": list(self.modalities), **self.sizes}
-
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> AvceModel:
-        """An untrained model of :meth:`describe`'s sizes, for a saved state to be loaded
-        into."""
-        sizes = AvceConfig(latent=int(spec["latent"]), hidden=int(spec["hidden"]),
-                           view_hidden=int(spec["view_hidden"]), view_dim=int(spec["view_dim"]))
-        return cls(spec["input_dims"], spec["modalities"], int(spec["outputs"]), sizes,
-                   float(spec["dropout"]))
+    def from_spec(cls, spec: AvceSpec) -> AvceModel:
+        """An untrained model of ``spec``'s sizes, for a saved state to be loaded into."""
+        sizes = AvceConfig(latent=spec.latent, hidden=spec.hidden, view_hidden=spec.view_hidden,
+                           view_dim=spec.view_dim)
+        return cls(spec.input_dims, spec.modalities, spec.outputs, sizes, spec.dropout)
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,8 @@ class AvceProtocol:
             truth = split.targets.cpu().numpy()
             scored[name] = (regression_metrics(pred, truth, setup.target_names), z)
             predictions[name] = (pred, truth)
-        return SeedResult(seed, model, scored, result.best_epoch + 1, result.seconds,
+        saved = SavedModel("avce", dataclasses.asdict(model.spec), state_of(model))
+        return SeedResult(seed, model, saved, scored, result.best_epoch + 1, result.seconds,
                           result.history, [], predictions, {"selection": SELECTION})
 
 
@@ -198,4 +208,4 @@ def _validate(model: AvceModel, val: LabelledSplit, batch_size: int) -> dict[str
 
 PROTOCOL = AvceProtocol()
 
-__all__ = ["PROTOCOL", "SELECTION", "SELECT_METRIC", "AvceModel", "AvceProtocol"]
+__all__ = ["PROTOCOL", "SELECTION", "SELECT_METRIC", "AvceModel", "AvceProtocol", "AvceSpec"]

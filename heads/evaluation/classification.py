@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from heads.evaluation.probe import (LabelledSplit, ProbeModel, decide, encoder_heads, fit,
-                                    fit_standardization, freeze_heads, make_loss, predict,
-                                    represent_split)
-from heads.evaluation.protocol import EvalSetup, SeedResult
+from heads.evaluation.fit import (decide, fit, fit_standardization, make_loss, predict,
+                                  represent_split)
+from heads.evaluation.probe import LabelledSplit, ProbeModel, encoder_heads, freeze_heads
+from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, state_of
 from heads.metrics import classification_metrics, multilabel_metrics
 
 
@@ -58,7 +58,12 @@ class ClassifierProtocol:
         result = fit(model, inputs["train"], inputs["val"], cfg, loss_fn=loss_fn,
                      represented=represented, seed=seed, progress=progress)
         scored = {n: score(model, s, setup, represented) for n, s in inputs.items()}
-        return SeedResult(seed, model, scored, result.best_epoch + 1, result.seconds,
+        frozen = not self.train_heads  # the linear probe: its heads stay the run's
+        saved = SavedModel("probe", {"probe": model.spec.to_dict(),
+                                     "heads": model.heads.spec.to_dict(),
+                                     "heads_from_checkpoint": frozen},
+                           state_of(model, without="heads." if frozen else None))
+        return SeedResult(seed, model, saved, scored, result.best_epoch + 1, result.seconds,
                           result.history, weights)
 
     def build(self, setup: EvalSetup, seed: int) -> ProbeModel:

@@ -27,6 +27,7 @@ modalities' heads the clips into the contrastive space, and the prototypes class
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from heads.config import ClefConfig, EvalConfig
+from heads.eval_config import ClefConfig, EvalConfig
 from heads.evaluation.loop import train_epochs
-from heads.evaluation.probe import LabelledSplit, Standardize, decide, make_loss
-from heads.evaluation.protocol import EvalSetup, SeedResult
+from heads.evaluation.fit import decide, make_loss
+from heads.evaluation.probe import LabelledSplit, Standardize
+from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, state_of
 from heads.evaluation.targets import read_targets
 from heads.losses import (clef_fine_loss, description_name_loss, image_text_contrast,
                           supcon_loss)
@@ -59,6 +61,29 @@ NOTE = ("with trainable projections on both sides the prototype head is a repara
         "run's MMS text head, no training) is what the texts alone give.")
 
 
+@dataclass(frozen=True)
+class ClefSpec:
+    """The sizes of a :class:`ClefModel`, from which it is rebuilt (a classifier file's
+    ``spec``).
+
+    Attributes:
+        modalities: the modalities concatenated, in order.
+        input_dims: per modality its feature width E_m.
+        classes: C, the label prompts.
+        text_dim: E_t, the text vectors' width.
+        projection_dim: P, the joint space.
+        multilabel: sigmoid per label (not softmax): ``cli predict`` decides as the evaluation
+            did.
+    """
+
+    modalities: tuple[str, ...]
+    input_dims: dict[str, int]
+    classes: int
+    text_dim: int
+    projection_dim: int
+    multilabel: bool = False
+
+
 class ClefModel(nn.Module):
     """Projections of the samples and of the label texts into one space, and the temperature.
 
@@ -69,7 +94,7 @@ class ClefModel(nn.Module):
         descriptions: float32 [C, E_t] the descriptions' text vectors.
         cfg: ``projection_dim`` and the temperature's start.
         multilabel: the labels are multi-label (sigmoid per label, not softmax): recorded in
-            :meth:`describe`, so that ``cli predict`` decides as the evaluation did.
+            its :class:`ClefSpec`, so that ``cli predict`` decides as the evaluation did.
     """
 
     names: Tensor
@@ -80,9 +105,9 @@ class ClefModel(nn.Module):
         super().__init__()
         self.modalities = tuple(modalities)
         width = sum(input_dims[m] for m in self.modalities)
-        self.sizes = {"input_dims": {m: int(input_dims[m]) for m in self.modalities},
-                      "classes": int(names.shape[0]), "text_dim": int(names.shape[1]),
-                      "projection_dim": cfg.projection_dim, "multilabel": multilabel}
+        self.spec = ClefSpec(self.modalities, {m: int(input_dims[m]) for m in self.modalities},
+                             int(names.shape[0]), int(names.shape[1]), cfg.projection_dim,
+                             multilabel)
         self.input_norm = Standardize(width)
         self.sample_projection = nn.Linear(width, cfg.projection_dim)
         self.text_projection = nn.Linear(int(names.shape[1]), cfg.projection_dim)
@@ -115,19 +140,13 @@ class ClefModel(nn.Module):
         return description_name_loss(self.embed_texts(self.descriptions),
                                      self.embed_texts(self.names), temperature=1 / self.scale)
 
-    def describe(self) -> dict[str, Any]:
-        """The sizes, for ``classifier.pt``: :meth:`from_spec` rebuilds the model from them."""
-        return {"kind": "clef", "modalities": list(self.modalities), **self.sizes}
-
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> ClefModel:
-        """An untrained model of :meth:`describe`'s sizes, for a saved state to be loaded into
-        (the label texts' vectors and the temperature are part of that state). A spec written
-        before ``multilabel`` was recorded is single-label."""
-        texts = torch.zeros(int(spec["classes"]), int(spec["text_dim"]))
-        return cls(spec["input_dims"], spec["modalities"], texts, texts.clone(),
-                   ClefConfig(projection_dim=int(spec["projection_dim"])),
-                   multilabel=bool(spec.get("multilabel", False)))
+    def from_spec(cls, spec: ClefSpec) -> ClefModel:
+        """An untrained model of ``spec``'s sizes, for a saved state to be loaded into (the
+        label texts' vectors and the temperature are part of that state)."""
+        texts = torch.zeros(spec.classes, spec.text_dim)
+        return cls(spec.input_dims, spec.modalities, texts, texts.clone(),
+                   ClefConfig(projection_dim=spec.projection_dim), multilabel=spec.multilabel)
 
 
 @dataclass(frozen=True)
@@ -174,7 +193,8 @@ class ClefProtocol:
             progress=progress)
         scored = {n: _score(model, s, setup, cfg.batch_size) for n, s in data.items()}
         details["zero_shot"] = zero_shot(setup, data, texts)
-        return SeedResult(seed, model, scored, result.best_epoch + 1, result.seconds,
+        saved = SavedModel("clef", dataclasses.asdict(model.spec), state_of(model))
+        return SeedResult(seed, model, saved, scored, result.best_epoch + 1, result.seconds,
                           result.history, weights, {}, details)
 
 
@@ -333,7 +353,7 @@ def zero_shot(setup: EvalSetup, data: Mapping[str, LabelledSplit],
     if heads is None or payload is None:
         return {"ran": False, "reason": "no pretraining run given (--run): the zero-shot "
                                         "prototypes come from a run's MMS text head"}
-    layout = payload["layout"]
+    layout = payload.layout
     visual = [m for m in setup.spec.modalities if m != "text" and m in layout
               and tuple(layout[m]) == tuple(setup.layout[m])]
     if "text" not in layout or not visual or not heads.projectors:
@@ -353,10 +373,11 @@ def zero_shot(setup: EvalSetup, data: Mapping[str, LabelledSplit],
                                          dim=1))
             splits[split_name] = _metrics(torch.cat(parts) @ prototypes.T, split, setup)
     heads.cpu()
-    return {"ran": True, "objective": payload.get("objective"), "modalities": visual,
+    return {"ran": True, "objective": payload.objective, "modalities": visual,
             "splits": splits}
 
 
 PROTOCOL = ClefProtocol()
 
-__all__ = ["MELD_SENTIMENT", "NOTE", "PROTOCOL", "ClefModel", "ClefProtocol", "zero_shot"]
+__all__ = ["MELD_SENTIMENT", "NOTE", "PROTOCOL", "ClefModel", "ClefProtocol", "ClefSpec",
+           "zero_shot"]

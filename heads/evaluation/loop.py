@@ -2,7 +2,7 @@
 :mod:`~heads.evaluation.avce`): random batches, the evaluation schedule, a score of the
 validation split after every epoch, early stopping on its loss and the best epoch kept.
 
-It is :func:`heads.evaluation.probe.fit` with the step and the validation left to the
+It is :func:`heads.evaluation.fit.fit` with the step and the validation left to the
 protocol: CLEF's step is one optimiser step on ``L_fine``, AVCE's two (``L_AV - L_AVCE``, then
 ``L_dis``), and each protocol selects its epoch on its own validation metric. Test data never
 enters this loop.
@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from heads.config import EvalConfig, warmup_steps
-from heads.evaluation.probe import FitResult, patience_step, stop_early
-from heads.reporting.metrics_log import ProgressBar
+from heads.config import warmup_steps
+from heads.eval_config import EvalConfig
+from heads.evaluation.fit import FitResult, patience_step, stop_early
+from heads.metrics_log import ProgressBar
 from heads.runtime import lr_at
 
 log = logging.getLogger(__name__)

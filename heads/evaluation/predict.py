@@ -5,7 +5,7 @@ was made: the same decoding, face cropping and backbones as the store the classi
 trained on (:func:`pipeline.one_video.extract_like_store` repeats the store's extraction from
 its ``store.json``), then the classifier :func:`heads.evaluation.run.run_eval` saved
 (``RUN/eval/linear/classifier.pt`` by default), loaded by
-:func:`heads.checkpoint.load_predictor`:
+:func:`heads.evaluation.classifier.load_predictor`:
 
 - the paper's protocols (a run's representation heads and the probe) and CLEF's text
   prototypes: class probabilities and the predicted class (labels, for multi-label stores);
@@ -37,11 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from heads.checkpoint import (CLASSIFIER, check_feature_space, layout_keys, load_predictor,
-                              run_folder)
-from heads.evaluation.probe import decide
+from heads.checkpoint import CLASSIFIER, check_feature_space, run_folder
+from heads.classifier_file import ClassifierFile
+from heads.evaluation.classifier import load_predictor
+from heads.evaluation.fit import decide
 from heads.runtime import resolve_device
 from pipeline.errors import UserError
+from pipeline.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,10 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
         CheckpointError: no classifier, a classifier of another step, or a store in another
             feature space.
     """
+    # The extraction side of pipeline (one_video, and the decoding and backbone code it
+    # reaches) is this function's alone: importing heads does not load it.
     from pipeline.frames_folder import is_frames_folder
     from pipeline.one_video import VideoError, extract_like_store
-    from pipeline.store import open_store
 
     video = Path(video)
     if not (video.is_file() or is_frames_folder(video)):
@@ -94,35 +97,35 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
                            "whose RUN/eval/linear/classifier.pt to use")
     dev = resolve_device(device)
     model, meta = load_predictor(path, run=run, device=dev)
-    url = store or meta["store_url"]
+    url = store or meta.store_url
     with open_store(url) as fs:
-        check_feature_space(meta, fs.manifest, checkpoint=path, store=url)
+        check_feature_space(meta.feature_space, meta.store_id, meta.keys, fs.manifest,
+                            checkpoint=path, store=url)
         manifest = fs.manifest
     try:
-        features = extract_like_store(video, manifest, layout_keys(meta), transcript=transcript,
+        features = extract_like_store(video, manifest, meta.keys, transcript=transcript,
                                       device=str(dev))
     except VideoError as err:
         raise PredictError(str(err)) from None
     batch = {m: torch.from_numpy(np.concatenate([features[k] for k in ks], axis=-1)).to(dev)
-             for m, ks in meta["layout"].items()}
+             for m, ks in meta.layout.items()}
     with torch.no_grad():
         output = model(batch).float().cpu()
-    about = {"video": str(video), "task": meta["task"], "modalities": list(meta["layout"]),
-             "protocol": meta["protocol"], "classifier": str(path),
-             "store_id": meta["store_id"]}
+    about = {"video": str(video), "task": meta.task, "modalities": list(meta.layout),
+             "protocol": meta.protocol, "classifier": str(path), "store_id": meta.store_id}
     return {**about, **outputs(output, meta)}
 
 
-def outputs(output: torch.Tensor, meta: dict[str, Any]) -> dict[str, Any]:
+def outputs(output: torch.Tensor, meta: ClassifierFile) -> dict[str, Any]:
     """The first row of a classifier's output [N, C or T] as ``cli predict`` reports it
     (see :func:`run_predict`'s return value)."""
-    names = meta["label_names"]
-    if meta["task"] == "regression":
+    names = meta.label_names
+    if meta.task == "regression":
         return {"predictions": {n: float(v) for n, v in zip(names, output[0], strict=True)}}
-    probs, decisions = decide(output, meta["multilabel"])
+    probs, decisions = decide(output, meta.multilabel)
     predicted: str | list[str] = ([n for n, d in zip(names, decisions[0], strict=True) if d]
-                                  if meta["multilabel"] else names[int(decisions[0])])
-    return {"predicted": predicted, "multilabel": bool(meta["multilabel"]),
+                                  if meta.multilabel else names[int(decisions[0])])
+    return {"predicted": predicted, "multilabel": meta.multilabel,
             "probabilities": {n: float(p) for n, p in zip(names, probs[0], strict=True)}}
 
 

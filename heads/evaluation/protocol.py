@@ -17,21 +17,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from typing import Protocol as _Interface
 
 import numpy as np
 import torch
 from torch import nn
 
-from heads.config import EvalConfig
+from heads.checkpoint import HeadsCheckpoint
+from heads.classifier_file import ClassifierFile, Kind
+from heads.eval_config import EvalConfig
 from heads.evaluation.probe import LabelledSplit, ProbeSpec
+from heads.files import CheckpointError
 from heads.models import ConCluGenHeads
+from pipeline.config import ConfigError, from_dict
 
 if TYPE_CHECKING:
     from pipeline.store import FeatureStore
 
 Task = Literal["classification", "regression"]
+S = TypeVar("S")
 
 
 @dataclass
@@ -46,7 +51,7 @@ class EvalSetup:
         layout: per modality, the store keys concatenated into its input.
         label_names: class names in label order.
         pretrained: the run's heads (None for protocols without a run).
-        payload: the run's checkpoint payload (None without a run).
+        payload: the run's checkpoint (None without a run).
         checkpoint: the run's checkpoint file (None without a run).
         device: where training runs.
         task: ``classification`` (targets are the labels) or ``regression`` (the store's
@@ -63,12 +68,47 @@ class EvalSetup:
     layout: dict[str, tuple[str, ...]]
     label_names: tuple[str, ...]
     pretrained: ConCluGenHeads | None
-    payload: dict[str, Any] | None
+    payload: HeadsCheckpoint | None
     checkpoint: Path | None
     device: torch.device
     task: Task = "classification"
     target_names: tuple[str, ...] = ()
     store: FeatureStore | None = None
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A trained model as a classifier file keeps it
+    (:class:`heads.classifier_file.ClassifierFile`).
+
+    Attributes:
+        kind: which protocol module rebuilds it (``probe``, ``clef``, ``avce``).
+        spec: its sizes as plain data, what that module rebuilds it from.
+        state: its state dict on the CPU (a linear probe's without the frozen heads).
+    """
+
+    kind: Kind
+    spec: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+
+def state_of(model: nn.Module, *, without: str | None = None) -> dict[str, torch.Tensor]:
+    """``model``'s state dict, detached on the CPU; ``without`` leaves out the entries under
+    that prefix (``"heads."``)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()
+            if without is None or not k.startswith(without)}
+
+
+def parse_spec(cls: type[S], classifier: ClassifierFile) -> S:
+    """A classifier file's ``spec`` as the dataclass ``cls`` of its protocol.
+
+    Raises:
+        CheckpointError: a size missing, unknown or of the wrong type (named).
+    """
+    try:
+        return from_dict(cls, dict(classifier.spec), f"classifier ({classifier.kind}) spec")
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
 
 
 @dataclass
@@ -79,6 +119,7 @@ class SeedResult:
         seed: the seed.
         model: the trained classifier (per modality features -> logits or targets); a
             :class:`~heads.evaluation.probe.ProbeModel` for the paper's protocols.
+        saved: what the classifier file keeps of it: its kind, spec and state.
         scored: per split, the metrics and the fused representations [n, F] (for the maps).
         best_epoch: the epoch kept (1-based).
         seconds: training time.
@@ -92,6 +133,7 @@ class SeedResult:
 
     seed: int
     model: nn.Module
+    saved: SavedModel
     scored: dict[str, tuple[dict[str, Any], np.ndarray]]
     best_epoch: int
     seconds: float
@@ -131,4 +173,5 @@ def accepts_run(protocol: Protocol) -> bool:
     return protocol.needs_run or bool(getattr(protocol, "accepts_run", False))
 
 
-__all__ = ["EvalSetup", "Protocol", "SeedResult", "Task", "accepts_run", "task_of"]
+__all__ = ["EvalSetup", "Protocol", "SavedModel", "SeedResult", "Task", "accepts_run",
+           "parse_spec", "state_of", "task_of"]

@@ -10,7 +10,7 @@ systems on the same features: ``clef`` (text prototypes of the label names; a ru
 adds a zero-shot row) and ``avce`` (valence/arousal regression on the store's continuous
 targets, scored with RMSE, PCC, CCC and SAGR per target). ``seeds`` repeats the training
 with seeds ``seed, seed+1, ...`` and reports mean and standard deviation. The settings are an
-:class:`~heads.config.EvalConfig` resolved from ``manifests/evaluate.yaml`` and the dataset's
+:class:`~heads.eval_config.EvalConfig` resolved from ``manifests/evaluate.yaml`` and the dataset's
 manifest.
 
 The store need not be the one the run was pretrained on: any store in the same feature space
@@ -29,31 +29,30 @@ Outputs, in ``RUN/eval/<protocol>[-<modalities>][-mean]/`` (or ``out``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
-import numpy as np
-import torch
-
-from heads.checkpoint import (CLASSIFIER, check_feature_space, checkpoint_of, layout_keys,
-                              load_model, run_folder, save_checkpoint, save_classifier)
-from heads.config import EvalConfig, resolve_eval_config
-from heads.data import DataError, assemble_modalities, read_modality
+from heads.checkpoint import CLASSIFIER, check_feature_space, checkpoint_of, load_model, run_folder
+from heads.classifier_file import save_classifier_file
+from heads.data import DataError, assemble_modalities
+from heads.eval_config import EvalConfig, resolve_eval_config
 from heads.evaluation import get_protocol
-from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeModel, ProbeSpec
+from heads.evaluation.classifier import classifier_file, heads_ref
+from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
 from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run, task_of
-from heads.evaluation.targets import read_targets, target_names
+from heads.evaluation.splits import check_splits, load_split
+from heads.evaluation.targets import target_names
 from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
-from heads.reporting.metrics_log import write_eval_scalars
+from heads.metrics_log import write_eval_scalars
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
-
-if TYPE_CHECKING:
-    from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, open_store
+from pipeline.store.manifest import feature_space_id
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ __all__ = ["EvalConfig", "METRICS", "eval_name", "load_split", "resolve_eval_con
            "run_eval", "write_json"]
 
 FORMAT = "conclugen-eval/1"
-HEAD_FORMAT = "conclugen-eval-head/1"
 METRICS = "metrics.json"
 SPLITS = ("train", "val", "test")
 SELECTION = {"val_f1": "the epoch with the best val weighted F1 (ties: lower val loss)",
@@ -131,12 +129,10 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
     if spec.needs_run and run is None:
         raise ConfigError(f"protocol {protocol!r} evaluates a pretraining run: pass run")
-    from pipeline.store import open_store
-
     with open_store(store) as fs:
         setup = _setup(fs, store, run=run, protocol=spec, modalities=modalities,
                        fusion=fusion, preset=preset, overrides=overrides, device=device)
-        all_modalities = (list(setup.payload["layout"]) if spec.needs_run and setup.payload
+        all_modalities = (list(setup.payload.layout) if spec.needs_run and setup.payload
                           is not None else list(setup.spec.modalities))
         if out is None:
             if run is None:
@@ -146,7 +142,7 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         data = {name: split for name in SPLITS
                 if (split := load_split(fs, setup.layout, name, setup.device,
                                         task=setup.task)) is not None}
-        _check_splits(fs, data)
+        check_splits(fs, data)
         result = _evaluate(fs, spec, setup, data, seeds=seeds, out=Path(out), run=run,
                            progress=progress)
     return result
@@ -161,10 +157,11 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
     if run is not None and accepts_run(protocol):
         ckpt = checkpoint_of(run)
         pretrained, payload = load_model(ckpt, device="cpu")
-        check_feature_space(payload, fs.manifest, checkpoint=ckpt, store=str(store))
-        if payload["store_id"] != fs.store_id:
+        check_feature_space(payload.feature_space, payload.store_id, payload.keys, fs.manifest,
+                            checkpoint=ckpt, store=str(store))
+        if payload.store_id != fs.store_id:
             log.info("%s: heads pretrained on another store (%s), same feature space",
-                     fs.url, payload.get("store_url"))
+                     fs.url, payload.store_url)
     if not protocol.needs_run:
         present = [m for m, keys in cfg.modality_keys.items() if set(keys) & set(fs.keys)]
         mods = modality_order(modalities, present)
@@ -172,10 +169,10 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
         keys, dims, dim = dict(layout.keys), dict(layout.dims), cfg.representation_dim
     else:
         assert payload is not None
-        mods = modality_order(modalities, list(payload["layout"]))
-        keys = {m: tuple(payload["layout"][m]) for m in mods}
-        dims = {m: int(payload["model_spec"]["input_dims"][m]) for m in mods}
-        dim = int(payload["model_spec"]["representation_dim"])
+        mods = modality_order(modalities, list(payload.layout))
+        keys = {m: payload.layout[m] for m in mods}
+        dims = {m: payload.model_spec.input_dims[m] for m in mods}
+        dim = payload.model_spec.representation_dim
     task = task_of(protocol)
     names, multilabel = _outputs(fs, protocol.name, task)
     spec = ProbeSpec(tuple(mods), cast(Literal["concat", "mean"], fusion),  # ProbeSpec checks it
@@ -200,54 +197,6 @@ def _outputs(fs: FeatureStore, protocol: str, task: str) -> tuple[tuple[str, ...
         raise DataError(f"{fs.url}: {outputs} class(es) {list(fs.label_names)}; a classifier "
                         "needs at least 2")
     return fs.label_names, fs.multilabel
-
-
-def load_split(fs: FeatureStore, layout: Mapping[str, Sequence[str]], split: str,
-               device: torch.device, *, task: str = "classification") -> LabelledSplit | None:
-    """The labelled rows of ``split`` on ``device`` (None if it has none).
-
-    Unlabeled rows (label -1) are left out; multi-label targets are 1 where the stored value is
-    > 0 (CMU-MOSEI intensities), rows with a non-finite value are left out. With ``task =
-    "regression"`` the targets are the store's continuous targets (float32 [n, T]), rows
-    without all of them left out.
-
-    Raises:
-        DataError: a label outside the store's classes (names the sample).
-    """
-    pos = fs.positions(split)
-    labels = read_targets(fs, pos) if task == "regression" else fs.labels(pos)
-    if task == "regression":
-        keep = np.isfinite(labels).all(axis=1)
-        targets = torch.from_numpy(labels[keep].astype(np.float32))
-    elif fs.multilabel:
-        keep = np.isfinite(labels).all(axis=1)
-        targets = torch.from_numpy((labels[keep] > 0).astype(np.float32))
-    else:
-        keep = labels >= 0
-        bad = np.flatnonzero(labels >= len(fs.label_names))
-        if bad.size:
-            sid = fs.index.column("sample_id")[int(pos[bad[0]])].as_py()
-            raise DataError(f"{fs.url}: sample {sid} has label {int(labels[bad[0]])}, but the "
-                            f"store names {len(fs.label_names)} classes")
-        targets = torch.from_numpy(labels[keep].astype(np.int64))
-    pos = pos[keep]
-    if len(pos) == 0:
-        return None
-    # float16 on a GPU (half the memory), float32 on the CPU (no fast float16 math there).
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    inputs = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False))
-              .to(device=device, dtype=dtype) for m, keys in layout.items()}
-    ids = fs.index.column("sample_id").take(pos).to_pylist()
-    return LabelledSplit(split, inputs, targets.to(device), ids)
-
-
-def _check_splits(fs: FeatureStore, data: Mapping[str, LabelledSplit]) -> None:
-    missing = [s for s in ("train", "val") if s not in data]
-    if missing:
-        raise DataError(f"{fs.url}: no labelled rows in split(s) {missing} (it has "
-                        f"{list(fs.splits)}); training needs train, model selection needs val")
-    if "test" not in data:
-        log.warning("%s: no labelled test split; only train and val are scored", fs.url)
 
 
 def _evaluate(fs: FeatureStore, protocol: Protocol, setup: EvalSetup,
@@ -278,31 +227,17 @@ def _evaluate(fs: FeatureStore, protocol: Protocol, setup: EvalSetup,
 
 
 def _save_model(path: Path, fs: FeatureStore, setup: EvalSetup, first: SeedResult) -> None:
-    """``classifier.pt``: the paper's probe as :func:`heads.checkpoint.save_classifier` writes
-    it (``cli predict`` reads it); any other protocol's head as plain tensors with its spec."""
-    keys = [k for ks in setup.layout.values() for k in ks]
-    space = {k: fs.manifest.feature_space[k] for k in keys}
-    if isinstance(first.model, ProbeModel):
-        save_classifier(path, first.model, protocol=setup.protocol,
-                        checkpoint=_checkpoint_ref(setup), store_id=fs.store_id,
-                        store_url=fs.url, feature_space=space, layout=setup.layout,
-                        label_names=setup.label_names, config=setup.cfg.to_dict(),
-                        seed=first.seed, best_epoch=first.best_epoch)
-        return
-    describe = getattr(first.model, "describe", None)
-    save_checkpoint(path, {
-        "format": HEAD_FORMAT, "protocol": setup.protocol, "task": setup.task,
-        "spec": describe() if callable(describe) else {},
-        "state": {k: v.detach().cpu() for k, v in first.model.state_dict().items()},
-        "store_id": fs.store_id, "store_url": fs.url, "feature_space": space,
-        "layout": {m: list(k) for m, k in setup.layout.items()},
-        "label_names": list(setup.label_names), "config": setup.cfg.to_dict(),
-        "seed": first.seed, "best_epoch": first.best_epoch})
+    """``classifier.pt``: the first seed's model as a
+    :class:`~heads.classifier_file.ClassifierFile` (``cli predict`` reads it)."""
+    space = {k: fs.manifest.feature_space[k] for ks in setup.layout.values() for k in ks}
+    save_classifier_file(path, classifier_file(setup, first, store_id=fs.store_id,
+                                               store_url=fs.url, feature_space=space))
 
 
 def _figures(setup: EvalSetup, first: SeedResult, data: Mapping[str, LabelledSplit],
              out: Path) -> dict[str, Any]:
-    from heads.reporting.plots import evaluation_figures, sign_strings
+    # heads.plots imports matplotlib (about 2 s): only an evaluation that draws loads it
+    from heads.plots import evaluation_figures, sign_strings
 
     scored = first.scored
     test, labels = None, None
@@ -330,7 +265,7 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "format": FORMAT,
         "protocol": setup.protocol,
         "task": setup.task,
-        "objective": payload["objective"] if payload is not None else setup.protocol,
+        "objective": payload.objective if payload is not None else setup.protocol,
         "modalities": list(setup.spec.modalities),
         "fusion": setup.spec.fusion,
         "dataset": fs.dataset,
@@ -341,8 +276,8 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "store_id": fs.store_id,
         "feature_space": _space_id(fs, setup),
         "pretrained_on": (None if payload is None else
-                          {"store_id": payload["store_id"], "store": payload.get("store_url"),
-                           "dataset": payload.get("dataset")}),
+                          {"store_id": payload.store_id, "store": payload.store_url,
+                           "dataset": payload.dataset}),
         "run": str(run_folder(run)) if run is not None else None,
         "checkpoint": _checkpoint_ref(setup),
         "config": setup.cfg.to_dict(),
@@ -376,7 +311,7 @@ def _class_weights(setup: EvalSetup, weights: list[float]) -> dict[str, Any]:
 
 
 #: What each class_weights mode means, for single-label (False) and multi-label (True) stores
-#: (see heads.evaluation.probe.make_loss).
+#: (see heads.evaluation.fit.make_loss).
 _WEIGHT_MEANING = {
     False: {"inverse": "cross-entropy weight n / (C * n_c) from the train split",
             "frequency": "cross-entropy weight n_c / n from the train split",
@@ -390,18 +325,13 @@ _WEIGHT_MEANING = {
 
 
 def _space_id(fs: FeatureStore, setup: EvalSetup) -> str:
-    from pipeline.store.manifest import feature_space_id
-
     return feature_space_id(fs.manifest.feature_space,
                             [k for ks in setup.layout.values() for k in ks])
 
 
 def _checkpoint_ref(setup: EvalSetup) -> dict[str, Any] | None:
-    if setup.payload is None or setup.checkpoint is None:
-        return None
-    return {"path": str(setup.checkpoint), "step": int(setup.payload["step"]),
-            "epoch": int(setup.payload["epoch"]), "store_id": setup.payload["store_id"],
-            "store_url": setup.payload.get("store_url")}
+    ref = heads_ref(setup)
+    return None if ref is None else dataclasses.asdict(ref)
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:

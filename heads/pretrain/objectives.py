@@ -19,21 +19,21 @@ supervised baseline trains a classifier on labels and lives with the evaluation 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from heads import losses
-from heads.pretrain.kmeans import OnlineClustering, occupancy
+from heads.config import TrainConfig, resolve_config
 from heads.models import ConCluGenHeads, HeadOutputs, ModelSpec
+from heads.pretrain.kmeans import OnlineClustering, occupancy
 from heads.runtime import full_precision
-
-if TYPE_CHECKING:
-    from heads.config import TrainConfig
+from pipeline.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,24 @@ def get_objective(name: str) -> ObjectiveSpec:
         return OBJECTIVES[name]
     except KeyError:
         raise KeyError(f"unknown objective {name!r}; valid: {list(OBJECTIVES)}") from None
+
+
+def resolve_objective_config(objective: str, *, config: str | Path | None = None,
+                             preset: str | None = None,
+                             overrides: Mapping[str, Any] | None = None,
+                             modalities: Sequence[str] | None = None, epochs: int | None = None,
+                             seed: int | None = None) -> TrainConfig:
+    """:func:`heads.config.resolve_config` for an objective of :data:`OBJECTIVES` (the config
+    knows the objectives' layers, not the objectives).
+
+    Raises:
+        ConfigError: an unknown objective (the valid ones are named), or anything
+            :func:`~heads.config.resolve_config` refuses.
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
+    return resolve_config(objective, config=config, preset=preset, overrides=overrides,
+                          modalities=modalities, epochs=epochs, seed=seed)
 
 
 def model_spec(cfg: TrainConfig, input_dims: Mapping[str, int]) -> ModelSpec:

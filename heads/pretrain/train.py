@@ -19,26 +19,25 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 from torch import Tensor
 
-from heads.checkpoint import (FORMAT, LAST, CheckpointError, check_same_store, epoch_file,
+from heads.checkpoint import (LAST, CheckpointError, HeadsCheckpoint, check_same_store, epoch_file,
                               link_checkpoint, load_checkpoint, prune_epochs, restore_rng,
                               rng_state, save_checkpoint)
-from heads.config import TrainConfig, config_from_dict, resolve_config, warmup_steps
+from heads.config import TrainConfig, config_from_dict, warmup_steps
 from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, check_views,
                         load_features)
-from heads.reporting.metrics_log import MetricsLog, ProgressBar
+from heads.metrics_log import MetricsLog, ProgressBar
 from heads.models import ConCluGenHeads
-from heads.pretrain.objectives import Objective, get_objective, model_spec
+from heads.pretrain.objectives import (Objective, get_objective, model_spec,
+                                      resolve_objective_config)
 from heads.runtime import autocast, lr_at, resolve_device
 from pipeline.errors import UserError
-
-if TYPE_CHECKING:
-    from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +135,6 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
         ConfigError, DataError, CheckpointError: bad settings, store or run folder.
         NonFiniteLossError: a loss part became NaN/Inf (names the step, part and checkpoint).
     """
-    from pipeline.store import open_store
-
     run_dir = Path(out)
     payload = _resume_payload(run_dir, resume)
     cfg = _run_config(payload, objective, config=config, preset=preset, overrides=overrides,
@@ -179,7 +176,7 @@ class _Run:
 
 
 def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
-           payload: Mapping[str, Any] | None) -> _Run:
+           payload: HeadsCheckpoint | None) -> _Run:
     """Features on the device, the heads, AdamW, the objective; restored from ``payload``."""
     spec = get_objective(cfg.objective)
     check_views(fs, spec.needs_views, cfg.data.contrast_views)
@@ -199,21 +196,20 @@ def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr,
                                   weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas,
                                   fused=dev.type == "cuda")
-    static = {"format": FORMAT, "objective": cfg.objective, "config": cfg.to_dict(),
+    static = {"objective": cfg.objective, "config": cfg.to_dict(),
               "store_id": fs.store_id, "store_url": fs.url, "dataset": fs.dataset,
               # What evaluation compares: any store with these vectors for these keys.
-              "feature_space": {k: fs.manifest.feature_space[k]
+              "feature_space": {k: dict(fs.manifest.feature_space[k])
                                 for ks in layout.keys.values() for k in ks},
-              "layout": {m: list(k) for m, k in layout.keys.items()},
-              "model_spec": mspec.to_dict(), "device": str(dev)}
+              "layout": dict(layout.keys), "model_spec": mspec, "device": str(dev)}
     run = _Run(cfg, model, optimizer, Objective(cfg), torch.Generator().manual_seed(cfg.seed),
                train_data, val_data, static)
     if payload is not None:
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        run.objective.load_state_dict(payload["objective_state"], dev)
-        restore_rng(payload["rng"], run.generator)
-        run.step, run.epoch = int(payload["step"]), int(payload["epoch"])
+        model.load_state_dict(payload.model)
+        optimizer.load_state_dict(payload.optimizer)
+        run.objective.load_state_dict(payload.objective_state, dev)
+        restore_rng(payload.rng, run.generator)
+        run.step, run.epoch = payload.step, payload.epoch
         log.info("resuming at epoch %d, step %d", run.epoch, run.step)
     return run
 
@@ -263,21 +259,21 @@ def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool) -> None:
 
             # ---- checkpoint
             run.epoch = epoch + 1
-            last_good = _save(ckpt_dir, _checkpoint(run), run.epoch, cfg)
+            last_good = _save(ckpt_dir, _checkpoint(run).to_payload(), run.epoch, cfg)
     finally:
         bar.close()
         metrics.close()
 
 
-def _checkpoint(run: _Run) -> dict[str, Any]:
-    return {**run.static, "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "scheduler": {"kind": "cosine_warm_restarts", "step": run.step},
-            "objective_state": run.objective.state_dict(), "step": run.step, "epoch": run.epoch,
-            "rng": rng_state(run.generator)}
+def _checkpoint(run: _Run) -> HeadsCheckpoint:
+    return HeadsCheckpoint(**run.static, model=dict(run.model.state_dict()),
+                           optimizer=run.optimizer.state_dict(),
+                           scheduler={"kind": "cosine_warm_restarts", "step": run.step},
+                           objective_state=run.objective.state_dict(), step=run.step,
+                           epoch=run.epoch, rng=rng_state(run.generator))
 
 
-def _resume_payload(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+def _resume_payload(run_dir: Path, resume: bool) -> HeadsCheckpoint | None:
     last = run_dir / "checkpoints" / LAST
     if not resume:
         if (run_dir / "config.yaml").exists() or last.exists():
@@ -290,17 +286,17 @@ def _resume_payload(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     return load_checkpoint(last)
 
 
-def _run_config(payload: Mapping[str, Any] | None, objective: str, *,
+def _run_config(payload: HeadsCheckpoint | None, objective: str, *,
                 epochs: int | None, seed: int | None, **layers: Any) -> TrainConfig:
     """The run's config: resolved fresh, or the checkpoint's (only ``epochs`` may change)."""
     if payload is None:
-        return resolve_config(objective, epochs=epochs, seed=seed, **layers)
-    saved = config_from_dict(payload["config"], "checkpoint config")
+        return resolve_objective_config(objective, epochs=epochs, seed=seed, **layers)
+    saved = config_from_dict(payload.config, "checkpoint config")
     if objective != saved.objective:
         raise CheckpointError(f"the run to resume trained {saved.objective!r}, not {objective!r}")
     asked = saved
     if any(v is not None for v in layers.values()) or seed is not None:
-        asked = resolve_config(objective, seed=seed, **layers)
+        asked = resolve_objective_config(objective, seed=seed, **layers)
         asked = dataclasses.replace(asked, modality_keys={**asked.modality_keys,
                                                           **{m: saved.modality_keys[m]
                                                              for m in saved.modalities}})

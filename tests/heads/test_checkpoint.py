@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from heads import checkpoint as ckpt
-from heads.checkpoint import (FORMAT, CheckpointError, check_same_store, epoch_file, link_checkpoint,
-                              load_checkpoint, load_model, prune_epochs, restore_rng, rng_state,
-                              save_checkpoint)
+from heads import files
+from heads.checkpoint import (FORMAT, CheckpointError, HeadsCheckpoint, check_same_store,
+                              epoch_file, link_checkpoint, load_checkpoint, load_model,
+                              prune_epochs, restore_rng, rng_state, save_checkpoint)
+from heads.files import load_plain
+from heads.models import ModelSpec
 from heads.pretrain.train import run_pretrain
 from pipeline.store import open_store
 
@@ -28,9 +30,18 @@ def _payload(**extra) -> dict:
             "weights": torch.arange(4.0), "config": {"objective": "conclu"}, **extra}
 
 
+def heads_checkpoint(store_id: str = "a" * 64) -> HeadsCheckpoint:
+    """A checkpoint of tiny untrained heads."""
+    return HeadsCheckpoint(
+        objective="multi_cont", config={"objective": "multi_cont"}, store_id=store_id,
+        store_url="s", dataset="meld", feature_space=None, layout={"video": ("frames_2d",)},
+        model_spec=ModelSpec({"video": 4}, 2), model={"w": torch.zeros(2)}, optimizer={},
+        scheduler={}, objective_state={}, step=3, epoch=1, rng={}, device="cpu")
+
+
 def test_round_trip_leaves_no_temporary_files(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "c" / "last.pt", _payload())
-    loaded = load_checkpoint(path)
+    loaded = load_plain(path)
     assert torch.equal(loaded["weights"], torch.arange(4.0)) and loaded["step"] == 3
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
 
@@ -43,11 +54,11 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path,
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    monkeypatch.setattr(files.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, _payload(step=2))
     monkeypatch.undo()
-    assert load_checkpoint(path)["step"] == 1
+    assert load_plain(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
@@ -67,10 +78,10 @@ def test_loading_refuses_pickled_objects_and_other_formats(tmp_path: Path) -> No
 
 
 def test_resume_store_check_names_both_stores() -> None:
-    check_same_store(_payload(), "a" * 64, checkpoint="run/last.pt", store="s")
+    check_same_store(heads_checkpoint(), "a" * 64, checkpoint="run/last.pt", store="s")
     with pytest.raises(CheckpointError, match="run/last.pt was trained on store_id aaaa.*"
                                               "but other has store_id bbbb"):
-        check_same_store(_payload(), "b" * 64, checkpoint="run/last.pt", store="other")
+        check_same_store(heads_checkpoint(), "b" * 64, checkpoint="run/last.pt", store="other")
 
 
 def test_pruning_and_linking(tmp_path: Path) -> None:
@@ -80,7 +91,7 @@ def test_pruning_and_linking(tmp_path: Path) -> None:
     prune_epochs(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == \
         ["epoch-0004.pt", "epoch-0005.pt", "last.pt"]
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 5
+    assert load_plain(tmp_path / "last.pt")["step"] == 5
     prune_epochs(tmp_path, keep=0)
     assert len(list(tmp_path.iterdir())) == 3
 
@@ -100,15 +111,15 @@ def test_an_evaluator_rebuilds_the_model_from_the_checkpoint_alone(store_1view: 
                        device="cpu", progress=False)
     model, payload = load_model(run / "checkpoints" / "last.pt")
     assert not model.training
-    assert payload["store_id"] == open_store(store_1view).store_id
+    assert payload.store_id == open_store(store_1view).store_id
     store = open_store(store_1view)
     pos = store.positions("test") if len(store.positions("test")) else store.positions("val")[:5]
     batch = {}
-    for modality, keys in payload["layout"].items():
+    for modality, keys in payload.layout.items():
         parts = [torch.from_numpy(store.read(k, pos, view=0)).float() for k in keys]
         batch[modality] = torch.cat(parts, dim=1)
     with torch.no_grad():
         reps = model.represent(batch)
-    d = payload["config"]["model"]["representation_dim"]
+    d = payload.config["model"]["representation_dim"]
     assert {m: tuple(r.shape) for m, r in reps.items()} == {m: (5, d) for m in batch}
     assert all(torch.isfinite(r).all() for r in reps.values())

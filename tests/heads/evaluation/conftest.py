@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads.checkpoint import load_predictor
+from heads.evaluation.classifier import load_predictor
 from heads.evaluation.run import load_split
 from pipeline.store import open_store
 
@@ -23,7 +23,7 @@ def saved_outputs(classifier: Path, store: str, split: str
     evaluation scored), those rows' targets, and the file's payload as loaded."""
     model, meta = load_predictor(classifier)
     with open_store(store) as fs:
-        data = load_split(fs, meta["layout"], split, torch.device("cpu"), task=meta["task"])
+        data = load_split(fs, meta.layout, split, torch.device("cpu"), task=meta.task)
     assert data is not None
     with torch.no_grad():
         out = model({m: x.float() for m, x in data.inputs.items()})

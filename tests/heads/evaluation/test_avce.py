@@ -16,7 +16,7 @@ from heads.evaluation import PROTOCOLS, get_protocol
 from heads.evaluation.avce import AvceModel
 from heads.evaluation.predict import outputs
 from heads.evaluation.run import run_eval
-from heads.config import AvceConfig
+from heads.eval_config import AvceConfig
 from pipeline.store import write_arrays
 
 SPLIT_CYCLE = ("train", "train", "train", "val", "test")
@@ -91,8 +91,8 @@ def test_the_saved_classifier_gives_back_the_scored_predictions(tmp_path: Path,
     store = continuous_store(tmp_path / "afewva-like", n=200)
     metrics = _eval(store, tmp_path / "out", overrides={"epochs": 4})
     pred, truth, meta = classifier_outputs(tmp_path / "out" / "classifier.pt", store, "test")
-    assert meta["task"] == "regression" and meta["multilabel"] is False
-    assert meta["label_names"] == ["valence", "arousal"] and pred.shape == (40, 2)
+    assert meta.task == "regression" and meta.multilabel is False
+    assert meta.label_names == ("valence", "arousal") and pred.shape == (40, 2)
     for k, name in enumerate(("valence", "arousal")):
         assert metrics["summary"]["test"][f"ccc_{name}"]["mean"] == pytest.approx(
             _ccc(pred[:, k], truth[:, k]), abs=1e-5)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from heads.config import ClefConfig
+from heads.eval_config import ClefConfig
 from heads.evaluation import PROTOCOLS
 from heads.evaluation.clef import ClefModel
 from heads.evaluation.predict import outputs
@@ -97,7 +97,7 @@ def test_the_saved_prototypes_give_back_the_scored_classes(meld_like: str, tmp_p
     metrics = _eval(meld_like, tmp_path / "out", overrides={"epochs": 3})
     saved = tmp_path / "out" / "classifier.pt"
     logits, labels, meta = classifier_outputs(saved, meld_like, "test")
-    assert meta["task"] == "classification" and meta["multilabel"] is False
+    assert meta.task == "classification" and meta.multilabel is False
     assert metrics["summary"]["test"]["accuracy"]["mean"] == pytest.approx(
         float((logits.argmax(1) == labels).mean()))
     said = outputs(torch.from_numpy(logits), meta)
@@ -108,7 +108,7 @@ def test_the_saved_prototypes_give_back_the_scored_classes(meld_like: str, tmp_p
     payload = torch.load(saved, weights_only=True)
     del payload["spec"]["multilabel"]
     torch.save(payload, tmp_path / "old.pt")
-    assert classifier_outputs(tmp_path / "old.pt", meld_like, "test")[2]["multilabel"] is False
+    assert classifier_outputs(tmp_path / "old.pt", meld_like, "test")[2].multilabel is False
 
 
 def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path,
     assert metrics["multilabel"] is True
     assert "weighted_accuracy" in metrics["summary"]["test"]
     logits, labels, meta = classifier_outputs(tmp_path / "out" / "classifier.pt", store, "test")
-    assert meta["multilabel"] is True and logits.shape == labels.shape == (80, len(MOSEI))
+    assert meta.multilabel is True and logits.shape == labels.shape == (80, len(MOSEI))
     said = outputs(torch.from_numpy(logits), meta)
     assert said["predicted"] == [n for n, x in zip(MOSEI, logits[0]) if x >= 0]
     none = _eval(store, tmp_path / "none", overrides={"epochs": 2, "clef.weak": "none"})

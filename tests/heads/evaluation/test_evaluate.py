@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from heads.checkpoint import CheckpointError, load_classifier
-from heads.evaluation.probe import decide, make_loss
+from heads.checkpoint import CheckpointError
+from heads.evaluation.classifier import load_classifier
+from heads.evaluation.fit import decide, make_loss
 from heads.data import DataError, read_modality
 from heads.evaluation.run import eval_name, resolve_eval_config, run_eval
 from heads.pretrain.train import run_pretrain
@@ -107,11 +108,11 @@ def test_finetune_and_supervised_beat_chance(protocol: str, store: str, run: Pat
 def test_classifier_file_rebuilds_the_probe(store: str, run: Path) -> None:
     metrics = _eval(store, run=run, protocol="linear")
     model, meta = load_classifier(run / "eval" / "linear" / "classifier.pt")
-    assert meta["label_names"] == ["class0", "class1", "class2", "class3"]
+    assert meta.label_names == ("class0", "class1", "class2", "class3")
     with open_store(store) as fs:
         pos = fs.positions("test")
         batch = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False)).float()
-                 for m, keys in meta["layout"].items()}
+                 for m, keys in meta.layout.items()}
         truth = fs.labels(pos)
     with torch.no_grad():
         _, decisions = decide(model(batch), multilabel=False)

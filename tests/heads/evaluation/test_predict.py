@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from heads.checkpoint import CheckpointError, load_predictor
+from heads.checkpoint import CheckpointError
+from heads.evaluation.classifier import load_predictor
 from heads.data import read_modality
 from heads.evaluation.predict import PredictError, run_predict
-from heads.evaluation.probe import decide
+from heads.evaluation.fit import decide
 from heads.evaluation.run import run_eval
 from heads.pretrain.train import run_pretrain
 from pipeline.store import open_store
@@ -47,7 +48,7 @@ def _stored_probabilities(classifier: Path, meld_store: Path, sample_id: str) ->
     with open_store(meld_store) as fs:
         pos = np.flatnonzero(np.array(fs.index.column("sample_id").to_pylist()) == sample_id)
         batch = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False)).float()
-                 for m, keys in meta["layout"].items()}
+                 for m, keys in meta.layout.items()}
     with torch.no_grad():
         return decide(model(batch), multilabel=False)[0][0]
 

@@ -8,7 +8,9 @@ import torch
 from heads.config import resolve_config
 from heads.losses import mms_loss
 from heads.models import ConCluGenHeads
-from heads.pretrain.objectives import OBJECTIVES, Objective, get_objective, model_spec
+from heads.pretrain.objectives import (OBJECTIVES, Objective, get_objective, model_spec,
+                                      resolve_objective_config)
+from pipeline.config import ConfigError
 
 DIMS = {"video": 12, "audio": 6, "text": 5}
 PARTS = {
@@ -32,6 +34,13 @@ def _setup(name: str, cpu: dict, modalities: list[str] | None = None, **extra: d
     shape = (lambda d: (32, 2, d)) if OBJECTIVES[name].needs_views else (lambda d: (32, d))
     batch = {m: torch.randn(*shape(d), generator=g) for m, d in dims.items()}
     return Objective(cfg), model, batch
+
+
+def test_an_unknown_objective_is_refused_naming_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown objective 'contrastive'; valid: \\['conclugen'"):
+        resolve_objective_config("contrastive")
+    assert resolve_objective_config("conclu", preset="cpu") == resolve_config("conclu",
+                                                                               preset="cpu")
 
 
 def test_registry_holds_the_six_objectives() -> None:

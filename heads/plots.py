@@ -25,6 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from heads.metrics import ccc, pcc  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 #: t-SNE's default perplexity; smaller sets get (n - 1) / 3 (scikit-learn needs perplexity < n).
@@ -153,8 +155,6 @@ def plot_scatter(pred: np.ndarray, target: np.ndarray, target_names: Sequence[st
     (points off the diagonal quadrants have the wrong sign) and the split's CCC and PCC. More
     than ``max_points`` points are thinned to a seeded random subset (the statistics use all).
     """
-    from heads.metrics import ccc, pcc
-
     pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != len(target_names):
         raise ValueError(f"plot_scatter: pred {pred.shape} and target {target.shape} must be "

@@ -121,7 +121,7 @@ class PaperResults:
 @functools.cache
 def paper_results() -> PaperResults:
     """The shipped ``paper_results.yaml``, parsed and checked (read once)."""
-    text = resources.files("heads.reporting").joinpath(FILE).read_text(encoding="utf-8")
+    text = resources.files("heads.study").joinpath(FILE).read_text(encoding="utf-8")
     return parse_paper_results(yaml.safe_load(text), FILE)
 
 

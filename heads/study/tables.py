@@ -24,12 +24,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from heads.reporting.paper import PaperResults, paper_results
-
-if TYPE_CHECKING:
-    from heads.reporting.study import Target
+from heads.study.paper import PaperResults, paper_results
+from heads.study.types import TableRow, Target
 
 log = logging.getLogger(__name__)
 
@@ -50,31 +48,6 @@ OTHER_SYSTEMS = ("Other systems on the same features: CLEF (Zhang et al., \"Weak
                  "2023) and AVCE (Kim & Song, \"Emotion-aware Multi-view Contrastive Learning "
                  "for Facial Emotion Recognition\", ECCV 2022). The ConCluGen paper reports no "
                  "numbers for them: ours only, no paper column.")
-
-
-@dataclass(frozen=True)
-class TableRow:
-    """One row: its evaluation's ``metrics.json`` content, or why it was skipped."""
-
-    key: str
-    label: str
-    metrics: Mapping[str, Any] | None
-    reason: str | None = None
-
-    def ours(self, metric: str) -> tuple[float | None, float | None]:
-        """Test mean and std in percent (None: skipped, not computed or undefined)."""
-        mean, std = self.raw(metric)
-        return (None if mean is None else 100 * mean), (None if std is None else 100 * std)
-
-    def raw(self, metric: str) -> tuple[float | None, float | None]:
-        """Test mean and std as the evaluation wrote them (None: skipped, not computed or
-        undefined)."""
-        test = (self.metrics or {}).get("summary", {}).get("test") or {}
-        found = test.get(metric)
-        if found is None or found["mean"] is None or math.isnan(found["mean"]):
-            return None, None
-        std = found.get("std")
-        return found["mean"], std
 
 
 def write_study(out: Path, targets: Sequence[Target],
@@ -150,7 +123,8 @@ def _chart(target: Target, groups: Mapping[str, Sequence[TableRow]],
            paper: PaperResults) -> bool:
     """``results.png``: the classification rows, a dashed line before Tables 3-5 and before
     the other systems; False (no file) when none of them ran."""
-    from heads.reporting.plots import plot_study
+    # heads.plots imports matplotlib (about 2 s): only a study that draws its chart loads it
+    from heads.plots import plot_study
 
     if all(row.metrics is None for g in GROUPS for row in groups.get(g, ())):
         return False
@@ -176,7 +150,7 @@ def _overview(targets: Sequence[Target], paper: PaperResults) -> list[str]:
     stores = ", ".join(f"{t.name} (`{t.store.url}`)" for t in targets)
     return [how, "", f"Downstream stores: {stores}.", "",
             f"The paper: {paper.source.citation()}; {paper.source.tables}. Its numbers are "
-            "data of this project (`heads/reporting/paper_results.yaml`)."]
+            "data of this project (`heads/study/paper_results.yaml`)."]
 
 
 def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-from heads.reporting.metrics_log import read_metrics
+from heads.metrics_log import read_metrics
 from heads.pretrain.train import run_pretrain
 
 

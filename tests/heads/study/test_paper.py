@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from heads.reporting.paper import FILE, paper_results, parse_paper_results
+from heads.study.paper import FILE, paper_results, parse_paper_results
 from pipeline.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,7 +26,7 @@ MD_METRICS = {"Acc": "accuracy", "F1": "f1_weighted", "Prec": "precision_weighte
 
 
 def _raw() -> dict:
-    return yaml.safe_load((REPO / "heads" / "reporting" / FILE).read_text())
+    return yaml.safe_load((REPO / "heads" / "study" / FILE).read_text())
 
 
 def markdown_tables(text: str) -> dict[str, dict[str, dict[tuple[str, str], float]]]:

@@ -19,11 +19,13 @@ from typer.testing import CliRunner
 from cli import app
 from heads.checkpoint import load_checkpoint
 from heads.data import DataError, check_views
-from heads.reporting import study
-from heads.reporting.study import (BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, QUICK_EPOCHS,
-                                   Method, check_systems, run_study, skip_reason, up_to_date)
-from heads.reporting.study_systems import CLEF_ROWS, zero_shot_row
-from heads.reporting.study_tables import TableRow, regression_lines
+from heads.study import paper, runner
+from heads.study.plan import check_systems, skip_reason
+from heads.study.run import run_study
+from heads.study.runner import QUICK_EPOCHS, up_to_date
+from heads.study.systems import CLEF_ROWS, zero_shot_row
+from heads.study.tables import regression_lines
+from heads.study.types import BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, Method, TableRow
 from pipeline.config import ConfigError
 from pipeline.label_texts import texts_for, write_label_texts
 from pipeline.manifest import load_manifest
@@ -31,7 +33,7 @@ from pipeline.store import FeatureStore, open_store, write_arrays
 from pipeline.store.manifest import StoreError
 
 DIMS = {"frames_2d": 16, "frames_3d": 16, "audio": 8, "text": 8}
-PAPER = yaml.safe_load((Path(study.__file__).parent / "paper_results.yaml").read_text())
+PAPER = yaml.safe_load((Path(paper.__file__).parent / "paper_results.yaml").read_text())
 METRICS = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted")
 FULL = {"video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)}
 
@@ -208,8 +210,8 @@ def test_every_run_was_pretrained_once_on_the_pretraining_store(paper_study: Stu
                            "conclugen-video-audio", "conclugen-video-text"])
     for name in runs:
         payload = load_checkpoint(paper_study.out / "runs" / name / "checkpoints" / "last.pt")
-        assert payload["store_id"] == paper_study.vox.store_id, name
-        assert payload["epoch"] == QUICK_EPOCHS
+        assert payload.store_id == paper_study.vox.store_id, name
+        assert payload.epoch == QUICK_EPOCHS
     assert not any((paper_study.out / d / "runs").exists() for d in paper_study.stores)
     for dataset, store in paper_study.stores.items():
         for row in read_csv(paper_study.out / dataset / "results.csv"):
@@ -246,8 +248,8 @@ def test_a_rerun_trains_and_evaluates_nothing(paper_study: Study,
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a re-run trained or evaluated again")
 
-    monkeypatch.setattr(study, "run_pretrain", refuse)
-    monkeypatch.setattr(study, "run_eval", refuse)
+    monkeypatch.setattr(runner, "run_pretrain", refuse)
+    monkeypatch.setattr(runner, "run_eval", refuse)
     files = sorted(paper_study.out.rglob("*.pt")) + sorted(paper_study.out.rglob("metrics.json"))
     before = {p: p.stat().st_mtime_ns for p in files}
     tables_before = (paper_study.out / "results.csv").read_text()
@@ -277,8 +279,8 @@ def test_a_store_of_another_feature_space_is_refused_before_any_training(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained before checking every store")
 
-    monkeypatch.setattr(study, "run_pretrain", refuse)
-    monkeypatch.setattr(study, "run_eval", refuse)
+    monkeypatch.setattr(runner, "run_pretrain", refuse)
+    monkeypatch.setattr(runner, "run_eval", refuse)
     vox = synthetic_store(tmp_path / "vox", dataset="voxceleb2", labels=None, n=40, seed=1)
     meld = synthetic_store(tmp_path / "meld", dataset="meld", labels=labelled("meld"), n=40,
                            seed=2)
@@ -374,7 +376,7 @@ def test_a_run_of_other_settings_in_the_study_folder_is_named(
     def other_settings(*args: object, **kwargs: object) -> None:
         raise CheckpointError("resume: settings differ from the checkpoint's: epochs")
 
-    monkeypatch.setattr(study, "run_pretrain", other_settings)
+    monkeypatch.setattr(runner, "run_pretrain", other_settings)
     store = synthetic_store(tmp_path / "store", dataset="synthetic", labels=["a", "b"], n=40,
                             seed=5, keys=("frames_2d", "audio"))
     with pytest.raises(CheckpointError, match=r"synthetic/runs/conclugen holds a run that this "

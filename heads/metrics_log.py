@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.progress import Progress
+
 log = logging.getLogger(__name__)
 
 FILE = "metrics.jsonl"
@@ -112,8 +114,6 @@ class ProgressBar:
     or nothing (``enabled=False``)."""
 
     def __init__(self, enabled: bool, total: int) -> None:
-        from pipeline.progress import Progress
-
         self._bar = Progress("pretrain", total, "steps", loss=math.nan,
                              samples_per_s=0) if enabled else None
 

@@ -21,9 +21,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from heads.reporting.study import (OBJECTIVE_ROWS, Method, StoreFacts, StudyRunner, Target,
-                                   present_modalities, run_name)
-from heads.reporting.study_tables import TableRow
+from heads.study.plan import present_modalities, run_name
+from heads.study.runner import StudyRunner
+from heads.study.types import OBJECTIVE_ROWS, Method, StoreFacts, TableRow, Target
 
 log = logging.getLogger(__name__)
 
