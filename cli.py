@@ -624,6 +624,8 @@ def eval_cmd(
     ] = [],  # noqa: B006 - Typer needs a literal default
     seeds: Annotated[int, typer.Option(help="Repeat with N seeds; mean and std.")] = 1,
     device: DeviceOpt = "auto",
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an evaluation already in the output folder.")] = False,
 ) -> None:
     """Linear probe, fine-tuning, the supervised baseline (the paper's metrics), CLEF's text
     prototypes or AVCE's valence/arousal regression (RMSE, PCC, CCC, SAGR)."""
@@ -631,7 +633,8 @@ def eval_cmd(
 
     result = run_eval(store, run=run, protocol=protocol, out=out,
                       modalities=_split_list(modalities), fusion=fusion, preset=preset,
-                      overrides=_parse_sets(set_), seeds=seeds, device=device)
+                      overrides=_parse_sets(set_), seeds=seeds, device=device,
+                      overwrite=overwrite)
     _print_metrics(result, f"{protocol} evaluation " + (
         "(means over the targets)" if result.get("task") == "regression"
         else "(weighted by class support)"))

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from heads.outputs import read_jsonl
+
 from pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, An
     path = Path(path)
     if path.is_dir():
         path = path / FILE
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_jsonl(path)  # a torn last line (a killed run) is dropped with a note
     return [r for r in records if kind is None or r.get("kind") == kind]
 
 

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +41,7 @@ Kind = Literal["pretrain", "eval", "study"]
 #: Files (any one suffices) that mark a folder as a command's own output.
 OWN = {"pretrain": ("config.yaml", "checkpoints", "metrics.jsonl"),
        "eval": ("metrics.json", "classifier.pt"),
-       "study": ("study-pretrained.json", "results.md", "results.csv")}
+       "study": ("study.json", "results.md", "results.csv")}
 #: Files a feature store always has: such a folder is never a run's output.
 STORE_FILES = ("store.json", "shards", "index.parquet")
 #: Temporary files this package's atomic writers use (``name.<random>.tmp``, ``name.tmp``).
@@ -95,6 +96,33 @@ def claim_output(out: Path, kind: Kind) -> Iterator[Literal["new", "own"]]:
         yield state
 
 
+def clear_output(out: Path, kind: Kind) -> None:
+    """Empty a claimed folder of ``kind``'s output before it is written again (``--overwrite``):
+    no file of the replaced output survives beside the new one. Its lock stays."""
+    for path in out.iterdir():
+        if path.name.startswith(f"{kind}.lock."):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def check_not_running(run: Path) -> None:
+    """Refuse to read a pretraining run while another process is still training it (its
+    checkpoints are from the middle of the run, and change under the reader).
+
+    Raises:
+        OutputError: naming the process that holds the run.
+    """
+    if not run.is_dir():
+        return
+    owner = StoreLock(Location.parse(str(run)), purpose="pretrain").holder()
+    if owner is not None:
+        raise OutputError(f"{run} is still being trained ({owner.describe()}); evaluate it "
+                          "when that run has finished")
+
+
 def remove_temporaries(folder: Path) -> list[Path]:
     """Remove the temporary files killed atomic writes left under ``folder`` (a checkpoint's
     ``epoch-0003.pt.<random>.tmp`` is tens of megabytes); returns them."""
@@ -138,18 +166,31 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _disk_full(err: BaseException) -> bool:
+    """An OSError of a full disk or quota, also inside what a library wrapped it in (torch's
+    writer reports it as a RuntimeError naming the errno)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
 def disk_errors(path: Path) -> Iterator[None]:
     """A full disk (or quota) while writing ``path`` as one message, not a traceback."""
     try:
         yield
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputError(f"{path}: no space left on the device ({err.strerror}); free "
-                              "some and run the same command again (what was written before "
-                              "is kept)") from None
+    except (OSError, RuntimeError) as err:
+        if _disk_full(err):
+            raise OutputError(f"{path}: no space left on the device; free some and run the "
+                              "same command again (what was written before is kept)") from None
         raise
 
 
-__all__ = ["OWN", "OutputError", "claim_output", "disk_errors", "output_state", "read_jsonl",
+__all__ = ["OWN", "OutputError", "check_not_running", "claim_output", "clear_output",
+           "disk_errors", "output_state", "read_jsonl",
            "remove_temporaries", "write_json_atomic"]

@@ -43,7 +43,7 @@ cli store diff "$out/vox-store" "$out/meld-store" || true
 [ -f "$out/run-conclugen/checkpoints/last.pt" ] || \
   cli pretrain --store "$out/vox-store" --out "$out/run-conclugen" --objective conclugen \
       --preset cpu --epochs 30 --set data.batch_size=16 --device cpu
-cli eval --store "$out/meld-store" --run "$out/run-conclugen" --protocol linear --preset cpu \
+cli eval --store "$out/meld-store" --run "$out/run-conclugen" --protocol linear --preset cpu --overwrite \
     --device cpu
 
 # Every objective and ablation of the paper, pretrained on VoxCeleb2, evaluated on MELD, with

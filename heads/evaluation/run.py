@@ -49,6 +49,7 @@ from heads.evaluation.splits import check_splits, load_split
 from heads.evaluation.targets import target_names
 from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
 from heads.metrics_log import write_eval_scalars
+from heads.outputs import OutputError, check_not_running, claim_output, clear_output
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
 from pipeline.store import FeatureStore, open_store
@@ -92,7 +93,7 @@ def eval_name(protocol: str, modalities: Sequence[str], all_modalities: Sequence
 def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | None = None,
              modalities: Sequence[str] | None = None, fusion: str = "concat",
              preset: str | None = None, overrides: dict | None = None, seeds: int = 1,
-             device: str = "auto", progress: bool = True) -> dict:
+             device: str = "auto", progress: bool = True, overwrite: bool = False) -> dict:
     """Evaluate representations on a labelled store; write metrics, figures and the classifier.
 
     Args:
@@ -110,6 +111,8 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         seeds: how many seeds to train with (mean and std reported).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         progress: show a progress bar per seed.
+        overwrite: replace an evaluation already in ``out`` (otherwise refused: one
+            evaluation never silently replaces another).
 
     Returns:
         the content of ``metrics.json``; ``summary[split][metric]["mean"]`` holds the numbers
@@ -139,12 +142,19 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
                 raise ConfigError(f"{protocol} evaluation without a run needs out")
             out = run_folder(run) / "eval" / eval_name(protocol, setup.spec.modalities,
                                                         all_modalities, fusion)
-        data = {name: split for name in SPLITS
-                if (split := load_split(fs, setup.layout, name, setup.device,
-                                        task=setup.task)) is not None}
-        check_splits(fs, data)
-        result = _evaluate(fs, spec, setup, data, seeds=seeds, out=Path(out), run=run,
-                           progress=progress)
+        with claim_output(Path(out), "eval") as state:
+            if state == "own":
+                if not overwrite:
+                    raise OutputError(f"{out} already holds an evaluation; --overwrite replaces "
+                                      "it, --out writes this one elsewhere (nothing was "
+                                      "written)")
+                clear_output(Path(out), "eval")
+            data = {name: split for name in SPLITS
+                    if (split := load_split(fs, setup.layout, name, setup.device,
+                                            task=setup.task)) is not None}
+            check_splits(fs, data)
+            result = _evaluate(fs, spec, setup, data, seeds=seeds, out=Path(out), run=run,
+                               progress=progress)
     return result
 
 
@@ -155,6 +165,7 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
     dev = resolve_device(device)
     pretrained = payload = ckpt = None
     if run is not None and accepts_run(protocol):
+        check_not_running(run_folder(run))
         ckpt = checkpoint_of(run)
         pretrained, payload = load_model(ckpt, device="cpu")
         check_feature_space(payload.feature_space, payload.store_id, payload.keys, fs.manifest,

@@ -33,6 +33,7 @@ from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, ch
                         load_features)
 from heads.metrics_log import MetricsLog, ProgressBar
 from heads.models import ConCluGenHeads
+from heads.outputs import claim_output, disk_errors
 from heads.pretrain.objectives import (Objective, get_objective, model_spec,
                                       resolve_objective_config)
 from heads.runtime import autocast, lr_at, resolve_device
@@ -136,21 +137,23 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
         NonFiniteLossError: a loss part became NaN/Inf (names the step, part and checkpoint).
     """
     run_dir = Path(out)
-    payload = _resume_payload(run_dir, resume)
-    cfg = _run_config(payload, objective, config=config, preset=preset, overrides=overrides,
-                      modalities=modalities, epochs=epochs, seed=seed)
-    with open_store(store) as fs:
-        if payload is not None:
-            check_same_store(payload, fs.store_id, checkpoint=run_dir / "checkpoints" / LAST,
-                             store=str(store))
-        run = _build(fs, cfg, resolve_device(device), payload)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(run.cfg.to_dict(),
-                                                                sort_keys=False))
-            _train(run, run_dir, progress=progress, resumed=payload is not None)
-        finally:
-            run.close()
+    # The folder is checked (never a store, never another's files) and locked for the run.
+    with claim_output(run_dir, "pretrain"):
+        payload = _resume_payload(run_dir, resume)
+        cfg = _run_config(payload, objective, config=config, preset=preset, overrides=overrides,
+                          modalities=modalities, epochs=epochs, seed=seed)
+        with open_store(store) as fs:
+            if payload is not None:
+                check_same_store(payload, fs.store_id, checkpoint=run_dir / "checkpoints" / LAST,
+                                 store=str(store))
+            run = _build(fs, cfg, resolve_device(device), payload)
+            try:
+                with disk_errors(run_dir / "config.yaml"):
+                    (run_dir / "config.yaml").write_text(yaml.safe_dump(run.cfg.to_dict(),
+                                                                        sort_keys=False))
+                _train(run, run_dir, progress=progress, resumed=payload is not None)
+            finally:
+                run.close()
     return run_dir
 
 
@@ -277,8 +280,8 @@ def _resume_payload(run_dir: Path, resume: bool) -> HeadsCheckpoint | None:
     last = run_dir / "checkpoints" / LAST
     if not resume:
         if (run_dir / "config.yaml").exists() or last.exists():
-            raise CheckpointError(f"{run_dir} already holds a run; pass resume=True to continue "
-                                  "it or choose another folder")
+            raise CheckpointError(f"{run_dir} already holds a run: --resume (resume=True) "
+                                  "continues it; or choose another --out")
         return None
     if not last.exists():
         log.warning("%s has no checkpoint to resume from: starting from the beginning", run_dir)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from heads.config import resolve_config
 from heads.data import DataError
+from heads.outputs import claim_output, write_json_atomic
 from heads.study.plan import check_stores, check_systems, plan_targets, read_facts
 from heads.study.runner import QUICK_EPOCHS, StudyRunner
 from heads.study.systems import avce_row, clef_rows
@@ -98,14 +99,23 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     pre = read_facts(pretrain_store) if pretrain_store is not None else None
     check_stores(pre, downstream, modality_keys)
     targets = plan_targets(pre, downstream, out)
-    out.mkdir(parents=True, exist_ok=True)
-    runner = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
-                         modality_keys=modality_keys)
-    results = {target.name: target_rows(runner, target, chosen, extras=extras)
-               for target in targets}
-    write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
+    # Never another's folder or a store, one study at a time; study.json marks the folder as a
+    # study's from its first moment, so a study stopped early is continued, not refused.
+    with claim_output(out, "study"):
+        write_json_atomic(out / STUDY_RECORD, {
+            "stores": stores, "pretrain_store": pretrain_store, "quick": quick,
+            "seeds": seeds, "extras": extras, "systems": list(chosen)})
+        runner = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
+                             modality_keys=modality_keys)
+        results = {target.name: target_rows(runner, target, chosen, extras=extras)
+                   for target in targets}
+        write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
     log.info("study written to %s", out)
     return out
+
+
+#: The study's request, written first (atomically) into its folder.
+STUDY_RECORD = "study.json"
 
 
 def target_rows(runner: StudyRunner, target: Target, systems: Collection[str], *,

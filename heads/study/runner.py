@@ -14,6 +14,7 @@ from heads.config import resolve_config
 from heads.eval_config import resolve_eval_config
 from heads.evaluation.run import METRICS, eval_name, run_eval
 from heads.metrics_log import read_metrics
+from heads.outputs import write_json_atomic
 from heads.pretrain.train import run_pretrain
 from heads.study.plan import present_modalities, pretrain_modalities, run_name, skip_reason
 from heads.study.types import Method, TableRow, Target
@@ -100,9 +101,7 @@ class StudyRunner:
                                   f"continue ({err}); remove that folder to pretrain it "
                                   "again, or choose another study folder") from None
         last = read_metrics(run_dir, "epoch")[-1]
-        marker.write_text(json.dumps({**request, "step": last["step"],
-                                      "epochs": last["epoch"] + 1}, indent=2) + "\n",
-                          encoding="utf-8")
+        write_json_atomic(marker, {**request, "step": last["step"], "epochs": last["epoch"] + 1})
         self.steps[run_dir] = int(last["step"])
         return run_dir
 
@@ -118,9 +117,11 @@ class StudyRunner:
                              seeds=list(range(cfg.seed, cfg.seed + self.seeds)),
                              checkpoint=checkpoint)
         if metrics is None:
+            # Not up to date: this study's own evaluation of another config or checkpoint,
+            # replaced (the tables point at exactly the evaluations they read).
             metrics = run_eval(target.store.url, run=run, protocol=protocol, out=folder,
                                modalities=modalities, preset=self.preset, seeds=self.seeds,
-                               device=self.device, progress=self.progress)
+                               device=self.device, progress=self.progress, overwrite=True)
         self.evaluations[folder] = metrics
         return metrics
 

@@ -226,23 +226,32 @@ class StoreLock:
 
     # ------------------------------------------------------------------------------- public
 
+    def _latest(self) -> tuple[dict[int, str], LockOwner | None] | None:
+        """The markers and the owner named by the newest (None: no marker, or it vanished)."""
+        markers = self._markers()
+        if not markers:
+            return None
+        try:
+            return markers, self._read(markers[max(markers)])
+        except MissingFileError:
+            return None
+
     def clear_stale(self) -> bool:
         """Remove the marker a killed run left behind on a store that is complete anyway (it
         was killed after writing store.json). A live run's marker is left alone; nothing is
         written when there is no marker. Returns True when a marker was removed."""
-        markers = self._markers()
-        if not markers:
+        latest = self._latest()
+        if latest is None or not self.stale(latest[1]):
             return False
-        try:
-            owner = self._read(markers[max(markers)])
-        except MissingFileError:
-            return False
-        if not self.stale(owner):
-            return False
-        for name in markers.values():
+        for name in latest[0].values():
             self._remove(name)
         log.info("%s: removed the %s lock of a run that is gone", self.loc.display, self.what)
         return True
+
+    def holder(self) -> LockOwner | None:
+        """The live run holding this lock, or None (no marker, or a stale one). Reads only."""
+        latest = self._latest()
+        return None if latest is None or self.stale(latest[1]) else latest[1]
 
     def stale(self, owner: LockOwner | None) -> bool:
         return (owner is None or time.time() - owner.heartbeat > self.stale_after

@@ -67,7 +67,24 @@ def _eval(store: str, **kw) -> dict:
     kw.setdefault("preset", "cpu")
     kw.setdefault("progress", False)
     kw.setdefault("device", "cpu")
+    kw.setdefault("overwrite", True)  # these tests evaluate one run again and again
     return run_eval(store, **kw)
+
+
+def test_an_evaluation_is_never_silently_replaced(store: str, run: Path, tmp_path: Path) -> None:
+    from heads.outputs import OutputError
+
+    out = tmp_path / "eval"
+    first = _eval(store, run=run, protocol="linear", out=out, overwrite=False)
+    kept = (out / "metrics.json").read_bytes()
+    with pytest.raises(OutputError, match="already holds an evaluation; --overwrite replaces"):
+        _eval(store, run=run, protocol="linear", out=out, overwrite=False,
+              overrides={"epochs": 1})
+    assert (out / "metrics.json").read_bytes() == kept
+    (out / "stale.png").write_bytes(b"a figure of the replaced evaluation")
+    again = _eval(store, run=run, protocol="linear", out=out, overrides={"epochs": 1})
+    assert not (out / "stale.png").exists(), "--overwrite replaces the whole evaluation"
+    assert again["config"] != first["config"]
 
 
 def _test_accuracy(metrics: dict) -> float:

@@ -90,6 +90,7 @@ def test_only_the_keys_the_heads_read_are_compared(tmp_path: Path) -> None:
                    dims={**DIMS, "frames_2d": 40})
     for store in (target, mixed):
         metrics = run_eval(store.url, run=run, protocol="linear", preset="cpu",
+                           out=tmp_path / "eval" / store.dataset / store.url.split("/")[-1],
                            overrides={"epochs": 2}, device="cpu", progress=False)
         assert metrics["modalities"] == ["audio", "text"]
 
