@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from pipeline.devices import resolve_device
+from pipeline.errors import UserError
 
 
 def autocast(device: torch.device) -> Any:
@@ -43,3 +44,14 @@ def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, restart_epochs: fl
 
 
 __all__ = ["autocast", "full_precision", "lr_at", "resolve_device"]
+
+
+class DivergedError(UserError, FloatingPointError):
+    """A training loss (or a validation loss) became NaN or infinite: the classifier diverged.
+    The command stops with this message (exit 2) instead of choosing an epoch on a NaN."""
+
+    def __init__(self, what: str, *, epoch: int, step: int | None = None) -> None:
+        where = f"epoch {epoch + 1}" + (f", step {step}" if step is not None else "")
+        super().__init__(f"non-finite {what} at {where}: the training diverged (the input "
+                         "features are checked finite when read); lower the learning rate "
+                         "(--set optim.lr=...)")

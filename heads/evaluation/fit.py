@@ -31,7 +31,7 @@ from heads.eval_config import EvalConfig
 from heads.evaluation.probe import LabelledSplit, ProbeModel, Standardize
 from heads.metrics import threshold
 from heads.metrics_log import ProgressBar
-from heads.runtime import autocast, lr_at
+from heads.runtime import DivergedError, autocast, lr_at
 from pipeline.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,8 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
                                            bar=bar),
                       **score_split(model, val, loss_fn, represented, cfg.batch_size)}
             history.append(record)
+            if not math.isfinite(record["val_loss"]):  # never choose an epoch on a NaN
+                raise DivergedError("validation loss (split val)", epoch=epoch)
             if best is None or _better(record, best, cfg.selection):
                 best = record
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()
@@ -218,8 +220,7 @@ def _epoch(model: ProbeModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Modu
             group["lr"] = lr * group["scale"]
         loss = _step(model, optimizer, loss_fn, train, idx, represented)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step "
-                                     f"{step + 1}")
+            raise DivergedError("training loss", epoch=epoch, step=step + 1)
         total += loss * len(idx)
         bar.advance(epoch, len(idx) * (k + 1) / max(time.perf_counter() - start, 1e-9), loss)
     return total / len(train)

@@ -23,7 +23,7 @@ from heads.config import warmup_steps
 from heads.eval_config import EvalConfig
 from heads.evaluation.fit import FitResult, patience_step, stop_early
 from heads.metrics_log import ProgressBar
-from heads.runtime import lr_at
+from heads.runtime import DivergedError, lr_at
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
             model.eval()
             with torch.no_grad():
                 record.update(validate())
+            if not math.isfinite(record["val_loss"]):  # never choose an epoch on a NaN
+                raise DivergedError("validation loss (split val)", epoch=epoch)
             if best is None or _better(record, best, select):
                 best = record
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -118,8 +120,9 @@ def _epoch(optimizers: Sequence[torch.optim.Optimizer], step: Step, rows: int, e
                 group["lr"] = lr
         parts = step(idx)
         if not all(math.isfinite(v) for v in parts.values()):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step "
-                                     f"{epoch * per_epoch + k + 1}: {parts}")
+            bad = ", ".join(f"{n}={v}" for n, v in parts.items() if not math.isfinite(v))
+            raise DivergedError(f"training loss ({bad})", epoch=epoch,
+                                step=epoch * per_epoch + k + 1)
         for name, value in parts.items():
             totals[name] = totals.get(name, 0.0) + value * len(idx)
         seen += len(idx)

@@ -395,10 +395,12 @@ class FeatureStore:
             # One contiguous slice per shard, then a gather in memory: far faster than h5py's
             # point selection, and a slice is a few large remote reads instead of many small.
             dataset = self._dataset(names[code], key)
-            with h5_errors(f"{self.loc.where(self.shard_paths[names[code]])} dataset {key!r}",
-                           f"read rows {lo}..{hi - 1}"):
+            where = f"{self.loc.where(self.shard_paths[names[code]])} dataset {key!r}"
+            with h5_errors(where, f"read rows {lo}..{hi - 1}"):
                 block = dataset[lo:hi] if view is None else dataset[lo:hi, view:view + 1]
-            out[sel] = block[rows - lo]
+            picked = block[rows - lo]
+            _check_finite(picked, where, rows)
+            out[sel] = picked
         return out[:, 0] if view is not None else out
 
     def _dtype(self, key: str) -> np.dtype:
@@ -426,6 +428,20 @@ class FeatureStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_finite(block: np.ndarray, where: str, rows: np.ndarray) -> None:
+    """No NaN or Inf reaches a reader: a store never holds one (the writer refuses them), so
+    one read is damage or tampering, named here rather than scored as a number.
+
+    Raises:
+        StoreError: naming the shard, key and row.
+    """
+    finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise StoreError(f"{where} row {int(rows[bad])}: NaN or Inf values "
+                         f"({int((~finite).sum())} rows of this read){VERIFY_HINT}")
 
 
 def load_manifest(loc: Location) -> StoreManifest:
