@@ -16,13 +16,14 @@ of a killed run is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from pipeline import store as store_mod
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
-                                     ModalityInfo, StoreIdentity, StoreManifest)
+                                     ModalityInfo, StoreIdentity, StoreManifest,
+                                     TranscriptSource)
 from pipeline.config import ConfigError, file_sha256
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
+from pipeline.datasets.transcripts import require_known, transcript_source
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
 from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
@@ -72,8 +75,12 @@ class ClusterOptions:
 
 # ---------------------------------------------------------------------------------- provenance
 
-def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIdentity:
+def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest,
+                     transcripts: TranscriptSource | None = None) -> StoreIdentity:
     """What determines the feature values; its sha256 is the store_id.
+
+    ``transcripts``: where the text key's transcripts come from (dataset level; None without
+    a text key).
 
     Per modality: the backbone, its weights (the default identifier when none is given; a local
     file or model folder by its name and sha256, so a changed checkpoint at the same path is
@@ -93,7 +100,7 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             weights_file_sha256=sha)
     return StoreIdentity(
         dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
-                            manifest.sha256, tuple(manifest.targets)),
+                            manifest.sha256, tuple(manifest.targets), transcripts),
         modalities=modalities, views=cfg.views,
         extraction=ExtractionInfo(
             fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,
@@ -375,7 +382,10 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     check_run_options(shard_size=shard_size, limit=limit, cluster=cluster)
     device = resolve_device(device, cluster)
     manifest = load_manifest(dataset)
-    identity = feature_identity(cfg, manifest)
+    text = "text" in cfg.modalities
+    transcripts = Path(transcripts) if transcripts else None
+    source = transcript_source(Path(root), manifest, transcripts) if text else None
+    identity = feature_identity(cfg, manifest, source)
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)
     # Before any work: a folder of other files or a store of another configuration is refused
@@ -389,6 +399,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
             return store_mod.open_store(out).manifest
         table = scan(dataset, root, manifest=manifest, annotations=annotations,
                      transcripts=transcripts)
+        if text:  # unknown transcripts stop the run here, before any worker starts
+            table = require_known(table, manifest, Path(root), transcripts)
         samples, adapter_failures = _limit(table, limit)
         plan = plan_shards(samples, shard_size)
         done = _completed(loc, plan, store_id)
@@ -441,34 +453,51 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
                initial: int) -> dict[int, store_mod.ShardResult]:
-    from distributed import KilledWorker, as_completed
+    with dask_client(opts, device) as (client, resources):
+        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
+                                 device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
+                                 resources=resources, pure=False): k for k in todo}
+        return gather_shards(futures, plan, initial, on_progress,
+                             lambda result: int(result.failures.num_rows))
 
+
+@contextlib.contextmanager
+def dask_client(opts: ClusterOptions, device: str) -> Iterator[tuple[Any, dict[str, int] | None]]:
+    """A Dask client for ``opts`` and the resources a task needs on ``device`` (GPU workers
+    checked); the client and a cluster it started are closed on exit."""
     client = _make_client(opts, device)
     log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         resources = {"GPU": 1} if device == "cuda" else None
         if resources:
             _check_gpu_workers(client)
-        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
-                                 device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
-                                 resources=resources, pure=False): k for k in todo}
-        results: dict[int, store_mod.ShardResult] = {}
-        clips, failed = initial, 0
-        for future in as_completed(futures):
-            k = futures[future]
-            try:
-                results[k] = future.result()
-            except KilledWorker as err:
-                raise ShardCrashError(_crash_message(k, plan[k], err)) from None
-            clips += len(plan[k])
-            failed += results[k].failures.num_rows
-            if on_progress:
-                on_progress(clips, failed)
-        return results
+        yield client, resources
     finally:
         client.close()
         if client.cluster is not None:
             client.cluster.close()
+
+
+def gather_shards(futures: dict[Any, int], plan: list[list[dict[str, Any]]], initial: int,
+                  on_progress: ProgressFn | None,
+                  failed_in: Callable[[Any], int]) -> dict[int, Any]:
+    """Shard results by shard number as they finish, with ``(clips, failures)`` progress
+    after each; a shard that killed every worker it ran on stops the run by name."""
+    from distributed import KilledWorker, as_completed
+
+    results: dict[int, Any] = {}
+    clips, failed = initial, 0
+    for future in as_completed(futures):
+        k = futures[future]
+        try:
+            results[k] = future.result()
+        except KilledWorker as err:
+            raise ShardCrashError(_crash_message(k, plan[k], err)) from None
+        clips += len(plan[k])
+        failed += failed_in(results[k])
+        if on_progress:
+            on_progress(clips, failed)
+    return results
 
 
 class ShardCrashError(UserError):

@@ -8,7 +8,15 @@ types would turn a transcript such as ``"NA"`` or ``"null"`` into a missing valu
 
 Row numbers in errors are line numbers of the file (the header is row 1), as an editor shows them.
 An empty transcript stays ``""`` (the recogniser heard no words); a clip the sidecar does not list
-gets ``None`` (unknown).
+gets ``None`` (unknown). An optional ``status`` column says why a clip has no transcript: ``ok``
+(or empty) for a transcribed clip, else the failure reason of a clip without decodable speech
+(``no_audio_stream``, ``corrupt_media``, ...); such a clip is never read as ``""``.
+
+``cli transcribe`` (:mod:`pipeline.transcribe`) also writes a *provenance file* beside the sidecar
+(``transcripts.csv`` -> ``transcripts.provenance.json``): how the sidecar was made and the
+sha256 of the sidecar it describes, so a sidecar edited afterwards is not credited to the model.
+:func:`transcript_source` turns both into the store's record of where its text came from, and
+:func:`require_known` stops an extraction of text features when transcripts are unknown.
 
 :func:`transcribe` produces a sidecar's content with a Whisper model through the ``transformers``
 ``automatic-speech-recognition`` pipeline; audio is decoded by :func:`pipeline.media.read_audio`
@@ -18,6 +26,7 @@ gets ``None`` (unknown).
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,13 +35,22 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.datasets.table import DatasetError
-from pipeline.failures import ClipError
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.config import file_sha256
+from pipeline.datasets.table import DatasetError, SampleTable
+from pipeline.errors import UserError
+from pipeline.failures import ClipError, Failure, Reason, Stage, failures_table
 from pipeline.manifest import DatasetManifest
+from pipeline.store.manifest import TranscriptSource
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("sample_id", "transcript")
+STATUS = "status"
+"""The optional column saying why a clip has no transcript (``ok``: it has one)."""
+OK = "ok"
 SAMPLE_RATE = 16_000
 """Whisper's input rate; audio is resampled to it while decoding."""
 _LOG_EVERY = 1000
@@ -45,10 +63,12 @@ returning one ``{"text": str}`` per input, in order."""
 
 @dataclass(frozen=True)
 class SidecarEntry:
-    """One sidecar row: the transcript and the line it came from (for error messages)."""
+    """One sidecar row: the transcript (None when ``status`` records why there is none) and
+    the line it came from (for error messages)."""
 
-    transcript: str
+    transcript: str | None
     row: int
+    status: str = OK
 
 
 def read_sidecar_entries(path: str | Path) -> dict[str, SidecarEntry]:
@@ -77,12 +97,20 @@ def read_sidecar_entries(path: str | Path) -> dict[str, SidecarEntry]:
 
 
 def read_sidecar(path: str | Path) -> dict[str, str]:
-    """Read and validate a sidecar into ``sample_id -> transcript``.
+    """Read and validate a sidecar into ``sample_id -> transcript`` (clips it records as not
+    transcribable are left out: their transcript is unknown).
 
     Raises:
         DatasetError: see :func:`read_sidecar_entries`.
     """
-    return {sid: entry.transcript for sid, entry in read_sidecar_entries(path).items()}
+    return {sid: entry.transcript for sid, entry in read_sidecar_entries(path).items()
+            if entry.transcript is not None}
+
+
+def failed_entries(path: str | Path) -> dict[str, str]:
+    """``sample_id -> failure reason`` of the clips a sidecar records as not transcribable."""
+    return {sid: entry.status for sid, entry in read_sidecar_entries(path).items()
+            if entry.transcript is None}
 
 
 def _parse(handle: TextIO, path: Path) -> dict[str, SidecarEntry]:
@@ -95,17 +123,19 @@ def _parse(handle: TextIO, path: Path) -> dict[str, SidecarEntry]:
         if missing:
             raise DatasetError(path, f"missing column(s) {missing}; header is {header}",
                                row=1, column=missing[0])
-        sid_at, text_at = header.index("sample_id"), header.index("transcript")
+        at = (header.index("sample_id"), header.index("transcript"),
+              header.index(STATUS) if STATUS in header else None)
         entries: dict[str, SidecarEntry] = {}
         for fields in reader:
-            _add_row(entries, fields, len(header), sid_at, text_at, path, reader.line_num)
+            _add_row(entries, fields, len(header), at, path, reader.line_num)
         return entries
     except csv.Error as err:
         raise DatasetError(path, f"not valid CSV: {err}", row=reader.line_num) from None
 
 
-def _add_row(entries: dict[str, SidecarEntry], fields: list[str], width: int, sid_at: int,
-             text_at: int, path: Path, line: int) -> None:
+def _add_row(entries: dict[str, SidecarEntry], fields: list[str], width: int,
+             at: tuple[int, int, int | None], path: Path, line: int) -> None:
+    sid_at, text_at, status_at = at
     if not fields:
         return  # a blank line carries no entry
     if len(fields) != width:
@@ -116,10 +146,19 @@ def _add_row(entries: dict[str, SidecarEntry], fields: list[str], width: int, si
     if sid in entries:
         raise DatasetError(path, f"duplicate sample_id {sid!r} (first at row "
                                  f"{entries[sid].row})", row=line, column="sample_id")
-    entries[sid] = SidecarEntry(fields[text_at], line)
+    status = (fields[status_at] if status_at is not None else "") or OK
+    if status == OK:
+        entries[sid] = SidecarEntry(fields[text_at], line)
+        return
+    if status not in set(Reason):
+        raise DatasetError(path, f"status {status!r} is neither {OK!r} nor a failure reason "
+                                 f"({', '.join(sorted(Reason))})", row=line, column=STATUS)
+    entries[sid] = SidecarEntry(None, line, status)
 
 
-def write_sidecar(path: str | Path, mapping: Mapping[str, str]) -> None:
+def write_sidecar(path: str | Path, mapping: Mapping[str, str | None], *,
+                  failed: Mapping[str, str] | None = None,
+                  provenance: Mapping[str, Any] | None = None) -> None:
     """Write ``sample_id -> transcript`` as a sidecar CSV, atomically.
 
     The file appears complete or not at all (written beside, then renamed), so an interrupted
@@ -127,20 +166,71 @@ def write_sidecar(path: str | Path, mapping: Mapping[str, str]) -> None:
 
     Args:
         path: the CSV to (over)write.
-        mapping: transcripts by sample id, written in the mapping's order.
+        mapping: transcripts by sample id, written in the mapping's order; None for a clip
+            that could not be transcribed (its reason is in ``failed``).
+        failed: ``sample_id -> failure reason`` of the clips without a transcript; written in
+            a ``status`` column (only when there are any).
+        provenance: how the sidecar was made; written to :func:`provenance_path` with the
+            sidecar's sha256, before the sidecar itself appears.
 
     Raises:
-        ValueError: an empty sample id (it could not be read back).
+        ValueError: an empty sample id (it could not be read back), or a None transcript
+            without a failure reason.
     """
     path = Path(path)
+    failed = dict(failed or {})
     empty = [sid for sid in mapping if not sid]
     if empty:
         raise ValueError(f"{path}: cannot write an empty sample_id")
+    unexplained = [sid for sid, text in mapping.items() if text is None and sid not in failed]
+    if unexplained:
+        raise ValueError(f"{path}: no transcript and no failure reason for {unexplained[:3]}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows(mapping.items())
+        writer.writerow([*COLUMNS, STATUS] if failed else COLUMNS)
+        for sid, text in mapping.items():
+            row = [sid, "" if text is None else text]
+            writer.writerow([*row, failed.get(sid, OK) if text is None else OK]
+                            if failed else row)
+    if provenance is not None:
+        record = {**provenance, "sidecar": path.name, "sidecar_sha256": file_sha256(tmp)}
+        _write_json(provenance_path(path), record)
+    tmp.replace(path)
+
+
+def provenance_path(sidecar: str | Path) -> Path:
+    """The provenance file beside a sidecar: ``transcripts.csv`` -> ``transcripts.provenance.json``."""
+    sidecar = Path(sidecar)
+    return sidecar.with_name(f"{sidecar.stem}.provenance.json")
+
+
+def read_provenance(sidecar: str | Path, sha256: str) -> dict[str, Any]:
+    """How a sidecar was made, when its provenance file describes exactly these bytes.
+
+    Returns:
+        The provenance (without the sidecar's name and sha256), or ``{}`` when there is no
+        provenance file, it is not valid JSON, or it describes another version of the sidecar
+        (edited afterwards: a warning says so).
+    """
+    path = provenance_path(sidecar)
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        log.warning("%s: not read (%s); the sidecar's provenance is unknown", path, err)
+        return {}
+    if not isinstance(record, dict) or record.get("sidecar_sha256") != sha256:
+        log.warning("%s describes another version of %s (changed after transcription); its "
+                    "provenance is not recorded", path, Path(sidecar).name)
+        return {}
+    return {k: v for k, v in record.items() if k not in ("sidecar", "sidecar_sha256")}
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -164,6 +254,90 @@ def sidecar_path(root: Path, manifest: DatasetManifest, transcripts: Path | None
         return default
     log.info("%s: no transcript sidecar at %s; transcripts are unknown", manifest.name, default)
     return None
+
+
+class TranscriptsUnknownError(UserError):
+    """Text features were asked for, but some clips' transcripts are unknown."""
+
+
+def transcript_source(root: Path, manifest: DatasetManifest,
+                      transcripts: Path | None) -> TranscriptSource:
+    """Where a dataset's transcripts come from, as a store records it.
+
+    ``sidecar`` for a dataset released without text (its manifest names a sidecar), else
+    ``annotations``; with the sidecar's name, sha256 and provenance (:func:`read_provenance`)
+    when one is read (for an ``annotations`` dataset: the ``--transcripts`` file overriding
+    some of its text).
+    """
+    kind = "annotations" if manifest.transcripts is None else "sidecar"
+    path = sidecar_path(root, manifest, transcripts)
+    if path is None or (kind == "annotations" and transcripts is None):
+        return TranscriptSource(kind)
+    sha = file_sha256(path)
+    return TranscriptSource(kind, path.name, sha, read_provenance(path, sha))
+
+
+def describe_transcripts(source: TranscriptSource) -> str:
+    """One line for ``store info``: where a store's text came from."""
+    if source.file is None:
+        return ("the dataset's annotations" if source.kind == "annotations"
+                else "none (no sidecar)")
+    what = (f"sidecar {source.file} (sha256 {str(source.sha256)[:16]})"
+            if source.kind == "sidecar" else
+            f"the dataset's annotations, overridden by {source.file} "
+            f"(sha256 {str(source.sha256)[:16]})")
+    made = source.provenance
+    if not made:
+        return f"{what}; how it was made is not recorded"
+    return (f"{what}; made by {made.get('made_by')} with {made.get('model')} "
+            f"({made.get('engine')}, weights sha256 {str(made.get('weights_sha256'))[:16]}), "
+            f"language {made.get('language')}, {made.get('created')}")
+
+
+def require_known(table: SampleTable, manifest: DatasetManifest, root: Path,
+                  transcripts: Path | None) -> SampleTable:
+    """The sample table of an extraction with text features, refused while transcripts are
+    unknown.
+
+    A clip the sidecar records as not transcribable (no decodable speech) becomes a failure
+    with that reason; any other clip without a transcript stops the run. An empty transcript
+    is known (nobody spoke): the extraction's ``empty_text`` policy decides about it.
+
+    Raises:
+        TranscriptsUnknownError: naming the count and how to get transcripts (exit 2).
+    """
+    texts = table.samples.column("transcript")
+    if texts.null_count == 0:
+        return table
+    sidecar = sidecar_path(root, manifest, transcripts)
+    failed = failed_entries(sidecar) if sidecar is not None else {}
+    ids = table.samples.column("sample_id").to_pylist()
+    unknown = [sid for sid, text in zip(ids, texts.to_pylist(), strict=True)
+               if text is None and sid not in failed]
+    if unknown:
+        raise TranscriptsUnknownError(_unknown_message(len(unknown), len(ids), manifest, root,
+                                                       sidecar))
+    drop = pa.array([sid in failed for sid in ids])
+    splits = table.samples.column("split").to_pylist()
+    failures = [Failure(sid, split, Stage.ADAPTER, Reason(failed[sid]),
+                        f"{sidecar} records no transcript: speech recognition found no "
+                        f"decodable speech ({failed[sid]})")
+                for sid, split in zip(ids, splits, strict=True) if sid in failed]
+    return SampleTable(table.dataset, table.samples.filter(pc.invert(drop)),
+                       pa.concat_tables([table.failures, failures_table(failures)]))
+
+
+def _unknown_message(n: int, total: int, manifest: DatasetManifest, root: Path,
+                     sidecar: Path | None) -> str:
+    what = f"{manifest.name}: {n} of {total} clips have no transcript"
+    if manifest.transcripts is None:
+        return (f"{what} in the dataset's annotations; text features need one: leave text out "
+                "of --modalities")
+    where = (f"{sidecar} does not list them" if sidecar is not None
+             else f"no transcript sidecar at {root / manifest.transcripts}")
+    return (f"{what} ({where}); text features need one: run `cli transcribe --dataset "
+            f"{manifest.name} --root {root}` first (or pass --transcripts FILE.csv), or leave "
+            "text out of --modalities")
 
 
 def transcribe(media_paths: Sequence[str | Path] | Mapping[str, str | Path], *,
