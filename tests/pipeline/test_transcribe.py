@@ -1,0 +1,282 @@
+"""The transcription run: recognisers, part files and resuming, the sidecar and its provenance,
+unknown transcripts refused by extraction, and the transcript source in the store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.asr import AsrError, AsrSettings, check_model, load_recognizer
+from pipeline.datasets import scan
+from pipeline.datasets.table import SampleTable
+from pipeline.datasets.transcripts import (TranscriptsUnknownError, failed_entries,
+                                           provenance_path, read_provenance, read_sidecar,
+                                           read_sidecar_entries, require_known,
+                                           transcript_source, write_sidecar)
+from pipeline.failures import FAILURE_SCHEMA
+from pipeline.manifest import load_manifest
+from pipeline.store.manifest import TranscriptSource, store_id_of
+from pipeline.transcribe import (_parts_folder, run_transcribe, transcribe_clips,
+                                 transcribe_shard)
+
+WORDS = "the a i am so very happy sad angry today".split()
+
+
+def _tokenizer() -> object:
+    """A word-level fast tokenizer from a tiny vocabulary (no sentencepiece, no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def tiny_speech2text(folder: Path) -> Path:
+    """A randomly initialised one-layer Speech2Text (the reference model's architecture)."""
+    import torch
+    from transformers import (Speech2TextConfig, Speech2TextFeatureExtractor,
+                              Speech2TextForConditionalGeneration)
+
+    torch.manual_seed(0)
+    config = Speech2TextConfig(
+        vocab_size=4 + len(WORDS), d_model=16, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=64,
+        num_conv_layers=2, conv_channels=16, input_feat_per_channel=80, input_channels=1,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2)
+    Speech2TextForConditionalGeneration(config).save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)  # type: ignore[attr-defined]
+    Speech2TextFeatureExtractor(feature_size=80, num_mel_bins=80).save_pretrained(folder)
+    return folder
+
+
+def tiny_whisper(folder: Path) -> Path:
+    """A randomly initialised one-layer Whisper (English-only: no language token)."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=4 + len(WORDS), d_model=16, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, num_mel_bins=80, max_source_positions=1500,
+        max_target_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1)
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)  # type: ignore[attr-defined]
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("asr")
+    return {"speech2text": tiny_speech2text(root / "s2t"), "whisper": tiny_whisper(root / "wh")}
+
+
+@pytest.fixture(scope="module")
+def vox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VoxCeleb2 sample of 4 spoken utterances (espeak-ng), its sidecar kept aside."""
+    from pipeline.sample_data import generate
+
+    root = generate("voxceleb2", tmp_path_factory.mktemp("vox") / "raw", clips=4, seed=0)
+    (root / "transcripts.csv").rename(root.parent / "spoken.csv")
+    return root
+
+
+def _silent_video(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def _rows(root: Path) -> list[dict[str, object]]:
+    table = scan("voxceleb2", root)
+    return [{k: r[k] for k in ("sample_id", "media_path", "start_s", "end_s")}
+            for r in table.samples.to_pylist()]
+
+
+# ---- recognisers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["speech2text", "whisper"])
+def test_recognizers_transcribe_spoken_clips_and_record_no_speech(
+        kind: str, models: dict[str, Path], vox: Path, tmp_path: Path) -> None:
+    from pipeline.backbones.weights import folder_weights_sha256
+
+    rows = _rows(vox)[:3]
+    rows.insert(1, {"sample_id": "mute", "media_path": str(_silent_video(tmp_path / "m.mp4")),
+                    "start_s": None, "end_s": None})
+    recognizer = load_recognizer(AsrSettings(model=str(models[kind]), max_new_tokens=6), "cpu")
+    results = transcribe_clips(rows, recognizer, batch_clips=2)
+    assert [r.sample_id for r in results] == [r["sample_id"] for r in rows]  # input order
+    mute = results[1]
+    assert (mute.transcript, mute.status) == (None, "no_audio_stream")  # never ""
+    for result in results[:1] + results[2:]:
+        assert result.status == "ok" and isinstance(result.transcript, str)
+        assert set(result.transcript.split()) <= set(WORDS)  # decoded by the model's tokenizer
+    assert recognizer.provenance["architecture"] == {"speech2text": "speech_to_text",
+                                                     "whisper": "whisper"}[kind]
+    assert recognizer.provenance["weights_sha256"] == folder_weights_sha256(models[kind])
+
+
+def test_models_that_cannot_be_loaded_are_named(tmp_path: Path) -> None:
+    with pytest.raises(AsrError, match="no config.json"):
+        check_model(AsrSettings(model=str(tmp_path)))
+    with pytest.raises(AsrError, match="batch-clips 0"):
+        AsrSettings(batch_clips=0)
+
+
+# ---- the sidecar, its status column and its provenance ------------------------------------
+
+
+def test_sidecar_records_failures_and_provenance_of_exactly_its_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "transcripts.csv"
+    write_sidecar(path, {"a": "hello", "b": None, "c": ""}, failed={"b": "no_audio_stream"},
+                  provenance={"model": "m", "weights_sha256": "ab"})
+    assert read_sidecar(path) == {"a": "hello", "c": ""}  # b is unknown, not ""
+    assert failed_entries(path) == {"b": "no_audio_stream"}
+    assert read_sidecar_entries(path)["b"].transcript is None
+    from pipeline.config import file_sha256
+
+    sha = file_sha256(path)
+    assert read_provenance(path, sha) == {"model": "m", "weights_sha256": "ab"}
+    path.write_text(path.read_text() + "d,edited by hand,ok\n")
+    assert read_provenance(path, file_sha256(path)) == {}  # no longer credited to the model
+    with pytest.raises(ValueError, match="no failure reason"):
+        write_sidecar(path, {"x": None})
+
+
+def test_a_status_that_is_no_failure_reason_is_refused(tmp_path: Path) -> None:
+    from pipeline.datasets.table import DatasetError
+
+    path = tmp_path / "t.csv"
+    path.write_text("sample_id,transcript,status\na,,lost\n")
+    with pytest.raises(DatasetError, match=r"t.csv.*row 2.*status 'lost'"):
+        read_sidecar(path)
+
+
+def test_unknown_transcripts_are_refused_and_failed_ones_become_failures(tmp_path: Path) -> None:
+    manifest = load_manifest("caer")
+    samples = pa.table({"sample_id": ["a", "b", "c"], "split": ["train"] * 3,
+                        "transcript": ["hi", None, None]})
+    table = SampleTable("caer", samples, FAILURE_SCHEMA.empty_table())
+    with pytest.raises(TranscriptsUnknownError, match=r"caer: 2 of 3 clips have no transcript "
+                                                      r"\(no transcript sidecar at .*cli "
+                                                      r"transcribe --dataset caer"):
+        require_known(table, manifest, tmp_path, None)
+    write_sidecar(tmp_path / "transcripts.csv", {"a": "hi", "b": None},
+                  failed={"b": "corrupt_media"})
+    with pytest.raises(TranscriptsUnknownError, match="1 of 3 clips .* does not list them"):
+        require_known(table, manifest, tmp_path, None)
+    write_sidecar(tmp_path / "transcripts.csv", {"a": "hi", "b": None, "c": None},
+                  failed={"b": "corrupt_media", "c": "no_audio_stream"})
+    known = require_known(table, manifest, tmp_path, None)
+    assert known.samples.column("sample_id").to_pylist() == ["a"]
+    assert known.failures.column("reason").to_pylist() == ["corrupt_media", "no_audio_stream"]
+
+
+def test_transcript_source_is_dataset_level_identity(tmp_path: Path) -> None:
+    assert transcript_source(tmp_path, load_manifest("meld"), None) == TranscriptSource(
+        "annotations")
+    caer = load_manifest("caer")
+    assert transcript_source(tmp_path, caer, None) == TranscriptSource("sidecar")
+    write_sidecar(tmp_path / "transcripts.csv", {"a": "x"}, provenance={"model": "m"})
+    source = transcript_source(tmp_path, caer, None)
+    assert (source.file, source.provenance) == ("transcripts.csv", {"model": "m"})
+    from pipeline.config import file_sha256
+
+    assert source.sha256 == file_sha256(tmp_path / "transcripts.csv")
+    # a store without a recorded source keeps the store_id it had before sources existed
+    from pipeline.extract import load_extract_config
+    from pipeline.run import feature_identity
+
+    cfg = load_extract_config(None, modalities=["text"], weights={"text": "random"})
+    plain = feature_identity(cfg, caer)
+    assert store_id_of(plain) == store_id_of(_as_json(plain))
+    assert store_id_of(feature_identity(cfg, caer, source)) != store_id_of(plain)
+
+
+def _as_json(identity: object) -> dict[str, Any]:
+    from pipeline.store.manifest import to_json
+
+    data = to_json(identity)
+    assert data["dataset"].pop("transcripts") is None  # as written before the field existed
+    return dict(data)
+
+
+# ---- the run: part files, resuming, the adapters read the result --------------------------
+
+
+@pytest.mark.slow  # a Dask LocalCluster with one worker importing torch and transformers
+def test_run_resumes_from_part_files_and_adapters_read_the_sidecar(
+        models: dict[str, Path], vox: Path, tmp_path: Path) -> None:
+    from pipeline.backbones.weights import folder_weights_sha256
+    from pipeline.run import ClusterOptions
+
+    root = tmp_path / "raw"
+    shutil.copytree(vox, root)
+    settings = AsrSettings(model=str(models["speech2text"]), max_new_tokens=4, batch_clips=2)
+    rows = _rows(root)
+    plan = [rows[:2], rows[2:]]
+    sidecar = root / "transcripts.csv"
+    # A run killed after its first shard: that shard's part file is there, marked.
+    parts = _parts_folder(sidecar, "voxceleb2", settings, plan)
+    part = transcribe_shard(str(parts), 0, plan[0], settings, "cpu")
+    for clip in part["clips"]:
+        clip["transcript"] = "from the first run"
+    (parts / "shard-00000.json").write_text(json.dumps(part))
+    (parts / "shard-00001.json").write_text('{"format": "conclugen-transc')  # cut short
+    progress: list[tuple[int, int]] = []
+    result = run_transcribe("voxceleb2", root, settings=settings, shard_size=2, device="cpu",
+                            cluster=ClusterOptions(workers=1),
+                            on_plan=lambda total, done: progress.append((total, done)))
+    assert progress == [(4, 2)]  # the first shard was found done
+    texts = read_sidecar(sidecar)
+    assert [texts[str(r["sample_id"])] for r in rows[:2]] == ["from the first run"] * 2
+    assert all(texts[str(r["sample_id"])] != "from the first run" for r in rows[2:])
+    assert not (root / ".transcripts.csv.parts").exists()
+    made = json.loads(provenance_path(sidecar).read_text())
+    assert made["model"] == str(models["speech2text"]) and made["language"] == "en"
+    assert made["weights_sha256"] == folder_weights_sha256(models["speech2text"])
+    assert made["counts"]["clips"] == result.clips == 4
+    assert {"transformers", "torch", "av"} <= set(made["software"])
+    # the adapter reads it by default: every clip's transcript is known
+    assert scan("voxceleb2", root).samples.column("transcript").null_count == 0
+
+
+# ---- PocketSphinx: a real offline recogniser on the samples' speech -----------------------
+
+
+@pytest.mark.slow
+def test_pocketsphinx_recognises_the_sample_speech(vox: Path) -> None:
+    pytest.importorskip("pocketsphinx")
+    recognizer = load_recognizer(AsrSettings(model="pocketsphinx"), "cpu")
+    rows = _rows(vox)
+    results = transcribe_clips(rows, recognizer, batch_clips=4)
+    spoken = read_sidecar(vox.parent / "spoken.csv")
+    assert recognizer.provenance["engine"] == "pocketsphinx"
+    assert all(r.status == "ok" for r in results)
+    common = [set((r.transcript or "").split()) & set(_words(spoken[r.sample_id]))
+              for r in results]
+    assert sum(map(len, common)) > 0  # some of the spoken words are recognised
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c for c in text.lower() if c.isalpha() or c.isspace()).split()
