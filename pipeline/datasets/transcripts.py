@@ -200,7 +200,7 @@ def write_sidecar(path: str | Path, mapping: Mapping[str, str | None], *,
 
 
 def provenance_path(sidecar: str | Path) -> Path:
-    """The provenance file beside a sidecar: ``transcripts.csv`` -> ``transcripts.provenance.json``."""
+    """The provenance file beside a sidecar (``transcripts.csv``: ``transcripts.provenance.json``)."""
     sidecar = Path(sidecar)
     return sidecar.with_name(f"{sidecar.stem}.provenance.json")
 
