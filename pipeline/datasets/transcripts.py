@@ -18,9 +18,7 @@ sha256 of the sidecar it describes, so a sidecar edited afterwards is not credit
 :func:`transcript_source` turns both into the store's record of where its text came from, and
 :func:`require_known` stops an extraction of text features when transcripts are unknown.
 
-:func:`transcribe` produces a sidecar's content with a Whisper model through the ``transformers``
-``automatic-speech-recognition`` pipeline; audio is decoded by :func:`pipeline.media.read_audio`
-(PyAV, 16 kHz mono), not by the pipeline's own loaders, so no FFmpeg binary or torchcodec is needed.
+``cli transcribe`` (:mod:`pipeline.transcribe`) makes a sidecar by speech recognition.
 """
 
 from __future__ import annotations
@@ -29,9 +27,8 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,7 +38,7 @@ import pyarrow.compute as pc
 from pipeline.config import file_sha256
 from pipeline.datasets.table import DatasetError, SampleTable
 from pipeline.errors import UserError
-from pipeline.failures import ClipError, Failure, Reason, Stage, failures_table
+from pipeline.failures import Failure, Reason, Stage, failures_table
 from pipeline.manifest import DatasetManifest
 from pipeline.store.manifest import TranscriptSource
 
@@ -51,14 +48,6 @@ COLUMNS = ("sample_id", "transcript")
 STATUS = "status"
 """The optional column saying why a clip has no transcript (``ok``: it has one)."""
 OK = "ok"
-SAMPLE_RATE = 16_000
-"""Whisper's input rate; audio is resampled to it while decoding."""
-_LOG_EVERY = 1000
-
-AsrPipeline = Callable[..., list[dict[str, Any]]]
-"""Anything called like a ``transformers`` ASR pipeline: ``pipe(inputs, batch_size=...,
-generate_kwargs=...)`` with ``inputs`` a list of ``{"raw": float32 [n], "sampling_rate": int}``
-returning one ``{"text": str}`` per input, in order."""
 
 
 @dataclass(frozen=True)
@@ -338,72 +327,3 @@ def _unknown_message(n: int, total: int, manifest: DatasetManifest, root: Path,
     return (f"{what} ({where}); text features need one: run `cli transcribe --dataset "
             f"{manifest.name} --root {root}` first (or pass --transcripts FILE.csv), or leave "
             "text out of --modalities")
-
-
-def transcribe(media_paths: Sequence[str | Path] | Mapping[str, str | Path], *,
-               model: str = "openai/whisper-small", device: str = "cpu", batch_size: int = 8,
-               language: str | None = "english",
-               pipe: AsrPipeline | None = None) -> dict[str, str]:
-    """Transcribe the speech of media files with a Whisper model.
-
-    Audio is decoded with PyAV to 16 kHz mono float32 ``[n]`` one batch at a time, so memory
-    stays bounded for any number of files. A file that cannot be decoded (missing, corrupt, no
-    audio stream, too short) is logged as a warning and left out of the result: its transcript
-    stays unknown, never an invented empty string.
-
-    Args:
-        media_paths: the files; or ``key -> file`` (e.g. ``sample_id -> media_path``) to get
-            results under those keys, ready for :func:`write_sidecar`.
-        model: a ``transformers`` model id or local folder (Whisper or any ASR model).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        batch_size: clips per forward pass, >= 1.
-        language: the spoken language passed to Whisper's ``generate`` (the paper's datasets are
-            English); None lets the model detect it, and is required for English-only models.
-        pipe: a ready pipeline to use instead of building one from ``model`` / ``device``.
-
-    Returns:
-        ``key -> transcript`` (whitespace-stripped) for every decodable file, in input order;
-        keys are the input paths as given (``str``) when ``media_paths`` is a sequence.
-
-    Raises:
-        ValueError: ``batch_size`` < 1.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    items = (list(media_paths.items()) if isinstance(media_paths, Mapping)
-             else [(str(p), p) for p in media_paths])
-    pipe = pipe or _build_pipeline(model, device)
-    generate_kwargs = {"language": language, "task": "transcribe"} if language else {}
-    decoded = _decoded(items)
-    out: dict[str, str] = {}
-    while batch := list(islice(decoded, batch_size)):
-        keys, audio = zip(*batch, strict=True)
-        results = pipe(list(audio), batch_size=batch_size, generate_kwargs=generate_kwargs)
-        out.update((k, r["text"].strip()) for k, r in zip(keys, results, strict=True))
-        if len(out) % _LOG_EVERY < batch_size:
-            log.info("transcribed %d of %d files", len(out), len(items))
-    log.info("transcribed %d of %d files (%d not decodable)", len(out), len(items),
-             len(items) - len(out))
-    return out
-
-
-def _decoded(items: Sequence[tuple[str, str | Path]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Decode lazily, skipping undecodable files, so batches stay full and memory bounded."""
-    # Imported here: decoding pulls in PyAV, which sidecar reading alone does not need.
-    from pipeline.media import read_audio
-
-    for key, path in items:
-        try:
-            samples = read_audio(path, sample_rate=SAMPLE_RATE)
-        except ClipError as err:
-            log.warning("not transcribed: %s", err)
-            continue
-        yield key, {"raw": samples, "sampling_rate": SAMPLE_RATE}
-
-
-def _build_pipeline(model: str, device: str) -> AsrPipeline:
-    # Imported here: transformers is heavy and only this function needs it.
-    from transformers import pipeline
-
-    log.info("loading speech recognition model %s on %s", model, device)
-    return pipeline("automatic-speech-recognition", model=model, device=device)

@@ -71,6 +71,53 @@ def test_recognizers_transcribe_spoken_clips_and_record_no_speech(
     assert recognizer.provenance["weights_sha256"] == folder_weights_sha256(asr_models[kind])
 
 
+class _Lengths:
+    """A recogniser that answers with each signal's length and records its batches."""
+
+    provenance: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        self.batches: list[list[np.ndarray]] = []
+
+    def transcribe(self, audio: list[np.ndarray]) -> list[str]:
+        self.batches.append(audio)
+        return [str(len(a)) for a in audio]
+
+
+def _tone(path: Path, seconds: float, rate: int = 48000) -> Path:
+    """A stereo AAC tone at 48 kHz: decoding must resample to 16 kHz and down-mix to mono."""
+    import av
+
+    t = np.arange(round(seconds * rate)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate, frame.pts = rate, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_clips_are_decoded_16k_mono_in_batches_and_cut_to_their_interval(
+        tmp_path: Path) -> None:
+    rows = [{"sample_id": f"c{i}", "media_path": str(_tone(tmp_path / f"{i}.m4a", 1.0 + i)),
+             "start_s": None, "end_s": None} for i in range(3)]
+    rows.append({**rows[2], "sample_id": "cut", "start_s": 0.5, "end_s": 1.5})
+    rows.insert(1, {**rows[0], "sample_id": "gone", "media_path": str(tmp_path / "gone.m4a")})
+    stub = _Lengths()
+    results = transcribe_clips(rows, stub, batch_clips=2)
+    assert [(r.sample_id, r.status) for r in results] == [
+        ("c0", "ok"), ("gone", "missing_file"), ("c1", "ok"), ("c2", "ok"), ("cut", "ok")]
+    seconds = [int(r.transcript) / 16000 for r in results if r.transcript is not None]
+    assert seconds == pytest.approx([1.0, 2.0, 3.0, 1.0], abs=0.05)
+    assert [len(b) for b in stub.batches] == [1, 2, 1]  # batches of 2 rows, the missing one out
+    for audio in stub.batches[0]:
+        assert audio.dtype == np.float32 and audio.ndim == 1
+        assert 0.3 < np.abs(audio).max() <= 1.0  # the tone, down-mixed, not silence
+
+
 def test_models_that_cannot_be_loaded_are_named(tmp_path: Path) -> None:
     with pytest.raises(AsrError, match="no config.json"):
         check_model(AsrSettings(model=str(tmp_path)))
