@@ -304,7 +304,7 @@ def require_known(table: SampleTable, manifest: DatasetManifest, root: Path,
     unknown = [sid for sid, text in zip(ids, texts.to_pylist(), strict=True)
                if text is None and sid not in failed]
     if unknown:
-        raise TranscriptsUnknownError(_unknown_message(len(unknown), len(ids), manifest, root,
+        raise TranscriptsUnknownError(_unknown_message(unknown, len(ids), manifest, root,
                                                        sidecar))
     drop = pa.array([sid in failed for sid in ids])
     splits = table.samples.column("split").to_pylist()
@@ -316,14 +316,16 @@ def require_known(table: SampleTable, manifest: DatasetManifest, root: Path,
                        pa.concat_tables([table.failures, failures_table(failures)]))
 
 
-def _unknown_message(n: int, total: int, manifest: DatasetManifest, root: Path,
+def _unknown_message(unknown: list[str], total: int, manifest: DatasetManifest, root: Path,
                      sidecar: Path | None) -> str:
-    what = f"{manifest.name}: {n} of {total} clips have no transcript"
+    shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+    what = f"{manifest.name}: {len(unknown)} of {total} clips have no transcript ({shown})"
     if manifest.transcripts is None:
-        return (f"{what} in the dataset's annotations; text features need one: leave text out "
-                "of --modalities")
+        return (f"{what} in the dataset's annotations; text features need one: pass "
+                "--transcripts FILE.csv (sample_id,transcript) listing them (`cli transcribe "
+                "--out FILE.csv` makes one), or leave text out of --modalities")
     where = (f"{sidecar} does not list them" if sidecar is not None
              else f"no transcript sidecar at {root / manifest.transcripts}")
-    return (f"{what} ({where}); text features need one: run `cli transcribe --dataset "
+    return (f"{what}: {where}; text features need one: run `cli transcribe --dataset "
             f"{manifest.name} --root {root}` first (or pass --transcripts FILE.csv), or leave "
             "text out of --modalities")

@@ -160,18 +160,30 @@ def test_unknown_transcripts_are_refused_and_failed_ones_become_failures(tmp_pat
                         "transcript": ["hi", None, None]})
     table = SampleTable("caer", samples, FAILURE_SCHEMA.empty_table())
     with pytest.raises(TranscriptsUnknownError, match=r"caer: 2 of 3 clips have no transcript "
-                                                      r"\(no transcript sidecar at .*cli "
-                                                      r"transcribe --dataset caer"):
+                                                      r"\(b, c\): no transcript sidecar at .*"
+                                                      r"cli transcribe --dataset caer"):
         require_known(table, manifest, tmp_path, None)
     write_sidecar(tmp_path / "transcripts.csv", {"a": "hi", "b": None},
                   failed={"b": "corrupt_media"})
-    with pytest.raises(TranscriptsUnknownError, match="1 of 3 clips .* does not list them"):
+    with pytest.raises(TranscriptsUnknownError, match=r"1 of 3 clips .*\(c\): .* does not "
+                                                      "list them"):
         require_known(table, manifest, tmp_path, None)
     write_sidecar(tmp_path / "transcripts.csv", {"a": "hi", "b": None, "c": None},
                   failed={"b": "corrupt_media", "c": "no_audio_stream"})
     known = require_known(table, manifest, tmp_path, None)
     assert known.samples.column("sample_id").to_pylist() == ["a"]
     assert known.failures.column("reason").to_pylist() == ["corrupt_media", "no_audio_stream"]
+
+
+def test_a_dataset_whose_annotations_lack_text_for_some_clips_is_refused(
+        tmp_path: Path) -> None:
+    samples = pa.table({"sample_id": ["x", "y"], "split": ["test"] * 2,
+                        "transcript": ["", None]})  # "" is known (nobody spoke), None is not
+    table = SampleTable("mosei", samples, FAILURE_SCHEMA.empty_table())
+    with pytest.raises(TranscriptsUnknownError, match=r"mosei: 1 of 2 clips have no transcript "
+                                                      r"\(y\) in the dataset's annotations.*"
+                                                      r"--transcripts FILE.csv"):
+        require_known(table, load_manifest("mosei"), tmp_path, None)
 
 
 def test_transcript_source_is_dataset_level_identity(tmp_path: Path) -> None:
