@@ -34,7 +34,7 @@ from typing import Any
 
 from pipeline.asr import AsrSettings, Recognizer, check_model, load_recognizer
 from pipeline.config import ConfigError
-from pipeline.datasets import scan
+from pipeline.datasets import scan, text_source
 from pipeline.datasets.transcripts import OK, provenance_path, write_sidecar
 from pipeline.failures import ClipError
 from pipeline.manifest import DatasetManifest, load_manifest
@@ -153,7 +153,7 @@ def default_sidecar(manifest: DatasetManifest, root: Path, out: Path | None) -> 
     """
     if out is not None:
         return out
-    if manifest.transcripts is None:
+    if text_source(manifest.name) != "sidecar" or manifest.transcripts is None:
         raise TranscribeOptionError(f"--dataset {manifest.name}: its annotations carry the "
                                     "transcripts; pass --out FILE.csv to transcribe it anyway "
                                     "(extract it with --transcripts FILE.csv)")

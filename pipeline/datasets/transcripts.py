@@ -258,9 +258,9 @@ def transcript_source(root: Path, manifest: DatasetManifest,
     when one is read (for an ``annotations`` dataset: the ``--transcripts`` file overriding
     some of its text).
     """
-    kind = "annotations" if manifest.transcripts is None else "sidecar"
-    path = sidecar_path(root, manifest, transcripts)
-    if path is None or (kind == "annotations" and transcripts is None):
+    kind = _text_source(manifest)
+    path = _sidecar(root, manifest, transcripts)
+    if path is None:
         return TranscriptSource(kind)
     sha = file_sha256(path)
     return TranscriptSource(kind, path.name, sha, read_provenance(path, sha))
@@ -298,7 +298,7 @@ def require_known(table: SampleTable, manifest: DatasetManifest, root: Path,
     texts = table.samples.column("transcript")
     if texts.null_count == 0:
         return table
-    sidecar = sidecar_path(root, manifest, transcripts)
+    sidecar = _sidecar(root, manifest, transcripts)
     failed = failed_entries(sidecar) if sidecar is not None else {}
     ids = table.samples.column("sample_id").to_pylist()
     unknown = [sid for sid, text in zip(ids, texts.to_pylist(), strict=True)
@@ -316,16 +316,30 @@ def require_known(table: SampleTable, manifest: DatasetManifest, root: Path,
                        pa.concat_tables([table.failures, failures_table(failures)]))
 
 
+def _text_source(manifest: DatasetManifest) -> str:
+    from pipeline.datasets import text_source  # imported here: the adapters import this module
+
+    return text_source(manifest.name)
+
+
+def _sidecar(root: Path, manifest: DatasetManifest, transcripts: Path | None) -> Path | None:
+    """The sidecar the adapter reads: ``--transcripts``, or the default of a dataset released
+    without text (a dataset with its own text reads none by default)."""
+    if transcripts is None and _text_source(manifest) != "sidecar":
+        return None
+    return sidecar_path(root, manifest, transcripts)
+
+
 def _unknown_message(unknown: list[str], total: int, manifest: DatasetManifest, root: Path,
                      sidecar: Path | None) -> str:
     shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
     what = f"{manifest.name}: {len(unknown)} of {total} clips have no transcript ({shown})"
-    if manifest.transcripts is None:
+    if _text_source(manifest) != "sidecar":
         return (f"{what} in the dataset's annotations; text features need one: pass "
                 "--transcripts FILE.csv (sample_id,transcript) listing them (`cli transcribe "
                 "--out FILE.csv` makes one), or leave text out of --modalities")
     where = (f"{sidecar} does not list them" if sidecar is not None
-             else f"no transcript sidecar at {root / manifest.transcripts}")
+             else f"no transcript sidecar at {root / str(manifest.transcripts)}")
     return (f"{what}: {where}; text features need one: run `cli transcribe --dataset "
             f"{manifest.name} --root {root}` first (or pass --transcripts FILE.csv), or leave "
             "text out of --modalities")
