@@ -118,6 +118,17 @@ def test_clips_are_decoded_16k_mono_in_batches_and_cut_to_their_interval(
         assert 0.3 < np.abs(audio).max() <= 1.0  # the tone, down-mixed, not silence
 
 
+def test_the_default_sidecar_is_the_one_the_adapter_reads(tmp_path: Path) -> None:
+    from pipeline.transcribe import TranscribeOptionError, default_sidecar
+
+    assert default_sidecar(load_manifest("caer"), tmp_path, None) == tmp_path / "transcripts.csv"
+    assert default_sidecar(load_manifest("meld"), tmp_path, tmp_path / "a.csv") == (
+        tmp_path / "a.csv")
+    with pytest.raises(TranscribeOptionError, match="--dataset mosei: its annotations carry "
+                                                    "the transcripts; pass --out"):
+        default_sidecar(load_manifest("mosei"), tmp_path, None)
+
+
 def test_models_that_cannot_be_loaded_are_named(tmp_path: Path) -> None:
     with pytest.raises(AsrError, match="no config.json"):
         check_model(AsrSettings(model=str(tmp_path)))
