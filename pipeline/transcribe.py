@@ -195,9 +195,11 @@ def run_transcribe(dataset: str, root: str | Path, *, out: str | Path | None = N
     manifest = load_manifest(dataset)
     root = Path(root)
     sidecar = default_sidecar(manifest, root, Path(out) if out is not None else None)
-    # Scanned without any sidecar: every clip is transcribed, whatever an older sidecar says.
-    table = scan(dataset, root, manifest=dataclasses.replace(manifest, transcripts=None),
-                 annotations=annotations)
+    # A dataset released without text is scanned without its sidecar: every clip is
+    # transcribed, whatever an older sidecar says.
+    if text_source(dataset) == "sidecar":
+        manifest = dataclasses.replace(manifest, transcripts=None)
+    table = scan(dataset, root, manifest=manifest, annotations=annotations)
     samples = table.samples if limit is None else table.samples.slice(0, limit)
     rows = [{k: r[k] for k in ("sample_id", "media_path", "start_s", "end_s")}
             for r in samples.to_pylist()]

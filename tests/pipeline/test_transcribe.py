@@ -285,3 +285,20 @@ def test_pocketsphinx_recognises_the_sample_speech(vox: Path) -> None:
 
 def _words(text: str) -> list[str]:
     return "".join(c for c in text.lower() if c.isalpha() or c.isspace()).split()
+
+
+@pytest.mark.slow  # a Dask LocalCluster with one worker
+def test_a_dataset_with_its_own_text_is_transcribed_into_out(asr_models: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    from pipeline.run import ClusterOptions
+    from pipeline.sample_data import generate
+
+    raw = generate("mosei", tmp_path / "raw", clips=3, seed=0)
+    out = tmp_path / "asr.csv"
+    result = run_transcribe("mosei", raw, out=out, device="cpu",
+                            settings=AsrSettings(model=str(asr_models["speech2text"]),
+                                                 max_new_tokens=3),
+                            cluster=ClusterOptions(workers=1))
+    segments = scan("mosei", raw).samples
+    assert result.clips == segments.num_rows and result.failed == {}
+    assert list(read_sidecar(out)) == segments.column("sample_id").to_pylist()
