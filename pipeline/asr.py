@@ -87,8 +87,9 @@ class Recognizer(Protocol):
 
 
 def check_model(settings: AsrSettings) -> None:
-    """What can be checked before any worker starts: PocketSphinx is installed; a model
-    given as a path exists as a folder with a ``config.json``.
+    """What is settled before any worker starts: PocketSphinx is installed; a model given as
+    a path is a folder with a ``config.json``; a Hugging Face id is in the local cache, or is
+    downloaded into it here (on a cluster's login node, for workers that share its cache).
 
     Raises:
         AsrError: naming the model and the fix.
@@ -97,10 +98,28 @@ def check_model(settings: AsrSettings) -> None:
         _import_pocketsphinx()
         return
     path = Path(settings.model).expanduser()
-    looks_like_path = settings.model.startswith((".", "/", "~")) or path.exists()
-    if looks_like_path and not (path / "config.json").is_file():
-        raise AsrError(f"--model {settings.model}: not a Hugging Face model folder (no "
-                       "config.json); give a model id or a save_pretrained folder")
+    if settings.model.startswith((".", "/", "~")) or path.exists():
+        if not (path / "config.json").is_file():
+            raise AsrError(f"--model {settings.model}: not a Hugging Face model folder (no "
+                           "config.json); give a model id or a save_pretrained folder")
+        return
+    _cache_hub_model(settings.model)
+
+
+def _cache_hub_model(model: str) -> None:
+    from huggingface_hub import snapshot_download, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return
+    log.info("downloading speech recognition model %s into the Hugging Face cache", model)
+    try:
+        snapshot_download(model)
+    except (OSError, ValueError, HfHubHTTPError) as err:  # offline, unknown id, HTTP error
+        raise AsrError(f"--model {model}: not in the Hugging Face cache and not downloadable "
+                       f"here ({type(err).__name__}: {str(err)[:200]}); download it where there "
+                       "is a network (`hf download MODEL`) or pass a save_pretrained "
+                       "folder") from None
 
 
 def load_recognizer(settings: AsrSettings, device: str) -> Recognizer:

@@ -132,6 +132,8 @@ def test_the_default_sidecar_is_the_one_the_adapter_reads(tmp_path: Path) -> Non
 def test_models_that_cannot_be_loaded_are_named(tmp_path: Path) -> None:
     with pytest.raises(AsrError, match="no config.json"):
         check_model(AsrSettings(model=str(tmp_path)))
+    with pytest.raises(AsrError, match="facebook/none-such: not in the Hugging Face cache"):
+        check_model(AsrSettings(model="facebook/none-such"))  # the suite runs hub-offline
     with pytest.raises(AsrError, match="batch-clips 0"):
         AsrSettings(batch_clips=0)
 
