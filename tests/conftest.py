@@ -160,15 +160,24 @@ def tiny_speech2text(folder: Path) -> Path:
     return folder
 
 
-def tiny_whisper(folder: Path) -> Path:
-    """A randomly initialised one-layer Whisper (English-only: no language token)."""
+def tiny_whisper(folder: Path, *, timestamps: bool = False) -> Path:
+    """A randomly initialised one-layer Whisper (English-only: no language token); with
+    ``timestamps``, the 1501 timestamp tokens long-form decoding needs, after
+    ``<|notimestamps|>``."""
     import torch
     from transformers import (WhisperConfig, WhisperFeatureExtractor,
                               WhisperForConditionalGeneration)
 
     torch.manual_seed(0)
-    config = WhisperConfig(**TINY, num_mel_bins=80, decoder_start_token_id=1)
-    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    vocab = TINY["vocab_size"] + (1 + 1501 if timestamps else 0)
+    config = WhisperConfig(**{**TINY, "vocab_size": vocab}, num_mel_bins=80,
+                           decoder_start_token_id=1)
+    model = WhisperForConditionalGeneration(config)
+    if timestamps:
+        model.generation_config._from_model_config = False  # saved with the fields below
+        model.generation_config.no_timestamps_token_id = TINY["vocab_size"]
+        model.generation_config.max_initial_timestamp_index = 50
+    model.save_pretrained(folder)
     _tokenizer().save_pretrained(folder)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
     return folder
@@ -176,6 +185,8 @@ def tiny_whisper(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def asr_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Folders of a tiny Speech2Text and a tiny Whisper (random weights, made offline)."""
+    """Folders of a tiny Speech2Text and a tiny Whisper, and one with timestamp tokens
+    (``whisper-long``) for long-form decoding (random weights, made offline)."""
     root = tmp_path_factory.mktemp("asr")
-    return {"speech2text": tiny_speech2text(root / "s2t"), "whisper": tiny_whisper(root / "wh")}
+    return {"speech2text": tiny_speech2text(root / "s2t"), "whisper": tiny_whisper(root / "wh"),
+            "whisper-long": tiny_whisper(root / "wl", timestamps=True)}

@@ -304,3 +304,20 @@ def test_a_dataset_with_its_own_text_is_transcribed_into_out(asr_models: dict[st
     segments = scan("mosei", raw).samples
     assert result.clips == segments.num_rows and result.failed == {}
     assert list(read_sidecar(out)) == segments.column("sample_id").to_pylist()
+
+
+def test_whisper_decodes_a_clip_longer_than_its_window_in_windows(
+        asr_models: dict[str, Path]) -> None:
+    """Whisper sees 30 s at a time: a 65 s clip goes through three windows, never cut."""
+    settings = AsrSettings(model=str(asr_models["whisper-long"]), max_new_tokens=3)
+    recognizer = load_recognizer(settings, "cpu")
+    windows: list[int] = []
+    encoder = recognizer.model.model.encoder  # type: ignore[attr-defined]
+    encoder.register_forward_hook(
+        lambda _m, args, kwargs, _out: windows.append(
+            (args[0] if args else kwargs["input_features"]).shape[-1]), with_kwargs=True)
+    rng = np.random.default_rng(0)
+    texts = recognizer.transcribe([0.1 * rng.standard_normal(16000 * 65, dtype=np.float32),
+                                   0.1 * rng.standard_normal(16000 * 3, dtype=np.float32)])
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert len(windows) >= 3 and set(windows) == {3000}  # 30 s windows of 10 ms frames
