@@ -39,6 +39,21 @@ _state = {"verbose": False}
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
                                          help="meld | caer | mosei | voxceleb2 | afewva")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+# Where a Dask run (extract, transcribe) runs.
+WorkersOpt = Annotated[int | None, typer.Option(
+    help="Local Dask workers (default: one per core, or one per GPU).")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    help="Address of a running Dask scheduler, e.g. tcp://host:8786.")]
+ClusterOpt = Annotated[str, typer.Option(help="local | slurm (starts workers via dask-jobqueue)")]
+SlurmQueueOpt = Annotated[str | None, typer.Option(help="SLURM partition.")]
+SlurmAccountOpt = Annotated[str | None, typer.Option(help="SLURM account.")]
+SlurmCoresOpt = Annotated[int, typer.Option(help="Cores per SLURM job.")]
+SlurmMemoryOpt = Annotated[str, typer.Option(help="Memory per SLURM job.")]
+SlurmGpusOpt = Annotated[int, typer.Option(help="1: each SLURM job (one worker) gets a GPU.")]
+SlurmWalltimeOpt = Annotated[str, typer.Option(help="Walltime per SLURM job.")]
+SlurmJobsOpt = Annotated[int, typer.Option(help="Number of SLURM jobs.")]
+AnnotationsOpt = Annotated[Path | None, typer.Option(
+    help="Folder with the annotation files, if they are not under --root.")]
 
 
 @app.callback()
@@ -305,6 +320,32 @@ def _print_extract_summary(out: str, manifest: StoreManifest) -> None:
             f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])))
 
 
+def _cluster_options(*, device: str, shard_size: int, limit: int | None, workers: int | None,
+                     scheduler: str | None, cluster: str, slurm_queue: str | None,
+                     slurm_account: str | None, slurm_cores: int, slurm_memory: str,
+                     slurm_gpus: int, slurm_walltime: str, slurm_jobs: int) -> object:
+    """Where a Dask run (extract, transcribe) runs, with its options checked by name."""
+    from pipeline.run import ClusterOptions
+
+    if cluster not in ("local", "slurm"):
+        raise OptionError(f"--cluster {cluster!r}: valid values are local, slurm")
+    if device not in ("cpu", "cuda", "auto"):
+        raise OptionError(f"--device {device!r}: valid values are cpu, cuda, auto")
+    for option, count in (("--shard-size", shard_size), ("--limit", limit),
+                          ("--workers", workers), ("--slurm-jobs", slurm_jobs),
+                          ("--slurm-cores", slurm_cores)):
+        if count is not None and count < 1:
+            raise OptionError(f"{option} {count}: must be at least 1")
+    if slurm_gpus not in (0, 1):
+        raise OptionError(f"--slurm-gpus {slurm_gpus}: each SLURM job runs one worker with 0 "
+                          "or 1 GPU; use --slurm-jobs for more GPUs")
+    return ClusterOptions(workers=workers, scheduler=scheduler, cluster=cluster,
+                          slurm_queue=slurm_queue, slurm_account=slurm_account,
+                          slurm_cores=slurm_cores, slurm_memory=slurm_memory,
+                          slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
+                          slurm_jobs=slurm_jobs)
+
+
 @app.command("extract")
 @user_errors
 def extract_cmd(
@@ -328,52 +369,116 @@ def extract_cmd(
     limit: Annotated[int | None, typer.Option(help="Only the first N clips (quick tries).")
                      ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
-    workers: Annotated[int | None, typer.Option(
-        help="Local Dask workers (default: one per core, or one per GPU).")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
-    cluster: Annotated[str, typer.Option(help="local | slurm (starts workers via dask-jobqueue)")
-                       ] = "local",
-    slurm_queue: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
-    slurm_account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
-    slurm_cores: Annotated[int, typer.Option(help="Cores per SLURM job.")] = 8,
-    slurm_memory: Annotated[str, typer.Option(help="Memory per SLURM job.")] = "32GB",
-    slurm_gpus: Annotated[int, typer.Option(
-        help="1: each SLURM job (one worker) gets a GPU.")] = 0,
-    slurm_walltime: Annotated[str, typer.Option(help="Walltime per SLURM job.")] = "04:00:00",
-    slurm_jobs: Annotated[int, typer.Option(help="Number of SLURM jobs.")] = 1,
-    annotations: Annotated[Path | None, typer.Option(
-        help="Folder with the annotation files, if they are not under --root.")] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    cluster: ClusterOpt = "local",
+    slurm_queue: SlurmQueueOpt = None,
+    slurm_account: SlurmAccountOpt = None,
+    slurm_cores: SlurmCoresOpt = 8,
+    slurm_memory: SlurmMemoryOpt = "32GB",
+    slurm_gpus: SlurmGpusOpt = 0,
+    slurm_walltime: SlurmWalltimeOpt = "04:00:00",
+    slurm_jobs: SlurmJobsOpt = 1,
+    annotations: AnnotationsOpt = None,
     transcripts: Annotated[Path | None, typer.Option(
         help="Transcript sidecar CSV (sample_id,transcript).")] = None,
 ) -> None:
     """Extract a raw dataset into a feature store (resumable: run it again after a crash)."""
     from pipeline.extract_config import MODALITIES
-    from pipeline.run import ClusterOptions
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    if cluster not in ("local", "slurm"):
-        raise OptionError(f"--cluster {cluster!r}: valid values are local, slurm")
-    if device not in ("cpu", "cuda", "auto"):
-        raise OptionError(f"--device {device!r}: valid values are cpu, cuda, auto")
-    for option, count in (("--shard-size", shard_size), ("--limit", limit),
-                          ("--workers", workers), ("--slurm-jobs", slurm_jobs),
-                          ("--slurm-cores", slurm_cores)):
-        if count is not None and count < 1:
-            raise OptionError(f"{option} {count}: must be at least 1")
-    if slurm_gpus not in (0, 1):
-        raise OptionError(f"--slurm-gpus {slurm_gpus}: each SLURM job runs one worker with 0 "
-                          "or 1 GPU; use --slurm-jobs for more GPUs")
-    opts = ClusterOptions(workers=workers, scheduler=scheduler, cluster=cluster,
-                          slurm_queue=slurm_queue, slurm_account=slurm_account,
-                          slurm_cores=slurm_cores, slurm_memory=slurm_memory,
-                          slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
-                          slurm_jobs=slurm_jobs)
+    opts = _cluster_options(
+        device=device, shard_size=shard_size, limit=limit, workers=workers, scheduler=scheduler,
+        cluster=cluster, slurm_queue=slurm_queue, slurm_account=slurm_account,
+        slurm_cores=slurm_cores, slurm_memory=slurm_memory, slurm_gpus=slurm_gpus,
+        slurm_walltime=slurm_walltime, slurm_jobs=slurm_jobs)
     run_extract_cli(dataset, root, out, config=config, modalities=mods,
                     weights=_parse_weights(weights, mods),
                     backbones=_parse_pairs(backbone, "--backbone", MODALITIES), views=views,
                     detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
                     annotations=annotations, transcripts=transcripts, cluster=opts)
+
+
+def run_transcribe_cli(dataset: str, root: Path, *, out: Path | None, settings: object,
+                       annotations: Path | None, limit: int | None, shard_size: int,
+                       device: str, cluster: object) -> None:
+    """Transcribe with progress (a bar in a terminal, log lines elsewhere) and a summary."""
+    from pipeline.asr import AsrSettings
+    from pipeline.progress import Progress
+    from pipeline.transcribe import run_transcribe
+
+    assert isinstance(settings, AsrSettings)
+    _quiet_dask()
+    bars: list[Progress] = []
+
+    def on_plan(total: int, done: int) -> None:
+        bars.append(Progress("transcribe", total, "clips", initial=done, failed=0))
+
+    def on_progress(done: int, failed: int) -> None:
+        bars[0].update(done, failed=failed)
+
+    try:
+        result = run_transcribe(dataset, root, out=out, settings=settings,
+                                annotations=annotations, limit=limit, shard_size=shard_size,
+                                device=device, cluster=cluster, on_plan=on_plan,
+                                on_progress=on_progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    failed = ", ".join(f"{r} {n}" for r, n in sorted(result.failed.items())) or "none"
+    console.print(f"[bold green]transcripts written[/]: {result.sidecar} ({result.clips} clips: "
+                  f"{result.transcribed} transcribed, {result.empty} of them empty; without "
+                  f"decodable speech: {failed}); provenance in {result.provenance_file.name}")
+
+
+@app.command("transcribe")
+@user_errors
+def transcribe_cmd(
+    dataset: DatasetOpt,
+    root: Annotated[Path, typer.Option(help="Dataset root in its official raw layout.")],
+    out: Annotated[Path | None, typer.Option(
+        help="The sidecar CSV to write (default: the one extract reads, e.g. "
+             "ROOT/transcripts.csv).")] = None,
+    model: Annotated[str, typer.Option(
+        help="Hugging Face ASR model id or folder (Speech2Text, Whisper, ...), or "
+             "'pocketsphinx' (offline US English, from its PyPI wheel).")
+    ] = "facebook/s2t-large-librispeech-asr",
+    language: Annotated[str, typer.Option(
+        help="Spoken language (Whisper decodes in it; recorded for the others).")] = "en",
+    num_beams: Annotated[int | None, typer.Option(
+        help="Beam width (default: the model's generation config).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest transcript in tokens.")] = 200,
+    batch_clips: Annotated[int, typer.Option(
+        help="Clips per model call (larger on a GPU).")] = 8,
+    shard_size: Annotated[int, typer.Option(
+        help="Clips per shard (one Dask task; the unit a rerun resumes from).")] = 64,
+    limit: Annotated[int | None, typer.Option(help="Only the first N clips.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    cluster: ClusterOpt = "local",
+    slurm_queue: SlurmQueueOpt = None,
+    slurm_account: SlurmAccountOpt = None,
+    slurm_cores: SlurmCoresOpt = 8,
+    slurm_memory: SlurmMemoryOpt = "32GB",
+    slurm_gpus: SlurmGpusOpt = 0,
+    slurm_walltime: SlurmWalltimeOpt = "04:00:00",
+    slurm_jobs: SlurmJobsOpt = 1,
+    annotations: AnnotationsOpt = None,
+) -> None:
+    """Speech recognition over a dataset's clips, written as its transcript sidecar
+    (resumable: run it again after a crash)."""
+    from pipeline.asr import AsrSettings
+
+    opts = _cluster_options(
+        device=device, shard_size=shard_size, limit=limit, workers=workers, scheduler=scheduler,
+        cluster=cluster, slurm_queue=slurm_queue, slurm_account=slurm_account,
+        slurm_cores=slurm_cores, slurm_memory=slurm_memory, slurm_gpus=slurm_gpus,
+        slurm_walltime=slurm_walltime, slurm_jobs=slurm_jobs)
+    settings = AsrSettings(model=model, language=language, num_beams=num_beams,
+                           max_new_tokens=max_new_tokens, batch_clips=batch_clips)
+    run_transcribe_cli(dataset, root, out=out, settings=settings, annotations=annotations,
+                       limit=limit, shard_size=shard_size, device=device, cluster=opts)
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -445,6 +550,7 @@ def _short(value: object, width: int = 60) -> str:
 @user_errors
 def store_info_cmd(store: StoreArg) -> None:
     """Dataset, counts per split and label, modalities and how they were made, failures."""
+    from pipeline.datasets.transcripts import describe_transcripts
     from pipeline.store.ops import store_info
 
     info = store_info(store)
@@ -457,6 +563,9 @@ def store_info_cmd(store: StoreArg) -> None:
     console.print(f"dataset {info.dataset} (manifest {str(info.manifest_sha256)[:12]}), "
                   f"{info.samples} samples, {info.failures} failures, {info.views} view(s), "
                   f"{info.shards} shards, {info.size_bytes / 1e6:.1f} MB, created {info.created}")
+    if info.transcripts is not None:
+        console.print("transcripts: " + escape(describe_transcripts(info.transcripts)),
+                      highlight=False)
     if info.random_weights:
         console.print(f"[bold red]RANDOM WEIGHTS in {', '.join(info.random_weights)}: these "
                       "features are for tests only, not for research results[/]")

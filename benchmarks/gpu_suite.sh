@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure this project records, in one command (under 8 minutes on one GPU):
+# Every GPU figure this project records, in one command (under 10 minutes on one GPU):
 #
 #   bash benchmarks/gpu_suite.sh [--wheels DIR]      # on the GPU machine
 #   bash benchmarks/gpu_suite.sh --check             # only: versions, and the packages missing
@@ -18,7 +18,10 @@
 #   5. the tests marked gpu (CUDA paths of the streamed data and the backbones);
 #   6. extraction: batched MTCNN frames/s (faces_detect.py), and clips/s end to end against
 #      the backbones alone, with and without prefetching, the GPU's busy fraction and MELD's
-#      projected time (extract_efficiency.py).
+#      projected time (extract_efficiency.py);
+#   7. transcription: clips/s of a Speech2Text the size of the reference's recogniser (random
+#      weights, a fixed number of tokens per clip) in GPU batches, and its cost per clip beside
+#      extraction's (transcribe_cost.py).
 #
 # Packages the GPU machine lacks are installed first, offline, from the wheels that
 # benchmarks/gpu_wheels.sh gathers into build/gpu-wheels/ (carry that folder to the machine).
@@ -176,6 +179,13 @@ fi
 section "6. extraction"
 mtcnn_figures
 extraction_figures
+
+section "7. transcription"
+if [ "$dry" -eq 1 ]; then
+  run 120 "$python" benchmarks/transcribe_cost.py --toy --device cpu --clips 2 --batch-clips 2
+else
+  run 240 "$python" benchmarks/transcribe_cost.py --device cuda --clips 64 --batch-clips 32
+fi
 
 section "done: $failed failed section(s)"
 [ "$failed" -eq 0 ]

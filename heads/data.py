@@ -86,6 +86,34 @@ def read_modality(store: FeatureStore, keys: Sequence[str], positions: np.ndarra
     return arr[:, first_view:] if all_views and first_view else arr
 
 
+TEXT_CHECK_ROWS = 65_536
+
+
+def check_text_varies(store: FeatureStore, layout: Layout, positions: np.ndarray,
+                      splits: Sequence[str]) -> None:
+    """Refuse a text modality whose features are the same for every row read (a dataset
+    without transcripts extracted with an empty one per clip): every objective would learn
+    from a constant. Reads chunks until two rows differ (the first chunk, for real text).
+
+    Raises:
+        DataError: naming the store, the rows and the two ways out.
+    """
+    keys = [k for m, ks in layout.keys.items() if m == "text" for k in ks]
+    if not keys or len(positions) < 2:
+        return
+    first = read_modality(store, keys, positions[:1], all_views=False)[0]
+    for start in range(0, len(positions), TEXT_CHECK_ROWS):
+        chunk = read_modality(store, keys, positions[start:start + TEXT_CHECK_ROWS],
+                              all_views=False)
+        if (chunk != first).any():
+            return
+    raise DataError(f"{store.url}: the text features of all {len(positions)} clips of splits "
+                    f"{list(splits)} are the same (one transcript for every clip, e.g. empty: "
+                    "the dataset has no text), so the text modality would teach nothing: drop "
+                    "it (--modalities video,audio), or transcribe the clips (cli transcribe) "
+                    "and extract again")
+
+
 def fits_in_memory(nbytes: int, device: torch.device, fraction: float) -> bool:
     """Whether ``nbytes`` of features fit in ``fraction`` of the device's free memory."""
     if device.type == "cuda":
@@ -112,6 +140,7 @@ def load_features(store: FeatureStore, layout: Layout, splits: Sequence[str], cf
     positions = store.positions(list(splits))
     if len(positions) == 0:
         return None
+    check_text_varies(store, layout, positions, splits)
     # View-contrasting objectives pair two of the augmented views (1..V-1) by default; view 0,
     # the clean clip, is then never loaded.
     first_view = 1 if pair_views and cfg.contrast_views == "augmented" else 0

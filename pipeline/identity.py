@@ -19,12 +19,16 @@ from pipeline.extract_config import ExtractConfig
 from pipeline.manifest import DatasetManifest
 from pipeline.store import ShardResult, StoreError
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
-                                     ModalityInfo, StoreIdentity)
+                                     ModalityInfo, StoreIdentity, TranscriptSource)
 
 
 
-def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIdentity:
+def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest,
+                     transcripts: TranscriptSource | None = None) -> StoreIdentity:
     """What determines the feature values; its sha256 is the store_id.
+
+    ``transcripts``: where the text key's transcripts come from (dataset level; None without
+    a text key).
 
     Per modality: the backbone, its weights (the default identifier when none is given; a local
     file or model folder by its name and sha256, so a changed checkpoint at the same path is
@@ -44,7 +48,7 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest) -> StoreIden
             weights_file_sha256=sha)
     return StoreIdentity(
         dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
-                            manifest.sha256, tuple(manifest.targets)),
+                            manifest.sha256, tuple(manifest.targets), transcripts),
         modalities=modalities, views=cfg.views,
         extraction=ExtractionInfo(
             fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,

@@ -16,13 +16,14 @@ of a killed run is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from pipeline.store.manifest import StoreManifest
 from pipeline.config import ConfigError
 from pipeline.datasets import get_adapter, scan
 from pipeline.datasets.table import SampleTable
+from pipeline.datasets.transcripts import require_known, transcript_source
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
 from pipeline.extract import Timer, extract_clips
@@ -262,13 +264,19 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     device = resolve_device(device, cluster)
     get_adapter(dataset)  # an unknown name lists the valid ones, before any manifest is read
     manifest = load_manifest(dataset)
-    identity = feature_identity(cfg, manifest)
+    text = "text" in cfg.modalities
+    transcripts = Path(transcripts) if transcripts else None
+    source = transcript_source(Path(root), manifest, transcripts) if text else None
+    identity = feature_identity(cfg, manifest, source)
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)
 
     def planned() -> tuple[pa.Table, pa.Table]:
-        return _limit(scan(dataset, root, manifest=manifest, annotations=annotations,
-                           transcripts=transcripts), limit)
+        table = scan(dataset, root, manifest=manifest, annotations=annotations,
+                     transcripts=transcripts)
+        if text:  # unknown transcripts stop the run here, before any worker starts
+            table = require_known(table, manifest, Path(root), transcripts)
+        return _limit(table, limit)
 
     # Before any work: a folder of other files or a store of another configuration is refused
     # with nothing written; then the lock (the first write) keeps a second run out.
@@ -369,34 +377,51 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
                initial: int) -> dict[int, store_mod.ShardResult]:
-    from distributed import KilledWorker, as_completed
+    with dask_client(opts, device) as (client, resources):
+        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
+                                 device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
+                                 resources=resources, pure=False): k for k in todo}
+        return gather_shards(futures, plan, initial, on_progress,
+                             lambda result: int(result.failures.num_rows))
 
+
+@contextlib.contextmanager
+def dask_client(opts: ClusterOptions, device: str) -> Iterator[tuple[Any, dict[str, int] | None]]:
+    """A Dask client for ``opts`` and the resources a task needs on ``device`` (GPU workers
+    checked); the client and a cluster it started are closed on exit."""
     client = _make_client(opts, device)
     log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         resources = {"GPU": 1} if device == "cuda" else None
         if resources:
             _check_gpu_workers(client)
-        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
-                                 device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
-                                 resources=resources, pure=False): k for k in todo}
-        results: dict[int, store_mod.ShardResult] = {}
-        clips, failed = initial, 0
-        for future in as_completed(futures):
-            k = futures[future]
-            try:
-                results[k] = future.result()
-            except KilledWorker as err:
-                raise ShardCrashError(_crash_message(k, plan[k], err)) from None
-            clips += len(plan[k])
-            failed += results[k].failures.num_rows
-            if on_progress:
-                on_progress(clips, failed)
-        return results
+        yield client, resources
     finally:
         client.close()
         if client.cluster is not None:
             client.cluster.close()
+
+
+def gather_shards(futures: dict[Any, int], plan: list[list[dict[str, Any]]], initial: int,
+                  on_progress: ProgressFn | None,
+                  failed_in: Callable[[Any], int]) -> dict[int, Any]:
+    """Shard results by shard number as they finish, with ``(clips, failures)`` progress
+    after each; a shard that killed every worker it ran on stops the run by name."""
+    from distributed import KilledWorker, as_completed
+
+    results: dict[int, Any] = {}
+    clips, failed = initial, 0
+    for future in as_completed(futures):
+        k = futures[future]
+        try:
+            results[k] = future.result()
+        except KilledWorker as err:
+            raise ShardCrashError(_crash_message(k, plan[k], err)) from None
+        clips += len(plan[k])
+        failed += failed_in(results[k])
+        if on_progress:
+            on_progress(clips, failed)
+    return results
 
 
 class ShardCrashError(UserError):

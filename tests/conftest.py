@@ -1,6 +1,6 @@
 """Test-wide settings (offline model hubs, the GPU marker) and the shared fixtures: one
 generated MELD sample dataset and one store extracted from it; an unreachable address and an
-environment without S3 credentials; a race for a store's lock."""
+environment without S3 credentials; a race for a store's lock; tiny speech recognisers."""
 
 from __future__ import annotations
 
@@ -120,3 +120,73 @@ def race_for_lock() -> Race:
         return won, refused
 
     return race
+
+
+# ------------------------------------------------ tiny speech recognisers (cli transcribe)
+
+WORDS = "the a i am so very happy sad angry today".split()
+TINY = {"vocab_size": 4 + len(WORDS), "d_model": 16, "encoder_layers": 1, "decoder_layers": 1,
+        "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 32,
+        "decoder_ffn_dim": 32, "max_source_positions": 1500, "max_target_positions": 64,
+        "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+"""One layer of each kind, a 16-wide model: random weights, built in milliseconds."""
+
+
+def _tokenizer() -> Any:
+    """A word-level fast tokenizer from a tiny vocabulary (no sentencepiece, no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def tiny_speech2text(folder: Path) -> Path:
+    """A randomly initialised one-layer Speech2Text (the reference model's architecture)."""
+    import torch
+    from transformers import (Speech2TextConfig, Speech2TextFeatureExtractor,
+                              Speech2TextForConditionalGeneration)
+
+    torch.manual_seed(0)
+    config = Speech2TextConfig(**TINY, num_conv_layers=2, conv_channels=16,
+                               input_feat_per_channel=80, input_channels=1,
+                               decoder_start_token_id=2)
+    Speech2TextForConditionalGeneration(config).save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)
+    Speech2TextFeatureExtractor(feature_size=80, num_mel_bins=80).save_pretrained(folder)
+    return folder
+
+
+def tiny_whisper(folder: Path, *, timestamps: bool = False) -> Path:
+    """A randomly initialised one-layer Whisper (English-only: no language token); with
+    ``timestamps``, the 1501 timestamp tokens long-form decoding needs, after
+    ``<|notimestamps|>``."""
+    import torch
+    from transformers import (WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration)
+
+    torch.manual_seed(0)
+    vocab = TINY["vocab_size"] + (1 + 1501 if timestamps else 0)
+    config = WhisperConfig(**{**TINY, "vocab_size": vocab}, num_mel_bins=80,
+                           decoder_start_token_id=1)
+    model = WhisperForConditionalGeneration(config)
+    if timestamps:
+        model.generation_config._from_model_config = False  # saved with the fields below
+        model.generation_config.no_timestamps_token_id = TINY["vocab_size"]
+        model.generation_config.max_initial_timestamp_index = 50
+    model.save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def asr_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of a tiny Speech2Text and a tiny Whisper, and one with timestamp tokens
+    (``whisper-long``) for long-form decoding (random weights, made offline)."""
+    root = tmp_path_factory.mktemp("asr")
+    return {"speech2text": tiny_speech2text(root / "s2t"), "whisper": tiny_whisper(root / "wh"),
+            "whisper-long": tiny_whisper(root / "wl", timestamps=True)}

@@ -22,7 +22,7 @@ DATASETS: dict[str, ModuleType] = {
     "afewva": afewva,
 }
 
-__all__ = ["DATASETS", "DatasetError", "SampleTable", "get_adapter", "scan"]
+__all__ = ["DATASETS", "DatasetError", "SampleTable", "get_adapter", "scan", "text_source"]
 
 
 def get_adapter(name: str) -> ModuleType:
@@ -32,6 +32,13 @@ def get_adapter(name: str) -> ModuleType:
     except KeyError:
         raise DatasetError("--dataset", f"unknown dataset {name!r}; valid: {sorted(DATASETS)}") \
             from None
+
+
+def text_source(name: str) -> str:
+    """Where a dataset's transcripts come from: ``sidecar`` for a dataset released without
+    text (its adapter's ``TEXT_SOURCE``: a sidecar made by ``cli transcribe``), else
+    ``annotations`` (the dataset ships its text; AFEW-VA ships none)."""
+    return str(getattr(DATASETS.get(name), "TEXT_SOURCE", "annotations"))
 
 
 def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None,

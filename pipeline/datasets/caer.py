@@ -32,6 +32,9 @@ from pipeline.manifest import SPLITS, DatasetManifest
 
 log = logging.getLogger(__name__)
 
+TEXT_SOURCE = "sidecar"
+"""The release has no text: transcripts come from a sidecar (``cli transcribe``)."""
+
 
 def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = None,
          transcripts: Path | None = None) -> SampleTable:

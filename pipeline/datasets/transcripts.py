@@ -8,47 +8,56 @@ types would turn a transcript such as ``"NA"`` or ``"null"`` into a missing valu
 
 Row numbers in errors are line numbers of the file (the header is row 1), as an editor shows them.
 An empty transcript stays ``""`` (the recogniser heard no words); a clip the sidecar does not list
-gets ``None`` (unknown).
+gets ``None`` (unknown). An optional ``status`` column says why a clip has no transcript: ``ok``
+(or empty) for a transcribed clip, else the failure reason of a clip without decodable speech
+(``no_audio_stream``, ``corrupt_media``, ...); such a clip is never read as ``""``.
 
-:func:`transcribe` produces a sidecar's content with a Whisper model through the ``transformers``
-``automatic-speech-recognition`` pipeline; audio is decoded by :func:`pipeline.media.read_audio`
-(PyAV, 16 kHz mono), not by the pipeline's own loaders, so no FFmpeg binary or torchcodec is needed.
+``cli transcribe`` (:mod:`pipeline.transcribe`) also writes a *provenance file* beside the sidecar
+(``transcripts.csv`` -> ``transcripts.provenance.json``): how the sidecar was made and the
+sha256 of the sidecar it describes, so a sidecar edited afterwards is not credited to the model.
+:func:`transcript_source` turns both into the store's record of where its text came from, and
+:func:`require_known` stops an extraction of text features when transcripts are unknown.
+
+``cli transcribe`` (:mod:`pipeline.transcribe`) makes a sidecar by speech recognition.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.datasets.table import DatasetError
-from pipeline.failures import ClipError
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.config import file_sha256
+from pipeline.datasets.table import DatasetError, SampleTable
+from pipeline.errors import UserError
+from pipeline.failures import Failure, Reason, Stage, failures_table
 from pipeline.manifest import DatasetManifest
+from pipeline.store.manifest import TranscriptSource
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("sample_id", "transcript")
-SAMPLE_RATE = 16_000
-"""Whisper's input rate; audio is resampled to it while decoding."""
-_LOG_EVERY = 1000
-
-AsrPipeline = Callable[..., list[dict[str, Any]]]
-"""Anything called like a ``transformers`` ASR pipeline: ``pipe(inputs, batch_size=...,
-generate_kwargs=...)`` with ``inputs`` a list of ``{"raw": float32 [n], "sampling_rate": int}``
-returning one ``{"text": str}`` per input, in order."""
+STATUS = "status"
+"""The optional column saying why a clip has no transcript (``ok``: it has one)."""
+OK = "ok"
 
 
 @dataclass(frozen=True)
 class SidecarEntry:
-    """One sidecar row: the transcript and the line it came from (for error messages)."""
+    """One sidecar row: the transcript (None when ``status`` records why there is none) and
+    the line it came from (for error messages)."""
 
-    transcript: str
+    transcript: str | None
     row: int
+    status: str = OK
 
 
 def read_sidecar_entries(path: str | Path) -> dict[str, SidecarEntry]:
@@ -77,12 +86,20 @@ def read_sidecar_entries(path: str | Path) -> dict[str, SidecarEntry]:
 
 
 def read_sidecar(path: str | Path) -> dict[str, str]:
-    """Read and validate a sidecar into ``sample_id -> transcript``.
+    """Read and validate a sidecar into ``sample_id -> transcript`` (clips it records as not
+    transcribable are left out: their transcript is unknown).
 
     Raises:
         DatasetError: see :func:`read_sidecar_entries`.
     """
-    return {sid: entry.transcript for sid, entry in read_sidecar_entries(path).items()}
+    return {sid: entry.transcript for sid, entry in read_sidecar_entries(path).items()
+            if entry.transcript is not None}
+
+
+def failed_entries(path: str | Path) -> dict[str, str]:
+    """``sample_id -> failure reason`` of the clips a sidecar records as not transcribable."""
+    return {sid: entry.status for sid, entry in read_sidecar_entries(path).items()
+            if entry.transcript is None}
 
 
 def _parse(handle: TextIO, path: Path) -> dict[str, SidecarEntry]:
@@ -95,17 +112,19 @@ def _parse(handle: TextIO, path: Path) -> dict[str, SidecarEntry]:
         if missing:
             raise DatasetError(path, f"missing column(s) {missing}; header is {header}",
                                row=1, column=missing[0])
-        sid_at, text_at = header.index("sample_id"), header.index("transcript")
+        at = (header.index("sample_id"), header.index("transcript"),
+              header.index(STATUS) if STATUS in header else None)
         entries: dict[str, SidecarEntry] = {}
         for fields in reader:
-            _add_row(entries, fields, len(header), sid_at, text_at, path, reader.line_num)
+            _add_row(entries, fields, len(header), at, path, reader.line_num)
         return entries
     except csv.Error as err:
         raise DatasetError(path, f"not valid CSV: {err}", row=reader.line_num) from None
 
 
-def _add_row(entries: dict[str, SidecarEntry], fields: list[str], width: int, sid_at: int,
-             text_at: int, path: Path, line: int) -> None:
+def _add_row(entries: dict[str, SidecarEntry], fields: list[str], width: int,
+             at: tuple[int, int, int | None], path: Path, line: int) -> None:
+    sid_at, text_at, status_at = at
     if not fields:
         return  # a blank line carries no entry
     if len(fields) != width:
@@ -116,10 +135,19 @@ def _add_row(entries: dict[str, SidecarEntry], fields: list[str], width: int, si
     if sid in entries:
         raise DatasetError(path, f"duplicate sample_id {sid!r} (first at row "
                                  f"{entries[sid].row})", row=line, column="sample_id")
-    entries[sid] = SidecarEntry(fields[text_at], line)
+    status = (fields[status_at] if status_at is not None else "") or OK
+    if status == OK:
+        entries[sid] = SidecarEntry(fields[text_at], line)
+        return
+    if status not in set(Reason):
+        raise DatasetError(path, f"status {status!r} is neither {OK!r} nor a failure reason "
+                                 f"({', '.join(sorted(Reason))})", row=line, column=STATUS)
+    entries[sid] = SidecarEntry(None, line, status)
 
 
-def write_sidecar(path: str | Path, mapping: Mapping[str, str]) -> None:
+def write_sidecar(path: str | Path, mapping: Mapping[str, str | None], *,
+                  failed: Mapping[str, str] | None = None,
+                  provenance: Mapping[str, Any] | None = None) -> None:
     """Write ``sample_id -> transcript`` as a sidecar CSV, atomically.
 
     The file appears complete or not at all (written beside, then renamed), so an interrupted
@@ -127,20 +155,71 @@ def write_sidecar(path: str | Path, mapping: Mapping[str, str]) -> None:
 
     Args:
         path: the CSV to (over)write.
-        mapping: transcripts by sample id, written in the mapping's order.
+        mapping: transcripts by sample id, written in the mapping's order; None for a clip
+            that could not be transcribed (its reason is in ``failed``).
+        failed: ``sample_id -> failure reason`` of the clips without a transcript; written in
+            a ``status`` column (only when there are any).
+        provenance: how the sidecar was made; written to :func:`provenance_path` with the
+            sidecar's sha256, before the sidecar itself appears.
 
     Raises:
-        ValueError: an empty sample id (it could not be read back).
+        ValueError: an empty sample id (it could not be read back), or a None transcript
+            without a failure reason.
     """
     path = Path(path)
+    failed = dict(failed or {})
     empty = [sid for sid in mapping if not sid]
     if empty:
         raise ValueError(f"{path}: cannot write an empty sample_id")
+    unexplained = [sid for sid, text in mapping.items() if text is None and sid not in failed]
+    if unexplained:
+        raise ValueError(f"{path}: no transcript and no failure reason for {unexplained[:3]}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows(mapping.items())
+        writer.writerow([*COLUMNS, STATUS] if failed else COLUMNS)
+        for sid, text in mapping.items():
+            row = [sid, "" if text is None else text]
+            writer.writerow([*row, failed.get(sid, OK) if text is None else OK]
+                            if failed else row)
+    if provenance is not None:
+        record = {**provenance, "sidecar": path.name, "sidecar_sha256": file_sha256(tmp)}
+        _write_json(provenance_path(path), record)
+    tmp.replace(path)
+
+
+def provenance_path(sidecar: str | Path) -> Path:
+    """The provenance file beside a sidecar (``transcripts.csv``: ``transcripts.provenance.json``)."""
+    sidecar = Path(sidecar)
+    return sidecar.with_name(f"{sidecar.stem}.provenance.json")
+
+
+def read_provenance(sidecar: str | Path, sha256: str) -> dict[str, Any]:
+    """How a sidecar was made, when its provenance file describes exactly these bytes.
+
+    Returns:
+        The provenance (without the sidecar's name and sha256), or ``{}`` when there is no
+        provenance file, it is not valid JSON, or it describes another version of the sidecar
+        (edited afterwards: a warning says so).
+    """
+    path = provenance_path(sidecar)
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        log.warning("%s: not read (%s); the sidecar's provenance is unknown", path, err)
+        return {}
+    if not isinstance(record, dict) or record.get("sidecar_sha256") != sha256:
+        log.warning("%s describes another version of %s (changed after transcription); its "
+                    "provenance is not recorded", path, Path(sidecar).name)
+        return {}
+    return {k: v for k, v in record.items() if k not in ("sidecar", "sidecar_sha256")}
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -166,70 +245,101 @@ def sidecar_path(root: Path, manifest: DatasetManifest, transcripts: Path | None
     return None
 
 
-def transcribe(media_paths: Sequence[str | Path] | Mapping[str, str | Path], *,
-               model: str = "openai/whisper-small", device: str = "cpu", batch_size: int = 8,
-               language: str | None = "english",
-               pipe: AsrPipeline | None = None) -> dict[str, str]:
-    """Transcribe the speech of media files with a Whisper model.
+class TranscriptsUnknownError(UserError):
+    """Text features were asked for, but some clips' transcripts are unknown."""
 
-    Audio is decoded with PyAV to 16 kHz mono float32 ``[n]`` one batch at a time, so memory
-    stays bounded for any number of files. A file that cannot be decoded (missing, corrupt, no
-    audio stream, too short) is logged as a warning and left out of the result: its transcript
-    stays unknown, never an invented empty string.
 
-    Args:
-        media_paths: the files; or ``key -> file`` (e.g. ``sample_id -> media_path``) to get
-            results under those keys, ready for :func:`write_sidecar`.
-        model: a ``transformers`` model id or local folder (Whisper or any ASR model).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        batch_size: clips per forward pass, >= 1.
-        language: the spoken language passed to Whisper's ``generate`` (the paper's datasets are
-            English); None lets the model detect it, and is required for English-only models.
-        pipe: a ready pipeline to use instead of building one from ``model`` / ``device``.
+def transcript_source(root: Path, manifest: DatasetManifest,
+                      transcripts: Path | None) -> TranscriptSource:
+    """Where a dataset's transcripts come from, as a store records it.
 
-    Returns:
-        ``key -> transcript`` (whitespace-stripped) for every decodable file, in input order;
-        keys are the input paths as given (``str``) when ``media_paths`` is a sequence.
+    ``sidecar`` for a dataset released without text (its manifest names a sidecar), else
+    ``annotations``; with the sidecar's name, sha256 and provenance (:func:`read_provenance`)
+    when one is read (for an ``annotations`` dataset: the ``--transcripts`` file overriding
+    some of its text).
+    """
+    kind = _text_source(manifest)
+    path = _sidecar(root, manifest, transcripts)
+    if path is None:
+        return TranscriptSource(kind)
+    sha = file_sha256(path)
+    return TranscriptSource(kind, path.name, sha, read_provenance(path, sha))
+
+
+def describe_transcripts(source: TranscriptSource) -> str:
+    """One line for ``store info``: where a store's text came from."""
+    if source.file is None:
+        return ("the dataset's annotations" if source.kind == "annotations"
+                else "none (no sidecar)")
+    what = (f"sidecar {source.file} (sha256 {str(source.sha256)[:16]})"
+            if source.kind == "sidecar" else
+            f"the dataset's annotations, overridden by {source.file} "
+            f"(sha256 {str(source.sha256)[:16]})")
+    made = source.provenance
+    if not made:
+        return f"{what}; how it was made is not recorded"
+    return (f"{what}; made by {made.get('made_by')} with {made.get('model')} "
+            f"({made.get('engine')}, weights sha256 {str(made.get('weights_sha256'))[:16]}), "
+            f"language {made.get('language')}, {made.get('created')}")
+
+
+def require_known(table: SampleTable, manifest: DatasetManifest, root: Path,
+                  transcripts: Path | None) -> SampleTable:
+    """The sample table of an extraction with text features, refused while transcripts are
+    unknown.
+
+    A clip the sidecar records as not transcribable (no decodable speech) becomes a failure
+    with that reason; any other clip without a transcript stops the run. An empty transcript
+    is known (nobody spoke): the extraction's ``empty_text`` policy decides about it.
 
     Raises:
-        ValueError: ``batch_size`` < 1.
+        TranscriptsUnknownError: naming the count and how to get transcripts (exit 2).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    items = (list(media_paths.items()) if isinstance(media_paths, Mapping)
-             else [(str(p), p) for p in media_paths])
-    pipe = pipe or _build_pipeline(model, device)
-    generate_kwargs = {"language": language, "task": "transcribe"} if language else {}
-    decoded = _decoded(items)
-    out: dict[str, str] = {}
-    while batch := list(islice(decoded, batch_size)):
-        keys, audio = zip(*batch, strict=True)
-        results = pipe(list(audio), batch_size=batch_size, generate_kwargs=generate_kwargs)
-        out.update((k, r["text"].strip()) for k, r in zip(keys, results, strict=True))
-        if len(out) % _LOG_EVERY < batch_size:
-            log.info("transcribed %d of %d files", len(out), len(items))
-    log.info("transcribed %d of %d files (%d not decodable)", len(out), len(items),
-             len(items) - len(out))
-    return out
+    texts = table.samples.column("transcript")
+    if texts.null_count == 0:
+        return table
+    sidecar = _sidecar(root, manifest, transcripts)
+    failed = failed_entries(sidecar) if sidecar is not None else {}
+    ids = table.samples.column("sample_id").to_pylist()
+    unknown = [sid for sid, text in zip(ids, texts.to_pylist(), strict=True)
+               if text is None and sid not in failed]
+    if unknown:
+        raise TranscriptsUnknownError(_unknown_message(unknown, len(ids), manifest, root,
+                                                       sidecar))
+    drop = pa.array([sid in failed for sid in ids])
+    splits = table.samples.column("split").to_pylist()
+    failures = [Failure(sid, split, Stage.ADAPTER, Reason(failed[sid]),
+                        f"{sidecar} records no transcript: speech recognition found no "
+                        f"decodable speech ({failed[sid]})")
+                for sid, split in zip(ids, splits, strict=True) if sid in failed]
+    return SampleTable(table.dataset, table.samples.filter(pc.invert(drop)),
+                       pa.concat_tables([table.failures, failures_table(failures)]))
 
 
-def _decoded(items: Sequence[tuple[str, str | Path]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Decode lazily, skipping undecodable files, so batches stay full and memory bounded."""
-    # Imported here: decoding pulls in PyAV, which sidecar reading alone does not need.
-    from pipeline.media import read_audio
+def _text_source(manifest: DatasetManifest) -> str:
+    from pipeline.datasets import text_source  # imported here: the adapters import this module
 
-    for key, path in items:
-        try:
-            samples = read_audio(path, sample_rate=SAMPLE_RATE)
-        except ClipError as err:
-            log.warning("not transcribed: %s", err)
-            continue
-        yield key, {"raw": samples, "sampling_rate": SAMPLE_RATE}
+    return text_source(manifest.name)
 
 
-def _build_pipeline(model: str, device: str) -> AsrPipeline:
-    # Imported here: transformers is heavy and only this function needs it.
-    from transformers import pipeline
+def _sidecar(root: Path, manifest: DatasetManifest, transcripts: Path | None) -> Path | None:
+    """The sidecar the adapter reads: ``--transcripts``, or the default of a dataset released
+    without text (a dataset with its own text reads none by default)."""
+    if transcripts is None and _text_source(manifest) != "sidecar":
+        return None
+    return sidecar_path(root, manifest, transcripts)
 
-    log.info("loading speech recognition model %s on %s", model, device)
-    return pipeline("automatic-speech-recognition", model=model, device=device)
+
+def _unknown_message(unknown: list[str], total: int, manifest: DatasetManifest, root: Path,
+                     sidecar: Path | None) -> str:
+    shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+    what = f"{manifest.name}: {len(unknown)} of {total} clips have no transcript ({shown})"
+    if _text_source(manifest) != "sidecar":
+        return (f"{what} in the dataset's annotations; text features need one: pass "
+                "--transcripts FILE.csv (sample_id,transcript) listing them (`cli transcribe "
+                "--out FILE.csv` makes one), or leave text out of --modalities")
+    where = (f"{sidecar} does not list them" if sidecar is not None
+             else f"no transcript sidecar at {root / str(manifest.transcripts)}")
+    return (f"{what}: {where}; text features need one: run `cli transcribe --dataset "
+            f"{manifest.name} --root {root}` first (or pass --transcripts FILE.csv), or leave "
+            "text out of --modalities")

@@ -34,6 +34,9 @@ from pipeline.manifest import SPLITS, DatasetManifest
 
 log = logging.getLogger(__name__)
 
+TEXT_SOURCE = "sidecar"
+"""The release has no text: transcripts come from a sidecar (``cli transcribe``)."""
+
 
 @dataclass
 class _Columns:

@@ -77,11 +77,15 @@ def store_id_of(identity: StoreIdentity | Mapping[str, Any]) -> str:
 
 def canonical_identity(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The identity mapping whose hash is the ``store_id``: fields added to the identity after
-    its format was released are left out at their default (``dataset.targets`` empty), so the
-    stores written before them keep their ``store_id``."""
+    its format was released are left out at their default (``dataset.targets`` empty,
+    ``dataset.transcripts`` None), so the stores written before them keep their ``store_id``."""
     dataset = data.get("dataset")
-    if isinstance(dataset, Mapping) and "targets" in dataset and not dataset["targets"]:
-        return {**data, "dataset": {k: v for k, v in dataset.items() if k != "targets"}}
+    if not isinstance(dataset, Mapping):
+        return data
+    # ``targets`` empty and ``transcripts`` None are the values of stores written before them.
+    unset = {k for k in ("targets", "transcripts") if k in dataset and not dataset[k]}
+    if unset:
+        return {**data, "dataset": {k: v for k, v in dataset.items() if k not in unset}}
     return data
 
 
@@ -99,6 +103,30 @@ def to_json(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------ schema
 
 @dataclass(frozen=True)
+class TranscriptSource:
+    """Where the transcripts a store's text features encode came from (dataset level: two
+    stores of one dataset with other transcripts hold other text features, yet their vectors
+    share a feature space).
+
+    Attributes:
+        kind: ``annotations`` (the dataset ships its own text: MELD, CMU-MOSEI) or ``sidecar``
+            (a transcript sidecar CSV, made by ``cli transcribe`` or by hand).
+        file: the sidecar's file name (not its path: the same file elsewhere is the same
+            source); None for ``annotations``.
+        sha256: of the sidecar's bytes; None for ``annotations``.
+        provenance: how the sidecar was made, from the provenance file ``cli transcribe``
+            writes beside it (speech-recognition model, weights sha256, language, settings,
+            software); empty for ``annotations``, a sidecar made by hand, or one changed after
+            it was transcribed.
+    """
+
+    kind: str
+    file: str | None = None
+    sha256: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """The dataset a store was extracted from.
 
@@ -110,6 +138,8 @@ class DatasetInfo:
         targets: names of the continuous targets the index holds in its ``targets`` column (a
             list of floats per clip in this order, NaN where a clip has none; ``valence``,
             ``arousal``, each scaled to [-1, 1]); empty when there are none.
+        transcripts: where the text features' transcripts came from (None: the store has no
+            text key, or it was written before transcript sources were recorded).
     """
 
     name: str
@@ -117,6 +147,7 @@ class DatasetInfo:
     multilabel: bool = False
     manifest_sha256: str | None = None
     targets: tuple[str, ...] = ()
+    transcripts: TranscriptSource | None = None
 
 
 @dataclass(frozen=True)
@@ -613,7 +644,8 @@ def _v1_config(ident: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str
 __all__ = ["FORMAT", "READABLE", "SHARD_DIR", "VERSION", "BackboneChoice", "Counts",
            "DatasetInfo", "ExtractionInfo", "FacePolicyInfo", "LabelTextsInfo", "ModalityInfo",
            "ShardEntry",
-           "StoreError", "StoreIdentity", "StoreManifest", "build_manifest", "canonical_json",
+           "StoreError", "StoreIdentity", "TranscriptSource",
+           "StoreManifest", "build_manifest", "canonical_json",
            "check_manifest", "shard_paths",
            "feature_space_differences", "feature_space_id", "feature_space_of",
            "format_differences", "format_version", "manifest_json", "parse_manifest",

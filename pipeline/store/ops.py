@@ -40,7 +40,8 @@ from pipeline.store.filesystem import (Location, read_parquet, redact_url, stora
                                        table_to_bytes)
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ShardEntry,
-                                     StoreManifest, canonical_json, feature_space_differences,
+                                     StoreManifest, TranscriptSource, canonical_json,
+                                     feature_space_differences,
                                      feature_space_id,
                                      format_version, manifest_json, parse_manifest, sha256_json,
                                      to_json)
@@ -119,6 +120,8 @@ class StoreInfo:
     feature_space: str = ""
     """sha256 of the store's feature space over all its keys (equal: comparable vectors)."""
     merged_from: list[dict[str, Any]] = field(default_factory=list)
+    transcripts: TranscriptSource | None = None
+    """Where the text key's transcripts came from (None: no text key, or an older store)."""
 
     @property
     def random_weights(self) -> list[str]:
@@ -145,7 +148,8 @@ def store_info(store: StoreRef, *, storage_options: dict[str, Any] | None = None
         modalities=[_modality_info(k, m) for k in fs.keys],
         failures_by_reason=_value_counts(fs.failures.column("reason")),
         software=dict(m.software), timings=dict(m.timings),
-        feature_space=feature_space_id(m.feature_space), merged_from=list(m.merged_from))
+        feature_space=feature_space_id(m.feature_space), merged_from=list(m.merged_from),
+        transcripts=m.dataset.transcripts)
 
 
 def _modality_info(key: str, m: StoreManifest) -> ModalityInfo:

@@ -13,7 +13,7 @@ from heads.config import DataConfig
 from heads.data import (DataError, InMemoryFeatures, StreamedFeatures, assemble_modalities,
                         check_views, fits_in_memory, load_features, pick_two_views,
                         steps_per_epoch)
-from pipeline.store import open_store
+from pipeline.store import FeatureStore, open_store
 
 KEYS = {"video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)}
 CPU = torch.device("cpu")
@@ -238,3 +238,42 @@ def test_auto_placement_and_empty_splits(store_1view: str) -> None:
                          pair_views=False) is None
     assert fits_in_memory(1000, CPU, 0.5)
     assert not fits_in_memory(1 << 60, CPU, 0.5)
+
+
+
+def _text_store(path: Path, *, last_differs: bool) -> FeatureStore:
+    """40 clips with one text vector for all (the last one's changed with ``last_differs``)."""
+    from pipeline.store.writer import write_arrays
+
+    n = 40
+    rng = np.random.default_rng(0)
+    text = np.repeat(rng.normal(size=(1, 1, 24)), n, axis=0).astype(np.float16)
+    if last_differs:
+        text[-1, 0, 0] += 1
+    write_arrays(path, dataset="synthetic", sample_ids=[f"s{i}" for i in range(n)],
+                 splits=["train"] * n, labels=np.zeros(n, int), label_names=["a"],
+                 features={"audio": rng.normal(size=(n, 1, 32)).astype(np.float16),
+                           "text": text}, shard_size=16)
+    return open_store(path)
+
+
+def test_constant_text_is_refused_unless_text_is_dropped(tmp_path: Path) -> None:
+    store = _text_store(tmp_path / "s", last_differs=False)
+    cfg = DataConfig(batch_size=8, placement="memory")
+    with pytest.raises(DataError, match=r"text features of all 40 clips .* the same.*"
+                                        r"cli transcribe"):
+        load_features(store, assemble_modalities(store, KEYS, ["audio", "text"]), ["train"],
+                      cfg, device=CPU, pair_views=False)
+    # text dropped: the same store trains
+    assert load_features(store, assemble_modalities(store, KEYS, ["audio"]), ["train"], cfg,
+                         device=CPU, pair_views=False) is not None
+
+
+def test_text_that_varies_in_a_late_chunk_is_accepted(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import heads.data
+
+    monkeypatch.setattr(heads.data, "TEXT_CHECK_ROWS", 4)  # ten chunks, the last one differs
+    store = _text_store(tmp_path / "s", last_differs=True)
+    layout = assemble_modalities(store, KEYS, ["text"])
+    heads.data.check_text_varies(store, layout, store.positions("train"), ["train"])
