@@ -31,9 +31,10 @@ import torch
 from pipeline.asr import AsrSettings, HfRecognizer, load_recognizer
 from pipeline.datasets import scan
 from pipeline.datasets.transcripts import read_sidecar
-from pipeline.extract import Timer, extract_clips, load_extract_config
+from pipeline.extract import Timer, extract_clips
+from pipeline.extract_config import load_extract_config
 from pipeline.manifest import load_manifest
-from pipeline.run import load_models
+from pipeline.models import load_models
 from pipeline.sample_data import generate
 from pipeline.transcribe import transcribe_clips
 

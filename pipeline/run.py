@@ -37,7 +37,7 @@ from pipeline.store.manifest import StoreManifest
 from pipeline.config import ConfigError
 from pipeline.datasets import get_adapter, scan
 from pipeline.datasets.table import SampleTable
-from pipeline.datasets.transcripts import require_known, transcript_source
+from pipeline.datasets.text_sources import require_known, transcript_source
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
 from pipeline.extract import Timer, extract_clips

@@ -15,10 +15,10 @@ import pytest
 from pipeline.asr import AsrError, AsrSettings, check_model, load_recognizer
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
-from pipeline.datasets.transcripts import (TranscriptsUnknownError, failed_entries,
-                                           provenance_path, read_provenance, read_sidecar,
-                                           read_sidecar_entries, require_known,
-                                           transcript_source, write_sidecar)
+from pipeline.datasets.text_sources import (TranscriptsUnknownError, require_known,
+                                            transcript_source)
+from pipeline.datasets.transcripts import (failed_entries, provenance_path, read_provenance,
+                                           read_sidecar, read_sidecar_entries, write_sidecar)
 from pipeline.failures import FAILURE_SCHEMA
 from pipeline.manifest import load_manifest
 from pipeline.store.manifest import TranscriptSource, store_id_of
@@ -211,8 +211,8 @@ def test_transcript_source_is_dataset_level_identity(tmp_path: Path) -> None:
 
     assert source.sha256 == file_sha256(tmp_path / "transcripts.csv")
     # a store without a recorded source keeps the store_id it had before sources existed
-    from pipeline.extract import load_extract_config
-    from pipeline.run import feature_identity
+    from pipeline.extract_config import load_extract_config
+    from pipeline.identity import feature_identity
 
     cfg = load_extract_config(None, modalities=["text"], weights={"text": "random"})
     plain = feature_identity(cfg, caer)
