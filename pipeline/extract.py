@@ -25,7 +25,7 @@ from pipeline import faces as faces_mod
 from pipeline import media
 from pipeline.augment import augment_clip
 from pipeline.config import ConfigError
-from pipeline.extract_config import MODALITIES, ExtractConfig
+from pipeline.extract_config import DEFAULT_BACKBONES, MODALITIES, ExtractConfig
 from pipeline.failures import ClipError, Failure, Reason, Stage
 from pipeline.manifest import FacePolicy
 
@@ -624,6 +624,8 @@ def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractCon
 
     source = path or str(MANIFEST_DIR / DEFAULT_CONFIG)
     data = load_yaml(source)
+    if isinstance(data.get("backbones", {}), dict):  # keys named override the default map
+        data["backbones"] = {**DEFAULT_BACKBONES, **data.get("backbones", {})}
     for key, value in overrides.items():
         if value is None:
             continue

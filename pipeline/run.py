@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import store as store_mod
+from pipeline.backbones.registry import check_extraction_weights
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
@@ -384,6 +385,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         log.info("%s is already complete with this configuration; nothing to do", loc.display)
         StoreLock(loc).clear_stale()  # a run killed after writing store.json left its marker
         return store_mod.open_store(out).manifest
+    check_extraction_weights(cfg)  # every checkpoint fetched and checked before any worker
     with StoreLock(loc) as lock:
         if check_destination(loc, store_id) == "complete":  # finished while we waited
             return store_mod.open_store(out).manifest

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,9 @@ import pytest
 # Nothing in the suite may reach a model hub: weights are made by the tests themselves.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Nor read or fill the user's weights folder, nor a mirror of the publishers set outside.
+os.environ["CONCLUGEN_WEIGHTS_DIR"] = tempfile.mkdtemp(prefix="conclugen-test-weights-")
+os.environ.pop("CONCLUGEN_WEIGHTS_MIRROR", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
