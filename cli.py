@@ -36,8 +36,8 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
                                          help="meld | caer | mosei | voxceleb2 | afewva")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 WeightsDirOpt = Annotated[Path | None, typer.Option(
-    envvar="CONCLUGEN_WEIGHTS_DIR", show_envvar=True,
-    help="Folder of fetched checkpoints (`cli weights fetch --to DIR`; for offline nodes).")]
+    help="Folder of fetched checkpoints (`cli weights fetch --to DIR`, for offline nodes); "
+         "default $CONCLUGEN_WEIGHTS_DIR, else ~/.cache/conclugen/weights.")]
 
 
 @app.callback()
@@ -701,7 +701,7 @@ def weights_fetch_cmd(
 
     for identifier, path, fetched in fetch_weights(backbone or None, to=to, every=every):
         state = "fetched and verified" if fetched else "already there, verified"
-        console.print(f"{identifier}: {state}: {path}")
+        console.print(f"{identifier}: {state}: {escape(str(path))}", soft_wrap=True)
 
 
 def main() -> None:
