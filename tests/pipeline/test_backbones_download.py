@@ -301,3 +301,22 @@ def test_random_and_local_weights_pass_the_check(tmp_path: Path) -> None:
     local.write_bytes(b"x")
     check_weights({"frames_2d": "resnet152", "audio": "davenet"},
                   {"frames_2d": "random", "audio": str(local)})
+
+
+def test_a_hub_folder_takes_the_weight_file_the_revision_has(site: Site, tmp_path: Path) -> None:
+    base = "/org/model/resolve/abc1234"
+    site.put(f"{base}/config.json", b"{}")
+    site.put(f"{base}/pytorch_model.bin", CKPT)  # no model.safetensors at this revision
+    entry = WeightsEntry(
+        identifier="org/model", source="test", licence="test", folder=True, revision="abc1234",
+        files=(WeightsFile(url=site.url(f"{base}/config.json"), name="config.json"),
+               WeightsFile(url=site.url(f"{base}/model.safetensors"), name="model.safetensors",
+                           alternatives=("pytorch_model.bin",))))
+    folder = download.ensure(entry, download=True)
+    assert folder == tmp_path / "weights" / "org--model@abc1234"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "pytorch_model.bin"]
+    assert download.locate(entry).problem is None
+    (folder / "config.json").unlink()
+    assert "config.json is missing" in str(download.locate(entry).problem)
+    assert "unverified (no published checksum; the files pinned by revision abc1234)" == \
+        entry.checksum_text()
