@@ -116,6 +116,15 @@ def test_fetch_to_a_folder_then_extract_with_weights_dir_checks_before_any_worke
     assert not (tmp_path / "store").exists()
 
 
+def test_weights_dir_must_be_a_folder(tmp_path: Path) -> None:
+    for command in (["predict", str(tmp_path / "clip.mp4")],
+                    ["extract", "--dataset", "meld", "--root", str(tmp_path), "--out",
+                     str(tmp_path / "store")]):
+        result = runner.invoke(app, [*command, "--weights-dir", str(tmp_path / "absent")])
+        assert result.exit_code == 2, result.output
+        assert "--weights-dir" in result.output and "no such folder" in result.output
+
+
 @pytest.mark.slow
 def test_the_readme_first_extraction_command_with_the_default_weights(
         site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, meld_sample: Path) -> None:

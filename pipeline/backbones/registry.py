@@ -212,7 +212,9 @@ def weights_problem(backbone: str, weights: str | None, *, fetch: bool = False) 
         return _url_problem(backbone, ident, fetch)
     if entry.loads == "hf" and not ident.startswith(("/", ".", "~")):
         return _hub_problem(backbone, ident, fetch)
-    return f"{backbone} weights {ident!r}, a file or folder that does not exist"
+    known = ", ".join(d.identifier for d in entry.downloads) or "none"
+    return (f"{backbone} weights {ident!r}, a file or folder that does not exist (published "
+            f"checkpoints of {backbone}: {known})")
 
 
 def _url_problem(backbone: str, url: str, fetch: bool) -> str | None:

@@ -292,7 +292,8 @@ def test_every_bad_checkpoint_is_one_line_before_any_worker(
     assert lines[3].startswith("  audio: davenet, which has no published checkpoint")
     assert "--weights audio=PATH" in lines[3]
     assert lines[4] == (f"  text: distilbert-sst2 weights {str(tmp_path / 'gone')!r}, a file "
-                        "or folder that does not exist")
+                        "or folder that does not exist (published checkpoints of "
+                        "distilbert-sst2: distilbert-base-uncased-finetuned-sst-2-english)")
     assert len(lines) == 5 and not out.exists()  # nothing written, no lock taken
 
 
