@@ -244,7 +244,9 @@ def _hub_problem(backbone: str, model_id: str, fetch: bool) -> str | None:
         try:
             from huggingface_hub import snapshot_download
 
-            snapshot_download(model_id)
+            # What transformers reads; not the TensorFlow, Flax or ONNX copies beside it.
+            snapshot_download(model_id, allow_patterns=["*.json", "*.txt", "*.model",
+                                                        "*.safetensors", "pytorch_model*.bin"])
             return None
         except Exception as err:  # the hub client raises many types (offline, 404, auth)
             return f"{backbone} weights {model_id!r}: Hugging Face download failed ({err})"
