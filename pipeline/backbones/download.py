@@ -147,12 +147,14 @@ def fetch(entry: WeightsEntry, dest: Path) -> Path:
                 name, records[name] = _download_file(file, staged)
         else:
             _, records[entry.files[0].name] = _download_file(entry.files[0], Path(scratch))
-        record = {"identifier": entry.identifier, "revision": entry.revision,
-                  "files": records, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                            time.gmtime())}
+        record = Path(scratch) / "record.json"
+        record.write_text(json.dumps({"identifier": entry.identifier,
+                                      "revision": entry.revision, "files": records,
+                                      "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                               time.gmtime())}, indent=1))
         _remove(target)
         os.replace(staged, target)
-    _record_path(target).write_text(json.dumps(record, indent=1))
+        os.replace(record, _record_path(target))
     log.info("%s: %s verified (%s)", entry.identifier, target, entry.checksum_text())
     return target
 
