@@ -4,7 +4,9 @@ environment without S3 credentials; a race for a store's lock."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -19,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Nor read or fill the user's weights folder, nor a mirror of the publishers set outside.
 os.environ["CONCLUGEN_WEIGHTS_DIR"] = tempfile.mkdtemp(prefix="conclugen-test-weights-")
+atexit.register(shutil.rmtree, os.environ["CONCLUGEN_WEIGHTS_DIR"], ignore_errors=True)
 os.environ.pop("CONCLUGEN_WEIGHTS_MIRROR", None)
 
 
