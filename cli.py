@@ -54,6 +54,9 @@ SlurmWalltimeOpt = Annotated[str, typer.Option(help="Walltime per SLURM job.")]
 SlurmJobsOpt = Annotated[int, typer.Option(help="Number of SLURM jobs.")]
 AnnotationsOpt = Annotated[Path | None, typer.Option(
     help="Folder with the annotation files, if they are not under --root.")]
+WeightsDirOpt = Annotated[Path | None, typer.Option(
+    help="Folder of fetched checkpoints (`cli weights fetch --to DIR`, for offline nodes); "
+         "default $CONCLUGEN_WEIGHTS_DIR, else ~/.cache/conclugen/weights.")]
 
 
 @app.callback()
@@ -382,9 +385,13 @@ def extract_cmd(
     annotations: AnnotationsOpt = None,
     transcripts: Annotated[Path | None, typer.Option(
         help="Transcript sidecar CSV (sample_id,transcript).")] = None,
+    weights_dir: WeightsDirOpt = None,
 ) -> None:
     """Extract a raw dataset into a feature store (resumable: run it again after a crash)."""
+    from pipeline.backbones.download import use_weights_dir
     from pipeline.extract_config import MODALITIES
+
+    use_weights_dir(weights_dir)
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     opts = _cluster_options(
@@ -803,10 +810,14 @@ def predict_cmd(
         help="A classifier.pt of cli eval, of any protocol (clef: classes; avce: valence and "
              "arousal). Default RUN/eval/linear/classifier.pt.")] = None,
     device: DeviceOpt = "auto",
+    weights_dir: WeightsDirOpt = None,
 ) -> None:
     """Class probabilities for a new video (an avce classifier: its valence and arousal), with
     the store's preprocessing and backbones."""
     from heads.evaluation.predict import run_predict
+    from pipeline.backbones.download import use_weights_dir
+
+    use_weights_dir(weights_dir)
 
     result = run_predict(video, run=run, store=store, transcript=transcript,
                          device=device, classifier=classifier)
@@ -823,6 +834,51 @@ def predict_cmd(
         table.add_row(name, f"{p:.4f}", style="bold" if name in chosen else None)
     console.print(table)
     console.print(f"predicted: [bold]{escape(str(result['predicted']))}[/]")
+
+
+weights_app = typer.Typer(no_args_is_help=True,
+                          help="The backbones' published checkpoints: list, fetch, verify.")
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("list")
+@user_errors
+def weights_list_cmd() -> None:
+    """Per backbone: the checkpoint's source, checksum, size, licence, and whether it is
+    fetched (the weights folder: $CONCLUGEN_WEIGHTS_DIR or ~/.cache/conclugen/weights)."""
+    from pipeline.backbones.download import weights_dir
+    from pipeline.backbones.registry import weights_rows
+
+    console.print(f"weights folder: {escape(str(weights_dir()))}")
+    for row in weights_rows():
+        default = ", default" if row.default else ""
+        console.print(f"\n[bold]{row.backbone}[/] ({row.key}{default}): {escape(row.weights)}",
+                      soft_wrap=True)
+        for label, value in (("source", row.source), ("url", row.url),
+                             ("checksum", row.checksum), ("size", row.size),
+                             ("licence", row.licence), ("fetched", row.cached),
+                             ("note", row.note)):
+            if value:
+                console.print(f"  {label:<9} {escape(value)}", soft_wrap=True)
+
+
+@weights_app.command("fetch")
+@user_errors
+def weights_fetch_cmd(
+    to: Annotated[Path | None, typer.Option(
+        help="Folder to fetch into (default: the weights folder); then --weights-dir DIR.")
+    ] = None,
+    backbone: Annotated[list[str], typer.Option(
+        help="A backbone whose default checkpoint to fetch; repeatable (default: the default "
+             "backbones').")] = [],  # noqa: B006 - Typer needs a literal default
+    every: Annotated[bool, typer.Option("--all", help="Every published checkpoint.")] = False,
+) -> None:
+    """Download and verify checkpoints (on a login node, for clusters whose nodes are offline)."""
+    from pipeline.backbones.registry import fetch_weights
+
+    for identifier, path, fetched in fetch_weights(backbone or None, to=to, every=every):
+        state = "fetched and verified" if fetched else "already there, verified"
+        console.print(f"{identifier}: {state}: {escape(str(path))}", soft_wrap=True)
 
 
 def main() -> None:

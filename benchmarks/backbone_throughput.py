@@ -29,11 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.backbones import DEFAULT_BACKBONES, get_spec
-from pipeline.backbones import davenet, resnet2d, resnet3d, text
+from pipeline.backbones import DEFAULT_BACKBONES, get_backbone
 
-BUILD: dict[str, Callable[..., Any]] = {"frames_2d": resnet2d.build, "frames_3d": resnet3d.build,
-                                        "audio": davenet.build, "text": text.build}
 SENTENCE = "Oh my God, you are kidding me, I said what are you doing here tonight?"
 
 
@@ -54,10 +51,11 @@ TOY = Sizes(batch={"frames_2d": 2, "frames_3d": 1, "audio": 2, "text": 2}, image
 
 
 def build(key: str, device: str, sizes: Sizes) -> Any:
-    spec = get_spec(DEFAULT_BACKBONES[key])
+    backbone = get_backbone(DEFAULT_BACKBONES[key])
+    spec = backbone.spec
     if sizes.image is not None and hasattr(spec, "image_size"):
         spec = dataclasses.replace(spec, image_size=sizes.image)
-    return BUILD[key](spec, "random", device)
+    return backbone.build(spec, "random", device)
 
 
 def model_inputs(key: str, enc: Any, n: int, sizes: Sizes) -> tuple[Any, ...]:

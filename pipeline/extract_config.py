@@ -170,6 +170,12 @@ class DecodeSpec:
 
 MODALITIES = ("frames_2d", "frames_3d", "audio", "text")
 
+DEFAULT_BACKBONES = {"frames_2d": "resnet152", "frames_3d": "resnet3d101",
+                     "audio": "resdavenet", "text": "distilbert-sst2"}
+"""The default backbone per store key: the paper's, with the reference code's audio model
+(ResDAVEnet-VQ, whose release is published; plain DAVEnet has none). The one place it is set:
+:mod:`pipeline.backbones` re-exports it, ``manifests/extract.yaml`` names none."""
+
 BATCH_CLIPS = {"cpu": 8, "cuda": 64}
 """Clips per backbone batch by device. On a CPU the backbones' own batch sizes are reached
 with a few clips; a GPU needs many clips' units per call to fill it (64 clips of 3-4 s are
@@ -205,9 +211,7 @@ class ExtractConfig:
     """
 
     modalities: tuple[str, ...] = MODALITIES
-    backbones: dict[str, str] = field(default_factory=lambda: {
-        "frames_2d": "resnet152", "frames_3d": "resnet3d101", "audio": "davenet",
-        "text": "distilbert-sst2"})
+    backbones: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_BACKBONES))
     weights: dict[str, str] = field(default_factory=dict)
     views: int = 1
     fps_2d: float = 1.0
@@ -301,6 +305,8 @@ def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractCon
 
     source = path or str(MANIFEST_DIR / DEFAULT_CONFIG)
     data = load_yaml(source)
+    if isinstance(data.get("backbones", {}), dict):  # keys named override the default map
+        data["backbones"] = {**DEFAULT_BACKBONES, **data.get("backbones", {})}
     for key, value in overrides.items():
         if value is None:
             continue
@@ -311,5 +317,5 @@ def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractCon
     return from_dict(ExtractConfig, data, source)
 
 
-__all__ = ["BATCH_CLIPS", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec", "DecodeSpec",
-           "ClipInputs", "ExtractConfig", "FaceSpec", "load_extract_config"]
+__all__ = ["BATCH_CLIPS", "DEFAULT_BACKBONES", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec",
+           "ClipInputs", "DecodeSpec", "ExtractConfig", "FaceSpec", "load_extract_config"]

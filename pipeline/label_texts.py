@@ -174,7 +174,7 @@ def add_label_texts(store: str | Path, *, device: str = "cpu",
             without texts, or weights that cannot be loaded or differ from the store's.
     """
     from pipeline.backbones import load_encoder
-    from pipeline.backbones.weights import weights_problem
+    from pipeline.backbones.registry import weights_problem
     from pipeline.one_video import extraction_settings
     from pipeline.store import Location, load_manifest
 

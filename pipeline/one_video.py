@@ -75,7 +75,7 @@ def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequenc
         VideoError: weights that cannot be loaded here or differ from the store's, a missing
             transcript where the store required one, or the extraction failing on the video.
     """
-    from pipeline.backbones.weights import weights_problem
+    from pipeline.backbones.registry import weights_problem
     from pipeline.extract import extract_clips
     from pipeline.models import load_models
 

@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import store as store_mod
+from pipeline.backbones.registry import check_extraction_weights
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import StoreManifest
@@ -284,6 +285,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         complete = _complete_with_plan(loc, *planned(), limit=limit, shard_size=shard_size)
         StoreLock(loc).clear_stale()  # a run killed after writing store.json left its marker
         return complete
+    check_extraction_weights(cfg)  # every checkpoint fetched and checked before any worker
     with StoreLock(loc) as lock:
         samples, adapter_failures = planned()
         if check_destination(loc, store_id) == "complete":  # finished while we waited

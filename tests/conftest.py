@@ -4,8 +4,11 @@ environment without S3 credentials; a race for a store's lock; tiny speech recog
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,10 @@ import pytest
 # Nothing in the suite may reach a model hub: weights are made by the tests themselves.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Nor read or fill the user's weights folder, nor a mirror of the publishers set outside.
+os.environ["CONCLUGEN_WEIGHTS_DIR"] = tempfile.mkdtemp(prefix="conclugen-test-weights-")
+atexit.register(shutil.rmtree, os.environ["CONCLUGEN_WEIGHTS_DIR"], ignore_errors=True)
+os.environ.pop("CONCLUGEN_WEIGHTS_MIRROR", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -22,7 +22,7 @@ minilm = pytest.importorskip(
 pytestmark = [pytest.mark.slow, pytest.mark.weights]
 
 runner = CliRunner()
-TEXT = "sentence-transformers/all-MiniLM-L6-v2"
+TEXT = "hf:sentence-transformers/all-MiniLM-L6-v2"
 
 
 def _text_store(tmp_path: Path, dataset: str, clips: int) -> Path:

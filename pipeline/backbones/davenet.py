@@ -44,8 +44,8 @@ from pipeline.backbones.encoder import (
     compute_dtype, finite_rows, freeze, inference, resolve_device, resolved)
 from pipeline.backbones.random_init import AUDIO_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.weights import (
-    WeightsError, fit_state_dict, in_background, load_state_dict, resolve_weights, skeleton,
-    warn_random)
+    WeightsError, WeightsSource, fit_state_dict, in_background, load_state_dict, resolve_weights,
+    skeleton, warn_random)
 from pipeline.failures import ClipError, Reason, Stage
 
 
@@ -58,7 +58,9 @@ class DavenetSpec:
         arch: ``davenet`` or ``resdavenet``.
         key: store key.
         dim: output channels of the last layer.
-        default_weights: ``None``: no checkpoint is published under a downloadable name.
+        default_weights: the published checkpoint loaded when none is given (ResDAVEnet-VQ's
+            ``RDVQ_00000``, :mod:`pipeline.backbones.catalogue`); ``None`` for DAVEnet, whose
+            checkpoints are not published.
         checkpoint_hint: what to pass as weights, for the error when none is given.
         sample_rate: expected waveform rate (Hz).
         n_mels: mel bands.
@@ -118,7 +120,9 @@ class DavenetSpec:
 DAVENET = DavenetSpec(name="davenet", arch="davenet",
                       checkpoint_hint=" (the audio model of the DAVEnet-pytorch release, "
                                       "e.g. audio_model.pth / best_audio_model.pth)")
-RESDAVENET = DavenetSpec(name="resdavenet", arch="resdavenet",
+#: The reference code's audio model, with the release of model '{}' (``RDVQ_00000``, no
+#: quantised layer) as its default weights.
+RESDAVENET = DavenetSpec(name="resdavenet", arch="resdavenet", default_weights="RDVQ_00000",
                          checkpoint_hint=" (best_audio_model.pth of the unquantised "
                                          "ResDAVEnet-VQ release model, '{}' in its README)")
 
@@ -327,15 +331,17 @@ def _set_running_stats(norm: nn.BatchNorm2d, mean: torch.Tensor, var: float) -> 
         norm.running_var.fill_(var)
 
 
-def build(spec: DavenetSpec, weights: str | None = None, device: str = "cpu") -> AudioEncoder:
+def build(spec: DavenetSpec, weights: str | WeightsSource | None = None,
+          device: str = "cpu") -> AudioEncoder:
     """Build the frozen audio encoder.
 
     Args:
         spec: :data:`DAVENET` or :data:`RESDAVENET`.
         weights: a state-dict file or http(s) URL with the original key names (a ``module.``
-            prefix from ``nn.DataParallel`` is accepted), or ``"random"``
-            (:data:`~pipeline.backbones.random_init.AUDIO_CNN`). ``None`` is an error: these
-            models have no downloadable default.
+            prefix from ``nn.DataParallel`` is accepted, as the releases have it), a source
+            the registry resolved (the fetched ``RDVQ_00000``), or ``"random"``
+            (:data:`~pipeline.backbones.random_init.AUDIO_CNN`). ``None``: the spec's default,
+            an error for DAVEnet, which has none.
         device: ``"cpu"`` or ``"cuda[:i]"``.
 
     Returns:

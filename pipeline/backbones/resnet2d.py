@@ -17,7 +17,7 @@ import torch
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
-from pipeline.backbones.weights import in_background, torchvision_trunk
+from pipeline.backbones.weights import WeightsSource, in_background, torchvision_trunk
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,7 +62,8 @@ class Resnet2dSpec:
 RESNET152 = Resnet2dSpec()
 
 
-def build(spec: Resnet2dSpec, weights: str | None = None, device: str = "cpu") -> UnitEncoder:
+def build(spec: Resnet2dSpec, weights: str | WeightsSource | None = None,
+          device: str = "cpu") -> UnitEncoder:
     """Build the frozen frame encoder.
 
     Args:

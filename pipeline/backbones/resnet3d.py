@@ -34,16 +34,15 @@ from torch import nn
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
+from pipeline.backbones.catalogue import RESNET3D101_KINETICS
 from pipeline.backbones.weights import (
-    fit_state_dict, in_background, load_state_dict, resolve_weights, skeleton, warn_random)
+    WeightsSource, fit_state_dict, in_background, load_state_dict, resolve_weights, skeleton,
+    warn_random)
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 #: Weights this module knows by name (pretorched-x's port of Hara et al.'s Kinetics-400 model).
-KNOWN_WEIGHTS = {
-    "resnet3d101_kinetics-8d4c9d63":
-        "http://pretorched-x.csail.mit.edu/models/resnet3d101_kinetics-8d4c9d63.pth",
-}
+KNOWN_WEIGHTS = {RESNET3D101_KINETICS.identifier: RESNET3D101_KINETICS.files[0].url}
 CLASSIFIER_PREFIXES = ("fc.", "last_linear.")
 
 
@@ -259,7 +258,8 @@ def _stage(in_channels: int, planes: int, blocks: int, stride: int) -> nn.Sequen
     return nn.Sequential(first, *(Bottleneck3d(out, planes) for _ in range(1, blocks)))
 
 
-def build(spec: Resnet3dSpec, weights: str | None = None, device: str = "cpu") -> UnitEncoder:
+def build(spec: Resnet3dSpec, weights: str | WeightsSource | None = None,
+          device: str = "cpu") -> UnitEncoder:
     """Build the frozen window encoder.
 
     Args:

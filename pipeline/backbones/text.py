@@ -1,8 +1,10 @@
 """Transcript features: a Hugging Face encoder, mean-pooled (``text``, 768-d for the defaults).
 
 Default: ``distilbert-base-uncased-finetuned-sst-2-english``, the sentiment DistilBERT the
-paper names (``distilbert-sst2``); ``emotion-distilroberta`` is the encoder the paper's code
-actually used. Any Hugging Face id or ``save_pretrained`` folder works as weights.
+paper names (``distilbert-sst2``), fetched at a pinned revision into the weights folder
+(:mod:`pipeline.backbones.catalogue`); ``emotion-distilroberta`` is the encoder the paper's code
+actually used. Any Hugging Face id or ``save_pretrained`` folder works as weights, and as a
+backbone with the ``hf:`` / ``dir:`` prefix.
 
 A transcript is tokenised with the model's own tokenizer and truncated to ``max_tokens`` (128,
 special tokens included; MELD utterances average well under 30 tokens, so truncation is rare
@@ -20,7 +22,8 @@ continuations, a few hundred frequent English words), recorded as tokenizer
 A local folder loads like a hub id, e.g. a sentence-transformers model such as
 ``all-MiniLM-L6-v2``, a plain BERT whose sentence vector is this same mean pooling, there
 followed by an L2 normalisation that the store leaves to its readers (cosines are equal):
-``--backbone text=sentence-transformers/all-MiniLM-L6-v2 --weights text=FOLDER``, 384-d.
+``--backbone text=hf:sentence-transformers/all-MiniLM-L6-v2 --weights text=FOLDER`` (or
+``--backbone text=dir:FOLDER``), 384-d.
 Provenance records the sha256 of the folder's weight file.
 """
 
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from pipeline.backbones.catalogue import DISTILBERT_SST2 as DISTILBERT_SST2_FILES
 from pipeline.backbones.encoder import (
     compute_dtype, finite_rows, freeze, inference, resolve_device, resolved)
 from pipeline.backbones.random_init import SEED, TRANSFORMER, init_fields, state_sha256
@@ -71,6 +75,7 @@ class TextSpec:
     Attributes:
         name: registry name (or the Hugging Face id it was made from).
         default_weights: Hugging Face id (or folder) loaded when no weights are given.
+        revision: the pinned revision of the default weights' published files, or ``None``.
         key: store key.
         dim: hidden size of the default model (the loaded model's config decides).
         max_tokens: truncation length in tokens, special tokens included.
@@ -79,6 +84,7 @@ class TextSpec:
 
     name: str
     default_weights: str | None
+    revision: str | None = None
     key: str = "text"
     dim: int = 768
     max_tokens: int = 128
@@ -91,7 +97,8 @@ class TextSpec:
                 "pooling": "mean of the last hidden state over attention-mask tokens"}
 
 
-DISTILBERT_SST2 = TextSpec("distilbert-sst2", "distilbert-base-uncased-finetuned-sst-2-english")
+DISTILBERT_SST2 = TextSpec("distilbert-sst2", DISTILBERT_SST2_FILES.identifier,
+                           revision=DISTILBERT_SST2_FILES.revision)
 EMOTION_DISTILROBERTA = TextSpec("emotion-distilroberta",
                                  "j-hartmann/emotion-english-distilroberta-base")
 
@@ -208,7 +215,8 @@ def _pretrained(source: WeightsSource,
     return tokenizer, model, in_background(folder_weights_sha256, snapshot), snapshot.name
 
 
-def build(spec: TextSpec, weights: str | None = None, device: str = "cpu") -> TextEncoder:
+def build(spec: TextSpec, weights: str | WeightsSource | None = None,
+          device: str = "cpu") -> TextEncoder:
     """Build the frozen transcript encoder.
 
     Args:
@@ -236,6 +244,7 @@ def build(spec: TextSpec, weights: str | None = None, device: str = "cpu") -> Te
         init = init_fields(TRANSFORMER)
     else:
         tokenizer, model, sha, revision = _pretrained(source)
+        revision = revision or source.revision  # a fetched folder knows its pinned revision
         tokenizer_name = source.identifier
     provenance = {"backbone": spec.name, "architecture": model.config.model_type,
                   "weights": source.identifier, "weights_sha256": sha, **init,

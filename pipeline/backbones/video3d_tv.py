@@ -18,7 +18,7 @@ from pipeline.backbones.encoder import UnitEncoder, freeze, resolve_device
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.resnet3d import (
     KINETICS_MEAN, KINETICS_STD, window_encoder, window_preprocessing)
-from pipeline.backbones.weights import in_background, torchvision_trunk
+from pipeline.backbones.weights import WeightsSource, in_background, torchvision_trunk
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ R3D_18 = TorchvisionVideoSpec(name="r3d_18", arch="r3d_18")
 R2PLUS1D_18 = TorchvisionVideoSpec(name="r2plus1d_18", arch="r2plus1d_18")
 
 
-def build(spec: TorchvisionVideoSpec, weights: str | None = None,
+def build(spec: TorchvisionVideoSpec, weights: str | WeightsSource | None = None,
           device: str = "cpu") -> UnitEncoder:
     """Build the frozen window encoder.
 

