@@ -175,8 +175,6 @@ def test_pipeline_never_imports_heads() -> None:
     assert not bad, "pipeline imports heads:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(reason="pipeline's import cycles are being removed apart from heads'",
-                   strict=False)
 def test_pipeline_has_no_import_cycle() -> None:
     found = cycles(import_graph("pipeline"))
     assert not found, "import cycles in pipeline:\n" + "\n".join(" -> ".join(c) for c in found)

@@ -266,7 +266,7 @@ def test_the_catalogue_pins_the_published_checksums() -> None:
 def test_every_bad_checkpoint_is_one_line_before_any_worker(
         site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pipeline.run
-    from pipeline.extract import load_extract_config
+    from pipeline.extract_config import load_extract_config
     from pipeline.run import run_extract
 
     def no_cluster(*args: object) -> None:
