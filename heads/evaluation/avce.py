@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from heads.eval_config import AvceConfig
 from heads.evaluation.loop import train_epochs
 from heads.evaluation.probe import LabelledSplit, Standardize
-from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, state_of
+from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, Task, state_of
 from heads.losses import av_loss, avce_objective, disentangle_loss, sparsemax
 from heads.metrics import ccc, regression_metrics
 
@@ -117,7 +117,8 @@ class AvceProtocol:
 
     name: str = "avce"
     needs_run: bool = False
-    task: str = "regression"
+    accepts_run: bool = False
+    task: Task = "regression"
     summary: str = ("AVCE (Kim & Song, ECCV 2022): valence/arousal regression with SparseMax "
                     "and SoftMax views, on the store's continuous targets")
 

@@ -19,7 +19,7 @@ import torch
 from heads.evaluation.fit import (decide, fit, fit_standardization, make_loss, predict,
                                   represent_split)
 from heads.evaluation.probe import LabelledSplit, ProbeModel, encoder_heads, freeze_heads
-from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, state_of
+from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, Task, state_of
 from heads.metrics import classification_metrics, multilabel_metrics
 
 
@@ -34,12 +34,16 @@ class ClassifierProtocol:
             representations are computed once per split: the same result as running the frozen
             heads at every step, at a fraction of the cost).
         summary: one line for the documentation and ``--help``.
+        accepts_run: a run is used only when needed.
+        task: the store's labels are the targets.
     """
 
     name: str
     needs_run: bool
     train_heads: bool
     summary: str
+    accepts_run: bool = False
+    task: Task = "classification"
 
     def run_seed(self, setup: EvalSetup, data: Mapping[str, LabelledSplit], seed: int, *,
                  progress: bool) -> SeedResult:

@@ -42,7 +42,7 @@ from heads.eval_config import ClefConfig, EvalConfig
 from heads.evaluation.loop import train_epochs
 from heads.evaluation.fit import decide, make_loss
 from heads.evaluation.probe import LabelledSplit, Standardize
-from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, state_of
+from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, Task, state_of
 from heads.evaluation.targets import read_targets
 from heads.losses import (clef_fine_loss, description_name_loss, image_text_contrast,
                           supcon_loss)
@@ -157,6 +157,7 @@ class ClefProtocol:
     name: str = "clef"
     needs_run: bool = False
     accepts_run: bool = True
+    task: Task = "classification"
     summary: str = ("CLEF (Zhang et al., ICCV 2023): text prototypes of the label names, "
                     "embedded by the store's text backbone")
 

@@ -6,10 +6,10 @@ writes the figures, the classifier and ``metrics.json`` the same way for every p
 protocol is one new module exposing a ``PROTOCOL`` object with this interface, listed in
 :data:`heads.evaluation.PROTOCOLS`.
 
-Two attributes are optional (:func:`task_of`, :func:`accepts_run`): ``task`` is
-``classification`` (the store's labels; the default) or ``regression`` (its continuous targets,
-:mod:`heads.evaluation.targets`), and ``accepts_run`` says that a protocol that needs no run
-uses one when it is given (CLEF's zero-shot row from a run's MMS text head).
+Besides its name and whether it needs a pretraining run, a protocol says its ``task``,
+``classification`` (the store's labels) or ``regression`` (its continuous targets,
+:mod:`heads.evaluation.targets`), and whether it ``accepts_run`` that it does not need (CLEF's
+zero-shot row from a run's MMS text head).
 """
 
 from __future__ import annotations
@@ -144,14 +144,20 @@ class SeedResult:
 
 
 class Protocol(_Interface):
-    """An evaluation protocol: its name, whether it needs a pretraining run, and one seed
-    (read-only attributes: protocols are frozen dataclasses)."""
+    """An evaluation protocol: its name, whether it needs (or uses) a pretraining run, its
+    task, and one seed (read-only attributes: protocols are frozen dataclasses)."""
 
     @property
     def name(self) -> str: ...
 
     @property
     def needs_run(self) -> bool: ...
+
+    @property
+    def accepts_run(self) -> bool: ...
+
+    @property
+    def task(self) -> Task: ...
 
     @property
     def summary(self) -> str: ...
@@ -162,16 +168,10 @@ class Protocol(_Interface):
         ...
 
 
-def task_of(protocol: Protocol) -> Task:
-    """``classification`` unless the protocol says ``task = "regression"``."""
-    return "regression" if getattr(protocol, "task", "classification") == "regression" \
-        else "classification"
-
-
 def accepts_run(protocol: Protocol) -> bool:
     """Whether a pretraining run given with the protocol is used (always when it needs one)."""
-    return protocol.needs_run or bool(getattr(protocol, "accepts_run", False))
+    return protocol.needs_run or protocol.accepts_run
 
 
 __all__ = ["EvalSetup", "Protocol", "SavedModel", "SeedResult", "Task", "accepts_run",
-           "parse_spec", "state_of", "task_of"]
+           "parse_spec", "state_of"]

@@ -44,7 +44,7 @@ from heads.eval_config import EvalConfig, resolve_eval_config
 from heads.evaluation import get_protocol
 from heads.evaluation.classifier import classifier_file, heads_ref
 from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
-from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run, task_of
+from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run
 from heads.evaluation.splits import check_splits, load_split
 from heads.evaluation.targets import target_names
 from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
@@ -184,7 +184,7 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
         keys = {m: payload.layout[m] for m in mods}
         dims = {m: payload.model_spec.input_dims[m] for m in mods}
         dim = payload.model_spec.representation_dim
-    task = task_of(protocol)
+    task = protocol.task
     names, multilabel = _outputs(fs, protocol.name, task)
     spec = ProbeSpec(tuple(mods), cast(Literal["concat", "mean"], fusion),  # ProbeSpec checks it
                      dim, len(names), cfg.dropout, multilabel)
