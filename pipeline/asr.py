@@ -142,10 +142,9 @@ class HfRecognizer:
             self.tokenizer = AutoTokenizer.from_pretrained(settings.model)
             model = AutoModelForSpeechSeq2Seq.from_pretrained(settings.model,
                                                               dtype=torch.float32)
-        except ImportError as err:  # Speech2Text's tokenizer needs sentencepiece
-            raise AsrError(f"--model {settings.model}: {err}") from None
-        except OSError as err:
-            raise AsrError(f"--model {settings.model}: cannot load it ({err})") from None
+        except (ImportError, OSError, ValueError) as err:
+            raise AsrError(f"--model {settings.model}: cannot load it ({str(err)[:300]})"
+                           f"{_sentencepiece_hint()}") from None
         self.model = model.eval().to(self.device)
         self.whisper = model.config.model_type == "whisper"
         weights, revision = _weights_fingerprint(settings.model)
@@ -177,6 +176,17 @@ class HfRecognizer:
             ids = self.model.generate(**inputs, **self._generate_kwargs(long_form=long_form))
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [" ".join(t.split()) for t in texts]
+
+
+def _sentencepiece_hint() -> str:
+    """Speech2Text's tokenizer (the default model's) is a SentencePiece model: without the
+    package, transformers fails to load it with unrelated-looking errors."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentencepiece") is not None:
+        return ""
+    return ("; Speech2Text models (the default) need the sentencepiece package: pip install "
+            "sentencepiece")
 
 
 def _weights_fingerprint(model: str) -> tuple[str, str | None]:

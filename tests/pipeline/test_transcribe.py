@@ -321,3 +321,21 @@ def test_whisper_decodes_a_clip_longer_than_its_window_in_windows(
                                    0.1 * rng.standard_normal(16000 * 3, dtype=np.float32)])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     assert len(windows) >= 3 and set(windows) == {3000}  # 30 s windows of 10 ms frames
+
+
+def test_a_speech2text_tokenizer_without_sentencepiece_names_the_package(
+        asr_models: dict[str, Path], tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sentencepiece") is not None:
+        pytest.skip("sentencepiece is installed")
+    folder = tmp_path / "s2t"
+    shutil.copytree(asr_models["speech2text"], folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    # the files of the reference model's tokenizer: a SentencePiece model and its vocabulary
+    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "Speech2TextTokenizer"}')
+    (folder / "vocab.json").write_text('{"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}')
+    (folder / "sentencepiece.bpe.model").write_bytes(b"\0")
+    with pytest.raises(AsrError, match="need the sentencepiece package"):
+        load_recognizer(AsrSettings(model=str(folder)), "cpu")
