@@ -35,13 +35,14 @@ from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
                                      ModalityInfo, StoreIdentity, StoreManifest)
 from pipeline.config import ConfigError, file_sha256
-from pipeline.datasets import scan
+from pipeline.datasets import dataset_source, scan
+from pipeline.datasets.modalities import check_extracted, check_modalities, check_plan
 from pipeline.datasets.table import SampleTable
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
 from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
 from pipeline.failures import failures_table
-from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
+from pipeline.manifest import DatasetManifest, FacePolicy
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +352,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 annotations: str | Path | None = None, transcripts: str | Path | None = None,
                 limit: int | None = None, shard_size: int = 256, device: str = "auto",
                 cluster: ClusterOptions | None = None,
+                manifest: DatasetManifest | None = None,
                 on_plan: PlanFn | None = None,
                 on_progress: ProgressFn | None = None) -> StoreManifest:
     """Extract a raw dataset into a complete feature store at ``out``.
@@ -364,6 +366,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         shard_size: clips per shard (= per Dask task).
         device: ``cpu``, ``cuda`` or ``auto``.
         cluster: where to run (default: an in-process LocalCluster).
+        manifest: the dataset's manifest (default: :func:`~pipeline.datasets.dataset_source`'s
+            for ``dataset`` and ``root``; ``videos`` lists pass the one built from the list).
         on_plan: called once with ``(clips to extract, clips already done)`` after the dataset
             is scanned and finished shards are found.
         on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
@@ -374,7 +378,9 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     cluster = cluster or ClusterOptions()
     check_run_options(shard_size=shard_size, limit=limit, cluster=cluster)
     device = resolve_device(device, cluster)
-    manifest = load_manifest(dataset)
+    if manifest is None:
+        root, manifest = dataset_source(dataset, root, transcripts=transcripts)
+    check_modalities(cfg, manifest)
     identity = feature_identity(cfg, manifest)
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)
@@ -390,6 +396,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         table = scan(dataset, root, manifest=manifest, annotations=annotations,
                      transcripts=transcripts)
         samples, adapter_failures = _limit(table, limit)
+        check_plan(cfg, manifest, samples, adapter_failures)
         plan = plan_shards(samples, shard_size)
         done = _completed(loc, plan, store_id)
         log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows,
@@ -404,6 +411,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                                       initial=sum(len(plan[k]) for k in done)))
         shards = [results[k] for k in range(len(plan))]
         _check_same_weights(shards)
+        check_extracted(sum(s.index.num_rows for s in shards),
+                        [adapter_failures, *(s.failures for s in shards)])
         lock.check()  # taken over while this run was frozen: leave store.json to that run
         written = store_mod.finalize(
             loc, identity=identity, modalities=_modalities(identity, shards, cfg.dtype),
