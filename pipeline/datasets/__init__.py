@@ -57,10 +57,10 @@ def dataset_source(name: str, root: str | Path | None, *, list_file: str | Path 
                                      transcripts=Path(transcripts) if transcripts else None)
     for given, option in ((list_file, "--list"), (faces, "--faces")):
         if given is not None:
-            raise DatasetError(option, f"{option} is for --dataset videos; {name} reads its "
+            raise DatasetError(option, f"only for --dataset videos; {name} reads its "
                                        f"official layout and manifests/{name}.yaml")
     if root is None:
-        raise DatasetError("--root", f"--dataset {name} needs --root (the dataset's folder)")
+        raise DatasetError("--root", f"missing: --dataset {name} reads the dataset's folder")
     return Path(root), load_manifest(name)
 
 
