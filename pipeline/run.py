@@ -36,7 +36,7 @@ from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo
                                      ModalityInfo, StoreIdentity, StoreManifest)
 from pipeline.config import ConfigError, file_sha256
 from pipeline.datasets import dataset_source, scan
-from pipeline.datasets.modalities import check_extracted, check_modalities, check_plan
+from pipeline.datasets.modalities import check_extracted, check_plan
 from pipeline.datasets.table import SampleTable
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
@@ -380,7 +380,6 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     device = resolve_device(device, cluster)
     if manifest is None:
         root, manifest = dataset_source(dataset, root, transcripts=transcripts)
-    check_modalities(cfg, manifest)
     identity = feature_identity(cfg, manifest)
     store_id = store_mod.store_id_of(identity)
     loc = store_mod.Location.parse(out)

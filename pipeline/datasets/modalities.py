@@ -5,10 +5,11 @@ folders of frames have no sound and no transcripts). Extraction
 
 - defaults to them (:func:`follow_dataset`: the extraction config's modalities that the dataset
   has, when ``--modalities`` is not given);
-- refuses, before any work, a run that would drop a whole modality for every clip or produce
-  nothing: a key the dataset does not have (:func:`check_modalities`, before the store is
-  touched), and once the clips are listed (:func:`check_plan`) no clip to extract, audio from
-  clips that are all folders of frames, text when no clip has a transcript;
+- refuses, once the clips are listed and before any is extracted (:func:`check_plan`), a run
+  that would drop a whole modality for every clip or produce nothing: a key the dataset does
+  not have (:func:`check_modalities`; after the dataset's own errors, so a bad annotation is
+  named first), no clip to extract, audio from clips that are all folders of frames, text when
+  no clip has a transcript;
 - refuses to call a store complete when every clip failed (:func:`check_extracted`), naming the
   reasons and what to change.
 

@@ -93,10 +93,15 @@ def test_a_store_where_every_clip_failed_is_not_complete() -> None:
 
 
 def test_cli_extract_refuses_audio_from_afewva_before_writing_anything(tmp_path: Path) -> None:
+    clip = tmp_path / "raw" / "001"
+    clip.mkdir(parents=True)
+    (clip / "00000.png").write_bytes(b"")  # the adapter does not decode
+    (clip / "001.json").write_text('{"actor": "a", "frames": {"00000": {"valence": 1, '
+                                   '"arousal": 0}}}')
     out = tmp_path / "store"
-    result = runner.invoke(app, ["extract", "--dataset", "afewva", "--root", str(tmp_path),
+    result = runner.invoke(app, ["extract", "--dataset", "afewva", "--root", str(clip.parent),
                                  "--out", str(out), "--modalities", "frames_2d,audio",
                                  "--device", "cpu"])
     assert result.exit_code == 2, result.output
     assert "afewva has no audio" in " ".join(result.output.split())
-    assert not out.exists()
+    assert not out.exists() or not any(out.iterdir()), "nothing written, the lock released"
