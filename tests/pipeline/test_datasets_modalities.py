@@ -13,7 +13,9 @@ from cli import app
 from pipeline.datasets.modalities import (ModalityError, check_extracted, check_modalities,
                                           check_plan, follow_dataset)
 from pipeline.datasets.table import build_table
+from pipeline.errors import UserError
 from pipeline.extract import load_extract_config
+from pipeline.extract_config import ExtractConfig
 from pipeline.failures import Failure, Reason, Stage, failures_table
 from pipeline.manifest import load_manifest
 
@@ -105,3 +107,35 @@ def test_cli_extract_refuses_audio_from_afewva_before_writing_anything(tmp_path:
     assert result.exit_code == 2, result.output
     assert "afewva has no audio" in " ".join(result.output.split())
     assert not out.exists() or not any(out.iterdir()), "nothing written, the lock released"
+
+
+class _Planned(UserError):
+    """Stops the command where extraction would start."""
+
+
+@pytest.mark.parametrize(("dataset", "extra", "expected"), [
+    ("afewva", [], ("frames_2d", "frames_3d")),
+    ("videos", [], ("frames_2d", "frames_3d", "audio")),
+    ("videos", ["--transcripts", "SIDECAR"], ALL),
+    ("videos", ["--modalities", "audio"], ("audio",)),
+])
+def test_cli_extract_defaults_to_the_modalities_the_dataset_has(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str, extra: list[str],
+        expected: tuple[str, ...]) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"")
+    sidecar = tmp_path / "asr.csv"
+    sidecar.write_text("sample_id,transcript\na,hello\n", encoding="utf-8")
+    planned = []
+
+    def run_extract(*args: object, cfg: ExtractConfig, **kwargs: object) -> None:
+        planned.append(cfg)
+        raise _Planned("planned")
+
+    monkeypatch.setattr("pipeline.run.run_extract", run_extract)
+    options = [str(sidecar) if o == "SIDECAR" else o for o in extra]
+    result = runner.invoke(app, ["extract", "--dataset", dataset, "--root", str(tmp_path),
+                                 "--out", str(tmp_path / "s"), "--weights", "random",
+                                 *options])
+    assert "planned" in result.output, result.output
+    assert planned[0].modalities == expected
+    assert set(planned[0].weights) == set(expected)
