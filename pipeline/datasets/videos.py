@@ -4,8 +4,9 @@ Two forms:
 
 - ``--dataset videos --root DIR``: every file under ``DIR`` (recursively, hidden entries
   skipped) whose suffix is one of :data:`VIDEO_SUFFIXES`, in path order; ``sample_id`` is the
-  path under ``DIR`` without its suffix; every clip unlabelled (-1), split ``train``, without
-  transcript (a transcript sidecar keyed by those ids adds them).
+  path under ``DIR`` without its suffix (with it where two files differ only in it); every
+  clip unlabelled (-1), split ``train``, without transcript (a transcript sidecar keyed by
+  those ids adds them).
 - ``--dataset videos --list FILE.csv [--root DIR]``: the rows of a videos list
   (:mod:`pipeline.datasets.video_list`: ``path`` and optional ``sample_id``, ``split``,
   ``label``, ``transcript``, ``start_s``, ``end_s``). Paths are relative to ``--root`` when it
@@ -36,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +169,7 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
         raise DatasetError(list_file or root, "changed since the run was planned (or the "
                                               "manifest was not built by build_manifest)")
     rows = (read_list(list_file) if list_file is not None
-            else [_folder_row(root, p) for p in folder_videos(root)])
+            else _folder_rows(root, folder_videos(root)))
     sidecar = read_sidecar(transcripts) if transcripts is not None else {}
     samples, failures = [], []
     for row in rows:
@@ -186,10 +188,14 @@ def _faces_key(policy: FacePolicy) -> str:
     return next(k for k, v in FACE_POLICIES.items() if v == policy)
 
 
-def _folder_row(root: Path, path: Path) -> ListRow:
-    relative = path.relative_to(root).as_posix()
-    return ListRow(path=relative, sample_id=default_sample_id(relative), split="train",
-                   label=None, transcript=None, start_s=None, end_s=None, row=0)
+def _folder_rows(root: Path, files: list[Path]) -> list[ListRow]:
+    """The folder form's clips; files that differ only in their suffix (``a.mp4``, ``a.avi``)
+    keep it in their ids, so every id is unique."""
+    paths = [p.relative_to(root).as_posix() for p in files]
+    stems = Counter(default_sample_id(p) for p in paths)
+    return [ListRow(path=p, sample_id=p if stems[default_sample_id(p)] > 1
+                    else default_sample_id(p), split="train", label=None, transcript=None,
+                    start_s=None, end_s=None, row=0) for p in paths]
 
 
 def _sample(row: ListRow, media: Path, manifest: DatasetManifest, sidecar: dict[str, str],

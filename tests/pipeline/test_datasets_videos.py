@@ -34,10 +34,12 @@ def _list(path: Path, header: list[str], *rows: list[str]) -> Path:
 
 
 def test_the_folder_form_takes_every_video_under_the_root(tmp_path: Path) -> None:
-    _files(tmp_path, "b.mp4", "a/c.MKV", "a/notes.txt", ".hidden/d.mp4", "a/.e.mp4")
+    _files(tmp_path, "b.mp4", "a/c.MKV", "a/notes.txt", ".hidden/d.mp4", "a/.e.mp4", "f.mp4",
+           "f.avi")
     root, manifest = dataset_source("videos", tmp_path)
     rows = scan("videos", root, manifest=manifest).samples.to_pylist()
-    assert [r["sample_id"] for r in rows] == ["a/c", "b"]
+    # ids without the suffix, unless two files differ only in it
+    assert [r["sample_id"] for r in rows] == ["a/c", "b", "f.avi", "f.mp4"]
     assert {r["split"] for r in rows} == {"train"} and {r["label"] for r in rows} == {-1}
     assert rows[0]["media_path"] == str(tmp_path.resolve() / "a" / "c.MKV")
     assert rows[0]["transcript"] is None and manifest.labels == ()
