@@ -36,8 +36,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 _state = {"verbose": False}
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
-                                         help="meld | caer | mosei | voxceleb2 | afewva")]
+DatasetOpt = Annotated[str, typer.Option(
+    "--dataset", "-d", help="meld | caer | mosei | voxceleb2 | afewva | videos (any folder "
+                            "or --list of videos)")]
+RootOpt = Annotated[Path | None, typer.Option(
+    help="Dataset root in its official raw layout (videos: the folder the clips are under; "
+         "default the --list's folder).")]
+ListOpt = Annotated[Path | None, typer.Option(
+    "--list", help="--dataset videos: a CSV with the column path and optional sample_id, "
+                   "split, label, transcript, start_s, end_s (what scan --out FILE.csv "
+                   "writes).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 # Where a Dask run (extract, transcribe) runs.
 WorkersOpt = Annotated[int | None, typer.Option(
@@ -179,25 +187,36 @@ def sample_data_cmd(
     console.print(f"wrote the {dataset} sample dataset to [bold]{root}[/]")
 
 
-def run_scan(dataset: str, root: Path, *, annotations: Path | None = None,
-             transcripts: Path | None = None, out: Path | None = None) -> None:
-    """Read a raw dataset, print counts per split and label and the failures, write the table."""
-    from pipeline.datasets import scan
+def run_scan(dataset: str, root: Path | None, *, annotations: Path | None = None,
+             transcripts: Path | None = None, out: Path | None = None,
+             list_file: Path | None = None) -> None:
+    """Read a raw dataset, print counts per split and label and the failures, write the table
+    (``out``: a videos list ``.csv`` that ``extract --dataset videos --list`` takes back, or
+    the sample table as ``.parquet``)."""
+    from pipeline.datasets import dataset_source, scan
+    from pipeline.datasets.video_list import write_list
 
-    table = scan(dataset, root, annotations=annotations, transcripts=transcripts)
-    _print_scan(table)
-    if out is not None:
+    if out is not None and out.suffix not in (".csv", ".parquet"):
+        raise OptionError(f"--out {out}: .csv (a videos list) or .parquet (the sample table)")
+    root, manifest = dataset_source(dataset, root, list_file=list_file, transcripts=transcripts)
+    table = scan(dataset, root, manifest=manifest, annotations=annotations,
+                 transcripts=transcripts)
+    _print_scan(table, manifest)
+    if out is not None and out.suffix == ".csv":
+        rows = write_list(table, manifest.labels, root.resolve(), out)
+        console.print(f"videos list of {rows} clips written to [bold]{out}[/]; extract it with "
+                      f"`cli extract --dataset videos --list {out} --root {root.resolve()}`")
+    elif out is not None:
         table.write(out)
         console.print(f"sample table written to [bold]{out}[/] "
                       f"(failures beside it: {out.with_name(out.stem + '.failures.parquet').name})")
 
 
-def _print_scan(table: object) -> None:
+def _print_scan(table: object, manifest: object) -> None:
     from pipeline.datasets.table import SampleTable
-    from pipeline.manifest import load_manifest
+    from pipeline.manifest import DatasetManifest
 
-    assert isinstance(table, SampleTable)
-    manifest = load_manifest(table.dataset)
+    assert isinstance(table, SampleTable) and isinstance(manifest, DatasetManifest)
     samples = table.samples.to_pandas()
     counts = Table(title=f"{table.dataset}: {len(samples)} clips", show_lines=False)
     counts.add_column("split")
@@ -226,16 +245,20 @@ def _print_scan(table: object) -> None:
 @user_errors
 def scan_cmd(
     dataset: DatasetOpt,
-    root: Annotated[Path, typer.Option(help="Dataset root in its official raw layout.")],
+    root: RootOpt = None,
+    list_: ListOpt = None,
     annotations: Annotated[Path | None, typer.Option(
         help="Folder with the annotation files, if they are not under --root.")] = None,
     transcripts: Annotated[Path | None, typer.Option(
         help="Transcript sidecar CSV (sample_id,transcript) for datasets without text.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the sample table (Parquet).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="FILE.csv: a videos list (edit it, then extract --dataset videos --list); "
+             "FILE.parquet: the sample table.")] = None,
 ) -> None:
     """Read a raw dataset: counts per split and label, the failures, the sample table."""
 
-    run_scan(dataset, root, annotations=annotations, transcripts=transcripts, out=out)
+    run_scan(dataset, root, annotations=annotations, transcripts=transcripts, out=out,
+             list_file=list_)
 
 
 def _parse_weights(values: list[str], modalities: list[str] | None) -> dict[str, str]:
@@ -268,23 +291,30 @@ def _parse_pairs(values: list[str], option: str,
     return out
 
 
-def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
+def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | None,
                     modalities: list[str] | None, weights: dict[str, str],
                     backbones: dict[str, str], views: int | None, detect_fps: float | None,
                     shard_size: int,
                     limit: int | None, device: str, annotations: Path | None,
-                    transcripts: Path | None, cluster: object) -> StoreManifest:
+                    transcripts: Path | None, cluster: object, list_file: Path | None = None,
+                    faces: str | None = None) -> StoreManifest:
     """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
-    manifest."""
+    manifest. Without ``modalities``, the config's that the dataset has are extracted."""
+    from pipeline.datasets import dataset_source
+    from pipeline.datasets.modalities import follow_dataset
     from pipeline.extract_config import load_extract_config
     from pipeline.progress import Progress
     from pipeline.run import ClusterOptions, run_extract
 
     assert isinstance(cluster, ClusterOptions)
     _quiet_dask()
+    root, dataset_manifest = dataset_source(dataset, root, list_file=list_file, faces=faces,
+                                            transcripts=transcripts)
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
                               backbones=backbones or None, views=views,
                               detect_fps=detect_fps)
+    if modalities is None:
+        cfg = follow_dataset(cfg, dataset_manifest)
     bars: list[Progress] = []
 
     def on_plan(total: int, done: int) -> None:
@@ -296,7 +326,8 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     try:
         manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
                                transcripts=transcripts, limit=limit, shard_size=shard_size,
-                               device=device, cluster=cluster, on_plan=on_plan,
+                               device=device, cluster=cluster, manifest=dataset_manifest,
+                               on_plan=on_plan,
                                on_progress=on_progress)
     finally:
         for bar in bars:
@@ -353,12 +384,17 @@ def _cluster_options(*, device: str, shard_size: int, limit: int | None, workers
 @user_errors
 def extract_cmd(
     dataset: DatasetOpt,
-    root: Annotated[Path, typer.Option(help="Dataset root in its official raw layout.")],
     out: Annotated[str, typer.Option(help="The feature store: a folder or fsspec URL.")],
+    root: RootOpt = None,
+    list_: ListOpt = None,
+    faces: Annotated[str | None, typer.Option(
+        help="--dataset videos: crop (default; a clip without a face fails with no_face) | "
+             "crop-or-full (such a clip is kept uncropped) | none (never crop).")] = None,
     config: Annotated[str | None, typer.Option(
         help="Extraction config YAML (default manifests/extract.yaml).")] = None,
     modalities: Annotated[str | None, typer.Option(
-        help="Comma-separated subset of frames_2d,frames_3d,audio,text.")] = None,
+        help="Comma-separated subset of frames_2d,frames_3d,audio,text (default: those the "
+             "dataset has).")] = None,
     weights: Annotated[list[str], typer.Option(
         help="'random' (every backbone), or KEY=ID|PATH|URL|random per modality; repeatable.")
     ] = [],  # noqa: B006 - Typer needs a literal default
@@ -403,7 +439,8 @@ def extract_cmd(
                     weights=_parse_weights(weights, mods),
                     backbones=_parse_pairs(backbone, "--backbone", MODALITIES), views=views,
                     detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
-                    annotations=annotations, transcripts=transcripts, cluster=opts)
+                    annotations=annotations, transcripts=transcripts, cluster=opts,
+                    list_file=list_, faces=faces)
 
 
 def run_transcribe_cli(dataset: str, root: Path, *, out: Path | None, settings: object,

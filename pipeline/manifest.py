@@ -13,6 +13,7 @@ from typing import Literal
 
 import manifests
 from pipeline.config import ConfigError, file_sha256, from_dict, load_yaml
+from pipeline.extract_config import MODALITIES
 
 # The shipped YAML files (the top-level ``manifests`` package: the source folder in a checkout,
 # package data in an installed wheel).
@@ -70,6 +71,8 @@ class DatasetManifest:
 
     ``targets`` names the dataset's continuous targets (``valence``, ``arousal``), which the
     adapter writes into the sample table's ``targets`` column, each scaled to [-1, 1].
+    ``modalities`` names the store keys the dataset's clips can give (AFEW-VA's folders of
+    frames: no audio, no text); extraction defaults to them and refuses the others.
     """
 
     name: str
@@ -79,6 +82,7 @@ class DatasetManifest:
     splits: dict[str, SplitLayout]
     media_ext: str
     targets: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = MODALITIES
     faces: FacePolicy = field(default_factory=FacePolicy)
     known_bad: tuple[KnownBad, ...] = ()
     label_file: str | None = None
@@ -94,6 +98,10 @@ class DatasetManifest:
             raise ConfigError(f"{self.name}: unknown split(s) {bad}; valid: {list(SPLITS)}")
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"{self.name}: duplicate label names in {list(self.labels)}")
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or not self.modalities:
+            raise ConfigError(f"{self.name}: modalities: unknown {unknown or 'none given'}; "
+                              f"valid: {list(MODALITIES)}")
 
     def label_index(self, name: str) -> int:
         """Index of a label name in the official order (case-insensitive)."""

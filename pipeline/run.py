@@ -36,7 +36,8 @@ from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import StoreManifest
 from pipeline.config import ConfigError
-from pipeline.datasets import get_adapter, scan
+from pipeline.datasets import dataset_source, scan
+from pipeline.datasets.modalities import check_extracted, check_plan
 from pipeline.datasets.table import SampleTable
 from pipeline.datasets.text_sources import require_known, transcript_source
 from pipeline.devices import DeviceError
@@ -46,7 +47,7 @@ from pipeline.extract_config import ExtractConfig
 from pipeline.failures import failures_table
 from pipeline.identity import (check_same_weights, feature_identity, modalities_from_shards,
                                software_versions)
-from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
+from pipeline.manifest import DatasetManifest, FacePolicy
 from pipeline.models import load_models
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 annotations: str | Path | None = None, transcripts: str | Path | None = None,
                 limit: int | None = None, shard_size: int = 256, device: str = "auto",
                 cluster: ClusterOptions | None = None,
+                manifest: DatasetManifest | None = None,
                 on_plan: PlanFn | None = None,
                 on_progress: ProgressFn | None = None) -> StoreManifest:
     """Extract a raw dataset into a complete feature store at ``out``.
@@ -253,6 +255,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         shard_size: clips per shard (= per Dask task).
         device: ``cpu``, ``cuda`` or ``auto``.
         cluster: where to run (default: an in-process LocalCluster).
+        manifest: the dataset's manifest (default: :func:`~pipeline.datasets.dataset_source`'s
+            for ``dataset`` and ``root``; ``videos`` lists pass the one built from the list).
         on_plan: called once with ``(clips to extract, clips already done)`` after the dataset
             is scanned and finished shards are found.
         on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
@@ -263,8 +267,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     cluster = cluster or ClusterOptions()
     check_run_options(shard_size=shard_size, limit=limit, cluster=cluster)
     device = resolve_device(device, cluster)
-    get_adapter(dataset)  # an unknown name lists the valid ones, before any manifest is read
-    manifest = load_manifest(dataset)
+    if manifest is None:  # an unknown dataset lists the valid ones, before any work
+        root, manifest = dataset_source(dataset, root, transcripts=transcripts)
     text = "text" in cfg.modalities
     transcripts = Path(transcripts) if transcripts else None
     source = transcript_source(Path(root), manifest, transcripts) if text else None
@@ -291,6 +295,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         if check_destination(loc, store_id) == "complete":  # finished while we waited
             return _complete_with_plan(loc, samples, adapter_failures, limit=limit,
                                        shard_size=shard_size)
+        check_plan(cfg, manifest, samples, adapter_failures)
         plan = plan_shards(samples, shard_size)
         done = _completed(loc, plan, store_id)
         log.info("%d clips in %d shards (%d already done), store_id %s", samples.num_rows,
@@ -305,6 +310,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                                       initial=sum(len(plan[k]) for k in done)))
         shards = [results[k] for k in range(len(plan))]
         check_same_weights(shards)
+        check_extracted(sum(s.index.num_rows for s in shards),
+                        [adapter_failures, *(s.failures for s in shards)])
         lock.check()  # taken over while this run was frozen: leave store.json to that run
         written = store_mod.finalize(
             loc, identity=identity,

@@ -2,7 +2,8 @@
 
 Every adapter module exposes ``read(root, manifest, *, annotations=None, transcripts=None)
 -> SampleTable`` (see :mod:`pipeline.datasets.table`); what is data about the dataset (labels,
-layout, known-bad clips) lives in ``manifests/<name>.yaml``.
+layout, known-bad clips) lives in ``manifests/<name>.yaml``. ``videos`` (any folder or CSV list
+of videos) builds its manifest at run time from the list (:func:`dataset_source`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from pipeline.datasets import afewva, caer, meld, mosei, voxceleb2
+from pipeline.datasets import afewva, caer, meld, mosei, videos, voxceleb2
 from pipeline.datasets.table import DatasetError, SampleTable
 from pipeline.manifest import DatasetManifest, load_manifest
 
@@ -20,9 +21,11 @@ DATASETS: dict[str, ModuleType] = {
     "mosei": mosei,
     "voxceleb2": voxceleb2,
     "afewva": afewva,
+    "videos": videos,
 }
 
-__all__ = ["DATASETS", "DatasetError", "SampleTable", "get_adapter", "scan", "text_source"]
+__all__ = ["DATASETS", "DatasetError", "SampleTable", "dataset_source", "get_adapter", "scan",
+           "text_source"]
 
 
 def get_adapter(name: str) -> ModuleType:
@@ -41,6 +44,34 @@ def text_source(name: str) -> str:
     return str(getattr(DATASETS.get(name), "TEXT_SOURCE", "annotations"))
 
 
+def dataset_source(name: str, root: str | Path | None, *, list_file: str | Path | None = None,
+                   faces: str | None = None, transcripts: str | Path | None = None
+                   ) -> tuple[Path, DatasetManifest]:
+    """The root to read and the manifest of a dataset as the command line names it.
+
+    ``videos`` builds its manifest from ``list_file`` or the folder
+    (:func:`pipeline.datasets.videos.build_manifest`); every other dataset reads
+    ``manifests/<name>.yaml`` and takes neither a list nor a face option.
+
+    Raises:
+        DatasetError: an unknown dataset, a missing root, or ``list_file`` / ``faces`` given
+            for a dataset other than ``videos``.
+    """
+    get_adapter(name)
+    if name == videos.NAME:
+        return videos.build_manifest(Path(root) if root is not None else None,
+                                     Path(list_file) if list_file is not None else None,
+                                     faces=faces,
+                                     transcripts=Path(transcripts) if transcripts else None)
+    for given, option in ((list_file, "--list"), (faces, "--faces")):
+        if given is not None:
+            raise DatasetError(option, f"only for --dataset videos; {name} reads its "
+                                       f"official layout and manifests/{name}.yaml")
+    if root is None:
+        raise DatasetError("--root", f"missing: --dataset {name} reads the dataset's folder")
+    return Path(root), load_manifest(name)
+
+
 def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None,
          annotations: str | Path | None = None,
          transcripts: str | Path | None = None) -> SampleTable:
@@ -49,7 +80,8 @@ def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None
     Args:
         name: dataset name (a key of :data:`DATASETS`).
         root: the dataset root in its official layout.
-        manifest: defaults to ``manifests/<name>.yaml``.
+        manifest: defaults to ``manifests/<name>.yaml`` (for ``videos``: the folder form's
+            manifest of ``root``, see :func:`dataset_source`).
         annotations: folder holding the annotation files if not under ``root``.
         transcripts: optional sidecar (CSV ``sample_id,transcript``) for datasets released
             without transcripts (CAER, VoxCeleb2).
@@ -62,7 +94,8 @@ def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None
     if not root.is_dir():
         raise DatasetError(root, "dataset root not found "
                            "(expected a folder in the official layout)")
-    manifest = manifest or load_manifest(name)
+    if manifest is None:
+        root, manifest = dataset_source(name, root, transcripts=transcripts)
     return adapter.read(
         root.resolve(), manifest,
         annotations=Path(annotations) if annotations else None,
