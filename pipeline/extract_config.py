@@ -300,10 +300,10 @@ def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractCon
     Raises:
         ConfigError: an unknown key, a wrong type or an invalid value, naming the file.
     """
+    import manifests
     from pipeline.config import from_dict, load_yaml
-    from pipeline.manifest import MANIFEST_DIR
 
-    source = path or str(MANIFEST_DIR / DEFAULT_CONFIG)
+    source = path or str(manifests.path(DEFAULT_CONFIG))
     data = load_yaml(source)
     if isinstance(data.get("backbones", {}), dict):  # keys named override the default map
         data["backbones"] = {**DEFAULT_BACKBONES, **data.get("backbones", {})}

@@ -14,7 +14,7 @@ from pipeline.datasets.modalities import (ModalityError, check_extracted, check_
                                           check_plan, follow_dataset)
 from pipeline.datasets.table import build_table
 from pipeline.errors import UserError
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.extract_config import ExtractConfig
 from pipeline.failures import Failure, Reason, Stage, failures_table
 from pipeline.manifest import load_manifest
