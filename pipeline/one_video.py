@@ -88,6 +88,9 @@ def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequenc
                          "fail)")
     for key in cfg.modalities:
         problem = weights_problem(cfg.backbones[key], cfg.weights[key])
+        if problem is None:
+            problem = _other_local_file(cfg.weights[key],
+                                        manifest.identity.modalities[key].weights_file_sha256)
         if problem:
             raise VideoError(f"the store's {key} features were extracted with {problem}")
     models = load_models(cfg, policy, device)
@@ -106,6 +109,21 @@ def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequenc
                          f"{f.message}")
     dtype = np.dtype(cfg.dtype)
     return {k: feats[k][:, 0].astype(dtype).astype(np.float32) for k in keys}
+
+
+def _other_local_file(weights: str, recorded: str | None) -> str | None:
+    """A local weights file whose content is not the one that made the store, found by its
+    sha256 before anything loads it (a path in store.json may name any file)."""
+    from pipeline.config import file_sha256
+
+    path = Path(weights).expanduser()
+    if recorded is None or not path.is_file():
+        return None
+    found = file_sha256(path)
+    if found != recorded:
+        return (f"{path}, whose content is not what made the store (sha256 {found[:16]}..., "
+                f"the store's {recorded[:16]}...)")
+    return None
 
 
 __all__ = ["VideoError", "extract_like_store", "extraction_settings"]

@@ -37,7 +37,7 @@ from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import StoreManifest
 from pipeline.config import ConfigError
 from pipeline.datasets import dataset_source, scan
-from pipeline.datasets.modalities import check_extracted, check_plan
+from pipeline.datasets.modalities import check_extracted, check_modalities, check_plan
 from pipeline.datasets.table import SampleTable
 from pipeline.datasets.text_sources import require_known, transcript_source
 from pipeline.devices import DeviceError
@@ -269,6 +269,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     device = resolve_device(device, cluster)
     if manifest is None:  # an unknown dataset lists the valid ones, before any work
         root, manifest = dataset_source(dataset, root, transcripts=transcripts)
+    check_modalities(cfg, manifest)  # a modality the dataset lacks, before weights or work
     text = "text" in cfg.modalities
     transcripts = Path(transcripts) if transcripts else None
     source = transcript_source(Path(root), manifest, transcripts) if text else None

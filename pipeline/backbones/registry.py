@@ -206,7 +206,17 @@ def weights_problem(backbone: str, weights: str | None, *, fetch: bool = False) 
         except WeightsError as err:
             return f"{backbone} weights {ident!r}: {err}"
         return None
-    if Path(ident).expanduser().exists():
+    local = Path(ident).expanduser()
+    if local.exists():
+        if fetch and local.is_file() and entry.loads != "hf":
+            # On the client, before any worker: a file that is no state dict (text, a
+            # truncated download) is named here, not in a worker's traceback.
+            from pipeline.backbones.weights import read_state_file
+
+            try:
+                read_state_file(local)
+            except WeightsError as err:
+                return str(err)
         return None
     if ident.startswith(("http://", "https://")):
         return _url_problem(backbone, ident, fetch)

@@ -30,7 +30,6 @@ import hashlib
 import logging
 import mmap
 import os
-import pickle
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -237,9 +236,13 @@ def read_state_file(path: Path) -> dict[str, torch.Tensor]:
             # the legacy (pre-1.6) format cannot be mapped and are read.
             obj = torch.load(path, map_location="cpu", weights_only=True,
                              mmap=zipfile.is_zipfile(path))
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - unpickling arbitrary bytes raises any type
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "Weights only load failed" in reason:  # torch's advice to unpickle is not ours
+            reason = "not a torch.save file of tensors"
         raise WeightsError(f"{path}: cannot be read as a PyTorch state dict "
-                           f"(a state dict saved with torch.save is expected): {err}") from err
+                           f"(a state dict saved with torch.save is expected): {reason}"
+                           ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj:

@@ -170,3 +170,19 @@ def test_missing_s3_credentials_are_one_message(tmp_path: Path, fault_log: Calla
         assert "no credentials" in result.output and "Traceback" not in result.output
     fault_log("S3 without credentials (store info, pretrain)", runs=2,
               outcome="exit 2: no credentials, how to give them")
+
+
+def test_a_weights_file_that_is_no_state_dict_is_refused_before_any_work(
+        tmp_path: Path, no_work: None, fault_log: Callable) -> None:
+    text = tmp_path / "audio_model.pth"
+    text.write_text("this is not a checkpoint")
+    result = runner.invoke(app, ["extract", "--dataset", "meld", "--root", str(tmp_path / "raw"),
+                                 "--out", str(tmp_path / "out"), "--weights", f"audio={text}",
+                                 "--modalities", "audio", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    text_out = " ".join(result.output.split())
+    assert f"audio: {text}: cannot be read as a PyTorch state dict" in text_out
+    assert "Traceback" not in result.output and "weights_only=False" not in text_out
+    assert not (tmp_path / "out").exists()
+    fault_log("bad option: --weights audio=FILE of text", lost=0, duplicates=0,
+              outcome="exit 2 naming the file, before any work")

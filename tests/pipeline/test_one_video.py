@@ -179,3 +179,29 @@ def test_augmentation_strength_is_part_of_the_identity_of_augmented_stores() -> 
     assert identity(views=3) != identity(views=3, augment={"jitter_p": 0.2})
     assert identity(views=1) == identity(views=1, augment={"jitter_p": 0.2})
     assert identity(views=3).extraction.augment.jitter_p != 0.2
+
+
+def test_a_local_weights_file_is_compared_before_it_is_loaded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store.json names a local file; if that path now holds other bytes (or any file a
+    tampered store.json points to), prediction refuses it by its sha256 and never loads it."""
+    import pipeline.models
+
+    weights = tmp_path / "audio.pt"
+    torch.save({"w": torch.zeros(2)}, weights)
+    cfg = load_extract_config(weights={**{k: "random" for k in ALL}, "audio": str(weights)})
+    identity = feature_identity(cfg, load_manifest("meld"))
+    mods = {k: ModalityInfo(dim=int(c.spec["dim"]), weights_sha256="x")
+            for k, c in identity.modalities.items()}
+    manifest = build_manifest(identity=identity, modalities=mods, shards=[],
+                              counts=Counts(0, 0), created="", config=cfg)
+    weights.write_text("other content now")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was loaded before its sha256 was compared")
+
+    monkeypatch.setattr(pipeline.models, "load_models", never)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(VideoError, match="whose content is not what made the store"):
+        extract_like_store(video, manifest, ["audio"], transcript=None, device="cpu")
