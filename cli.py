@@ -689,7 +689,7 @@ def store_merge_cmd(
     out: Annotated[str, typer.Option(help="The merged store to create.")],
 ) -> None:
     """Combine stores with identical provenance (e.g. splits extracted by different teams)."""
-    from pipeline.store.ops import merge_stores
+    from pipeline.store.merge import merge_stores
 
     result = merge_stores(stores, out)
     console.print(f"[bold green]merged[/] {len(result.sources)} stores into {result.url}: "

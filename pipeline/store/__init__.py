@@ -7,7 +7,8 @@ One module per concern:
 - :mod:`~pipeline.store.writer`: shards, ``finalize``, stores written from arrays;
 - :mod:`~pipeline.store.reader`: :func:`open_store` and :class:`FeatureStore`;
 - :mod:`~pipeline.store.verify`: ``store verify``;
-- :mod:`~pipeline.store.ops`: ``store info``, ``diff``, ``merge``, ``upgrade``;
+- :mod:`~pipeline.store.ops`: ``store info``, ``diff``, ``upgrade``; :mod:`~pipeline.store.merge`:
+  ``store merge``;
 - :mod:`~pipeline.store.filesystem`: where the files live (fsspec), the one gate every read of
   a store file goes through, atomic writes, storage errors, redaction;
 - :mod:`~pipeline.store.destination` and :mod:`~pipeline.store.lock`: where an extraction may
@@ -33,7 +34,8 @@ from pipeline.store.writer import (ShardResult, completed_shard, finalize, shard
 
 __all__ = ["COPY_BLOCK_SIZE", "FORMAT", "READ_BLOCK_SIZE", "READ_CACHE_TYPE", "SHARD_DIR",
            "FeatureStore", "Location", "LockedError", "MissingFileError", "ShardResult",
-           "StoreError", "StoreManifest", "StoreSplit", "UnsafePathError", "canonical_json", "check_relative",
+           "StoreError", "StoreManifest", "StoreSplit", "UnsafePathError", "canonical_json",
+           "check_relative",
            "completed_shard", "dictionary_codes", "feature_space_differences", "finalize",
            "group_by_code", "load_manifest", "open_store", "read_parquet", "redact_url",
            "sha256_file", "shard_name", "shard_paths", "storage_errors", "store_id_of",

@@ -4,9 +4,9 @@ Two extractions (or merges) into one ``--out`` would write the same shard number
 different plans and race to write ``store.json``. The run holds a lock for as long as it
 writes (one lock per purpose: ``extract``, ``merge``):
 
-- **Markers**: ``STORE/<purpose>.lock.<generation>`` (``extract.lock.3``), JSON with the owner (host, process id and
-  the process's start time, a random token), when it started, and its last heartbeat. The
-  marker of the highest generation is the lock.
+- **Markers**: ``STORE/<purpose>.lock.<generation>`` (``extract.lock.3``), JSON with the owner
+  (host, process id and the process's start time, a random token), when it started, and its
+  last heartbeat. The marker of the highest generation is the lock.
 - **Taking it**: no marker, or the current one is stale: create the next generation's marker
   *if absent* (an exclusive hard link on a local or network disk; a conditional put,
   ``If-None-Match: *``, on S3 and fsspec's exclusive create elsewhere). Of two runs that race

@@ -489,3 +489,10 @@ def open_store(url: str | Path, *, storage_options: dict[str, Any] | None = None
 
 
 __all__ = ["FeatureStore", "dictionary_codes", "group_by_code", "load_manifest", "open_store"]
+
+
+def as_store(ref: str | Path | FeatureStore, *,
+             storage_options: dict[str, Any] | None = None) -> FeatureStore:
+    """An open store as it is, or :func:`open_store` of a URL or path."""
+    return ref if isinstance(ref, FeatureStore) else open_store(
+        ref, storage_options=storage_options)

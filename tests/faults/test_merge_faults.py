@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.store import Location, StoreError, open_store, write_arrays
-from pipeline.store import ops
+from pipeline.store import merge as ops
 from pipeline.store.lock import StoreLock
 
 runner = CliRunner()

@@ -20,8 +20,8 @@ from pipeline.store import (FeatureStore, Location, StoreError, finalize, group_
 from pipeline.store.manifest import (BackboneChoice, Counts, DatasetInfo, ExtractionInfo,
                                      FacePolicyInfo, ModalityInfo, StoreIdentity,
                                      build_manifest)
-from pipeline.store.ops import (diff_stores, merge_stores, provenance_differences, store_info,
-                                verify_store)
+from pipeline.store.ops import diff_stores, provenance_differences, store_info, verify_store
+from pipeline.store.merge import merge_stores
 
 LABELS = ["neutral", "joy", "anger"]
 SPLITS = ("train", "val", "test")

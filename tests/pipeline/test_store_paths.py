@@ -16,7 +16,8 @@ import pytest
 
 from pipeline.store import (Location, MissingFileError, StoreError, UnsafePathError,
                             check_relative, open_store, write_arrays)
-from pipeline.store.ops import diff_stores, merge_stores, store_info, verify_store
+from pipeline.store.ops import diff_stores, store_info, verify_store
+from pipeline.store.merge import merge_stores
 
 SECRET = b"the content of a file outside the store\n"
 

@@ -19,7 +19,8 @@ s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
 from pipeline.store import open_store, write_arrays  # noqa: E402
-from pipeline.store.ops import merge_stores, store_info, verify_store  # noqa: E402
+from pipeline.store.ops import store_info, verify_store  # noqa: E402
+from pipeline.store.merge import merge_stores  # noqa: E402
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-this-must-never-be-written"
 
