@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
@@ -40,9 +41,22 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                                  help="Debug logging.")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s", handlers=[_log_handler()])
     _state["verbose"] = verbose
+
+
+def _log_handler() -> logging.Handler:
+    """Rich's handler in a terminal; elsewhere (a batch job's log, CI) plain lines with an ISO
+    date, never wrapped: a path or a progress line stays whole, for grep."""
+    import sys
+
+    if sys.stderr.isatty():
+        return RichHandler(console=Console(stderr=True), show_path=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    return handler
 
 
 def _quiet_dask() -> None:
@@ -207,7 +221,7 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
     manifest."""
     from pipeline.extract import load_extract_config
-    from pipeline.progress import Progress
+    from pipeline.progress import Progress, failures_text
     from pipeline.run import ClusterOptions, run_extract
 
     assert isinstance(cluster, ClusterOptions)
@@ -218,10 +232,10 @@ def run_extract_cli(dataset: str, root: Path, out: str, *, config: str | None,
     bars: list[Progress] = []
 
     def on_plan(total: int, done: int) -> None:
-        bars.append(Progress("extract", total, "clips", initial=done, failed=0))
+        bars.append(Progress("extract", total, "clips", initial=done, failed="0", workers=0))
 
-    def on_progress(done: int, failed: int) -> None:
-        bars[0].update(done, failed=failed)
+    def on_progress(done: int, failed: Counter[str], workers: int) -> None:
+        bars[0].update(done, failed=failures_text(failed), workers=workers)
 
     try:
         manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
@@ -282,14 +296,28 @@ def extract_cmd(
         help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
     cluster: Annotated[str, typer.Option(help="local | slurm (starts workers via dask-jobqueue)")
                        ] = "local",
-    slurm_queue: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
-    slurm_account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
-    slurm_cores: Annotated[int, typer.Option(help="Cores per SLURM job.")] = 8,
-    slurm_memory: Annotated[str, typer.Option(help="Memory per SLURM job.")] = "32GB",
+    slurm_queue: Annotated[str | None, typer.Option(help="SLURM partition (sbatch -p).")
+                           ] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="SLURM account (sbatch -A).")
+                             ] = None,
+    slurm_cores: Annotated[int, typer.Option(
+        help="Cores per SLURM job (--cpus-per-task); its worker runs a task per core.")] = 8,
+    slurm_memory: Annotated[str, typer.Option(help="Memory per SLURM job (--mem).")] = "32GB",
     slurm_gpus: Annotated[int, typer.Option(
-        help="1: each SLURM job (one worker) gets a GPU.")] = 0,
-    slurm_walltime: Annotated[str, typer.Option(help="Walltime per SLURM job.")] = "04:00:00",
-    slurm_jobs: Annotated[int, typer.Option(help="Number of SLURM jobs.")] = 1,
+        help="1: each SLURM job (one worker) gets a GPU (--gres=gpu:1).")] = 0,
+    slurm_walltime: Annotated[str, typer.Option(help="Walltime per SLURM job (-t).")
+                              ] = "04:00:00",
+    slurm_jobs: Annotated[int, typer.Option(
+        help="SLURM jobs kept running (one worker each).")] = 1,
+    slurm_log_dir: Annotated[str, typer.Option(
+        help="Folder of the jobs' output (-o/-e), one .out/.err pair per job.")
+    ] = "slurm-logs",
+    slurm_resubmits: Annotated[int, typer.Option(
+        help="Jobs that end (cancelled, pre-empted, walltime) replaced before the run stops.")
+    ] = 4,
+    slurm_wait: Annotated[float, typer.Option(
+        help="Seconds with no worker connected (jobs queued or gone) before the run stops.")
+    ] = 3600.0,
     annotations: Annotated[Path | None, typer.Option(
         help="Folder with the annotation files, if they are not under --root.")] = None,
     transcripts: Annotated[Path | None, typer.Option(
@@ -308,6 +336,9 @@ def extract_cmd(
                           ("--slurm-cores", slurm_cores)):
         if count is not None and count < 1:
             raise OptionError(f"{option} {count}: must be at least 1")
+    if slurm_resubmits < 0 or slurm_wait <= 0:
+        raise OptionError(f"--slurm-resubmits {slurm_resubmits} / --slurm-wait {slurm_wait}: "
+                          "resubmits must be 0 or more, the wait more than 0 seconds")
     if slurm_gpus not in (0, 1):
         raise OptionError(f"--slurm-gpus {slurm_gpus}: each SLURM job runs one worker with 0 "
                           "or 1 GPU; use --slurm-jobs for more GPUs")
@@ -315,7 +346,8 @@ def extract_cmd(
                           slurm_queue=slurm_queue, slurm_account=slurm_account,
                           slurm_cores=slurm_cores, slurm_memory=slurm_memory,
                           slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
-                          slurm_jobs=slurm_jobs)
+                          slurm_jobs=slurm_jobs, slurm_log_dir=slurm_log_dir,
+                          slurm_resubmits=slurm_resubmits, wait_s=slurm_wait)
     run_extract_cli(dataset, root, out, config=config, modalities=mods,
                     weights=_parse_weights(weights, mods),
                     backbones=_parse_pairs(backbone, "--backbone"), views=views,

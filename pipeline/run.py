@@ -21,15 +21,19 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pipeline import store as store_mod
+from pipeline.cluster import (ClusterOptions, ClusterWatch, _make_client, resolve_device,
+                              task_threads)
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
@@ -37,11 +41,11 @@ from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo
 from pipeline.config import ConfigError, file_sha256
 from pipeline.datasets import scan
 from pipeline.datasets.table import SampleTable
-from pipeline.devices import DeviceError
 from pipeline.errors import UserError
 from pipeline.extract import ExtractConfig, Models, Timer, extract_clips
-from pipeline.failures import failures_table
+from pipeline.failures import Failure, failures_table
 from pipeline.manifest import DatasetManifest, FacePolicy, load_manifest
+from pipeline.progress import CLIPS_TOPIC, ClipTally, report_clips
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +56,6 @@ INDEX_FIELDS_BASE = [
     pa.field("transcript", pa.string()), pa.field("empty_transcript", pa.bool_()),
     pa.field("decode_errors", pa.int64()), pa.field("coverage", pa.float64()),
 ]
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """Where the work runs: in-process LocalCluster (default), a scheduler, or SLURM."""
-
-    workers: int | None = None          # local workers (default: cores, or one per GPU)
-    scheduler: str | None = None        # tcp://host:8786 of a running cluster
-    cluster: str = "local"              # "local" | "slurm"
-    slurm_queue: str | None = None
-    slurm_cores: int = 8
-    slurm_memory: str = "32GB"
-    slurm_gpus: int = 0
-    slurm_walltime: str = "04:00:00"
-    slurm_jobs: int = 1
-    slurm_account: str | None = None
 
 
 # ---------------------------------------------------------------------------------- provenance
@@ -169,44 +157,33 @@ def _git_commit() -> str:
 # -------------------------------------------------------------------------------- worker side
 
 _MODELS: dict[str, Models] = {}
-
-
-def resolve_device(device: str, cluster: ClusterOptions) -> str:
-    """``cpu`` or ``cuda`` for the workers. On an in-process cluster the GPU must be on this
-    machine (checked at once, before any work); workers elsewhere (``--scheduler``, SLURM)
-    are checked when they connect (:func:`_check_gpu_workers`)."""
-    import torch
-
-    from pipeline.devices import resolve_device as local_device
-
-    if device not in ("cpu", "cuda", "auto"):
-        raise DeviceError(f"--device {device!r}: extraction takes cpu, cuda or auto")
-    if cluster.scheduler or cluster.cluster == "slurm":
-        if device == "auto":
-            raise DeviceError("--device auto cannot see the GPUs of a remote cluster: say "
-                              "--device cuda or --device cpu")
-        return device
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return local_device(device).type
+_MODELS_LOCK = threading.Lock()
+"""One model load at a time per process: a worker's tasks run in threads, and two threads
+importing transformers' lazy modules at once fail (``cannot import name 'DistilBertConfig'``)."""
 
 
 def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
-    """Load (once per process) the encoders and the face detector for ``cfg``."""
+    """Load (once per process, one load at a time) the encoders and the face detector for
+    ``cfg``."""
+    key = repr((cfg, policy, device))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _load_models(cfg, policy, device)
+        return _MODELS[key]
+
+
+def _load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
     from pipeline.backbones import load_encoder
     from pipeline.faces import FaceDetector
 
-    key = repr((cfg, policy, device))
-    if key not in _MODELS:
-        encoders = {}
-        for modality in cfg.modalities:
-            encoders[modality] = load_encoder(cfg.backbones[modality],
-                                              weights=cfg.weights.get(modality), device=device,
-                                              batch_size=cfg.units(modality, device))
-        detector = FaceDetector(cfg.faces, device=device) if (
-            policy.crop and cfg.needs_video) else None
-        _MODELS[key] = Models(encoders, detector, device)
-    return _MODELS[key]
+    encoders = {}
+    for modality in cfg.modalities:
+        encoders[modality] = load_encoder(cfg.backbones[modality],
+                                          weights=cfg.weights.get(modality), device=device,
+                                          batch_size=cfg.units(modality, device))
+    detector = FaceDetector(cfg.faces, device=device) if (
+        policy.crop and cfg.needs_video) else None
+    return Models(encoders, detector, device)
 
 
 def _worker_name() -> str:
@@ -232,18 +209,30 @@ def _worker_device(device: str) -> str:
 
 def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConfig,
                   policy: FacePolicy, store_id: str, device: str, multilabel: bool,
-                  threads: int = 1) -> store_mod.ShardResult:
-    """One Dask task: extract the clips of shard ``k`` and write the shard into the store."""
+                  threads: int | None = None) -> store_mod.ShardResult:
+    """One Dask task: extract the clips of shard ``k`` and write the shard into the store,
+    reporting its clips as each batch finishes (:func:`pipeline.progress.report_clips`).
+
+    ``threads``: torch threads for a CPU task (default: the worker's share of its cores).
+    """
     import torch
 
     if device == "cpu":
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads or task_threads())
     device = _worker_device(device)
     loc = store_mod.Location.parse(url)
     timer = Timer()
     with timer("load"):
         models = load_models(cfg, policy, device)
-    kept, feats, failures = extract_clips(rows, cfg, models, policy, timer)
+    attempt, through, reasons = uuid.uuid4().hex, 0, Counter[str]()
+
+    def on_batch(clips: int, failed: list[Failure]) -> None:
+        nonlocal through
+        through += clips
+        reasons.update(f.reason.value for f in failed)
+        report_clips(k, attempt, through, reasons)
+
+    kept, feats, failures = extract_clips(rows, cfg, models, policy, timer, on_batch=on_batch)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         result = store_mod.write_shard(
@@ -310,41 +299,10 @@ def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
     return done
 
 
-def _make_client(opts: ClusterOptions, device: str) -> Any:
-    from distributed import Client, LocalCluster
-
-    if opts.scheduler:
-        return Client(opts.scheduler)
-    if opts.cluster == "slurm":
-        from dask_jobqueue import SLURMCluster
-
-        if opts.slurm_gpus not in (0, 1):
-            # One worker per job, one GPU per worker: more GPUs means more jobs (--slurm-jobs).
-            raise ConfigError(f"--slurm-gpus {opts.slurm_gpus}: each SLURM job runs one worker "
-                             "with 0 or 1 GPU; use --slurm-jobs for more GPUs")
-        extra = ["--gres=gpu:1"] if opts.slurm_gpus else []
-        slurm = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
-                             cores=opts.slurm_cores, memory=opts.slurm_memory, processes=1,
-                             walltime=opts.slurm_walltime, job_extra_directives=extra,
-                             worker_extra_args=(["--resources", "GPU=1"]
-                                                if opts.slurm_gpus else []))
-        slurm.scale(jobs=opts.slurm_jobs)
-        return Client(slurm)
-    if device == "cuda":
-        import torch
-
-        n = opts.workers or torch.cuda.device_count()
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               resources={"GPU": 1}, dashboard_address=":0")
-    else:
-        n = opts.workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
-    return Client(cluster)
-
-
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, Counter[str], int], None]
 PlanFn = Callable[[int, int], None]
+POLL_S = 0.5
+"""Seconds between two looks at the tasks, the workers' clip reports and the cluster."""
 
 
 def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
@@ -366,7 +324,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         cluster: where to run (default: an in-process LocalCluster).
         on_plan: called once with ``(clips to extract, clips already done)`` after the dataset
             is scanned and finished shards are found.
-        on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
+        on_progress: called about every :data:`POLL_S` with ``(clips done, failures by
+            reason, workers connected)``; clips move as workers finish them.
 
     Returns:
         The store's manifest (``store.json``).
@@ -441,29 +400,38 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
                initial: int) -> dict[int, store_mod.ShardResult]:
-    from distributed import KilledWorker, as_completed
+    """Run the shards' tasks, watching the cluster (:class:`~pipeline.cluster.ClusterWatch`:
+    ended SLURM jobs replaced, a cluster that cannot finish stops the run) and reporting
+    progress per clip."""
+    from distributed import KilledWorker
 
     client = _make_client(opts, device)
     log.info("Dask dashboard: %s", client.dashboard_link)
     try:
+        watch = ClusterWatch(client, opts)
+        device = watch.device(device)
+        tally = ClipTally(initial)
+        client.subscribe_topic(CLIPS_TOPIC, tally.on_event)
         resources = {"GPU": 1} if device == "cuda" else None
-        if resources:
-            _check_gpu_workers(client)
-        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
+        pending = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
                                  device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
                                  resources=resources, pure=False): k for k in todo}
         results: dict[int, store_mod.ShardResult] = {}
-        clips, failed = initial, 0
-        for future in as_completed(futures):
-            k = futures[future]
-            try:
-                results[k] = future.result()
-            except KilledWorker as err:
-                raise ShardCrashError(_crash_message(k, plan[k], err)) from None
-            clips += len(plan[k])
-            failed += results[k].failures.num_rows
+        while pending:
+            for future in [f for f in pending if f.done()]:
+                k = pending.pop(future)
+                try:
+                    results[k] = future.result()
+                except KilledWorker as err:
+                    raise ShardCrashError(_crash_message(k, plan[k], err)) from None
+                reasons = Counter(results[k].failures.column("reason").to_pylist())
+                tally.shard_done(k, len(plan[k]), reasons)
+            workers = watch.check() if pending else 0
             if on_progress:
-                on_progress(clips, failed)
+                done, failed = tally.counts()
+                on_progress(done, failed, workers)
+            if pending:
+                time.sleep(POLL_S)
         return results
     finally:
         client.close()
@@ -486,15 +454,6 @@ def _crash_message(k: int, rows: list[dict[str, Any]], err: Exception) -> str:
             "worker more (--slurm-memory, or fewer workers per node) or run again with "
             "--shard-size 1 to find the clip; completed shards are kept, so the same command "
             "resumes.")
-
-
-def _check_gpu_workers(client: Any) -> None:
-    """GPU tasks carry a Dask resource; workers that do not advertise it would never run them."""
-    client.wait_for_workers(1, timeout=300)
-    workers = client.scheduler_info()["workers"].values()
-    if not any(w.get("resources", {}).get("GPU") for w in workers):
-        raise DeviceError("--device cuda, but no Dask worker advertises a GPU: start workers "
-                         "with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
 
 
 def _modalities(identity: StoreIdentity, shards: Sequence[store_mod.ShardResult],
