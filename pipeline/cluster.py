@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from pipeline.config import ConfigError
 from pipeline.devices import DeviceError
 from pipeline.errors import UserError
@@ -256,7 +258,34 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
         n = opts.workers or os.cpu_count() or 1
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=":0")
-    return Client(cluster)
+    client = Client(cluster)
+    logs = tempfile.mkdtemp(prefix="conclugen-workers-")
+    client.register_plugin(WorkerOutput(logs))
+    log.info("local workers' output (warnings, weight loading, FFmpeg): %s", logs)
+    return client
+
+
+class WorkerOutput(WorkerPlugin):
+    """A Dask worker plugin for local worker processes: their stdout and stderr (Python's
+    warnings, weight-loading bars, FFmpeg's messages) go to ``folder/worker-PID.log`` rather
+    than onto the driver's terminal, where they would break the progress bar. (SLURM workers
+    write to their jobs' logs already.)"""
+
+    name = "conclugen-worker-output"
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def setup(self, worker: Any) -> None:
+        import sys
+
+        path = os.path.join(self.folder, f"worker-{os.getpid()}.log")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
 
 
 WORKER_CORES = "CONCLUGEN_WORKER_CORES"
@@ -293,12 +322,12 @@ class ClusterWatch:
 
     client: Any
     opts: ClusterOptions
-    started: float = field(default_factory=time.monotonic)
     last_worker: float = field(default_factory=time.monotonic)
     ended: list[JobEnd] = field(default_factory=list)
     replaced: int = 0
     _last_squeue: float = 0.0
     _unsubmitted: dict[str, float] = field(default_factory=dict)
+    _replacing: set[str] = field(default_factory=set)
 
     @property
     def slurm(self) -> Any:
@@ -341,6 +370,8 @@ class ClusterWatch:
         states = slurm_job_states()
         gone: dict[str, JobEnd] = {}
         for name, job_id in jobs.items():
+            if name in self._replacing:
+                continue  # dask-jobqueue is closing it (asynchronously)
             if job_id is None:
                 self._check_submitted(name, now)
                 continue
@@ -356,7 +387,6 @@ class ClusterWatch:
         first = self._unsubmitted.setdefault(name, now)
         if now - first > SUBMIT_GRACE_S:
             check_job_script(self.slurm.job_script(), self.opts)
-            self._unsubmitted[name] = now  # accepted now: sbatch is tried again below
             self._replace({name: JobEnd("(none)", "NOT_SUBMITTED", "sbatch failed")})
 
     def _replace(self, gone: dict[str, JobEnd]) -> None:
@@ -371,6 +401,7 @@ class ClusterWatch:
                 + ". Finished shards are kept: the same command resumes (jobs that reach "
                 "their walltime: raise --slurm-walltime or lower --shard-size)")
         self.replaced += len(gone)
+        self._replacing.update(gone)
         cluster, target = self.slurm, self.opts.slurm_jobs
 
         def resubmit() -> None:
@@ -429,5 +460,5 @@ class ClusterWatch:
         return device
 
 
-__all__ = ["ClusterError", "ClusterOptions", "ClusterWatch", "JobEnd", "check_job_script",
+__all__ = ["ClusterError", "ClusterOptions", "ClusterWatch", "JobEnd", "WorkerOutput", "check_job_script",
            "device_of_workers", "resolve_device", "slurm_job_states", "task_threads"]

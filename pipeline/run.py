@@ -417,16 +417,23 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                                  device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
                                  resources=resources, pure=False): k for k in todo}
         results: dict[int, store_mod.ShardResult] = {}
+        workers = 0
         while pending:
             for future in [f for f in pending if f.done()]:
-                k = pending.pop(future)
                 try:
-                    results[k] = future.result()
+                    # Bounded: a result lost with its worker is computed again, on a worker
+                    # that the watch below may first have to bring back.
+                    result = future.result(timeout=POLL_S)
                 except KilledWorker as err:
+                    k = pending[future]
                     raise ShardCrashError(_crash_message(k, plan[k], err)) from None
-                reasons = Counter(results[k].failures.column("reason").to_pylist())
+                except TimeoutError:
+                    continue
+                k = pending.pop(future)
+                results[k] = result
+                reasons = Counter(result.failures.column("reason").to_pylist())
                 tally.shard_done(k, len(plan[k]), reasons)
-            workers = watch.check() if pending else 0
+            workers = watch.check() if pending else workers
             if on_progress:
                 done, failed = tally.counts()
                 on_progress(done, failed, workers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -31,3 +32,42 @@ def test_no_line_before_the_interval(caplog: pytest.LogCaptureFixture) -> None:
     (record,) = caplog.records
     assert record.getMessage().startswith("pretrain: 10/10 steps (100.0 %)")
     assert record.getMessage().endswith("loss 0.5000")
+
+
+def test_clips_move_with_the_workers_reports() -> None:
+    """Running shards count what their workers reported; a finished shard counts its result;
+    a shard run again after its worker died starts again from its new attempt's reports."""
+    from pipeline.progress import ClipTally, failures_text
+
+    tally = ClipTally(initial=10)
+    tally.on_event((0.0, {"shard": 1, "attempt": "a", "done": 8, "reasons": {"no_face": 1}}))
+    tally.on_event((0.0, {"shard": 2, "attempt": "b", "done": 8, "reasons": {}}))
+    assert tally.counts() == (26, {"no_face": 1})
+    tally.on_event((0.0, {"shard": 1, "attempt": "c", "done": 2, "reasons": {}}))  # rerun
+    assert tally.counts() == (20, {})
+    tally.shard_done(2, 12, {"corrupt_media": 2})
+    tally.on_event((0.0, {"shard": 2, "attempt": "b", "done": 8, "reasons": {}}))  # late
+    done, failed = tally.counts()
+    assert (done, failed) == (24, {"corrupt_media": 2})
+    assert failures_text(failed) == "2 (corrupt_media 2)"
+    assert failures_text({"no_face": 1, "corrupt_media": 3}) == "4 (corrupt_media 3, no_face 1)"
+    assert failures_text({}) == "0"
+
+
+def test_a_worker_reports_its_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a Dask task, report_clips sends the shard's count as an event the driver's
+    tally receives; outside a worker it does nothing."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.progress import CLIPS_TOPIC, ClipTally, report_clips
+
+    report_clips(0, "x", 1, {})  # not in a worker: no error, nothing sent
+    tally = ClipTally()
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        client.subscribe_topic(CLIPS_TOPIC, tally.on_event)
+        client.submit(report_clips, 3, "a", 5, {"no_face": 2}).result()
+        deadline = time.monotonic() + 10
+        while tally.counts()[0] != 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert tally.counts() == (5, {"no_face": 2})
