@@ -427,24 +427,22 @@ class ClusterWatch:
                 + f". Their output is in {log_dir(self.opts)}; finished shards are "
                 "kept: the same command resumes (--slurm-wait sets the wait)")
 
-    def wait_for_workers(self, n: int, within_s: float | None = None) -> int:
-        """Wait (checking the cluster) until ``n`` workers are connected, or ``within_s``
-        passed with at least one; returns how many are."""
-        started = time.monotonic()
+    def wait_for_a_worker(self) -> int:
+        """Wait, checking the cluster (so never forever), until a worker is connected;
+        returns how many are."""
         while True:
             connected = self.check()
-            if connected >= n or (connected and within_s is not None
-                                  and time.monotonic() - started > within_s):
+            if connected:
                 return connected
             time.sleep(0.5)
 
     def device(self, device: str) -> str:
-        """The device of remote workers: ``auto`` asks the connected workers; ``cuda``
-        requires that they advertise a GPU (GPU tasks carry a Dask resource)."""
+        """The device of remote workers: ``auto`` asks the workers connected once the first
+        one is; ``cuda`` requires that they advertise a GPU (GPU tasks carry a Dask
+        resource)."""
         if not self.opts.remote or device == "cpu":
             return device
-        expected = self.opts.slurm_jobs if self.slurm is not None else 1
-        self.wait_for_workers(expected, within_s=60.0)
+        self.wait_for_a_worker()
         if device == "auto":
             counts = {str(w): int(n) for w, n in self.client.run(_cuda_devices).items()}
             device = device_of_workers(counts)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import socket
 import tempfile
 import threading
@@ -358,9 +357,10 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         if on_plan:
             on_plan(samples.num_rows, sum(len(plan[k]) for k in done))
         if todo:
-            results.update(_run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
-                                      cluster, on_progress,
-                                      initial=sum(len(plan[k]) for k in done)))
+            ran, device = _run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
+                                     cluster, on_progress,
+                                     initial=sum(len(plan[k]) for k in done))
+            results.update(ran)
         shards = [results[k] for k in range(len(plan))]
         _check_same_weights(shards)
         lock.check()  # taken over while this run was frozen: leave store.json to that run
@@ -399,10 +399,11 @@ def _limit(table: SampleTable, limit: int | None) -> tuple[pa.Table, pa.Table]:
 def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
-               initial: int) -> dict[int, store_mod.ShardResult]:
+               initial: int) -> tuple[dict[int, store_mod.ShardResult], str]:
     """Run the shards' tasks, watching the cluster (:class:`~pipeline.cluster.ClusterWatch`:
     ended SLURM jobs replaced, a cluster that cannot finish stops the run) and reporting
-    progress per clip."""
+    progress per clip; returns the results and the device they ran on (``auto`` resolved by
+    asking the workers)."""
     from distributed import KilledWorker
 
     client = _make_client(opts, device)
@@ -439,7 +440,7 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                 on_progress(done, failed, workers)
             if pending:
                 time.sleep(POLL_S)
-        return results
+        return results, device
     finally:
         client.close()
         if client.cluster is not None:

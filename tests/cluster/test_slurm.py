@@ -8,6 +8,7 @@ there is work left to lose when jobs end. Every test has a timeout: a hang is a 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -188,12 +189,16 @@ def test_jobs_that_never_start_stop_the_run_after_the_wait(
 
 @pytest.mark.timeout(240)
 def test_a_worker_with_two_cores_loads_its_models_once(
-        slurm: Slurm, meld_sample: Path, local_store: Path, tmp_path: Path) -> None:
+        slurm: Slurm, meld_sample: Path, local_store: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Two tasks start at once in one worker: both ask for the text model (transformers'
-    lazy imports fail when two threads load at once)."""
+    lazy imports fail when two threads load at once). ``--device auto`` asks the worker."""
+    caplog.set_level(logging.INFO, logger="pipeline.cluster")
     result = _extract(slurm, meld_sample, tmp_path / "store", "--slurm-jobs", "1",
-                      "--slurm-cores", str(min(2, slurm.cores)))
+                      "--slurm-cores", str(min(2, slurm.cores)), "--device", "auto")
     assert result.exit_code == 0, result.output
+    assert "--device auto: 1 worker(s) connected, none with a CUDA device: extracting on " \
+           "cpu" in caplog.text
     failures = open_store(tmp_path / "store").failures.column("reason").to_pylist()
     assert "backbone_error" not in failures
     _assert_same_store(tmp_path / "store", local_store)
