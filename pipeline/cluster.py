@@ -22,6 +22,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -231,12 +232,13 @@ def _slurm_cluster(opts: ClusterOptions) -> Any:
                                            else []))
 
 
-def _make_client(opts: ClusterOptions, device: str) -> Any:
-    """A Dask client for ``opts``; SLURM jobs are checked by SLURM, then submitted."""
+def _make_client(opts: ClusterOptions, device: str) -> tuple[Any, str | None]:
+    """A Dask client for ``opts`` (SLURM jobs are checked by SLURM, then submitted) and, for
+    a local cluster, the folder of its workers' output (:class:`WorkerOutput`)."""
     from distributed import Client, LocalCluster
 
     if opts.scheduler:
-        return Client(opts.scheduler)
+        return Client(opts.scheduler), None
     if opts.cluster == "slurm":
         slurm = _slurm_cluster(opts)
         try:
@@ -247,7 +249,7 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
         slurm.scale(jobs=opts.slurm_jobs)
         log.info("SLURM: %d job(s) of %d core(s) and %s submitted; their output is in %s",
                  opts.slurm_jobs, opts.slurm_cores, opts.slurm_memory, log_dir(opts))
-        return Client(slurm)
+        return Client(slurm), None
     if device == "cuda":
         import torch
 
@@ -261,8 +263,22 @@ def _make_client(opts: ClusterOptions, device: str) -> Any:
     client = Client(cluster)
     logs = tempfile.mkdtemp(prefix="conclugen-workers-")
     client.register_plugin(WorkerOutput(logs))
-    log.info("local workers' output (warnings, weight loading, FFmpeg): %s", logs)
-    return client
+    return client, logs
+
+
+def close_client(client: Any, worker_logs: str | None, *, ok: bool) -> None:
+    """Close the client and the cluster it started. A local cluster's worker output is
+    removed after a run that completed and kept, and named, after one that did not."""
+    client.close()
+    if client.cluster is not None:
+        client.cluster.close()
+    if worker_logs is None:
+        return
+    if ok:
+        shutil.rmtree(worker_logs, ignore_errors=True)
+    else:
+        log.info("the local workers' output (warnings, FFmpeg's messages) is in %s",
+                 worker_logs)
 
 
 class WorkerOutput(WorkerPlugin):
@@ -458,5 +474,5 @@ class ClusterWatch:
         return device
 
 
-__all__ = ["ClusterError", "ClusterOptions", "ClusterWatch", "JobEnd", "WorkerOutput", "check_job_script",
+__all__ = ["ClusterError", "ClusterOptions", "ClusterWatch", "JobEnd", "WorkerOutput", "check_job_script", "close_client",
            "device_of_workers", "resolve_device", "slurm_job_states", "task_threads"]

@@ -31,8 +31,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import store as store_mod
-from pipeline.cluster import (ClusterOptions, ClusterWatch, _make_client, resolve_device,
-                              task_threads)
+from pipeline.cluster import (ClusterOptions, ClusterWatch, _make_client, close_client,
+                              resolve_device, task_threads)
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
@@ -406,8 +406,9 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
     asking the workers)."""
     from distributed import KilledWorker
 
-    client = _make_client(opts, device)
+    client, worker_logs = _make_client(opts, device)
     log.info("Dask dashboard: %s", client.dashboard_link)
+    ok = False
     try:
         watch = ClusterWatch(client, opts)
         device = watch.device(device)
@@ -440,11 +441,10 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                 on_progress(done, failed, workers)
             if pending:
                 time.sleep(POLL_S)
+        ok = True
         return results, device
     finally:
-        client.close()
-        if client.cluster is not None:
-            client.cluster.close()
+        close_client(client, worker_logs, ok=ok)
 
 
 class ShardCrashError(UserError):

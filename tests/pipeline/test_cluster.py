@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import threading
 import time
@@ -183,3 +184,26 @@ def test_models_load_once_when_threads_ask_at_once(monkeypatch: pytest.MonkeyPat
     for t in threads:
         t.join()
     assert len(loads) == 1 and got == ["models for cfg"] * 2
+
+
+def _say_on_stderr(text: str) -> int:
+    return os.write(2, text.encode())
+
+
+@pytest.mark.slow
+def test_local_workers_output_stays_off_the_driver(capfd: pytest.CaptureFixture[str]) -> None:
+    """What a local worker process writes (FFmpeg's complaints, warnings) goes to its log
+    file, not onto the driver's terminal; the file is removed after a run that completed."""
+    client, logs = cluster_mod._make_client(ClusterOptions(workers=1), "cpu")
+    assert logs is not None
+    try:
+        client.submit(_say_on_stderr, "moov atom not found\n", pure=False).result()
+    finally:
+        cluster_mod.close_client(client, logs, ok=False)
+    assert "moov atom" not in capfd.readouterr().err
+    (worker_log,) = Path(logs).glob("worker-*.log")
+    assert "moov atom not found" in worker_log.read_text()
+    shutil.rmtree(logs)
+    client, logs = cluster_mod._make_client(ClusterOptions(workers=1), "cpu")
+    cluster_mod.close_client(client, logs, ok=True)
+    assert logs is not None and not Path(logs).exists()

@@ -71,3 +71,22 @@ def test_a_worker_reports_its_batches(monkeypatch: pytest.MonkeyPatch) -> None:
         while tally.counts()[0] != 5 and time.monotonic() < deadline:
             time.sleep(0.05)
     assert tally.counts() == (5, {"no_face": 2})
+
+
+def test_a_batch_log_gets_whole_lines_with_iso_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a terminal, the command line logs one unwrapped line per record, dated."""
+    import io
+    import re
+    import sys
+
+    from cli import _log_handler
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    handler = _log_handler()
+    path = "/a/very/long/path/" + "x" * 150 + "/shard-00000.h5"
+    handler.handle(logging.LogRecord("progress", logging.INFO, __file__, 1, "extract: %s",
+                                     (path,), None))
+    (line,) = stream.getvalue().splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO extract: ", line), line
+    assert line.endswith(path)
