@@ -436,8 +436,7 @@ class ClusterWatch:
             where = self.opts.scheduler or "the local cluster"
             return f"{waited} ({where}); start workers, or run again once they are up"
         states = slurm_job_states()
-        jobs = [f"job {i} {states.get(i, ('ENDED', 'not listed'))[0]} (reason: "
-                f"{states.get(i, ('', 'not listed by squeue'))[1]})"
+        jobs = [str(JobEnd(i, *states.get(i, ("ENDED", "no longer listed by squeue"))))
                 for i in self._jobs().values() if i]
         return (f"{waited}: " + ("; ".join(jobs) if jobs else "no SLURM job is queued")
                 + f". Their output is in {log_dir(self.opts)}; finished shards are "
