@@ -1,9 +1,12 @@
-"""Progress without a terminal: periodic log lines with rate, ETA and the extra fields."""
+"""Progress: periodic log lines without a terminal (rate, ETA, the extra fields), and per-clip
+progress from the workers to the driver."""
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +93,32 @@ def test_a_batch_log_gets_whole_lines_with_iso_dates(monkeypatch: pytest.MonkeyP
     (line,) = stream.getvalue().splitlines()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO extract: ", line), line
     assert line.endswith(path)
+
+
+class _Length:
+    """A stand-in text encoder: each transcript's length, dim 1."""
+
+    dim = 1
+
+    def encode_batch(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        return np.array([[len(t)] for t in texts], np.float32)
+
+
+def test_extraction_reports_each_batch_of_clips(meld_sample: Path) -> None:
+    """A shard's clips are reported batch by batch (what its worker sends the driver), the
+    failed ones with their reasons."""
+    from pipeline.datasets import scan
+    from pipeline.extract import Models, extract_clips, load_extract_config
+    from pipeline.manifest import FacePolicy
+
+    rows = scan("meld", meld_sample).samples.to_pylist()[:4]
+    rows.insert(1, {**rows[0], "sample_id": "train/gone", "media_path": "/no/such.mp4"})
+    cfg = load_extract_config(modalities=["text"], batch_clips=2)
+    reports: list[tuple[int, list[str]]] = []
+    kept, _, failures = extract_clips(
+        rows, cfg, Models({"text": _Length()}, None), FacePolicy(),
+        on_batch=lambda clips, failed: reports.append((clips, [f.reason for f in failed])))
+    assert reports == [(2, ["missing_file"]), (2, []), (1, [])]
+    assert len(kept) == 4 and [f.sample_id for f in failures] == ["train/gone"]
