@@ -336,9 +336,10 @@ def extract_cmd(
                           ("--slurm-cores", slurm_cores)):
         if count is not None and count < 1:
             raise OptionError(f"{option} {count}: must be at least 1")
-    if slurm_resubmits < 0 or slurm_wait <= 0:
-        raise OptionError(f"--slurm-resubmits {slurm_resubmits} / --slurm-wait {slurm_wait}: "
-                          "resubmits must be 0 or more, the wait more than 0 seconds")
+    if slurm_resubmits < 0:
+        raise OptionError(f"--slurm-resubmits {slurm_resubmits}: must be 0 or more")
+    if slurm_wait <= 0:
+        raise OptionError(f"--slurm-wait {slurm_wait}: must be more than 0 seconds")
     if slurm_gpus not in (0, 1):
         raise OptionError(f"--slurm-gpus {slurm_gpus}: each SLURM job runs one worker with 0 "
                           "or 1 GPU; use --slurm-jobs for more GPUs")

@@ -207,3 +207,20 @@ def test_local_workers_output_stays_off_the_driver(capfd: pytest.CaptureFixture[
     client, logs = cluster_mod._make_client(ClusterOptions(workers=1), "cpu")
     cluster_mod.close_client(client, logs, ok=True)
     assert logs is not None and not Path(logs).exists()
+
+
+@pytest.mark.parametrize("option, value, said", [
+    ("--slurm-resubmits", "-1", "--slurm-resubmits -1: must be 0 or more"),
+    ("--slurm-wait", "0", "--slurm-wait 0.0: must be more than 0 seconds"),
+])
+def test_cluster_limits_are_checked_before_any_work(tmp_path: Path, option: str, value: str,
+                                                    said: str) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["extract", "--dataset", "meld", "--root", str(tmp_path),
+                                      "--out", str(tmp_path / "s"), "--cluster", "slurm",
+                                      option, value])
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "s").exists()
