@@ -255,16 +255,17 @@ def _print_extract_summary(out: str, manifest: StoreManifest) -> None:
     counts = manifest.counts
     console.print(f"[bold green]store complete[/]: {redact_url(out)}  "
                   f"store_id {manifest.store_id[:12]}"
-                  f"  samples {counts.samples}  failures {counts.failures}")
+                  f"  samples {counts.samples}  failures {counts.failures}", soft_wrap=True)
     with open_store(out) as store:
         failures = store.failures.to_pandas()
     if len(failures):
         console.print("failures by reason: " + ", ".join(
-            f"{r} {n}" for r, n in failures["reason"].value_counts().items()))
+            f"{r} {n}" for r, n in failures["reason"].value_counts().items()), soft_wrap=True)
     timings = manifest.timings
     if timings:
         console.print("seconds per stage (summed over workers): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])))
+            f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])),
+            soft_wrap=True)  # a batch log's line stays whole
 
 
 @app.command("extract")
