@@ -13,6 +13,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
@@ -53,13 +54,21 @@ WorkersOpt = Annotated[int | None, typer.Option(
 SchedulerOpt = Annotated[str | None, typer.Option(
     help="Address of a running Dask scheduler, e.g. tcp://host:8786.")]
 ClusterOpt = Annotated[str, typer.Option(help="local | slurm (starts workers via dask-jobqueue)")]
-SlurmQueueOpt = Annotated[str | None, typer.Option(help="SLURM partition.")]
-SlurmAccountOpt = Annotated[str | None, typer.Option(help="SLURM account.")]
-SlurmCoresOpt = Annotated[int, typer.Option(help="Cores per SLURM job.")]
-SlurmMemoryOpt = Annotated[str, typer.Option(help="Memory per SLURM job.")]
-SlurmGpusOpt = Annotated[int, typer.Option(help="1: each SLURM job (one worker) gets a GPU.")]
-SlurmWalltimeOpt = Annotated[str, typer.Option(help="Walltime per SLURM job.")]
-SlurmJobsOpt = Annotated[int, typer.Option(help="Number of SLURM jobs.")]
+SlurmQueueOpt = Annotated[str | None, typer.Option(help="SLURM partition (sbatch -p).")]
+SlurmAccountOpt = Annotated[str | None, typer.Option(help="SLURM account (sbatch -A).")]
+SlurmCoresOpt = Annotated[int, typer.Option(
+    help="Cores per SLURM job (--cpus-per-task); its worker runs a task per core.")]
+SlurmMemoryOpt = Annotated[str, typer.Option(help="Memory per SLURM job (--mem).")]
+SlurmGpusOpt = Annotated[int, typer.Option(
+    help="1: each SLURM job (one worker) gets a GPU (--gres=gpu:1).")]
+SlurmWalltimeOpt = Annotated[str, typer.Option(help="Walltime per SLURM job (-t).")]
+SlurmJobsOpt = Annotated[int, typer.Option(help="SLURM jobs kept running (one worker each).")]
+SlurmLogDirOpt = Annotated[str, typer.Option(
+    help="Folder of the jobs' output (-o/-e), one .out/.err pair per job.")]
+SlurmResubmitsOpt = Annotated[int, typer.Option(
+    help="Jobs that end (cancelled, pre-empted, walltime) replaced before the run stops.")]
+SlurmWaitOpt = Annotated[float, typer.Option(
+    help="Seconds with no worker connected (jobs queued or gone) before the run stops.")]
 AnnotationsOpt = Annotated[Path | None, typer.Option(
     help="Folder with the annotation files, if they are not under --root.")]
 WeightsDirOpt = Annotated[Path | None, typer.Option(
@@ -70,9 +79,22 @@ WeightsDirOpt = Annotated[Path | None, typer.Option(
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                                  help="Debug logging.")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s", handlers=[_log_handler()])
     _state["verbose"] = verbose
+
+
+def _log_handler() -> logging.Handler:
+    """Rich's handler in a terminal; elsewhere (a batch job's log, CI) plain lines with an ISO
+    date, never wrapped: a path or a progress line stays whole, for grep."""
+    import sys
+
+    if sys.stderr.isatty():
+        return RichHandler(console=Console(stderr=True), show_path=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    return handler
 
 
 def _quiet_dask() -> None:
@@ -303,8 +325,9 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     from pipeline.datasets import dataset_source
     from pipeline.datasets.modalities import follow_dataset
     from pipeline.extract_config import load_extract_config
-    from pipeline.progress import Progress
-    from pipeline.run import ClusterOptions, run_extract
+    from pipeline.progress import Progress, failures_text
+    from pipeline.cluster import ClusterOptions
+    from pipeline.run import run_extract
 
     assert isinstance(cluster, ClusterOptions)
     _quiet_dask()
@@ -318,10 +341,10 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     bars: list[Progress] = []
 
     def on_plan(total: int, done: int) -> None:
-        bars.append(Progress("extract", total, "clips", initial=done, failed=0))
+        bars.append(Progress("extract", total, "clips", initial=done, failed="0", workers=0))
 
-    def on_progress(done: int, failed: int) -> None:
-        bars[0].update(done, failed=failed)
+    def on_progress(done: int, failed: Counter[str], workers: int) -> None:
+        bars[0].update(done, failed=failures_text(failed), workers=workers)
 
     try:
         manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
@@ -342,24 +365,27 @@ def _print_extract_summary(out: str, manifest: StoreManifest) -> None:
     counts = manifest.counts
     console.print(f"[bold green]store complete[/]: {redact_url(out)}  "
                   f"store_id {manifest.store_id[:12]}"
-                  f"  samples {counts.samples}  failures {counts.failures}")
+                  f"  samples {counts.samples}  failures {counts.failures}", soft_wrap=True)
     with open_store(out) as store:
         failures = store.failures.to_pandas()
     if len(failures):
         console.print("failures by reason: " + ", ".join(
-            f"{r} {n}" for r, n in failures["reason"].value_counts().items()))
+            f"{r} {n}" for r, n in failures["reason"].value_counts().items()), soft_wrap=True)
     timings = manifest.timings
     if timings:
         console.print("seconds per stage (summed over workers): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])))
+            f"{k} {v:.1f}" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])),
+            soft_wrap=True)  # a batch log's line stays whole
 
 
 def _cluster_options(*, device: str, shard_size: int, limit: int | None, workers: int | None,
                      scheduler: str | None, cluster: str, slurm_queue: str | None,
                      slurm_account: str | None, slurm_cores: int, slurm_memory: str,
-                     slurm_gpus: int, slurm_walltime: str, slurm_jobs: int) -> object:
+                     slurm_gpus: int, slurm_walltime: str, slurm_jobs: int,
+                     slurm_log_dir: str = "slurm-logs", slurm_resubmits: int = 4,
+                     slurm_wait: float = 3600.0) -> object:
     """Where a Dask run (extract, transcribe) runs, with its options checked by name."""
-    from pipeline.run import ClusterOptions
+    from pipeline.cluster import ClusterOptions
 
     if cluster not in ("local", "slurm"):
         raise OptionError(f"--cluster {cluster!r}: valid values are local, slurm")
@@ -370,6 +396,10 @@ def _cluster_options(*, device: str, shard_size: int, limit: int | None, workers
                           ("--slurm-cores", slurm_cores)):
         if count is not None and count < 1:
             raise OptionError(f"{option} {count}: must be at least 1")
+    if slurm_resubmits < 0:
+        raise OptionError(f"--slurm-resubmits {slurm_resubmits}: must be 0 or more")
+    if slurm_wait <= 0:
+        raise OptionError(f"--slurm-wait {slurm_wait}: must be more than 0 seconds")
     if slurm_gpus not in (0, 1):
         raise OptionError(f"--slurm-gpus {slurm_gpus}: each SLURM job runs one worker with 0 "
                           "or 1 GPU; use --slurm-jobs for more GPUs")
@@ -377,7 +407,8 @@ def _cluster_options(*, device: str, shard_size: int, limit: int | None, workers
                           slurm_queue=slurm_queue, slurm_account=slurm_account,
                           slurm_cores=slurm_cores, slurm_memory=slurm_memory,
                           slurm_gpus=slurm_gpus, slurm_walltime=slurm_walltime,
-                          slurm_jobs=slurm_jobs)
+                          slurm_jobs=slurm_jobs, slurm_log_dir=slurm_log_dir,
+                          slurm_resubmits=slurm_resubmits, wait_s=slurm_wait)
 
 
 @app.command("extract")
@@ -418,6 +449,9 @@ def extract_cmd(
     slurm_gpus: SlurmGpusOpt = 0,
     slurm_walltime: SlurmWalltimeOpt = "04:00:00",
     slurm_jobs: SlurmJobsOpt = 1,
+    slurm_log_dir: SlurmLogDirOpt = "slurm-logs",
+    slurm_resubmits: SlurmResubmitsOpt = 4,
+    slurm_wait: SlurmWaitOpt = 3600.0,
     annotations: AnnotationsOpt = None,
     transcripts: Annotated[Path | None, typer.Option(
         help="Transcript sidecar CSV (sample_id,transcript).")] = None,
@@ -434,7 +468,8 @@ def extract_cmd(
         device=device, shard_size=shard_size, limit=limit, workers=workers, scheduler=scheduler,
         cluster=cluster, slurm_queue=slurm_queue, slurm_account=slurm_account,
         slurm_cores=slurm_cores, slurm_memory=slurm_memory, slurm_gpus=slurm_gpus,
-        slurm_walltime=slurm_walltime, slurm_jobs=slurm_jobs)
+        slurm_walltime=slurm_walltime, slurm_jobs=slurm_jobs, slurm_log_dir=slurm_log_dir,
+        slurm_resubmits=slurm_resubmits, slurm_wait=slurm_wait)
     run_extract_cli(dataset, root, out, config=config, modalities=mods,
                     weights=_parse_weights(weights, mods),
                     backbones=_parse_pairs(backbone, "--backbone", MODALITIES), views=views,

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -502,6 +502,7 @@ def _encode_key(encoder: Any, key: str, inputs: list[Any]) -> np.ndarray:
 
 def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Models,
                   policy: FacePolicy, timer: Timer | None = None,
+                  on_batch: Callable[[int, list[Failure]], None] | None = None,
                   ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[Failure]]:
     """Extract a list of sample-table rows, ``cfg.batch_clips`` clips per backbone batch (by
     default 8 on a CPU, 64 on a GPU), the next batch decoded and cropped meanwhile when
@@ -522,24 +523,33 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
     size = cfg.clips_per_batch(models.device)
     batches = [rows[i:i + size] for i in range(0, len(rows), size)]
     for batch, prepare_failures in _prepared_batches(batches, cfg, models, policy, timer):
+        first = len(failures)
         failures.extend(prepare_failures)
-        if not batch:
-            continue
-        encoded, errors = _encode_batch(models, cfg, [c for _, c in batch], timer)
-        errors = [error or _unstorable(encoded, i, cfg) for i, error in enumerate(errors)]
-        for (row, clip), error in zip(batch, errors, strict=True):
-            if error is not None:
-                failures.append(error.to_failure(str(row["sample_id"]), str(row["split"])))
-                continue
-            kept.append({**row, "duration_s": clip.duration_s, "face_ratio": clip.face_ratio,
-                         "empty_transcript": not (row.get("transcript") or "").strip(),
-                         "decode_errors": clip.decode_errors, "coverage": clip.coverage})
-        for key in cfg.modalities:
-            ok = [i for i, e in enumerate(errors) if e is None]
-            feats[key].extend(encoded[key][i] for i in ok)
+        if batch:
+            _encode_into(kept, feats, failures, batch, models, cfg, timer)
+        if on_batch:
+            on_batch(len(batch) + len(prepare_failures), failures[first:])
     dims = {k: models.encoders[k].dim for k in cfg.modalities}
     return kept, {k: (np.stack(v) if v else np.zeros((0, cfg.views, dims[k]), np.float32))
                   for k, v in feats.items()}, failures
+
+
+def _encode_into(kept: list[dict[str, Any]], feats: dict[str, list[np.ndarray]],
+                 failures: list[Failure], batch: list[tuple[dict[str, Any], ClipInputs]],
+                 models: Models, cfg: ExtractConfig, timer: Timer) -> None:
+    """Encode a prepared batch; append its kept rows, their features and its failures."""
+    encoded, errors = _encode_batch(models, cfg, [c for _, c in batch], timer)
+    errors = [error or _unstorable(encoded, i, cfg) for i, error in enumerate(errors)]
+    for (row, clip), error in zip(batch, errors, strict=True):
+        if error is not None:
+            failures.append(error.to_failure(str(row["sample_id"]), str(row["split"])))
+            continue
+        kept.append({**row, "duration_s": clip.duration_s, "face_ratio": clip.face_ratio,
+                     "empty_transcript": not (row.get("transcript") or "").strip(),
+                     "decode_errors": clip.decode_errors, "coverage": clip.coverage})
+    for key in cfg.modalities:
+        ok = [i for i, e in enumerate(errors) if e is None]
+        feats[key].extend(encoded[key][i] for i in ok)
 
 
 def _unstorable(encoded: dict[str, np.ndarray], i: int, cfg: ExtractConfig) -> ClipError | None:

@@ -3,13 +3,21 @@
 In a terminal, a rich progress bar. Elsewhere (a SLURM job's log, CI, ``nohup``), a log line
 every ``interval_s`` seconds and one at the end: done/total, rate, elapsed time, ETA and the
 extra fields (failures, loss), so a batch job's log says how far it got.
+
+Extraction's progress moves per clip: each worker reports the clips of its shard as batches
+finish (:func:`report_clips`, a Dask event), and the driver's :class:`ClipTally` adds them to
+the shards already finished, so a shard of 256 clips on a CPU is no longer hours of silence.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("progress")
@@ -99,4 +107,75 @@ class Progress:
         self.close()
 
 
-__all__ = ["Progress"]
+CLIPS_TOPIC = "conclugen-clips"
+"""The Dask event topic of per-clip progress."""
+
+
+def report_clips(shard: int, attempt: str, done: int, reasons: Mapping[str, int]) -> None:
+    """On a Dask worker: ``done`` clips of ``shard`` are through in this ``attempt`` (a token
+    per run of the task, so a shard rerun after a worker died starts again from 0), with
+    ``reasons`` counting the failed ones. Outside a worker, nothing."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    worker.log_event(CLIPS_TOPIC, {"shard": shard, "attempt": attempt, "done": done,
+                                   "reasons": dict(reasons)})
+
+
+@dataclass
+class ClipTally:
+    """The driver's count of clips: the finished shards' (exact, from their results) plus what
+    the running shards' workers reported. Events arrive on Dask's event-loop thread.
+
+    Args:
+        initial: clips of the shards finished before this run.
+    """
+
+    initial: int = 0
+    _finished: set[int] = field(default_factory=set)
+    _done: int = 0
+    _failed: Counter[str] = field(default_factory=Counter)
+    _running: dict[int, tuple[str, int, Counter[str]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_event(self, event: tuple[float, Any]) -> None:
+        """A worker's :func:`report_clips` (``client.subscribe_topic`` calls this)."""
+        msg = event[1]
+        with self._lock:
+            k = int(msg["shard"])
+            if k not in self._finished:
+                self._running[k] = (str(msg["attempt"]), int(msg["done"]),
+                                    Counter({str(r): int(n) for r, n in msg["reasons"].items()}))
+
+    def shard_done(self, k: int, clips: int, reasons: Mapping[str, int]) -> None:
+        """Shard ``k`` finished with ``clips`` clips, ``reasons`` counting its failures."""
+        with self._lock:
+            self._finished.add(k)
+            self._running.pop(k, None)
+            self._done += clips
+            self._failed.update(reasons)
+
+    def counts(self) -> tuple[int, Counter[str]]:
+        """``(clips done, failures by reason)`` so far."""
+        with self._lock:
+            failed = Counter(self._failed)
+            done = self.initial + self._done
+            for _, clips, reasons in self._running.values():
+                done += clips
+                failed.update(reasons)
+            return done, failed
+
+
+def failures_text(reasons: Mapping[str, int]) -> str:
+    """``3 (no_face 2, corrupt_media 1)``: the total, then each reason, most frequent first."""
+    total = sum(reasons.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return f"{total} ({parts})"
+
+
+__all__ = ["CLIPS_TOPIC", "ClipTally", "Progress", "failures_text", "report_clips"]

@@ -17,14 +17,13 @@ of a killed run is taken over.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import os
 import socket
 import tempfile
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +31,25 @@ import pyarrow as pa
 
 from pipeline import store as store_mod
 from pipeline.backbones.registry import check_extraction_weights
-from pipeline.store.destination import check_destination
-from pipeline.store.lock import StoreLock
-from pipeline.store.manifest import StoreManifest
+from pipeline.cluster import (ClusterOptions, ClusterWatch, _make_client, close_client,
+                              resolve_device, task_threads)
 from pipeline.config import ConfigError
 from pipeline.datasets import dataset_source, scan
 from pipeline.datasets.modalities import check_extracted, check_modalities, check_plan
 from pipeline.datasets.table import SampleTable
 from pipeline.datasets.text_sources import require_known, transcript_source
-from pipeline.devices import DeviceError
 from pipeline.errors import UserError
 from pipeline.extract import Timer, extract_clips
 from pipeline.extract_config import ExtractConfig
-from pipeline.failures import failures_table
+from pipeline.failures import Failure, failures_table
 from pipeline.identity import (check_same_weights, feature_identity, modalities_from_shards,
                                software_versions)
 from pipeline.manifest import DatasetManifest, FacePolicy
 from pipeline.models import load_models
+from pipeline.progress import CLIPS_TOPIC, ClipTally, report_clips
+from pipeline.store.destination import check_destination
+from pipeline.store.lock import StoreLock
+from pipeline.store.manifest import StoreManifest
 
 log = logging.getLogger(__name__)
 
@@ -61,43 +62,7 @@ INDEX_FIELDS_BASE = [
 ]
 
 
-@dataclass(frozen=True)
-class ClusterOptions:
-    """Where the work runs: in-process LocalCluster (default), a scheduler, or SLURM."""
-
-    workers: int | None = None          # local workers (default: cores, or one per GPU)
-    scheduler: str | None = None        # tcp://host:8786 of a running cluster
-    cluster: str = "local"              # "local" | "slurm"
-    slurm_queue: str | None = None
-    slurm_cores: int = 8
-    slurm_memory: str = "32GB"
-    slurm_gpus: int = 0
-    slurm_walltime: str = "04:00:00"
-    slurm_jobs: int = 1
-    slurm_account: str | None = None
-
-
 # -------------------------------------------------------------------------------- worker side
-
-def resolve_device(device: str, cluster: ClusterOptions) -> str:
-    """``cpu`` or ``cuda`` for the workers. On an in-process cluster the GPU must be on this
-    machine (checked at once, before any work); workers elsewhere (``--scheduler``, SLURM)
-    are checked when they connect (:func:`_check_gpu_workers`)."""
-    import torch
-
-    from pipeline.devices import resolve_device as local_device
-
-    if device not in ("cpu", "cuda", "auto"):
-        raise DeviceError(f"--device {device!r}: extraction takes cpu, cuda or auto")
-    if cluster.scheduler or cluster.cluster == "slurm":
-        if device == "auto":
-            raise DeviceError("--device auto cannot see the GPUs of a remote cluster: say "
-                              "--device cuda or --device cpu")
-        return device
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return local_device(device).type
-
 
 def _worker_name() -> str:
     """The Dask worker's name, or "driver" when called outside a worker."""
@@ -122,18 +87,30 @@ def _worker_device(device: str) -> str:
 
 def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConfig,
                   policy: FacePolicy, store_id: str, device: str, multilabel: bool,
-                  threads: int = 1) -> store_mod.ShardResult:
-    """One Dask task: extract the clips of shard ``k`` and write the shard into the store."""
+                  threads: int | None = None) -> store_mod.ShardResult:
+    """One Dask task: extract the clips of shard ``k`` and write the shard into the store,
+    reporting its clips as each batch finishes (:func:`pipeline.progress.report_clips`).
+
+    ``threads``: torch threads for a CPU task (default: the worker's share of its cores).
+    """
     import torch
 
     if device == "cpu":
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads or task_threads())
     device = _worker_device(device)
     loc = store_mod.Location.parse(url)
     timer = Timer()
     with timer("load"):
         models = load_models(cfg, policy, device)
-    kept, feats, failures = extract_clips(rows, cfg, models, policy, timer)
+    attempt, through, reasons = uuid.uuid4().hex, 0, Counter[str]()
+
+    def on_batch(clips: int, failed: list[Failure]) -> None:
+        nonlocal through
+        through += clips
+        reasons.update(f.reason.value for f in failed)
+        report_clips(k, attempt, through, reasons)
+
+    kept, feats, failures = extract_clips(rows, cfg, models, policy, timer, on_batch=on_batch)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         result = store_mod.write_shard(
@@ -200,41 +177,10 @@ def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
     return done
 
 
-def _make_client(opts: ClusterOptions, device: str) -> Any:
-    from distributed import Client, LocalCluster
-
-    if opts.scheduler:
-        return Client(opts.scheduler)
-    if opts.cluster == "slurm":
-        from dask_jobqueue import SLURMCluster
-
-        if opts.slurm_gpus not in (0, 1):
-            # One worker per job, one GPU per worker: more GPUs means more jobs (--slurm-jobs).
-            raise ConfigError(f"--slurm-gpus {opts.slurm_gpus}: each SLURM job runs one worker "
-                             "with 0 or 1 GPU; use --slurm-jobs for more GPUs")
-        extra = ["--gres=gpu:1"] if opts.slurm_gpus else []
-        slurm = SLURMCluster(queue=opts.slurm_queue, account=opts.slurm_account,
-                             cores=opts.slurm_cores, memory=opts.slurm_memory, processes=1,
-                             walltime=opts.slurm_walltime, job_extra_directives=extra,
-                             worker_extra_args=(["--resources", "GPU=1"]
-                                                if opts.slurm_gpus else []))
-        slurm.scale(jobs=opts.slurm_jobs)
-        return Client(slurm)
-    if device == "cuda":
-        import torch
-
-        n = opts.workers or torch.cuda.device_count()
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               resources={"GPU": 1}, dashboard_address=":0")
-    else:
-        n = opts.workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
-    return Client(cluster)
-
-
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, Counter[str], int], None]
 PlanFn = Callable[[int, int], None]
+POLL_S = 0.5
+"""Seconds between two looks at the tasks, the workers' clip reports and the cluster."""
 
 
 def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
@@ -259,7 +205,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
             for ``dataset`` and ``root``; ``videos`` lists pass the one built from the list).
         on_plan: called once with ``(clips to extract, clips already done)`` after the dataset
             is scanned and finished shards are found.
-        on_progress: called with ``(clips_done, failures_so_far)`` as shards finish.
+        on_progress: called about every :data:`POLL_S` with ``(clips done, failures by
+            reason, workers connected)``; clips move as workers finish them.
 
     Returns:
         The store's manifest (``store.json``).
@@ -306,9 +253,10 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         if on_plan:
             on_plan(samples.num_rows, sum(len(plan[k]) for k in done))
         if todo:
-            results.update(_run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
-                                      cluster, on_progress,
-                                      initial=sum(len(plan[k]) for k in done)))
+            ran, device = _run_tasks(loc.url, plan, todo, cfg, manifest, store_id, device,
+                                     cluster, on_progress,
+                                     initial=sum(len(plan[k]) for k in done))
+            results.update(ran)
         shards = [results[k] for k in range(len(plan))]
         check_same_weights(shards)
         check_extracted(sum(s.index.num_rows for s in shards),
@@ -386,34 +334,71 @@ def _limit(table: SampleTable, limit: int | None) -> tuple[pa.Table, pa.Table]:
 def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
-               initial: int) -> dict[int, store_mod.ShardResult]:
-    with dask_client(opts, device) as (client, resources):
-        futures = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
+               initial: int) -> tuple[dict[int, store_mod.ShardResult], str]:
+    """Run the shards' tasks, watching the cluster (:class:`~pipeline.cluster.ClusterWatch`:
+    ended SLURM jobs replaced, a cluster that cannot finish stops the run) and reporting
+    progress per clip; returns the results and the device they ran on (``auto`` resolved by
+    asking the workers)."""
+    from distributed import KilledWorker
+
+    client, worker_logs = _make_client(opts, device)
+    log.info("Dask dashboard: %s", client.dashboard_link)
+    ok = False
+    try:
+        watch = ClusterWatch(client, opts)
+        device = watch.device(device)
+        tally = ClipTally(initial)
+        client.subscribe_topic(CLIPS_TOPIC, tally.on_event)
+        resources = {"GPU": 1} if device == "cuda" else None
+        pending = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
                                  device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
                                  resources=resources, pure=False): k for k in todo}
-        return gather_shards(futures, plan, initial, on_progress,
-                             lambda result: int(result.failures.num_rows))
+        results: dict[int, store_mod.ShardResult] = {}
+        workers = 0
+        while pending:
+            for future in [f for f in pending if f.done()]:
+                try:
+                    # Bounded: a result lost with its worker is computed again, on a worker
+                    # that the watch below may first have to bring back.
+                    result = future.result(timeout=POLL_S)
+                except KilledWorker as err:
+                    k = pending[future]
+                    raise ShardCrashError(_crash_message(k, plan[k], err)) from None
+                except TimeoutError:
+                    continue
+                k = pending.pop(future)
+                results[k] = result
+                reasons = Counter(result.failures.column("reason").to_pylist())
+                tally.shard_done(k, len(plan[k]), reasons)
+            workers = watch.check() if pending else workers
+            if on_progress:
+                done, failed = tally.counts()
+                on_progress(done, failed, workers)
+            if pending:
+                time.sleep(POLL_S)
+        ok = True
+        return results, device
+    finally:
+        close_client(client, worker_logs, ok=ok)
 
 
 @contextlib.contextmanager
 def dask_client(opts: ClusterOptions, device: str) -> Iterator[tuple[Any, dict[str, int] | None]]:
     """A Dask client for ``opts`` and the resources a task needs on ``device`` (GPU workers
     checked); the client and a cluster it started are closed on exit."""
-    client = _make_client(opts, device)
+    client, worker_logs = _make_client(opts, device)
     log.info("Dask dashboard: %s", client.dashboard_link)
+    ok = False
     try:
-        resources = {"GPU": 1} if device == "cuda" else None
-        if resources:
-            _check_gpu_workers(client)
-        yield client, resources
+        device = ClusterWatch(client, opts).device(device)
+        yield client, ({"GPU": 1} if device == "cuda" else None)
+        ok = True
     finally:
-        client.close()
-        if client.cluster is not None:
-            client.cluster.close()
+        close_client(client, worker_logs, ok=ok)
 
 
 def gather_shards(futures: dict[Any, int], plan: list[list[dict[str, Any]]], initial: int,
-                  on_progress: ProgressFn | None,
+                  on_progress: Callable[[int, int], None] | None,
                   failed_in: Callable[[Any], int]) -> dict[int, Any]:
     """Shard results by shard number as they finish, with ``(clips, failures)`` progress
     after each; a shard that killed every worker it ran on stops the run by name."""
@@ -451,15 +436,6 @@ def _crash_message(k: int, rows: list[dict[str, Any]], err: Exception) -> str:
             "resumes.")
 
 
-def _check_gpu_workers(client: Any) -> None:
-    """GPU tasks carry a Dask resource; workers that do not advertise it would never run them."""
-    client.wait_for_workers(1, timeout=300)
-    workers = client.scheduler_info()["workers"].values()
-    if not any(w.get("resources", {}).get("GPU") for w in workers):
-        raise DeviceError("--device cuda, but no Dask worker advertises a GPU: start workers "
-                         "with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
-
-
 def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:
     total: dict[str, float] = {}
     for shard in shards:
@@ -468,4 +444,4 @@ def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:
     return total
 
 
-__all__ = ["ClusterOptions", "extract_shard", "feature_identity", "run_extract"]
+__all__ = ["ShardCrashError", "dask_client", "extract_shard", "gather_shards", "run_extract"]

@@ -185,7 +185,8 @@ def run_transcribe(dataset: str, root: str | Path, *, out: str | Path | None = N
         UserError: a bad option, an unreadable dataset, a recogniser that cannot be loaded,
             a shard that kills every worker it runs on.
     """
-    from pipeline.run import ClusterOptions, check_run_options, resolve_device
+    from pipeline.cluster import ClusterOptions, resolve_device
+    from pipeline.run import check_run_options
 
     settings = settings or AsrSettings()
     cluster = cluster or ClusterOptions()
@@ -259,7 +260,7 @@ def _run_tasks(parts: Path, plan: list[list[dict[str, Any]]], todo: Sequence[int
 
 def _write(sidecar: Path, dataset: str, settings: AsrSettings,
            parts: list[dict[str, Any]]) -> TranscribeResult:
-    from pipeline.run import software_versions
+    from pipeline.identity import software_versions
 
     clips = [c for part in parts for c in part["clips"]]
     mapping = {c["sample_id"]: c["transcript"] for c in clips}

@@ -235,7 +235,7 @@ def _as_json(identity: object) -> dict[str, Any]:
 def test_run_resumes_from_part_files_and_adapters_read_the_sidecar(
         asr_models: dict[str, Path], vox: Path, tmp_path: Path) -> None:
     from pipeline.backbones.weights import folder_weights_sha256
-    from pipeline.run import ClusterOptions
+    from pipeline.cluster import ClusterOptions
 
     root = tmp_path / "raw"
     shutil.copytree(vox, root)
@@ -292,7 +292,7 @@ def _words(text: str) -> list[str]:
 @pytest.mark.slow  # a Dask LocalCluster with one worker
 def test_a_dataset_with_its_own_text_is_transcribed_into_out(asr_models: dict[str, Path],
                                                              tmp_path: Path) -> None:
-    from pipeline.run import ClusterOptions
+    from pipeline.cluster import ClusterOptions
     from pipeline.sample_data import generate
 
     raw = generate("mosei", tmp_path / "raw", clips=3, seed=0)
