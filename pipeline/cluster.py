@@ -232,13 +232,22 @@ def _slurm_cluster(opts: ClusterOptions) -> Any:
                                            else []))
 
 
+SCHEDULER_TIMEOUT_S = 20
+"""Seconds to reach a running scheduler (``--scheduler``) before the run stops."""
+
+
 def _make_client(opts: ClusterOptions, device: str) -> tuple[Any, str | None]:
     """A Dask client for ``opts`` (SLURM jobs are checked by SLURM, then submitted) and, for
     a local cluster, the folder of its workers' output (:class:`WorkerOutput`)."""
     from distributed import Client, LocalCluster
 
     if opts.scheduler:
-        return Client(opts.scheduler), None
+        try:
+            return Client(opts.scheduler, timeout=SCHEDULER_TIMEOUT_S), None
+        except (OSError, TimeoutError) as err:
+            raise ClusterError(f"--scheduler {opts.scheduler}: no Dask scheduler answers there "
+                               f"({err}); start one (`dask scheduler --port 8786`) or check the "
+                               "address; nothing was extracted") from None
     if opts.cluster == "slurm":
         slurm = _slurm_cluster(opts)
         try:

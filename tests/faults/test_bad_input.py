@@ -186,3 +186,23 @@ def test_a_weights_file_that_is_no_state_dict_is_refused_before_any_work(
     assert not (tmp_path / "out").exists()
     fault_log("bad option: --weights audio=FILE of text", lost=0, duplicates=0,
               outcome="exit 2 naming the file, before any work")
+
+
+def test_an_unreachable_scheduler_is_one_message(meld_sample: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 fault_log: Callable) -> None:
+    import pipeline.cluster
+
+    monkeypatch.setattr(pipeline.cluster, "SCHEDULER_TIMEOUT_S", 2)
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    result = runner.invoke(app, ["extract", "--dataset", "meld", "--root", str(meld_sample),
+                                 "--out", str(tmp_path / "out"), "--weights", "random",
+                                 "--modalities", "audio,text", "--device", "cpu", "--limit", "2",
+                                 "--scheduler", address])
+    assert result.exit_code == 2, result.output
+    assert f"--scheduler {address}: no Dask scheduler answers there" in " ".join(
+        result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "store.json").exists()
+    fault_log("bad option: an unreachable --scheduler", lost=0, duplicates=0,
+              outcome="exit 2 naming the address; nothing extracted")
