@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cli import app
-from pipeline.extract import load_extract_config
+from pipeline.extract_config import load_extract_config
 from pipeline.run import ClusterOptions, run_extract
 from pipeline.store import open_store
 

@@ -110,7 +110,9 @@ def test_extraction_reports_each_batch_of_clips(meld_sample: Path) -> None:
     """A shard's clips are reported batch by batch (what its worker sends the driver), the
     failed ones with their reasons."""
     from pipeline.datasets import scan
-    from pipeline.extract import Models, extract_clips, load_extract_config
+    from pipeline.extract import extract_clips
+    from pipeline.extract_config import load_extract_config
+    from pipeline.models import Models
     from pipeline.manifest import FacePolicy
 
     rows = scan("meld", meld_sample).samples.to_pylist()[:4]
