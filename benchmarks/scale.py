@@ -424,7 +424,8 @@ def projection(saved: dict[str, Any], gpu_clips_per_s: float | None,
     serial = scale * sum(phases.get(p, 0.0) for p in ("scan", "plan", "resume check",
                                                        "final write"))
     driver = scale * phases["driver CPU"]
-    rate_note = "from the GPU suite" if gpu_clips_per_s else "ASSUMED (no GPU measured)"
+    rate_note = ("from the GPU suite, on its sample clips: VoxCeleb2's average about 8 s, so "
+                 "scale by their length" if gpu_clips_per_s else "ASSUMED (no GPU measured)")
     rate = gpu_clips_per_s or ASSUMED_GPU_CLIPS_PER_S
     start_note = "measured" if worker_start_s is not None else "ASSUMED"
     start = ASSUMED_WORKER_START_S if worker_start_s is None else worker_start_s

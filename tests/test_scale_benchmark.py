@@ -72,7 +72,7 @@ def test_the_projection_states_its_inputs_and_adds_them_up(tmp_path: Path) -> No
     for gpus in (1, 8, 32):
         hours = (serial + 30 + clips / (gpus * 20)) / 3600
         assert f"{gpus:2d} GPU(s): projected {hours:7.1f} h (GPUs-bound)" in out
-    assert "20 clips/s per GPU (from the GPU suite)" in out and "start-up 30 s (measured)" in out
+    assert "20 clips/s per GPU (from the GPU suite" in out and "start-up 30 s (measured)" in out
     assumed = _run("--project-from", str(path))
     assert "ASSUMED (no GPU measured)" in assumed and "start-up 60 s (ASSUMED)" in assumed
     needed = clips / (8 * (12 * 3600 - serial - 60))
