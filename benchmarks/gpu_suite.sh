@@ -22,6 +22,9 @@
 #   7. transcription: clips/s of a Speech2Text the size of the reference's recogniser (random
 #      weights, a fixed number of tokens per clip) in GPU batches, and its cost per clip beside
 #      extraction's (transcribe_cost.py).
+#   8. the projection of VoxCeleb2's wall-clock on 1, 8 and 32 GPUs through Dask: section 6's
+#      end-to-end clips/s and section 2's cold start-up with the driver and store costs that
+#      benchmarks/scale.py measured (benchmarks/scale_measured.json; scale.py --project-from).
 #
 # Packages the GPU machine lacks are installed first, offline, from the wheels that
 # benchmarks/gpu_wheels.sh gathers into build/gpu-wheels/ (carry that folder to the machine).
@@ -51,10 +54,13 @@ fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 failed=0
 started=$SECONDS
+figures="$(mktemp -d)"  # the outputs section 7 takes its inputs from
+trap 'rm -rf "$figures"' EXIT
 
 section() { printf '\n==== %s (%ds)\n' "$1" "$((SECONDS - started))"; }
 
 # run LIMIT_S COMMAND...: a failure or a timeout is counted and reported; the suite goes on.
+# keep FILE LIMIT_S COMMAND...: the same, and the output is kept in $figures/FILE for section 7.
 run() {
   local limit=$1 status
   shift
@@ -64,6 +70,12 @@ run() {
     failed=$((failed + 1))
     echo "FAILED (exit $status$([ "$status" -eq 124 ] && echo ", over ${limit}s")): $*"
   fi
+}
+keep() {
+  local file="$figures/$1"
+  shift
+  run "$@" >"$file" 2>&1
+  cat "$file"
 }
 
 # Distributions the suite or the extraction hooks import, each with a module that shows it.
@@ -105,11 +117,11 @@ install_missing() {
 # MELD's projected time (the default real-size backbones, random weights).
 extraction_figures() {
   if [ "$dry" -eq 1 ]; then
-    run 180 "$python" benchmarks/extract_efficiency.py --device cpu --clips 1 --repeats 1 \
-      --toy --skip-cluster --batch-clips 1
+    keep extract.txt 180 "$python" benchmarks/extract_efficiency.py --device cpu --clips 1 \
+      --repeats 1 --toy --skip-cluster --batch-clips 1
   else
-    run 300 "$python" benchmarks/extract_efficiency.py --device cuda --clips 48 --repeats 1 \
-      --skip-cluster
+    keep extract.txt 300 "$python" benchmarks/extract_efficiency.py --device cuda --clips 48 \
+      --repeats 1 --skip-cluster
   fi
 }
 mtcnn_figures() {
@@ -145,9 +157,10 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else None)"
 
 section "2. backbone start-up"
 if [ "$dry" -eq 1 ]; then
-  run 120 "$python" benchmarks/backbone_startup.py --keys audio --repeats 1 --device cpu
+  keep startup.txt 120 "$python" benchmarks/backbone_startup.py --keys audio --repeats 1 \
+    --device cpu
 else
-  run 150 "$python" benchmarks/backbone_startup.py --repeats 2 --device cuda \
+  keep startup.txt 150 "$python" benchmarks/backbone_startup.py --repeats 2 --device cuda \
     --dir "$root/build/startup-weights"
 fi
 
@@ -186,6 +199,14 @@ if [ "$dry" -eq 1 ]; then
 else
   run 240 "$python" benchmarks/transcribe_cost.py --device cuda --clips 64 --batch-clips 32
 fi
+
+section "8. projection: VoxCeleb2 on 1, 8 and 32 GPUs"
+rate=$(sed -n 's/.*end-to-end: \([0-9.]*\) clips\/s.*/\1/p' "$figures/extract.txt" | head -n 1)
+startup=$(sed -n 's/^start-up, real cold *\([0-9.]*\) s.*/\1/p' "$figures/startup.txt" | head -n 1)
+inputs=()
+[ -n "$rate" ] && inputs+=(--gpu-clips-per-s "$rate")
+[ -n "$startup" ] && inputs+=(--worker-start-s "$startup")
+run 60 "$python" benchmarks/scale.py --project-from benchmarks/scale_measured.json "${inputs[@]}"
 
 section "done: $failed failed section(s)"
 [ "$failed" -eq 0 ]

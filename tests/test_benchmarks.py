@@ -28,7 +28,8 @@ def test_gpu_suite_dry_run_runs_every_section() -> None:
                    "store, streamed from shards", "(b) loader samples/s", "(c) conclugen",
                    "ratio end-to-end / backbone-only", "prefetch on / off",
                    "projected for MELD's 13708 clips", "frames/s",
-                   "ratio transcription / extraction per clip"):
+                   "ratio transcription / extraction per clip",
+                   "clips/s per GPU (from the GPU suite", "(measured)", " 8 GPU(s): projected"):
         assert figure in out, figure
     assert "FAILED" not in out and "==== done: 0 failed" in out
 

@@ -51,6 +51,28 @@ def test_open_shards_keep_no_chunk_cache(tmp_path: Path) -> None:
         assert h5.id.get_access_plist().get_cache()[2] == 0  # rdcc_nbytes
 
 
+def test_a_reader_keeps_a_bounded_number_of_shards_open(tmp_path: Path) -> None:
+    """A streamed epoch over VoxCeleb2 reads ~4,300 shards: kept open, they exceed a usual
+    ``ulimit -n`` of 1024 and hold HDF5 metadata each. The least recently read is closed."""
+    from pipeline.store.reader import FeatureStore
+
+    written, feats = _store(tmp_path, n=300, shard_size=20)  # 15 shards
+    store = FeatureStore(written.loc, written.manifest, written.index, max_open_shards=4)
+    fds = len(list(Path("/proc/self/fd").iterdir()))
+    order = np.random.default_rng(2).permutation(300)
+    for start in range(0, 300, 7):  # many reads across shards, each shard reopened often
+        pos = order[start:start + 7]
+        np.testing.assert_allclose(store.read("audio", pos, view=0).astype(np.float32),
+                                   feats["audio"][pos, 0], atol=2e-3)
+        assert len(store._files) <= 4
+    assert len(list(Path("/proc/self/fd").iterdir())) <= fds + 4
+    recent = list(store._files)[-1]
+    store.read("frames_2d", store.positions()[:1])  # shard-00000, opened again
+    assert list(store._files)[-1] == "shard-00000" and recent in store._files
+    store.close()
+    assert not store._files and not store._datasets
+
+
 def test_plain_h5py_and_pyarrow_read_the_contract(tmp_path: Path) -> None:
     store, feats = _store(tmp_path)
     root = tmp_path / "s"

@@ -500,3 +500,45 @@ def test_index_operations_are_columnar_and_exact_on_a_large_index() -> None:
     for code, sel in group_by_code(codes):
         assert (codes[sel] == code).all() and (np.diff(sel) > 0).all()
     assert sum(len(sel) for _, sel in group_by_code(codes)) == len(pos)
+
+
+# ------------------------------------------------------------------- verify at scale
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_nonfinite_rows_are_those_numpy_finds(dtype: type) -> None:
+    """The exponent-bit test finds exactly the rows np.isfinite rejects: NaN, +-Inf, and not
+    the largest finite values, subnormals or negative zero."""
+    from pipeline.store.reader import nonfinite_rows
+
+    info = np.finfo(dtype)
+    block = np.zeros((8, 2, 3), dtype)
+    block[1, 0, 2] = np.nan
+    block[3, 1, 0] = np.inf
+    block[4, 0, 0] = -np.inf
+    block[5] = info.max
+    block[6] = -info.smallest_subnormal
+    block[7] = -0.0
+    found = nonfinite_rows(block)
+    np.testing.assert_array_equal(found, [1, 3, 4])
+    np.testing.assert_array_equal(found, np.flatnonzero(~np.isfinite(block).all(axis=(1, 2))))
+    assert len(nonfinite_rows(block[:0])) == 0
+
+
+def test_verify_hashes_a_local_store_on_a_second_thread(store: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashing overlaps the checks of the shards' contents (verify then costs about what
+    hashing the store costs, benchmarks/scale.py); every shard is hashed once."""
+    import threading
+
+    import pipeline.store.verify as verify
+
+    threads = []
+    real = verify._sha256_and_size
+
+    def recording(loc: Location, path: str) -> tuple[str, int]:
+        threads.append(threading.current_thread())
+        return real(loc, path)
+
+    monkeypatch.setattr(verify, "_sha256_and_size", recording)
+    assert verify_store(store).ok
+    assert len(threads) == 6 and threading.main_thread() not in threads
