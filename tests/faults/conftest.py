@@ -28,6 +28,8 @@ class FaultRow:
     duplicates: int | None
     outcome: str
     run_id: str | None = None
+    touched: int | None = None   # user files (or a store) changed by a run that was refused
+    outside: int | None = None   # reads of a file outside the store (its content seen)
 
 
 _ROWS: list[FaultRow] = []
@@ -43,8 +45,9 @@ def fault_log() -> Record:
     each get a row and share a ``run_id``: the run counts once in the total."""
     def record(fault: str, *, runs: int = 1, lost: int | None = None,
                duplicates: int | None = None, outcome: str = "",
-               run_id: str | None = None) -> None:
-        _ROWS.append(FaultRow(fault, runs, lost, duplicates, outcome, run_id))
+               run_id: str | None = None, touched: int | None = None,
+               outside: int | None = None) -> None:
+        _ROWS.append(FaultRow(fault, runs, lost, duplicates, outcome, run_id, touched, outside))
     return record
 
 
@@ -88,13 +91,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    header = ("fault", "runs", "samples lost", "duplicates", "outcome")
-    cells = [(r.fault, str(r.runs), "-" if r.lost is None else str(r.lost),
-              "-" if r.duplicates is None else str(r.duplicates), r.outcome) for r in _ROWS]
+    header = ("fault", "runs", "samples lost", "duplicates", "files touched", "reads outside",
+              "outcome")
+
+    def count(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    cells = [(r.fault, str(r.runs), count(r.lost), count(r.duplicates), count(r.touched),
+              count(r.outside), r.outcome) for r in _ROWS]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
 
     def line(values: tuple[str, ...]) -> str:
-        return "  ".join(v.ljust(w) if i in (0, 4) else v.rjust(w)
+        return "  ".join(v.ljust(w) if i in (0, 6) else v.rjust(w)
                          for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
 
     reporter.write_sep("=", f"fault injection: {len(_ROWS)} faults")
@@ -106,6 +114,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     runs = {r.run_id or id(r): r.runs for r in counted}  # a shared run counts once
     reporter.write_line(f"samples lost {sum(r.lost or 0 for r in counted)}, duplicates "
                         f"{sum(r.duplicates or 0 for r in counted)} over "
-                        f"{sum(runs.values())} extraction runs")
+                        f"{sum(runs.values())} extraction runs; user files touched "
+                        f"{sum(r.touched or 0 for r in _ROWS)} over "
+                        f"{sum(r.touched is not None for r in _ROWS)} refusals, reads outside "
+                        f"the store {sum(r.outside or 0 for r in _ROWS)} over "
+                        f"{sum(r.outside is not None for r in _ROWS)} tampered stores")
 
 

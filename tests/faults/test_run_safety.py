@@ -75,8 +75,8 @@ def test_no_run_writes_into_a_store_or_over_a_users_files(store: Path, tmp_path:
         assert result.exit_code == 2, (name, result.output[-2000:])
         assert message in " ".join(result.output.split()), (name, result.output[-2000:])
         assert "Traceback" not in result.output
-        fault_log(f"run safety: {name}", outcome=f"exit 2 ({message}); nothing touched")
-    assert _snapshot(store) == before_store and _snapshot(mine) == before_mine
+        assert _snapshot(store) == before_store and _snapshot(mine) == before_mine, name
+        fault_log(f"run safety: {name}", touched=0, outcome=f"exit 2 ({message})")
 
 
 def test_one_run_at_a_time_and_no_evaluation_of_a_run_being_trained(

@@ -238,5 +238,5 @@ def test_a_tampered_store_is_refused_by_every_command(
     merged = tmp_path / "merged"
     assert not any(SECRET.encode() in p.read_bytes() for p in merged.rglob("*") if p.is_file())
     assert codes == expected, (case, codes)
-    fault_log(f"tampered {case}", runs=len(COMMANDS),
+    fault_log(f"tampered {case}", runs=len(COMMANDS), outside=0,
               outcome=", ".join(f"{c} {codes[c]}" for c in COMMANDS))
