@@ -99,13 +99,18 @@ def speaker_layout(clips: int) -> list[tuple[str, str, int, int]]:
 
 
 def build_tree(root: Path, clips: int) -> None:
-    """VoxCeleb2's official layout with empty ``.mp4`` placeholders."""
+    """VoxCeleb2's official layout with empty ``.mp4`` placeholders, and the transcript
+    sidecar ``cli transcribe`` writes beside it (one short line a clip): extraction of text
+    needs every transcript known, and reading the sidecar is part of a real scan's cost."""
+    lines = ["sample_id,transcript\n"]
     for split, speaker, videos, n in speaker_layout(clips):
         for v in range(videos):
             folder = root / split / "mp4" / speaker / f"v{v:010d}"
             folder.mkdir(parents=True)
             for u in range(min(CLIPS_PER_VIDEO, n - v * CLIPS_PER_VIDEO)):
                 os.close(os.open(folder / f"{u + 1:05d}.mp4", os.O_CREAT | os.O_WRONLY, 0o644))
+                lines.append(f"{speaker}/v{v:010d}/{u + 1:05d},we talked about it\n")
+    (root / "transcripts.csv").write_text("".join(lines), encoding="utf-8")
 
 
 def sample_ids(clips: int) -> tuple[list[str], list[str]]:
@@ -236,7 +241,7 @@ def step(name: str, size: int, work: Path, opts: dict[str, Any]) -> dict[str, An
         write_half(str(d / "a"), ids[:half], splits[:half], opts["dims"], opts["shard_size"], 1)
         write_half(str(d / "b"), ids[half:], splits[half:], opts["dims"], opts["shard_size"], 2)
     elif name == "merge":
-        from pipeline.store.ops import merge_stores
+        from pipeline.store.merge import merge_stores
 
         merge_stores([str(d / "a"), str(d / "b")], str(d / "merged"))
     elif name == "open":

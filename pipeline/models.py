@@ -38,22 +38,27 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
-    """Load (once per process) the encoders and the face detector for ``cfg``."""
-    from pipeline.backbones import load_encoder
-    from pipeline.faces import FaceDetector
-
+    """Load (once per process, one load at a time) the encoders and the face detector for
+    ``cfg``."""
     key = repr((cfg, policy, device))
     with _LOAD_LOCK:
         if key not in _MODELS:
-            encoders = {}
-            for modality in cfg.modalities:
-                encoders[modality] = load_encoder(
-                    cfg.backbones[modality], weights=cfg.weights.get(modality), device=device,
-                    batch_size=cfg.units(modality, device))
-            detector = FaceDetector(cfg.faces, device=device) if (
-                policy.crop and cfg.needs_video) else None
-            _MODELS[key] = Models(encoders, detector, device)
+            _MODELS[key] = _load_models(cfg, policy, device)
         return _MODELS[key]
+
+
+def _load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
+    from pipeline.backbones import load_encoder
+    from pipeline.faces import FaceDetector
+
+    encoders = {}
+    for modality in cfg.modalities:
+        encoders[modality] = load_encoder(cfg.backbones[modality],
+                                          weights=cfg.weights.get(modality), device=device,
+                                          batch_size=cfg.units(modality, device))
+    detector = FaceDetector(cfg.faces, device=device) if (
+        policy.crop and cfg.needs_video) else None
+    return Models(encoders, detector, device)
 
 
 __all__ = ["Models", "load_models"]

@@ -22,7 +22,7 @@ def test_gpu_suite_dry_run_runs_every_section() -> None:
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-4000:]
     sections = re.findall(r"^==== (\d)\. ", out, flags=re.MULTILINE)
-    assert sections == ["1", "2", "3", "4", "5", "6", "7"]
+    assert sections == ["1", "2", "3", "4", "5", "6", "7", "8"]
     for figure in ("start-up, real cold", "start-up, real warm", "start-up, random weights",
                    "model alone", "encode_batch", "(a) training samples/s",
                    "store, streamed from shards", "(b) loader samples/s", "(c) conclugen",

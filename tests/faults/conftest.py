@@ -121,3 +121,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                         f"{sum(r.outside is not None for r in _ROWS)} tampered stores")
 
 
+@pytest.fixture(scope="session")
+def toy_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small labelled store written from arrays (48 clips: 32 train, 8 val, 8 test; audio 16-d
+    and text 8-d; shards of 16), for faults of the head trainer. Tests copy it to change it."""
+    import numpy as np
+
+    from pipeline.store import write_arrays
+
+    rng = np.random.default_rng(0)
+    n = 48
+    path = tmp_path_factory.mktemp("toy") / "store"
+    write_arrays(path, dataset="toy", sample_ids=[f"c{i}" for i in range(n)],
+                 splits=["train"] * 32 + ["val"] * 8 + ["test"] * 8, labels=np.arange(n) % 3,
+                 label_names=["a", "b", "c"], feature_space="toy-space", shard_size=16,
+                 features={"audio": rng.standard_normal((n, 1, 16)).astype(np.float32),
+                           "text": rng.standard_normal((n, 1, 8)).astype(np.float32)})
+    return path
+
+
+@pytest.fixture
+def small_trainer() -> list[str]:
+    """Command-line options for a pretraining run of seconds on :func:`toy_store`."""
+    return ["--preset", "cpu", "--device", "cpu", "--set", "data.batch_size=16",
+            "--set", "output.tensorboard=false", "--set", "model.representation_dim=16",
+            "--set", "model.projection_dim=8", "--set", "model.reconstruction_dim=8"]

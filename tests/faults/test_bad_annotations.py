@@ -90,7 +90,8 @@ def _afewva_out_of_range(sample: Path, folder: Path) -> tuple[list[str], str]:
     (clip / "00000.png").write_bytes(b"")  # the adapter does not decode
     (clip / "001.json").write_text(json.dumps({"actor": "a", "frames": {
         "00000": {"valence": 1.0, "arousal": 0.0}, "00001": {"valence": 11.0, "arousal": 0.0}}}))
-    return (["--dataset", "afewva", "--root", str(clip.parent)],
+    # AFEW-VA's clips have video keys only (audio or text would be refused first)
+    return (["--dataset", "afewva", "--root", str(clip.parent), "--modalities", "frames_2d"],
             f"{clip / '001.json'}, column 'frames.valence': frame '00001': valence 11.0 is not "
             "a number in [-10, 10]")
 
@@ -115,8 +116,8 @@ def test_bad_annotations_are_one_message_naming_file_row_and_column(
         case: str, meld_sample: Path, tmp_path: Path, fault_log: Callable) -> None:
     options, message = CASES[case](meld_sample, tmp_path)
     out = tmp_path / "store"
-    result = CliRunner().invoke(app, ["extract", *options, "--out", str(out), "--weights",
-                                      "random", "--modalities", "audio,text", "--device", "cpu"])
+    result = CliRunner().invoke(app, ["extract", "--out", str(out), "--weights", "random",
+                                      "--modalities", "audio,text", "--device", "cpu", *options])
     assert result.exit_code == 2, result.output
     assert f"error: {message}\n" in result.output, result.output
     assert result.output.count("error:") == 1 and "Traceback" not in result.output

@@ -19,22 +19,11 @@ from cli import app
 from pipeline.store import StoreError, open_store, write_arrays
 
 runner = CliRunner()
-SMALL = ["--preset", "cpu", "--device", "cpu", "--set", "data.batch_size=16",
-         "--set", "output.tensorboard=false", "--set", "model.representation_dim=16",
-         "--set", "model.projection_dim=8", "--set", "model.reconstruction_dim=8"]
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    n = 48
-    path = tmp_path_factory.mktemp("nonfinite") / "store"
-    write_arrays(path, dataset="toy", sample_ids=[f"c{i}" for i in range(n)],
-                 splits=["train"] * 32 + ["val"] * 8 + ["test"] * 8, labels=np.arange(n) % 3,
-                 label_names=["a", "b", "c"], feature_space="toy-space", shard_size=16,
-                 features={"audio": rng.standard_normal((n, 1, 16)).astype(np.float32),
-                           "text": rng.standard_normal((n, 1, 8)).astype(np.float32)})
-    return path
+@pytest.fixture
+def clean(toy_store: Path) -> Path:
+    return toy_store
 
 
 def _with_nan(clean: Path, out: Path, row: int) -> Path:
@@ -52,8 +41,8 @@ def _with_nan(clean: Path, out: Path, row: int) -> Path:
 
 
 @pytest.mark.parametrize(("split", "row"), [("train", 5), ("val", 35), ("test", 44)])
-def test_a_nan_in_any_split_is_refused_by_every_reader(clean: Path, tmp_path: Path, split: str,
-                                                       row: int, fault_log: Callable) -> None:
+def test_a_nan_in_any_split_is_refused_by_every_reader(small_trainer: list[str], clean: Path,
+        tmp_path: Path, split: str, row: int, fault_log: Callable) -> None:
     store = _with_nan(clean, tmp_path / "store", row)
     shard_row = row % 16
     evaluated = runner.invoke(app, ["eval", "--store", str(store), "--protocol", "supervised",
@@ -61,7 +50,7 @@ def test_a_nan_in_any_split_is_refused_by_every_reader(clean: Path, tmp_path: Pa
                                     "--device", "cpu"])
     pretrained = runner.invoke(app, ["pretrain", "--store", str(store), "--out",
                                      str(tmp_path / "run"), "--objective", "multi_cont",
-                                     "--modalities", "audio,text", "--epochs", "1", *SMALL])
+                                     "--modalities", "audio,text", "--epochs", "1", *small_trainer])
     for name, result in (("eval", evaluated), ("pretrain", pretrained)):
         text = " ".join(result.output.split())
         if name == "pretrain" and split == "test":

@@ -18,22 +18,11 @@ from pipeline.store import Location, write_arrays
 from pipeline.store.lock import StoreLock
 
 runner = CliRunner()
-SMALL = ["--preset", "cpu", "--device", "cpu", "--set", "data.batch_size=16",
-         "--set", "output.tensorboard=false", "--set", "model.representation_dim=16",
-         "--set", "model.projection_dim=8", "--set", "model.reconstruction_dim=8"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    n = 48
-    path = tmp_path_factory.mktemp("safety") / "store"
-    write_arrays(path, dataset="toy", sample_ids=[f"c{i}" for i in range(n)],
-                 splits=["train"] * 32 + ["val"] * 8 + ["test"] * 8, labels=np.arange(n) % 3,
-                 label_names=["a", "b", "c"], feature_space="toy-space",
-                 features={"audio": rng.standard_normal((n, 1, 16)).astype(np.float32),
-                           "text": rng.standard_normal((n, 1, 8)).astype(np.float32)})
-    return path
+@pytest.fixture
+def store(toy_store: Path) -> Path:
+    return toy_store
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -41,15 +30,15 @@ def _snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _pretrain(store: Path, out: Path, *extra: str) -> tuple[int, str]:
+def _pretrain(store: Path, out: Path, small: list[str], *extra: str) -> tuple[int, str]:
     result = runner.invoke(app, ["pretrain", "--store", str(store), "--out", str(out),
                                  "--objective", "multi_cont", "--modalities", "audio,text",
-                                 "--epochs", "2", *SMALL, *extra])
+                                 "--epochs", "2", *small, *extra])
     return result.exit_code, result.output
 
 
-def test_no_run_writes_into_a_store_or_over_a_users_files(store: Path, tmp_path: Path,
-                                                          fault_log: Callable) -> None:
+def test_no_run_writes_into_a_store_or_over_a_users_files(small_trainer: list[str],
+        store: Path, tmp_path: Path, fault_log: Callable) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "metrics.json").write_text('{"my": "results"}')  # looks like an evaluation...
@@ -57,10 +46,11 @@ def test_no_run_writes_into_a_store_or_over_a_users_files(store: Path, tmp_path:
     before_store, before_mine = _snapshot(store), _snapshot(mine)
     cases = {
         "pretrain --out STORE": (["pretrain", "--store", str(store), "--out", str(store),
-                                  "--objective", "multi_cont", *SMALL], "is a feature store"),
+                                  "--objective", "multi_cont", *small_trainer],
+                                 "is a feature store"),
         "pretrain --out a folder of other files": (
             ["pretrain", "--store", str(store), "--out", str(mine), "--objective",
-             "multi_cont", *SMALL], "holds no pretrain output"),
+             "multi_cont", *small_trainer], "holds no pretrain output"),
         "eval --out STORE": (["eval", "--store", str(store), "--protocol", "supervised",
                               "--out", str(store), "--preset", "cpu", "--device", "cpu"],
                              "is a feature store"),
@@ -79,13 +69,13 @@ def test_no_run_writes_into_a_store_or_over_a_users_files(store: Path, tmp_path:
         fault_log(f"run safety: {name}", touched=0, outcome=f"exit 2 ({message})")
 
 
-def test_one_run_at_a_time_and_no_evaluation_of_a_run_being_trained(
+def test_one_run_at_a_time_and_no_evaluation_of_a_run_being_trained(small_trainer: list[str],
         store: Path, tmp_path: Path, fault_log: Callable) -> None:
     run = tmp_path / "run"
-    code, output = _pretrain(store, run)
+    code, output = _pretrain(store, run, small_trainer)
     assert code == 0, output
     with StoreLock(Location.parse(str(run)), purpose="pretrain"):  # a live run trains it
-        code, output = _pretrain(store, run, "--resume", "--epochs", "3")
+        code, output = _pretrain(store, run, small_trainer, "--resume", "--epochs", "3")
         assert code == 2 and "is being trained into by another run" in " ".join(output.split())
         evaluated = runner.invoke(app, ["eval", "--store", str(store), "--run", str(run),
                                         "--protocol", "linear", "--preset", "cpu", "--device",
@@ -95,16 +85,16 @@ def test_one_run_at_a_time_and_no_evaluation_of_a_run_being_trained(
               outcome="the second and the eval refused (exit 2), naming the first")
 
 
-def test_what_a_kill_leaves_does_not_stop_the_next_run(store: Path, tmp_path: Path,
-                                                       fault_log: Callable) -> None:
+def test_what_a_kill_leaves_does_not_stop_the_next_run(small_trainer: list[str], store: Path,
+        tmp_path: Path, fault_log: Callable) -> None:
     run = tmp_path / "run"
-    code, output = _pretrain(store, run)
+    code, output = _pretrain(store, run, small_trainer)
     assert code == 0, output
     log = run / "metrics.jsonl"
     log.write_text(log.read_text() + '{"kind": "step", "step": 99, "lo')  # a torn last line
     leftover = run / "checkpoints" / "epoch-0003.pt.x1y2z3.tmp"  # a killed checkpoint write
     leftover.write_bytes(b"\0" * 1024)
-    code, output = _pretrain(store, run, "--resume", "--epochs", "3")
+    code, output = _pretrain(store, run, small_trainer, "--resume", "--epochs", "3")
     assert code == 0, output
     assert not leftover.exists()
     lines = log.read_text().splitlines()
@@ -113,9 +103,8 @@ def test_what_a_kill_leaves_does_not_stop_the_next_run(store: Path, tmp_path: Pa
               outcome="--resume drops the line, removes the file and completes")
 
 
-def test_a_full_disk_at_a_checkpoint_is_one_message(store: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    fault_log: Callable) -> None:
+def test_a_full_disk_at_a_checkpoint_is_one_message(small_trainer: list[str], store: Path,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_log: Callable) -> None:
     import torch
 
     def full(*args: object, **kwargs: object) -> None:
@@ -125,7 +114,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_message(store: Path, tmp_path: Path,
                            "No space left on device)")
 
     monkeypatch.setattr(torch, "save", full)
-    code, output = _pretrain(store, tmp_path / "run")
+    code, output = _pretrain(store, tmp_path / "run", small_trainer)
     assert code == 2, output
     assert "no space left on the device" in output and "Traceback" not in output
     assert not list((tmp_path / "run").rglob("*.tmp"))

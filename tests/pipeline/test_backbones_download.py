@@ -298,10 +298,15 @@ def test_every_bad_checkpoint_is_one_line_before_any_worker(
 
 
 def test_random_and_local_weights_pass_the_check(tmp_path: Path) -> None:
+    import torch
+
     local = tmp_path / "audio_model.pth"
-    local.write_bytes(b"x")
+    torch.save({"conv.weight": torch.zeros(2)}, local)
     check_weights({"frames_2d": "resnet152", "audio": "davenet"},
                   {"frames_2d": "random", "audio": str(local)})
+    local.write_bytes(b"x")  # a local file the client cannot read as a state dict
+    with pytest.raises(WeightsUnavailable, match="cannot be read as a PyTorch state dict"):
+        check_weights({"audio": "davenet"}, {"audio": str(local)})
 
 
 def test_a_hub_folder_takes_the_weight_file_the_revision_has(site: Site, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import pipeline.cluster as cluster_mod
-import pipeline.run as run_mod
+import pipeline.models as models_mod
 from pipeline.cluster import (ClusterError, ClusterOptions, ClusterWatch, check_job_script,
                               device_of_workers, resolve_device)
 from pipeline.devices import DeviceError
@@ -174,10 +174,10 @@ def test_models_load_once_when_threads_ask_at_once(monkeypatch: pytest.MonkeyPat
         inside.release()
         return f"models for {cfg}"
 
-    monkeypatch.setattr(run_mod, "_load_models", slow_load)
-    monkeypatch.setattr(run_mod, "_MODELS", {})
+    monkeypatch.setattr(models_mod, "_load_models", slow_load)
+    monkeypatch.setattr(models_mod, "_MODELS", {})
     got: list[Any] = []
-    threads = [threading.Thread(target=lambda: got.append(run_mod.load_models(
+    threads = [threading.Thread(target=lambda: got.append(models_mod.load_models(
         "cfg", "policy", "cpu"))) for _ in range(2)]  # type: ignore[arg-type]
     for t in threads:
         t.start()

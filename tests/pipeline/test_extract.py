@@ -27,7 +27,8 @@ from pipeline.run import _index_table
 
 
 class Summary:
-    """A stand-in encoder: [mean, std, size] of each clip's input (text: length), dim 3."""
+    """A stand-in encoder: [mean, std, size / 1000] of each clip's input (text: length), dim 3
+    (thousands: a stored vector must fit float16)."""
 
     dim = 3
 
@@ -40,7 +41,7 @@ class Summary:
                 raise RuntimeError("backbone exploded")
             return np.array([len(x), 0, 0], np.float32)
         a = np.asarray(x, np.float32)
-        return np.array([a.mean(), a.std(), a.size], np.float32)
+        return np.array([a.mean(), a.std(), a.size / 1000], np.float32)
 
     def encode_batch(self, xs: list[Any]) -> np.ndarray:
         return np.stack([self._one(x) for x in xs])
