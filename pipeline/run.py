@@ -16,14 +16,13 @@ of a killed run is taken over.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,10 +334,48 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                cfg: ExtractConfig, manifest: DatasetManifest, store_id: str, device: str,
                opts: ClusterOptions, on_progress: ProgressFn | None,
                initial: int) -> tuple[dict[int, store_mod.ShardResult], str]:
-    """Run the shards' tasks, watching the cluster (:class:`~pipeline.cluster.ClusterWatch`:
-    ended SLURM jobs replaced, a cluster that cannot finish stops the run) and reporting
-    progress per clip; returns the results and the device they ran on (``auto`` resolved by
-    asking the workers)."""
+    """Run the shards' extraction tasks (:func:`run_shard_tasks`), reporting progress per
+    clip as the workers publish it; returns the results and the device they ran on."""
+    tally = ClipTally(initial)
+
+    def submit(client: Any, device: str, resources: dict[str, int] | None) -> dict[Any, int]:
+        client.subscribe_topic(CLIPS_TOPIC, tally.on_event)
+        return {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
+                              device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
+                              resources=resources, pure=False): k for k in todo}
+
+    def done(k: int, result: store_mod.ShardResult) -> None:
+        tally.shard_done(k, len(plan[k]), Counter(result.failures.column("reason").to_pylist()))
+
+    def tick(workers: int) -> None:
+        if on_progress:
+            clips, failed = tally.counts()
+            on_progress(clips, failed, workers)
+
+    return run_shard_tasks(opts, device, plan, submit, on_done=done, on_tick=tick)
+
+
+SubmitFn = Callable[[Any, str, "dict[str, int] | None"], "dict[Any, int]"]
+
+
+def run_shard_tasks(opts: ClusterOptions, device: str, plan: list[list[dict[str, Any]]],
+                    submit: SubmitFn, *, on_done: Callable[[int, Any], None],
+                    on_tick: Callable[[int], None] | None = None) -> tuple[dict[int, Any], str]:
+    """One Dask task per shard, on the cluster ``opts`` describes, watched while they run
+    (:class:`~pipeline.cluster.ClusterWatch`: ended SLURM jobs replaced, a cluster that cannot
+    finish stops the run); extraction and transcription both run through it.
+
+    Args:
+        opts: where the workers are.
+        device: ``cpu``, ``cuda`` or ``auto`` (resolved by asking the workers).
+        plan: the shards' rows (named in the message of a shard that kills its workers).
+        submit: ``(client, device, resources) -> {future: shard number}``.
+        on_done: called with ``(shard number, result)`` as each task finishes.
+        on_tick: called about every :data:`POLL_S` with the workers connected.
+
+    Returns:
+        The results by shard number, and the device they ran on.
+    """
     from distributed import KilledWorker
 
     client, worker_logs = _make_client(opts, device)
@@ -347,13 +384,8 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
     try:
         watch = ClusterWatch(client, opts)
         device = watch.device(device)
-        tally = ClipTally(initial)
-        client.subscribe_topic(CLIPS_TOPIC, tally.on_event)
-        resources = {"GPU": 1} if device == "cuda" else None
-        pending = {client.submit(extract_shard, url, k, plan[k], cfg, manifest.faces, store_id,
-                                 device, manifest.multilabel, key=f"shard-{k}-{store_id[:8]}",
-                                 resources=resources, pure=False): k for k in todo}
-        results: dict[int, store_mod.ShardResult] = {}
+        pending = submit(client, device, {"GPU": 1} if device == "cuda" else None)
+        results: dict[int, Any] = {}
         workers = 0
         while pending:
             for future in [f for f in pending if f.done()]:
@@ -368,55 +400,16 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                     continue
                 k = pending.pop(future)
                 results[k] = result
-                reasons = Counter(result.failures.column("reason").to_pylist())
-                tally.shard_done(k, len(plan[k]), reasons)
+                on_done(k, result)
             workers = watch.check() if pending else workers
-            if on_progress:
-                done, failed = tally.counts()
-                on_progress(done, failed, workers)
+            if on_tick:
+                on_tick(workers)
             if pending:
                 time.sleep(POLL_S)
         ok = True
         return results, device
     finally:
         close_client(client, worker_logs, ok=ok)
-
-
-@contextlib.contextmanager
-def dask_client(opts: ClusterOptions, device: str) -> Iterator[tuple[Any, dict[str, int] | None]]:
-    """A Dask client for ``opts`` and the resources a task needs on ``device`` (GPU workers
-    checked); the client and a cluster it started are closed on exit."""
-    client, worker_logs = _make_client(opts, device)
-    log.info("Dask dashboard: %s", client.dashboard_link)
-    ok = False
-    try:
-        device = ClusterWatch(client, opts).device(device)
-        yield client, ({"GPU": 1} if device == "cuda" else None)
-        ok = True
-    finally:
-        close_client(client, worker_logs, ok=ok)
-
-
-def gather_shards(futures: dict[Any, int], plan: list[list[dict[str, Any]]], initial: int,
-                  on_progress: Callable[[int, int], None] | None,
-                  failed_in: Callable[[Any], int]) -> dict[int, Any]:
-    """Shard results by shard number as they finish, with ``(clips, failures)`` progress
-    after each; a shard that killed every worker it ran on stops the run by name."""
-    from distributed import KilledWorker, as_completed
-
-    results: dict[int, Any] = {}
-    clips, failed = initial, 0
-    for future in as_completed(futures):
-        k = futures[future]
-        try:
-            results[k] = future.result()
-        except KilledWorker as err:
-            raise ShardCrashError(_crash_message(k, plan[k], err)) from None
-        clips += len(plan[k])
-        failed += failed_in(results[k])
-        if on_progress:
-            on_progress(clips, failed)
-    return results
 
 
 class ShardCrashError(UserError):
@@ -444,4 +437,4 @@ def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:
     return total
 
 
-__all__ = ["ShardCrashError", "dask_client", "extract_shard", "gather_shards", "run_extract"]
+__all__ = ["ShardCrashError", "extract_shard", "run_extract", "run_shard_tasks"]

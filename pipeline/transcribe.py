@@ -248,14 +248,24 @@ def _completed_parts(parts: Path, plan: list[list[dict[str, Any]]]) -> dict[int,
 def _run_tasks(parts: Path, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                settings: AsrSettings, device: str, opts: Any, on_progress: ProgressFn | None,
                initial: int) -> dict[int, dict[str, Any]]:
-    from pipeline.run import dask_client, gather_shards
+    from pipeline.run import run_shard_tasks
 
-    with dask_client(opts, device) as (client, resources):
-        futures = {client.submit(transcribe_shard, str(parts), k, plan[k], settings, device,
-                                 key=f"transcribe-{k}-{parts.name[:8]}", resources=resources,
-                                 pure=False): k for k in todo}
-        return gather_shards(futures, plan, initial, on_progress,
-                             lambda part: sum(c["transcript"] is None for c in part["clips"]))
+    clips, failed = initial, 0
+
+    def submit(client: Any, device: str, resources: dict[str, int] | None) -> dict[Any, int]:
+        return {client.submit(transcribe_shard, str(parts), k, plan[k], settings, device,
+                              key=f"transcribe-{k}-{parts.name[:8]}", resources=resources,
+                              pure=False): k for k in todo}
+
+    def done(k: int, part: dict[str, Any]) -> None:
+        nonlocal clips, failed
+        clips += len(plan[k])
+        failed += sum(c["transcript"] is None for c in part["clips"])
+        if on_progress:
+            on_progress(clips, failed)
+
+    results, _ = run_shard_tasks(opts, device, plan, submit, on_done=done)
+    return results
 
 
 def _write(sidecar: Path, dataset: str, settings: AsrSettings,

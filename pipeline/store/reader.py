@@ -128,6 +128,7 @@ class FeatureStore:
         self.max_open_shards = max(1, max_open_shards)
         self._files: OrderedDict[str, h5py.File] = OrderedDict()  # least recently read first
         self._datasets: dict[tuple[str, str], h5py.Dataset] = {}
+        self._checked: set[str] = set()  # shards whose links and ids were checked
         self._handles: dict[str, Any] = {}  # remote shards: the fsspec file under each
 
     def __repr__(self) -> str:
@@ -320,11 +321,13 @@ class FeatureStore:
                 self._handles[shard] = handle
                 with h5_errors(where, "open it as an HDF5 shard"):
                     self._files[shard] = h5py.File(handle, "r", rdcc_nbytes=0)
-            try:
-                self._check_shard(shard, self._files[shard], where)
-            except StoreError:
-                self._close_shard(shard)
-                raise
+            if shard not in self._checked:  # once per store: reopened after eviction, not again
+                try:
+                    self._check_shard(shard, self._files[shard], where)
+                except StoreError:
+                    self._close_shard(shard)
+                    raise
+                self._checked.add(shard)
         return self._files[shard]
 
     def _check_shard(self, shard: str, h5: h5py.File, where: str) -> None:
