@@ -953,6 +953,57 @@ def weights_fetch_cmd(
         console.print(f"{identifier}: {state}: {escape(str(path))}", soft_wrap=True)
 
 
+runs_app = typer.Typer(no_args_is_help=True,
+                       help="The recorded runs, evaluations and studies (their run.json).")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+@user_errors
+def runs_list_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder of runs, evaluations or studies.")],
+) -> None:
+    """Every recorded run, evaluation and study under FOLDER, oldest first: kind, objective or
+    protocol, stores, start, wall-clock, headline metric.
+
+    Example: cli runs list runs/
+    """
+    from heads.runs import list_runs
+
+    rows = list_runs(folder)
+    table = Table("folder", "kind", "name", "stores", "start", "wall-clock", "headline",
+                  title=f"{len(rows)} recorded under {escape(str(folder))}")
+    for r in rows:
+        table.add_row(escape(str(r.folder.relative_to(folder))), r.kind, r.name, escape(", ".join(r.stores)),
+                      r.start, f"{r.wall_clock_s:.1f} s", r.headline + (
+                          " [red](random weights)[/]" if r.random_weights else ""))
+    console.print(table)
+
+
+@runs_app.command("diff")
+@user_errors
+def runs_diff_cmd(
+    a: Annotated[Path, typer.Argument(help="A run, evaluation or study folder (or its run.json).")],
+    b: Annotated[Path, typer.Argument(help="Another one.")],
+) -> None:
+    """What differs between two recorded runs: config, stores, software, device, metrics.
+
+    Example: cli runs diff runs/a/eval/linear runs/b/eval/linear
+    """
+    from heads.runs import diff_runs
+
+    diff = diff_runs(a, b)
+    table = Table("field", "A", "B", title=f"A = {diff.a}\nB = {diff.b}")
+    for d in diff.differences:
+        table.add_row(escape(d.path), escape(_short(d.a)), escape(_short(d.b)))
+    if diff.differences:
+        console.print(table)
+    else:
+        console.print("no differences in config, stores, software, device or metrics")
+    if not diff.same_stores:
+        console.print("[yellow]they read different stores[/]")
+
+
 def main() -> None:
     app()
 

@@ -41,6 +41,7 @@ from heads.checkpoint import CLASSIFIER, check_feature_space, run_folder
 from heads.classifier_file import ClassifierFile
 from heads.evaluation.classifier import load_predictor
 from heads.evaluation.fit import decide
+from heads.run_record import warn_random_weights
 from heads.runtime import resolve_device
 from pipeline.errors import UserError
 from pipeline.store import open_store
@@ -69,7 +70,8 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
             ``RUN/eval/linear/classifier.pt``).
 
     Returns:
-        ``task``, ``video``, ``modalities``, ``protocol``, ``classifier``, ``store_id``, and
+        ``task``, ``video``, ``modalities``, ``protocol``, ``classifier``, ``store_id``,
+        ``random_weights`` (the store's url -> its keys with random weights; warned once), and
         for a classification ``probabilities`` (class name -> probability; softmax, summing to
         1, or per-label sigmoids for multi-label stores) and ``predicted`` (the class name, or
         the list of labels with probability >= 0.5); for a regression ``predictions`` (target
@@ -102,6 +104,7 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
         check_feature_space(meta.feature_space, meta.store_id, meta.keys, fs.manifest,
                             checkpoint=path, store=url)
         manifest = fs.manifest
+    warn_random_weights(url, manifest.random_weights, command="predict")
     try:
         features = extract_like_store(video, manifest, meta.keys, transcript=transcript,
                                       device=str(dev))
@@ -112,7 +115,8 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
     with torch.no_grad():
         output = model(batch).float().cpu()
     about = {"video": str(video), "task": meta.task, "modalities": list(meta.layout),
-             "protocol": meta.protocol, "classifier": str(path), "store_id": meta.store_id}
+             "protocol": meta.protocol, "classifier": str(path), "store_id": meta.store_id,
+             "random_weights": {url: manifest.random_weights} if manifest.random_weights else {}}
     return {**about, **outputs(output, meta)}
 
 

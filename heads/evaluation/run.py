@@ -25,11 +25,17 @@ Outputs, in ``RUN/eval/<protocol>[-<modalities>][-mean]/`` (or ``out``)::
     scatter_<split>.png  regression: predictions against targets, per target (first seed)
     embedding_test.png   t-SNE of the test representations coloured by label (first seed)
     classifier.pt        the first seed's classifier (plain tensors; used by heads.evaluation.predict)
+    run.json             the run record (heads.run_record): command, config, stores, software,
+                         host, device, wall-clock
+
+The default folder belongs to the first evaluation written there: another one (another store,
+``--set``, seeds or checkpoint) goes to ``RUN/eval/<name>-<id>`` beside it
+(:mod:`heads.evaluation.folders`); an ``out`` that holds an evaluation is refused without
+``overwrite``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -42,14 +48,17 @@ from heads.classifier_file import save_classifier_file
 from heads.data import DataError, assemble_modalities
 from heads.eval_config import EvalConfig, resolve_eval_config
 from heads.evaluation import get_protocol
-from heads.evaluation.classifier import classifier_file, heads_ref
+from heads.evaluation.classifier import classifier_file
 from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
 from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run
 from heads.evaluation.splits import check_splits, load_split
 from heads.evaluation.targets import target_names
 from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
 from heads.metrics_log import write_eval_scalars
-from heads.outputs import OutputError, check_not_running, claim_output, clear_output
+from heads.evaluation.records import (checkpoint_ref, choose_folder, eval_identity, eval_stores,
+                                     refusal, write_eval_record)
+from heads.outputs import check_not_running, claim_output, clear_output
+from heads.run_record import one_warning, random_weights_of, start_clock, warn_random_weights
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
 from pipeline.store import FeatureStore, open_store
@@ -132,22 +141,25 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
     if spec.needs_run and run is None:
         raise ConfigError(f"protocol {protocol!r} evaluates a pretraining run: pass run")
-    with open_store(store) as fs:
+    clock = start_clock()
+    with one_warning(), open_store(store) as fs:
         setup = _setup(fs, store, run=run, protocol=spec, modalities=modalities,
                        fusion=fusion, preset=preset, overrides=overrides, device=device)
-        all_modalities = (list(setup.payload.layout) if spec.needs_run and setup.payload
-                          is not None else list(setup.spec.modalities))
+        for ref in eval_stores(fs, setup):
+            warn_random_weights(ref.url, ref.random_weights, command="eval")
+        ident = eval_identity(fs, setup, seeds)
         if out is None:
             if run is None:
                 raise ConfigError(f"{protocol} evaluation without a run needs out")
-            out = run_folder(run) / "eval" / eval_name(protocol, setup.spec.modalities,
-                                                        all_modalities, fusion)
+            all_modalities = (list(setup.payload.layout) if spec.needs_run and setup.payload
+                              is not None else list(setup.spec.modalities))
+            # another evaluation in the default folder stays: this one goes beside it
+            out = choose_folder(run_folder(run) / "eval" / eval_name(
+                protocol, setup.spec.modalities, all_modalities, fusion), ident)
         with claim_output(Path(out), "eval") as state:
             if state == "own":
                 if not overwrite:
-                    raise OutputError(f"{out} already holds an evaluation; --overwrite replaces "
-                                      "it, --out writes this one elsewhere (nothing was "
-                                      "written)")
+                    raise refusal(Path(out), ident)
                 clear_output(Path(out), "eval")
             data = {name: split for name in SPLITS
                     if (split := load_split(fs, setup.layout, name, setup.device,
@@ -155,6 +167,7 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
             check_splits(fs, data)
             result = _evaluate(fs, spec, setup, data, seeds=seeds, out=Path(out), run=run,
                                progress=progress)
+            write_eval_record(Path(out), fs, setup, result, ident, clock)
     return result
 
 
@@ -286,11 +299,13 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "store": fs.url,
         "store_id": fs.store_id,
         "feature_space": _space_id(fs, setup),
+        # store url -> keys with random backbone weights (features for tests only)
+        "random_weights": random_weights_of(eval_stores(fs, setup)),
         "pretrained_on": (None if payload is None else
                           {"store_id": payload.store_id, "store": payload.store_url,
                            "dataset": payload.dataset}),
         "run": str(run_folder(run)) if run is not None else None,
-        "checkpoint": _checkpoint_ref(setup),
+        "checkpoint": checkpoint_ref(setup),
         "config": setup.cfg.to_dict(),
         "selection": (runs[0].get("details", {}).get("selection")
                       or SELECTION[setup.cfg.selection]),
@@ -338,11 +353,6 @@ _WEIGHT_MEANING = {
 def _space_id(fs: FeatureStore, setup: EvalSetup) -> str:
     return feature_space_id(fs.manifest.feature_space,
                             [k for ks in setup.layout.values() for k in ks])
-
-
-def _checkpoint_ref(setup: EvalSetup) -> dict[str, Any] | None:
-    ref = heads_ref(setup)
-    return None if ref is None else dataclasses.asdict(ref)
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:

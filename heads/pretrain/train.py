@@ -36,6 +36,8 @@ from heads.models import ConCluGenHeads
 from heads.outputs import claim_output, disk_errors
 from heads.pretrain.objectives import (Objective, get_objective, model_spec,
                                       resolve_objective_config)
+from heads.pretrain.record import run_header, write_pretrain_record
+from heads.run_record import one_warning, start_clock, warn_random_weights
 from heads.runtime import autocast, lr_at, resolve_device
 from pipeline.errors import UserError
 from pipeline.store import FeatureStore, open_store
@@ -130,15 +132,18 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
         progress: show a progress bar with samples/s.
 
     Returns:
-        the run folder, holding ``config.yaml``, ``metrics.jsonl`` and ``checkpoints/``.
+        the run folder, holding ``config.yaml``, ``metrics.jsonl`` (its first record, kind
+        ``run``, names the store and its keys with random weights), ``checkpoints/`` and
+        ``run.json`` (:mod:`heads.run_record`).
 
     Raises:
         ConfigError, DataError, CheckpointError: bad settings, store or run folder.
         NonFiniteLossError: a loss part became NaN/Inf (names the step, part and checkpoint).
     """
     run_dir = Path(out)
+    clock = start_clock()
     # The folder is checked (never a store, never another's files) and locked for the run.
-    with claim_output(run_dir, "pretrain"):
+    with one_warning(), claim_output(run_dir, "pretrain"):
         payload = _resume_payload(run_dir, resume)
         cfg = _run_config(payload, objective, config=config, preset=preset, overrides=overrides,
                           modalities=modalities, epochs=epochs, seed=seed)
@@ -146,6 +151,7 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
             if payload is not None:
                 check_same_store(payload, fs.store_id, checkpoint=run_dir / "checkpoints" / LAST,
                                  store=str(store))
+            warn_random_weights(fs.url, fs.manifest.random_weights, command="pretrain")
             run = _build(fs, cfg, resolve_device(device), payload)
             try:
                 with disk_errors(run_dir / "config.yaml"):
@@ -154,6 +160,7 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
                 _train(run, run_dir, progress=progress, resumed=payload is not None)
             finally:
                 run.close()
+            write_pretrain_record(run_dir, fs, run.cfg.to_dict(), run.static, clock)
     return run_dir
 
 
@@ -223,6 +230,8 @@ def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool) -> None:
     metrics = MetricsLog(run_dir, tensorboard=cfg.output.tensorboard,
                          resume_step=run.step if resumed else None)
     last_good = ckpt_dir / LAST if resumed else None
+    if not resumed:  # the run's first record: what its features are (kept on resume)
+        metrics.log(run_header(run.static))
     steps_per_epoch = len(run.train_data)
     bar = ProgressBar(progress, total=steps_per_epoch * max(0, cfg.epochs - run.epoch))
     try:

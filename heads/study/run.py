@@ -10,6 +10,8 @@ not the paper's protocol, and every table says so. Rows, in the paper's order, w
 numbers (:mod:`heads.study.paper`) beside ours::
 
     OUT/results.md                every dataset's tables, with links to their files
+    OUT/run.json                  the run record: command, request, stores, software, host,
+                                  device, wall-clock, and the evaluation folders the tables read
     OUT/results.csv               every row of every dataset (percent)
     OUT/runs/<run>/               the runs pretrained on the pretraining store
     OUT/<dataset>/results.md      Table 2 and Tables 3-5 of this dataset: ours, paper, difference
@@ -42,7 +44,10 @@ from pathlib import Path
 from heads.config import resolve_config
 from heads.data import DataError
 from heads.outputs import claim_output, write_json_atomic
+from heads.run_record import one_warning, start_clock
+from heads.runtime import resolve_device
 from heads.study.plan import check_stores, check_systems, plan_targets, read_facts
+from heads.study.record import study_stores, warn_study_stores, write_study_record
 from heads.study.runner import QUICK_EPOCHS, StudyRunner
 from heads.study.systems import avce_row, clef_rows
 from heads.study.tables import write_study
@@ -99,17 +104,21 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     pre = read_facts(pretrain_store) if pretrain_store is not None else None
     check_stores(pre, downstream, modality_keys)
     targets = plan_targets(pre, downstream, out)
+    clock, read = start_clock(), study_stores(pre, downstream)
+    request = {"stores": stores, "pretrain_store": pretrain_store, "quick": quick,
+               "seeds": seeds, "extras": extras, "systems": list(chosen)}
     # Never another's folder or a store, one study at a time; study.json marks the folder as a
     # study's from its first moment, so a study stopped early is continued, not refused.
-    with claim_output(out, "study"):
-        write_json_atomic(out / STUDY_RECORD, {
-            "stores": stores, "pretrain_store": pretrain_store, "quick": quick,
-            "seeds": seeds, "extras": extras, "systems": list(chosen)})
+    with one_warning(), claim_output(out, "study"):
+        warn_study_stores(read)  # once here: the runs and evaluations below say nothing more
+        write_json_atomic(out / STUDY_RECORD, request)
         runner = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
                              modality_keys=modality_keys)
         results = {target.name: target_rows(runner, target, chosen, extras=extras)
                    for target in targets}
         write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
+        write_study_record(out, {**request, "device": device}, read, runner.evaluations,
+                           device=str(resolve_device(device)), clock=clock)
     log.info("study written to %s", out)
     return out
 

@@ -77,7 +77,8 @@ def test_an_evaluation_is_never_silently_replaced(store: str, run: Path, tmp_pat
     out = tmp_path / "eval"
     first = _eval(store, run=run, protocol="linear", out=out, overwrite=False)
     kept = (out / "metrics.json").read_bytes()
-    with pytest.raises(OutputError, match="already holds an evaluation; --overwrite replaces"):
+    with pytest.raises(OutputError, match=r"already holds another evaluation \(it differs in "
+                       r"config.epochs: 20 -> 1\); --overwrite replaces"):
         _eval(store, run=run, protocol="linear", out=out, overwrite=False,
               overrides={"epochs": 1})
     assert (out / "metrics.json").read_bytes() == kept

@@ -158,7 +158,7 @@ def test_run_folder_holds_config_metrics_and_checkpoints(store_1view: str, cpu: 
                               "text": ("text",)}
     assert payload.model and payload.optimizer["state"] and payload.rng["generator"] is not None
     kinds = [r["kind"] for r in read_metrics(run)]
-    assert kinds == ["step"] * 4 + ["epoch"] + ["step"] * 4 + ["epoch"] + ["step"] * 4 + \
+    assert kinds == ["run"] + ["step"] * 4 + ["epoch"] + ["step"] * 4 + ["epoch"] + ["step"] * 4 + \
         ["epoch"]
 
 
