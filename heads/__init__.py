@@ -18,7 +18,11 @@ Built in floors; a module imports from its own floor or below, never above
      lets heads pretrained on one store be evaluated on another;
    - :mod:`heads.metrics_log`, :mod:`heads.plots`: the run log (``metrics.jsonl``,
      TensorBoard, progress) and the figures;
-   - :mod:`heads.runtime`: device, mixed precision, the learning-rate schedule.
+   - :mod:`heads.runtime`: device, mixed precision, the learning-rate schedule;
+   - :mod:`heads.run_record`, :mod:`heads.runs`: the run records (``run.json``), their
+     listing and differences, and the random-weights warning;
+   - :mod:`heads.api`: a pretraining run's representations of store features, for your own
+     code.
 
 2. Side by side, neither importing the other:
 

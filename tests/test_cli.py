@@ -20,7 +20,7 @@ def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     for command in ("datasets", "sample-data", "scan", "extract", "store", "pretrain", "eval",
-                    "study", "predict"):
+                    "study", "predict", "runs"):
         assert command in result.output
 
 
