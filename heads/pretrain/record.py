@@ -16,11 +16,13 @@ LAST_EPOCH = ("loss", "val/loss")
 
 def run_header(static: Mapping[str, Any]) -> dict[str, Any]:
     """The ``kind: run`` record a run's ``metrics.jsonl`` starts with: the store it trains on
-    and the keys it reads that hold random backbone weights (a reader of the metrics alone
-    sees that its numbers say nothing about the methods)."""
+    and, as ``metrics.json`` has it (store url -> keys), the keys it reads that hold random
+    backbone weights: a reader of the metrics alone sees that its numbers say nothing about
+    the methods. (A mapping, not a list: TensorBoard takes the lists of a record as series.)"""
+    keys = list(random_keys(static["feature_space"]))
     return {"kind": "run", "epoch": 0, "step": 0, "store": static["store_url"],
             "store_id": static["store_id"],
-            "random_weights": list(random_keys(static["feature_space"]))}
+            "random_weights": {static["store_url"]: keys} if keys else {}}
 
 
 def write_pretrain_record(run_dir: Path, fs: FeatureStore, config: Mapping[str, Any],
