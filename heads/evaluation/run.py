@@ -30,7 +30,7 @@ Outputs, in ``RUN/eval/<protocol>[-<modalities>][-mean]/`` (or ``out``)::
 
 The default folder belongs to the first evaluation written there: another one (another store,
 ``--set``, seeds or checkpoint) goes to ``RUN/eval/<name>-<id>`` beside it
-(:mod:`heads.evaluation.folders`); an ``out`` that holds an evaluation is refused without
+(:mod:`heads.evaluation.records`); an ``out`` that holds an evaluation is refused without
 ``overwrite``.
 """
 
@@ -51,12 +51,12 @@ from heads.evaluation import get_protocol
 from heads.evaluation.classifier import classifier_file
 from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
 from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run
+from heads.evaluation.records import (checkpoint_ref, choose_folder, eval_identity, eval_stores,
+                                     refusal, write_eval_record)
 from heads.evaluation.splits import check_splits, load_split
 from heads.evaluation.targets import target_names
 from heads.metrics import HEADLINE, REGRESSION_HEADLINE, json_safe, summarize
 from heads.metrics_log import write_eval_scalars
-from heads.evaluation.records import (checkpoint_ref, choose_folder, eval_identity, eval_stores,
-                                     refusal, write_eval_record)
 from heads.outputs import check_not_running, claim_output, clear_output
 from heads.run_record import one_warning, random_weights_of, start_clock, warn_random_weights
 from heads.runtime import resolve_device
