@@ -963,8 +963,9 @@ app.add_typer(runs_app, name="runs")
 def runs_list_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder of runs, evaluations or studies.")],
 ) -> None:
-    """Every recorded run, evaluation and study under FOLDER, oldest first: kind, objective or
-    protocol, stores, start, wall-clock, headline metric.
+    """Every recorded run, evaluation and study under FOLDER, oldest first.
+
+    One row each: kind, objective or protocol, stores, start, wall-clock, headline metric.
 
     Example: cli runs list runs/
     """
