@@ -5,6 +5,7 @@ extraction."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,19 @@ def test_predict_a_sample_clip_as_the_store_saw_it(meld_sample: Path, meld_store
 
 @pytest.mark.slow
 def test_a_classifier_without_text_needs_no_transcript(meld_sample: Path, meld_store: Path,
-                                                       meld_run: Path) -> None:
+                                                       meld_run: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     row = _test_clip(meld_sample, meld_store)
     classifier = meld_run / "eval" / "linear-video" / "classifier.pt"
-    out = run_predict(row["media_path"], run=meld_run, classifier=classifier, device="cpu")
+    with caplog.at_level(logging.WARNING):
+        out = run_predict(row["media_path"], run=meld_run, classifier=classifier, device="cpu")
     assert out["modalities"] == ["video"]
+    # the sample store was extracted with random weights: said once (beside the backbones'
+    # own warnings as they load), and in the result
+    random = open_store(meld_store).manifest.random_weights
+    assert random and list(out["random_weights"].values()) == [random]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "heads.run_record"]
+    assert warning.startswith(f"predict: RANDOM WEIGHTS in {', '.join(random)} of ")
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     expected = _stored_probabilities(classifier, meld_store, row["sample_id"])
     assert [out["probabilities"][n] for n in MELD_LABELS] == pytest.approx(expected.tolist(),
