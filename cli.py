@@ -604,13 +604,24 @@ def pretrain_cmd(
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint.")] = False,
+    monitor_store: Annotated[str | None, typer.Option(
+        help="A labelled store in the same feature space: log the k-NN accuracy of the "
+             "representations (train split as the bank, val split as queries) to "
+             "metrics.jsonl and TensorBoard while pretraining.")] = None,
+    monitor_every: Annotated[int, typer.Option(
+        help="Run the monitor every N epochs (and after the last).")] = 5,
+    monitor_linear: Annotated[bool, typer.Option(
+        help="The monitor also fits a quick linear probe.")] = False,
 ) -> None:
     """Pretrain the ConCluGen heads on a feature store with one self-supervised objective."""
+    from heads.pretrain.monitor import MonitorSettings
     from heads.pretrain.train import run_pretrain
 
+    watch = (None if monitor_store is None else
+             MonitorSettings(monitor_store, every=monitor_every, linear=monitor_linear))
     run = run_pretrain(store, objective, out, config=config, overrides=_parse_sets(set_),
                        modalities=_split_list(modalities), preset=preset, device=device,
-                       resume=resume, seed=seed, epochs=epochs, progress=True)
+                       resume=resume, seed=seed, epochs=epochs, progress=True, monitor=watch)
     console.print(f"[bold green]run complete[/]: {run}  (config.yaml, metrics.jsonl, "
                   "checkpoints/last.pt)")
 
