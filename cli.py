@@ -856,6 +856,14 @@ def study_cmd(
     quick: Annotated[bool, typer.Option(
         help="CPU-sized models and few epochs: the same study in minutes.")] = False,
     seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
+    pretrain_seeds: Annotated[int, typer.Option(
+        help="Pretraining runs per objective (seeds 0..N-1 from the config's); each row "
+             "pools every pretraining x probe seed: mean +- std (n=classifiers).")] = 1,
+    monitor: Annotated[bool, typer.Option(
+        help="Every pretraining run logs the online k-NN accuracy on the first downstream "
+             "store with classes (or --monitor-store).")] = False,
+    monitor_store: Annotated[str | None, typer.Option(
+        help="The labelled store the monitor uses (implies --monitor).")] = None,
     systems: Annotated[str, typer.Option(
         help="Comma-separated systems to run: conclugen (the paper's tables), clef (CLEF's "
              "text prototypes, trained and zero-shot; stores with label texts), avce "
@@ -869,7 +877,9 @@ def study_cmd(
     from heads.study.run import run_study
 
     folder = run_study(store, out, pretrain_store=pretrain_store, quick=quick, device=device,
-                       seeds=seeds, systems=_split_list(systems) or [])
+                       seeds=seeds, systems=_split_list(systems) or [],
+                       pretrain_seeds=pretrain_seeds, monitor=monitor,
+                       monitor_store=monitor_store)
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"[bold green]study complete[/]: {folder / 'results.md'} (every table), "
                   f"{folder / 'results.csv'}; per dataset: {folder}/<dataset>/results.md, "
