@@ -80,3 +80,15 @@ def test_a_monitor_store_of_another_feature_space_is_refused_naming_both(
 def test_monitor_settings_are_checked() -> None:
     with pytest.raises(MonitorError, match="--monitor-every"):
         MonitorSettings("store", every=0)
+
+
+def test_cli_pretrain_with_the_monitor(store_1view: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "pretrain", "--store", store_1view, "--out", str(tmp_path / "run"),
+        "--objective", "multi_cont", "--modalities", "audio,text", "--preset", "cpu",
+        "--epochs", "2", "--device", "cpu", "--monitor-store", store_1view,
+        "--monitor-every", "1", "--monitor-linear"])
+    assert result.exit_code == 0, result.output
+    epochs = read_metrics(tmp_path / "run", "epoch")
+    assert [sorted(k for k in r if k.startswith("monitor/")) for r in epochs] == [
+        ["monitor/knn_accuracy", "monitor/linear_accuracy", "monitor/time_s"]] * 2
