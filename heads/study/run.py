@@ -1,8 +1,9 @@
 """The paper's study in one command: every objective and ablation, beside the paper's numbers.
 
 :func:`run_study` follows the paper's protocol. Each objective (and each modality ablation) is
-pretrained once (``pretrain_seeds`` times, with seeds ``s0 .. s0 + N - 1`` from the config's
-``s0``; each row then pools every pretraining x probe seed) on the pretraining store (VoxCeleb2 in the paper, unlabelled) and evaluated
+pretrained once on the pretraining store (VoxCeleb2 in the paper, unlabelled; with
+``pretrain_seeds`` N, N times with seeds ``s0 .. s0 + N - 1`` from the config's ``s0``, and
+each row pools every pretraining x probe seed) and evaluated
 on every downstream store (MELD, CAER, CMU-MOSEI) with the linear protocol; Table 2 adds the
 supervised baseline (trained on the downstream store) and ConCluGen fine-tuned. Every downstream
 store must be in the pretraining store's feature space: all are checked before anything is
