@@ -604,13 +604,24 @@ def pretrain_cmd(
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint.")] = False,
+    monitor_store: Annotated[str | None, typer.Option(
+        help="A labelled store in the same feature space: log the k-NN accuracy of the "
+             "representations (train split as the bank, val split as queries) to "
+             "metrics.jsonl and TensorBoard while pretraining.")] = None,
+    monitor_every: Annotated[int, typer.Option(
+        help="Run the monitor every N epochs (and after the last).")] = 5,
+    monitor_linear: Annotated[bool, typer.Option(
+        help="The monitor also fits a quick linear probe.")] = False,
 ) -> None:
     """Pretrain the ConCluGen heads on a feature store with one self-supervised objective."""
+    from heads.pretrain.monitor import MonitorSettings
     from heads.pretrain.train import run_pretrain
 
+    watch = (None if monitor_store is None else
+             MonitorSettings(monitor_store, every=monitor_every, linear=monitor_linear))
     run = run_pretrain(store, objective, out, config=config, overrides=_parse_sets(set_),
                        modalities=_split_list(modalities), preset=preset, device=device,
-                       resume=resume, seed=seed, epochs=epochs, progress=True)
+                       resume=resume, seed=seed, epochs=epochs, progress=True, monitor=watch)
     console.print(f"[bold green]run complete[/]: {run}  (config.yaml, metrics.jsonl, "
                   "checkpoints/last.pt)")
 
@@ -845,6 +856,14 @@ def study_cmd(
     quick: Annotated[bool, typer.Option(
         help="CPU-sized models and few epochs: the same study in minutes.")] = False,
     seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
+    pretrain_seeds: Annotated[int, typer.Option(
+        help="Pretraining runs per objective (seeds 0..N-1 from the config's); each row "
+             "pools every pretraining x probe seed: mean +- std (n=classifiers).")] = 1,
+    monitor: Annotated[bool, typer.Option(
+        help="Every pretraining run logs the online k-NN accuracy on the first downstream "
+             "store with classes (or --monitor-store).")] = False,
+    monitor_store: Annotated[str | None, typer.Option(
+        help="The labelled store the monitor uses (implies --monitor).")] = None,
     systems: Annotated[str, typer.Option(
         help="Comma-separated systems to run: conclugen (the paper's tables), clef (CLEF's "
              "text prototypes, trained and zero-shot; stores with label texts), avce "
@@ -858,7 +877,9 @@ def study_cmd(
     from heads.study.run import run_study
 
     folder = run_study(store, out, pretrain_store=pretrain_store, quick=quick, device=device,
-                       seeds=seeds, systems=_split_list(systems) or [])
+                       seeds=seeds, systems=_split_list(systems) or [],
+                       pretrain_seeds=pretrain_seeds, monitor=monitor,
+                       monitor_store=monitor_store)
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"[bold green]study complete[/]: {folder / 'results.md'} (every table), "
                   f"{folder / 'results.csv'}; per dataset: {folder}/<dataset>/results.md, "

@@ -3,7 +3,9 @@
 Every record has ``kind`` (``"step"`` or ``"epoch"``), ``epoch`` and ``step`` (optimizer steps
 done); the rest are numbers (loss parts, lr, samples/s, feature std) or lists of numbers
 (cluster occupancy). TensorBoard event files go to ``RUN/tensorboard`` when the ``tensorboard``
-package is importable; the JSON lines are always written and are the source of truth.
+package is importable; the JSON lines are always written and are the source of truth. Each loss
+part's train and val epoch means share one chart (TensorBoard's Custom Scalars tab, section
+:data:`TRAIN_AND_VAL`), as do an evaluation's train and val losses per seed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from pipeline.progress import Progress
 log = logging.getLogger(__name__)
 
 FILE = "metrics.jsonl"
+#: The Custom Scalars section whose charts hold a train curve and its val curve together.
+TRAIN_AND_VAL = "train and val"
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -50,6 +55,7 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a", encoding="utf-8")
         self._tb = _tensorboard_writer(run_dir) if tensorboard else None
+        self._layout_written = False
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append one record (flushed at once: a killed run keeps what it logged)."""
@@ -63,6 +69,11 @@ class MetricsLog:
         if tb is None:
             return
         prefix = f"{record.get('kind', 'step')}/"
+        if prefix == "epoch/" and not self._layout_written:
+            # the parts are known from the first epoch's record: one chart per part with val
+            charts = {k: (prefix + k, f"{prefix}val/{k}") for k in record if f"val/{k}" in record}
+            add_train_val_layout(tb, charts)
+            self._layout_written = True
         for key, value in record.items():
             if key in ("kind", "step", "epoch"):
                 continue
@@ -87,6 +98,9 @@ def write_eval_scalars(out: Path, runs: Sequence[Mapping[str, Any]],
     if tb is None:
         return False
     try:
+        add_train_val_layout(tb, {f"seed{run['seed']} loss": (f"seed{run['seed']}/train_loss",
+                                                              f"seed{run['seed']}/val_loss")
+                                  for run in runs})
         for run in runs:
             for record in run.get("history", []):
                 for key, value in record.items():
@@ -100,6 +114,19 @@ def write_eval_scalars(out: Path, runs: Sequence[Mapping[str, Any]],
     finally:
         tb.close()
     return True
+
+
+def add_train_val_layout(tb: Any, charts: Mapping[str, tuple[str, str]]) -> None:
+    """Custom Scalars charts, each drawing a train tag and its val tag together.
+
+    Args:
+        tb: a ``SummaryWriter``.
+        charts: chart title -> (train tag, val tag).
+    """
+    if charts:
+        tb.add_custom_scalars({TRAIN_AND_VAL: {
+            title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]]
+            for title, tags in charts.items()}})
 
 
 def _tensorboard_writer(run_dir: Path) -> Any:

@@ -41,6 +41,39 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+#: Fewer test clips than this make a figure's numbers noisy enough to say so in its title.
+SMALL_SAMPLE = 100
+
+
+def caveats(random_weights: Sequence[str] = (), *, preset: str | None = None,
+            small: str | None = None) -> str:
+    """One line of what a figure's reader must know once it is on a slide: which backbone
+    weights were random, the preset (``quick``: cpu-sized, few epochs) and a small sample.
+    Empty when there is nothing to say.
+
+    Args:
+        random_weights: the store keys whose backbones had random weights.
+        preset: the preset the heads were trained with (None: the defaults).
+        small: a short note on the sample's size (``n=2 classifiers, 28 test clips``).
+    """
+    parts = []
+    if random_weights:
+        parts.append(f"RANDOM backbone weights ({', '.join(sorted(random_weights))})")
+    if preset:
+        parts.append(f"{preset} preset")
+    if small:
+        parts.append(small)
+    text = "; ".join(parts)
+    if random_weights or preset:
+        text += ": shows the pipeline runs, not what methods achieve"
+    return text
+
+
+def with_caveats(title: str, note: str) -> str:
+    """``title`` with the :func:`caveats` line below it (unchanged without one)."""
+    return f"{title}\n{note}" if note else title
+
+
 def row_normalised(counts: np.ndarray) -> np.ndarray:
     """Each row divided by its sum (rows without samples stay 0): [C, C] -> [C, C]."""
     counts = np.asarray(counts, dtype=np.float64)
@@ -227,7 +260,7 @@ def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
                        test: tuple[np.ndarray, np.ndarray] | None, what: str, seed: int,
                        max_points: int, test_labels: Sequence[str] | None = None,
                        scatter: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                       ) -> dict[str, object]:
+                       note: str = "") -> dict[str, object]:
     """The figures of one evaluation: ``confusion_<split>.png`` per split, with test data
     ``embedding_test.png`` and, for continuous targets, ``scatter_<split>.png`` per split.
 
@@ -244,6 +277,7 @@ def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
             :func:`label_strings`).
         scatter: split -> predictions and targets [n, T] (continuous targets; ``label_names``
             then names the targets' signs).
+        note: the :func:`caveats` line under every title.
 
     Returns:
         the file names written: ``{"confusion": {split: name}, "embedding": name or None}``
@@ -252,12 +286,14 @@ def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
     files: dict[str, object] = {"confusion": {}}
     draw = plot_multilabel_confusion if multilabel else plot_confusion
     for split, counts in confusions.items():
-        path = draw(counts, label_names, out / f"confusion_{split}.png", title=f"{what}, {split}")
+        path = draw(counts, label_names, out / f"confusion_{split}.png",
+                    title=with_caveats(f"{what}, {split}", note))
         files["confusion"][split] = path.name  # type: ignore[index]
     if scatter:
         names = [n.removesuffix(" > 0") for n in label_names]
         files["scatter"] = {split: plot_scatter(p, t, names, out / f"scatter_{split}.png",
-                                                title=f"{what}, {split}", seed=seed,
+                                                title=with_caveats(f"{what}, {split}", note),
+                                                seed=seed,
                                                 max_points=max_points).name
                             for split, (p, t) in scatter.items()}
     if test is not None:
@@ -269,7 +305,8 @@ def evaluation_figures(out: Path, *, confusions: Mapping[str, Sequence],
                                                               replace=False))
             features, labels = features[pick], [labels[i] for i in pick]
         drawn = plot_embedding(features, labels, out / "embedding_test.png", seed=seed,
-                               title=f"{what}, test representations (t-SNE)")
+                               title=with_caveats(f"{what}, test representations (t-SNE)",
+                                                  note))
         files["embedding"] = drawn.name if drawn is not None else None
     return files
 

@@ -49,3 +49,14 @@ def test_gpu_suite_refuses_unknown_arguments() -> None:
     result = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--fast"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_monitor_benchmark_prints_its_ratios() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "benchmarks/monitor_cost.py", "--epochs", "2",
+                             "--scale", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ratios = re.findall(r"ratio monitor / epoch (\d+\.\d+)", result.stdout)
+    assert len(ratios) == 4, result.stdout

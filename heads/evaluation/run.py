@@ -261,7 +261,7 @@ def _save_model(path: Path, fs: FeatureStore, setup: EvalSetup, first: SeedResul
 def _figures(setup: EvalSetup, first: SeedResult, data: Mapping[str, LabelledSplit],
              out: Path) -> dict[str, Any]:
     # heads.plots imports matplotlib (about 2 s): only an evaluation that draws loads it
-    from heads.plots import evaluation_figures, sign_strings
+    from heads.plots import SMALL_SAMPLE, caveats, evaluation_figures, sign_strings
 
     scored = first.scored
     test, labels = None, None
@@ -277,7 +277,12 @@ def _figures(setup: EvalSetup, first: SeedResult, data: Mapping[str, LabelledSpl
                               test=test, test_labels=labels,
                               scatter=first.predictions or None,
                               what=f"{setup.protocol} ({'+'.join(setup.spec.modalities)})",
-                              seed=first.seed, max_points=setup.cfg.tsne_max_points)
+                              seed=first.seed, max_points=setup.cfg.tsne_max_points,
+                              note=caveats(setup.store.manifest.random_weights
+                                           if setup.store is not None else (),
+                                           small=f"{len(data['test'])} test clips"
+                                           if "test" in data
+                                           and len(data["test"]) < SMALL_SAMPLE else None))
 
 
 def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,

@@ -34,6 +34,7 @@ from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, ch
 from heads.metrics_log import MetricsLog, ProgressBar
 from heads.models import ConCluGenHeads
 from heads.outputs import claim_output, disk_errors
+from heads.pretrain.monitor import Monitor, MonitorSettings, open_monitor
 from heads.pretrain.objectives import (Objective, get_objective, model_spec,
                                       resolve_objective_config)
 from heads.pretrain.record import run_header, write_pretrain_record
@@ -113,7 +114,7 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
                  overrides: dict[str, Any] | None = None, modalities: Sequence[str] | None = None,
                  preset: str | None = None, device: str = "auto", resume: bool = False,
                  seed: int | None = None, epochs: int | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, monitor: MonitorSettings | None = None) -> Path:
     """Pretrain the heads with ``objective`` on the features in ``store``.
 
     Args:
@@ -130,6 +131,8 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
         seed: seeds model init, batch order and k-means (default: the config's, 0).
         epochs: total epochs (default: the config's).
         progress: show a progress bar with samples/s.
+        monitor: log the k-NN (and linear) accuracy of the representations on a labelled
+            store every few epochs (:mod:`heads.pretrain.monitor`); None: no monitor.
 
     Returns:
         the run folder, holding ``config.yaml``, ``metrics.jsonl`` (its first record, kind
@@ -138,6 +141,8 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
 
     Raises:
         ConfigError, DataError, CheckpointError: bad settings, store or run folder.
+        MonitorError: the monitor store is in another feature space, unlabelled or lacks a
+            train or val split (checked before the first step).
         NonFiniteLossError: a loss part became NaN/Inf (names the step, part and checkpoint).
     """
     run_dir = Path(out)
@@ -154,10 +159,12 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
             warn_random_weights(fs.url, fs.manifest.random_weights, command="pretrain")
             run = _build(fs, cfg, resolve_device(device), payload)
             try:
+                watch = None if monitor is None else _monitor(monitor, run, fs)
                 with disk_errors(run_dir / "config.yaml"):
                     (run_dir / "config.yaml").write_text(yaml.safe_dump(run.cfg.to_dict(),
                                                                         sort_keys=False))
-                _train(run, run_dir, progress=progress, resumed=payload is not None)
+                _train(run, run_dir, progress=progress, resumed=payload is not None,
+                       monitor=watch)
             finally:
                 run.close()
             write_pretrain_record(run_dir, fs, run.cfg.to_dict(), run.static, clock)
@@ -224,7 +231,17 @@ def _build(fs: FeatureStore, cfg: TrainConfig, dev: torch.device,
     return run
 
 
-def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool) -> None:
+def _monitor(settings: MonitorSettings, run: _Run, fs: FeatureStore) -> Monitor:
+    """The monitor store checked against the run's feature space and read onto its device."""
+    with open_store(settings.store) as store:
+        return open_monitor(settings, store, layout=run.static["layout"],
+                            feature_space=run.static["feature_space"], pretrain_store=fs.url,
+                            pretrain_store_id=fs.store_id,
+                            device=next(run.model.parameters()).device)
+
+
+def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool,
+           monitor: Monitor | None = None) -> None:
     """The loop: epochs of steps, then evaluation, metrics and a checkpoint per epoch."""
     cfg, ckpt_dir = run.cfg, run_dir / "checkpoints"
     metrics = MetricsLog(run_dir, tensorboard=cfg.output.tensorboard,
@@ -265,6 +282,8 @@ def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool) -> None:
                        "samples_per_s": seen / elapsed, "time_s": elapsed}
             if run.val_data is not None:
                 summary.update(evaluate(run.model, run.objective, run.val_data, epoch=epoch))
+            if monitor is not None and monitor.settings.due(epoch, cfg.epochs):
+                summary.update(monitor.evaluate(run.model))
             metrics.log(summary)
             log.info("epoch %d: loss %.4f, %.0f samples/s", epoch, summary.get("loss", math.nan),
                      summary["samples_per_s"])

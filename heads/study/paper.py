@@ -100,6 +100,16 @@ class PaperResults:
         """The paper's name for a store's dataset (None: the paper did not report it)."""
         return self.datasets.get(dataset)
 
+    def cell(self, table: str, key: str, dataset: str, metric: str) -> float | str:
+        """The paper's number as a table shows it: the value, ``n/a`` (dataset not reported)
+        or ``-`` (not in its table)."""
+        if self.column(dataset) is None:
+            return "n/a"
+        if table not in self.tables:
+            return "-"
+        value = self.number(table, key, dataset, metric)
+        return "-" if value is None else value
+
     def number(self, table: str, key: str, dataset: str, metric: str) -> float | None:
         """The paper's value in percent, or None where it reported none.
 

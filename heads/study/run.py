@@ -1,7 +1,9 @@
 """The paper's study in one command: every objective and ablation, beside the paper's numbers.
 
 :func:`run_study` follows the paper's protocol. Each objective (and each modality ablation) is
-pretrained **once** on the pretraining store (VoxCeleb2 in the paper, unlabelled) and evaluated
+pretrained once on the pretraining store (VoxCeleb2 in the paper, unlabelled; with
+``pretrain_seeds`` N, N times with seeds ``s0 .. s0 + N - 1`` from the config's ``s0``, and
+each row pools every pretraining x probe seed) and evaluated
 on every downstream store (MELD, CAER, CMU-MOSEI) with the linear protocol; Table 2 adds the
 supervised baseline (trained on the downstream store) and ConCluGen fine-tuned. Every downstream
 store must be in the pretraining store's feature space: all are checked before anything is
@@ -12,8 +14,11 @@ numbers (:mod:`heads.study.paper`) beside ours::
     OUT/results.md                every dataset's tables, with links to their files
     OUT/run.json                  the run record: command, request, stores, software, host,
                                   device, wall-clock, and the evaluation folders the tables read
+    OUT/study.json                the study's request (stores, seeds, systems, monitor)
+    OUT/wall-clock.json           seconds of each run and evaluation this study carried out
     OUT/results.csv               every row of every dataset (percent)
     OUT/runs/<run>/               the runs pretrained on the pretraining store
+    OUT/runs/<run>-seed<s>/       the same run with pretraining seed s (pretrain_seeds > 1)
     OUT/<dataset>/results.md      Table 2 and Tables 3-5 of this dataset: ours, paper, difference
     OUT/<dataset>/results.csv     the same rows with each evaluation's identity (percent)
     OUT/<dataset>/results.png     bars: ours; black ticks: the paper's
@@ -38,20 +43,23 @@ its downstream store, config, seeds and the run's checkpoint (store and step) ar
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from heads.config import resolve_config
 from heads.data import DataError
 from heads.outputs import claim_output, write_json_atomic
+from heads.pretrain.monitor import MonitorSettings
 from heads.run_record import one_warning, start_clock
 from heads.runtime import resolve_device
+from heads.study.clock import WallClock
 from heads.study.plan import check_stores, check_systems, plan_targets, read_facts
 from heads.study.record import study_stores, warn_study_stores, write_study_record
 from heads.study.runner import QUICK_EPOCHS, StudyRunner
 from heads.study.systems import avce_row, clef_rows
 from heads.study.tables import write_study
-from heads.study.types import BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, SYSTEMS, TableRow, Target
+from heads.study.types import (BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, SYSTEMS, StoreFacts,
+                               TableRow, Target)
 from pipeline.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,7 +68,8 @@ log = logging.getLogger(__name__)
 def run_study(stores: str | Sequence[str], out: str | Path, *,
               pretrain_store: str | None = None, quick: bool = False, device: str = "auto",
               seeds: int = 1, extras: bool = True, progress: bool = True,
-              systems: Sequence[str] = SYSTEMS) -> Path:
+              systems: Sequence[str] = SYSTEMS, pretrain_seeds: int = 1,
+              monitor: bool = False, monitor_store: str | None = None) -> Path:
     """Run the study and write its tables (see the module docstring for the layout).
 
     Args:
@@ -73,12 +82,18 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             study on the sample datasets in minutes on two CPU cores (the numbers then only
             show that the pipeline works).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        seeds: seeds per evaluation (mean and std reported); each run is pretrained once,
-            with the pretraining config's seed.
+        seeds: seeds per evaluation (mean and std reported).
+        pretrain_seeds: pretraining runs per objective, seeds ``s0 .. s0 + N - 1`` (``s0``: the
+            pretraining config's seed); the tables pool every pretraining x probe seed.
         extras: also this project's rows below the paper's (:data:`EXTRA_ROWS`).
         progress: progress bars for each run.
         systems: which of :data:`SYSTEMS` to run (``conclugen``: the paper's tables; ``clef``,
             ``avce``: the other systems' rows); each where it applies.
+        monitor: every pretraining run logs the online k-NN accuracy
+            (:mod:`heads.pretrain.monitor`) on ``monitor_store``, or the first downstream store
+            with classes.
+        monitor_store: the labelled store the monitor uses (implies ``monitor``); it must be in
+            the pretraining store's feature space (checked before anything is trained).
 
     Returns:
         ``out``.
@@ -88,7 +103,8 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             differing fields are named; nothing was trained).
         DataError: a downstream store without labels or a train, val or test split; a
             pretraining store without a train split.
-        ConfigError: ``seeds`` below 1; an unknown or no system.
+        ConfigError: ``seeds`` or ``pretrain_seeds`` below 1; an unknown or no system; a
+            monitor without a downstream store with classes.
         CheckpointError: a run folder in ``out`` that this study cannot continue (another
             store or other settings).
     """
@@ -97,26 +113,33 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
         raise DataError("the study needs at least one downstream store")
     if seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    if pretrain_seeds < 1:
+        raise ConfigError(f"--pretrain-seeds must be >= 1, got {pretrain_seeds}")
     chosen = check_systems(systems)
     out = Path(out)
     modality_keys = resolve_config("conclugen").modality_keys
     downstream = [read_facts(s) for s in stores]
     pre = read_facts(pretrain_store) if pretrain_store is not None else None
     check_stores(pre, downstream, modality_keys)
+    watch = _monitor(pre, downstream, monitor_store, modality_keys) if (
+        monitor or monitor_store) else None
     targets = plan_targets(pre, downstream, out)
     clock, read = start_clock(), study_stores(pre, downstream)
     request = {"stores": stores, "pretrain_store": pretrain_store, "quick": quick,
-               "seeds": seeds, "extras": extras, "systems": list(chosen)}
+               "seeds": seeds, "pretrain_seeds": pretrain_seeds, "extras": extras,
+               "systems": list(chosen), "monitor": None if watch is None else watch.store}
     # Never another's folder or a store, one study at a time; study.json marks the folder as a
     # study's from its first moment, so a study stopped early is continued, not refused.
     with one_warning(), claim_output(out, "study"):
         warn_study_stores(read)  # once here: the runs and evaluations below say nothing more
         write_json_atomic(out / STUDY_RECORD, request)
         runner = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
-                             modality_keys=modality_keys)
+                             modality_keys=modality_keys, clock=WallClock(out),
+                             pretrain_seeds=pretrain_seeds, monitor=watch)
         results = {target.name: target_rows(runner, target, chosen, extras=extras)
                    for target in targets}
-        write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
+        write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS,
+                    pretrain_seeds=pretrain_seeds)
         write_study_record(out, {**request, "device": device}, read, runner.evaluations,
                            device=str(resolve_device(device)), clock=clock)
     log.info("study written to %s", out)
@@ -125,6 +148,24 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
 
 #: The study's request, written first (atomically) into its folder.
 STUDY_RECORD = "study.json"
+
+
+def _monitor(pre: StoreFacts | None, downstream: Sequence[StoreFacts], store: str | None,
+             modality_keys: Mapping[str, Sequence[str]]) -> MonitorSettings:
+    """The monitor of every pretraining run: on ``store`` (checked like a downstream store,
+    before anything is trained) or on the first downstream store with classes."""
+    if store is not None:
+        facts = read_facts(store)
+        if facts.classes_reason is not None or facts.multilabel:
+            raise ConfigError(f"--monitor-store {store}: the k-NN monitor needs a single-label "
+                              f"store with classes ({facts.classes_reason or 'multi-label'})")
+        check_stores(pre or downstream[0], [facts], modality_keys)
+        return MonitorSettings(store)
+    for facts in downstream:
+        if facts.classes_reason is None and not facts.multilabel:
+            return MonitorSettings(facts.url)
+    raise ConfigError("--monitor: no downstream store has single-label classes to monitor "
+                      "with; name one with --monitor-store")
 
 
 def target_rows(runner: StudyRunner, target: Target, systems: Collection[str], *,

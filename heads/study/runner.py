@@ -1,5 +1,10 @@
-"""Runs the study's rows: each run pretrained once, each evaluation once, both only when a
-previous study in the same folder did not leave them up to date."""
+"""Runs the study's rows: each run pretrained once per pretraining seed, each evaluation once,
+both only when a previous study in the same folder did not leave them up to date.
+
+A row of the paper's tables pools its pretraining seeds: seed ``s`` of run ``<run>`` lives in
+``runs/<run>`` for the config's seed (the folder of a study with one seed, so a study re-run with
+more seeds keeps it) and in ``runs/<run>-seed<s>`` otherwise; its evaluations likewise in
+``eval/<run>[-seed<s>]/``. CLEF's zero-shot prototypes use the first seed's ConCluGen run."""
 
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from heads.eval_config import resolve_eval_config
 from heads.evaluation.run import METRICS, eval_name, run_eval
 from heads.metrics_log import read_metrics
 from heads.outputs import write_json_atomic
+from heads.pretrain.monitor import MonitorSettings
 from heads.pretrain.train import run_pretrain
+from heads.study.clock import WallClock
 from heads.study.plan import present_modalities, pretrain_modalities, run_name, skip_reason
 from heads.study.types import Method, TableRow, Target
 
@@ -32,9 +39,11 @@ class StudyRunner:
     previous call did not leave them up to date."""
 
     def __init__(self, *, quick: bool, device: str, seeds: int, progress: bool,
-                 modality_keys: Mapping[str, Sequence[str]]) -> None:
+                 modality_keys: Mapping[str, Sequence[str]], clock: WallClock,
+                 pretrain_seeds: int = 1, monitor: MonitorSettings | None = None) -> None:
         self.quick, self.device, self.seeds = quick, device, seeds
         self.progress, self.modality_keys = progress, modality_keys
+        self.clock, self.pretrain_seeds, self.monitor = clock, pretrain_seeds, monitor
         self.preset = "cpu" if quick else None
         self.steps: dict[Path, int] = {}  # run folder -> its checkpoint's step
         self.evaluations: dict[Path, dict[str, Any]] = {}
@@ -62,26 +71,40 @@ class StudyRunner:
             folder = target.folder / "eval" / "supervised"
             metrics = self.evaluate(target, folder, protocol="supervised", run=None,
                                     modalities=tuple(present))
-        else:
-            name = run_name(method, pretrain)
-            run = self.pretrain(method, target, target.runs / name, pretrain)
-            modalities = pretrain_modalities(method, pretrain)
-            probe = method.probe if method.protocol == "linear" else None
+            return TableRow(method.key, method.label, metrics, None,
+                            seconds=self.clock.total([folder]))
+        modalities = pretrain_modalities(method, pretrain)
+        probe = method.probe if method.protocol == "linear" else None
+        evaluations, used = [], []
+        for name, seed in self.seeded_names(method, run_name(method, pretrain)):
+            run = self.pretrain(method, target, target.runs / name, pretrain, seed=seed)
             folder = (target.folder / "eval" / name /
                       eval_name(method.protocol, probe or modalities, modalities, "concat"))
-            metrics = self.evaluate(target, folder, protocol=method.protocol, run=run,
-                                    modalities=probe)
-        return TableRow(method.key, method.label, metrics, None)
+            evaluations.append(self.evaluate(target, folder, protocol=method.protocol, run=run,
+                                             modalities=probe))
+            used += [run, folder]
+        return TableRow(method.key, method.label, evaluations[0], None,
+                        evaluations=tuple(evaluations), seconds=self.clock.total(used))
+
+    def seeded_names(self, method: Method, name: str) -> list[tuple[str, int]]:
+        """The run folders of ``name`` with their pretraining seeds: the config's seed ``s0`` in
+        ``name``, the next ones ``s0 + k`` in ``name-seed<s0 + k>``."""
+        assert method.objective is not None
+        first = resolve_config(method.objective, preset=self.preset).seed
+        return [(name, first)] + [(f"{name}-seed{first + k}", first + k)
+                                  for k in range(1, self.pretrain_seeds)]
 
     def pretrain(self, method: Method, target: Target, run_dir: Path,
-                 pretrain: Mapping[str, Sequence[str]]) -> Path:
+                 pretrain: Mapping[str, Sequence[str]], *, seed: int | None = None) -> Path:
+        """Pretrain ``method``'s run in ``run_dir`` with ``seed`` (None: the config's), unless
+        this call or an earlier one already did with the same store and config."""
         if run_dir in self.steps:
             return run_dir
         assert method.objective is not None
         modalities = pretrain_modalities(method, pretrain)
         epochs = QUICK_EPOCHS if self.quick else None
         cfg = resolve_config(method.objective, preset=self.preset, modalities=modalities,
-                             epochs=epochs)
+                             epochs=epochs, seed=seed)
         # modality_keys: the run records the keys the store had, not the default ones
         request = {"store_id": target.pretrain.store_id,
                    "config": {k: v for k, v in cfg.to_dict().items() if k != "modality_keys"}}
@@ -93,9 +116,11 @@ class StudyRunner:
                 self.steps[run_dir] = int(done["step"])
                 return run_dir
         try:
-            run_pretrain(target.pretrain.url, method.objective, run_dir, preset=self.preset,
-                         modalities=list(modalities), epochs=epochs, device=self.device,
-                         resume=(run_dir / "config.yaml").exists(), progress=self.progress)
+            with self.clock.timing(run_dir):
+                run_pretrain(target.pretrain.url, method.objective, run_dir, preset=self.preset,
+                             modalities=list(modalities), epochs=epochs, device=self.device,
+                             resume=(run_dir / "config.yaml").exists(), seed=seed,
+                             progress=self.progress, monitor=self.monitor)
         except CheckpointError as err:
             raise CheckpointError(f"study: {run_dir} holds a run that this study cannot "
                                   f"continue ({err}); remove that folder to pretrain it "
@@ -119,9 +144,10 @@ class StudyRunner:
         if metrics is None:
             # Not up to date: this study's own evaluation of another config or checkpoint,
             # replaced (the tables point at exactly the evaluations they read).
-            metrics = run_eval(target.store.url, run=run, protocol=protocol, out=folder,
-                               modalities=modalities, preset=self.preset, seeds=self.seeds,
-                               device=self.device, progress=self.progress, overwrite=True)
+            with self.clock.timing(folder):
+                metrics = run_eval(target.store.url, run=run, protocol=protocol, out=folder,
+                                   modalities=modalities, preset=self.preset, seeds=self.seeds,
+                                   device=self.device, progress=self.progress, overwrite=True)
         self.evaluations[folder] = metrics
         return metrics
 

@@ -54,9 +54,10 @@ def clef_rows(runner: StudyRunner, target: Target) -> list[TableRow]:
         run = runner.pretrain(ZERO_SHOT_RUN, target,
                               target.runs / run_name(ZERO_SHOT_RUN, pretrain), pretrain)
     log.info("study %s: %s", target.name, trained.label)
-    metrics = runner.evaluate(target, target.folder / "eval" / "clef", protocol="clef",
-                              run=run, modalities=None)
-    return [TableRow(trained.key, trained.label, metrics, None),
+    folder = target.folder / "eval" / "clef"
+    metrics = runner.evaluate(target, folder, protocol="clef", run=run, modalities=None)
+    seconds = runner.clock.total([folder] if run is None else [run, folder])
+    return [TableRow(trained.key, trained.label, metrics, None, seconds=seconds),
             zero_shot_row(zero, metrics, no_run)]
 
 
@@ -67,9 +68,10 @@ def avce_row(runner: StudyRunner, target: Target) -> TableRow:
         log.warning("study %s: AVCE skipped: %s", target.name, reason)
         return TableRow(AVCE_ROW.key, AVCE_ROW.label, None, reason)
     log.info("study %s: %s", target.name, AVCE_ROW.label)
-    metrics = runner.evaluate(target, target.folder / "eval" / "avce", protocol="avce",
-                              run=None, modalities=None)
-    return TableRow(AVCE_ROW.key, AVCE_ROW.label, metrics, None)
+    folder = target.folder / "eval" / "avce"
+    metrics = runner.evaluate(target, folder, protocol="avce", run=None, modalities=None)
+    return TableRow(AVCE_ROW.key, AVCE_ROW.label, metrics, None,
+                    seconds=runner.clock.total([folder]))
 
 
 def clef_skip_reason(store: StoreFacts) -> str | None:
@@ -95,7 +97,8 @@ def avce_skip_reason(store: StoreFacts) -> str | None:
 
 def zero_shot_row(method: Method, metrics: Mapping[str, Any], no_run: str | None) -> TableRow:
     """CLEF's zero-shot row from its evaluation's ``details.zero_shot`` (test split; one
-    score, the prototypes are not trained), or why it did not run."""
+    score, the prototypes are not trained: one run, no confusion matrix of its own), or why it
+    did not run."""
     zero = (metrics.get("details") or {}).get("zero_shot") or {}
     if not zero.get("ran"):
         reason = (f"no ConCluGen run to take the text head from: {no_run}" if no_run
@@ -104,8 +107,10 @@ def zero_shot_row(method: Method, metrics: Mapping[str, Any], no_run: str | None
     test = (zero.get("splits") or {}).get("test") or {}
     summary = {"test": {k: {"mean": v, "std": None} for k, v in test.items()
                         if v is None or isinstance(v, int | float)}}
+    seeds = list(metrics.get("seeds", []))[:1]
     return TableRow(method.key, method.label,
-                    {**metrics, "summary": summary, "seeds": list(metrics.get("seeds", []))[:1]})
+                    {**metrics, "summary": summary, "seeds": seeds, "files": {},
+                     "runs": [{"seed": s, "splits": {"test": test}} for s in seeds]})
 
 
 __all__ = ["AVCE_ROW", "CLEF_ROWS", "ZERO_SHOT_RUN", "avce_row", "avce_skip_reason",

@@ -6,7 +6,8 @@ paper's and the difference, in Markdown (``results.md``), CSV (``results.csv``) 
 (``results.png``); and, at the top of the study folder, one ``results.md`` holding every
 dataset's tables with links to their files and one ``results.csv`` with every row.
 
-Cells: ours in percent (``mean +- std`` with several seeds); the paper's as printed; ``n/a``
+Cells: ours in percent (``mean +- std (n=N)`` over N pretraining x probe seeds when N > 1);
+the paper's as printed; ``n/a``
 where the paper reports nothing for the dataset; ``-`` where its table has no such column (Table
 2 reports accuracy only); ``skipped`` where a row could not run (the Notes column says why).
 
@@ -20,26 +21,20 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from heads.study.chart import chart
+from heads.study.details import detail_lines
 from heads.study.paper import PaperResults, paper_results
-from heads.study.types import TableRow, Target
+from heads.study.types import GROUPS, SHOWN, StudySettings, TableRow, Target
 
 log = logging.getLogger(__name__)
 
-#: The paper's columns: metric key -> header (test split, weighted by class support).
-SHOWN = {"accuracy": "Acc", "f1_weighted": "F1", "precision_weighted": "Prec",
-         "recall_weighted": "Rec"}
 #: Further metrics in the CSV files only.
 CSV_ONLY = ("f1_macro", "weighted_accuracy", "subset_accuracy")
-#: The groups of classification rows of one dataset, in order: which of the paper's tables
-#: each comes from (``systems``: the other systems' classifiers, CLEF).
-GROUPS = {"baselines": "Table 2", "objectives": "Tables 3-5", "extras": "not in the paper",
-          "systems": "other systems"}
 RULE = "not in the paper"
 #: The regression table's metrics (AVCE): key -> header; each also per target.
 REGRESSION = {"ccc": "CCC", "pcc": "PCC", "rmse": "RMSE", "sagr": "SAGR"}
@@ -52,7 +47,7 @@ OTHER_SYSTEMS = ("Other systems on the same features: CLEF (Zhang et al., \"Weak
 
 def write_study(out: Path, targets: Sequence[Target],
                 results: Mapping[str, Mapping[str, Sequence[TableRow]]], *, quick: bool,
-                seeds: int, epochs: int) -> None:
+                seeds: int, epochs: int, pretrain_seeds: int = 1) -> None:
     """Write every dataset's files and the study's ``results.md`` and ``results.csv`` (and
     ``results_regression.csv`` when AVCE ran).
 
@@ -63,22 +58,23 @@ def write_study(out: Path, targets: Sequence[Target],
         quick: the study ran with the cpu presets (said in every caption).
         seeds: seeds per evaluation.
         epochs: pretraining epochs of a quick study.
+        pretrain_seeds: pretraining runs per objective (the rows pool them).
     """
     paper = paper_results()
+    how = StudySettings(quick=quick, seeds=seeds, epochs=epochs, pretrain_seeds=pretrain_seeds)
     index = ["# ConCluGen study", "", *_overview(targets, paper), ""]
     every: list[dict[str, Any]] = []
     every_regression: list[dict[str, Any]] = []
     for target in targets:
         groups = results[target.name]
         target.folder.mkdir(parents=True, exist_ok=True)
-        files = _write_dataset(target, groups, paper, quick=quick, seeds=seeds, epochs=epochs)
+        files = _write_dataset(target, groups, paper, how)
         every += files.rows
         every_regression += files.regression
         links = ", ".join(f"[{target.name}/{name}]({target.name}/{name})"
                           for name in files.names)
         index += [f"## {target.name}", "", f"Files: {links}", "",
-                  *dataset_tables(target, groups, paper, level=3, quick=quick, seeds=seeds,
-                                  epochs=epochs), ""]
+                  *dataset_tables(target, groups, paper, level=3, how=how, links_from=out), ""]
     (out / "results.md").write_text("\n".join(index).rstrip() + "\n", encoding="utf-8")
     write_csv(out / "results.csv", every)
     if every_regression:
@@ -95,47 +91,27 @@ class DatasetFiles:
 
 
 def _write_dataset(target: Target, groups: Mapping[str, Sequence[TableRow]],
-                   paper: PaperResults, *, quick: bool, seeds: int,
-                   epochs: int) -> DatasetFiles:
+                   paper: PaperResults, how: StudySettings) -> DatasetFiles:
     """One dataset's ``results.md``, ``results.csv``, ``results.png`` (when it has
     classification rows) and ``results_regression.csv`` (when it has regression rows)."""
     rows = [r for group in GROUPS
             for r in _csv_rows(target, group, groups.get(group, ()), paper)]
     write_csv(target.folder / "results.csv", rows)
     names = ["results.md", "results.csv"]
-    chart = _chart(target, groups, paper)
-    if chart:
+    drawn = chart(target, groups, paper, how)
+    if drawn:
         names.append("results.png")
     regression = regression_csv_rows(target, groups.get("regression", ()))
     if regression:
         write_csv(target.folder / REGRESSION_CSV, regression)
         names.append(REGRESSION_CSV)
     lines = [f"# ConCluGen study: {target.name}", "",
-             *dataset_tables(target, groups, paper, level=2, quick=quick, seeds=seeds,
-                             epochs=epochs)]
-    if chart:
+             *dataset_tables(target, groups, paper, level=2, how=how,
+                             links_from=target.folder)]
+    if drawn:
         lines += ["", "![ours (bars) and the paper's (ticks)](results.png)"]
     (target.folder / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return DatasetFiles(tuple(names), rows, regression)
-
-
-def _chart(target: Target, groups: Mapping[str, Sequence[TableRow]],
-           paper: PaperResults) -> bool:
-    """``results.png``: the classification rows, a dashed line before Tables 3-5 and before
-    the other systems; False (no file) when none of them ran."""
-    # heads.plots imports matplotlib (about 2 s): only a study that draws its chart loads it
-    from heads.plots import plot_study
-
-    if all(row.metrics is None for g in GROUPS for row in groups.get(g, ())):
-        return False
-    labels, ours, theirs = _chart_data(target, groups, paper)
-    sizes = [len(groups.get(g, ())) for g in GROUPS]
-    starts = sorted({sum(sizes[:k]) for k in (1, 2, 3)})  # extras sit right below Tables 3-5
-    plot_study(ours, labels, SHOWN, target.folder / "results.png",
-               paper=theirs if any(not math.isnan(v) for p in theirs for v in p.values())
-               else None, groups=[k for k in starts if 0 < k < len(labels)],
-               title=f"{target.name}: test, ours (bars) and the paper's (ticks)")
-    return True
 
 
 def _overview(targets: Sequence[Target], paper: PaperResults) -> list[str]:
@@ -153,14 +129,14 @@ def _overview(targets: Sequence[Target], paper: PaperResults) -> list[str]:
             "data of this project (`heads/study/paper_results.yaml`)."]
 
 
-def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,
-             epochs: int) -> list[str]:
+def _caption(target: Target, paper: PaperResults, how: StudySettings) -> list[str]:
     s, pre = target.store, target.pretrain
     if target.own:
         trained = ("Heads pretrained on the downstream store itself, not on VoxCeleb2 as in "
                    "the paper: not the paper's protocol.")
     else:
-        trained = (f"Heads pretrained once per objective on `{pre.url}` (dataset "
+        times = "once" if how.pretrain_seeds == 1 else f"{how.pretrain_seeds} times (seeds)"
+        trained = (f"Heads pretrained {times} per objective on `{pre.url}` (dataset "
                    f"`{pre.dataset}`, store_id `{pre.store_id[:12]}`, "
                    f"{pre.rows.get('train', 0)} train clips), evaluated on "
                    f"`{s.url}` (store_id `{s.store_id[:12]}`), a store in the same feature "
@@ -172,30 +148,34 @@ def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,
     source = (f"Paper: the {column} column of {paper.source.citation()}." if column else
               f"Paper: n/a, it reports no results on dataset `{s.dataset}` (only on "
               f"{', '.join(paper.datasets)}).")
-    plus = " +- std" if seeds > 1 else ""
+    runs = how.seeds * how.pretrain_seeds
+    pooled = (f"mean over {how.pretrain_seeds} pretraining x {how.seeds} probe seed(s) of each "
+              "row's runs" if how.pretrain_seeds > 1 else f"mean over {how.seeds} seed(s)")
+    plus = " +- sample std (n=classifiers)" if runs > 1 else ""
     tested = s.labelled if s.classes_reason is None else s.with_targets
     lines = [trained, "",
              f"Test split: {tested.get('test', 0)} clips. Metrics in percent, weighted by "
-             f"class support as in the paper; ours: mean over {seeds} seed(s){plus}; "
+             f"class support as in the paper; ours: {pooled}{plus}; "
              "Δ = ours - paper, in points. " + source]
     random = sorted(set(s.random_weights) | set(pre.random_weights))
     if random:
         lines += ["", f"Random backbone weights ({', '.join(random)}): the numbers show that "
                       "the pipeline runs, not what the methods achieve."]
-    if quick:
-        lines += ["", f"Quick: the cpu presets and {epochs} pretraining epochs; the numbers "
+    if how.quick:
+        lines += ["", f"Quick: the cpu presets and {how.epochs} pretraining epochs; the numbers "
                       "show that the pipeline runs, not what the methods achieve."]
     return lines
 
 
 def dataset_tables(target: Target, groups: Mapping[str, Sequence[TableRow]],
-                   paper: PaperResults, *, level: int, quick: bool, seeds: int,
-                   epochs: int) -> list[str]:
-    """One dataset's caption and tables (Table 2, Tables 3-5, the other systems' tables),
-    headings at ``level``; a group without rows (a system not run) has no table."""
+                   paper: PaperResults, *, level: int, how: StudySettings,
+                   links_from: Path) -> list[str]:
+    """One dataset's caption and tables (Table 2, Tables 3-5, the other systems' tables, the
+    per-row details with links relative to ``links_from``), headings at ``level``; a group
+    without rows (a system not run) has no table."""
     h, dataset = "#" * level, target.store.dataset
     two, objectives = paper.tables["baselines"], paper.tables["objectives"]
-    lines = _caption(target, paper, quick=quick, seeds=seeds, epochs=epochs)
+    lines = _caption(target, paper, how)
     if groups.get("baselines"):
         lines += ["", f"{h} {two.source}: {two.caption}", "",
                   *table_lines(groups["baselines"], "baselines", dataset, paper)]
@@ -211,6 +191,8 @@ def dataset_tables(target: Target, groups: Mapping[str, Sequence[TableRow]],
     if groups.get("regression"):
         lines += ["", f"{h} Other systems: valence/arousal regression (test split)", "",
                   *regression_lines(groups["regression"], target.store.targets)]
+    lines += detail_lines([r for g in GROUPS for r in groups.get(g, ())], links_from,
+                          level=level)
     return [*lines, "",
             "n/a: the paper reports nothing for this dataset; -: not in the paper's table; "
             "skipped: the row could not run (see Notes)."]
@@ -274,8 +256,8 @@ def _line(row: TableRow, table: str, dataset: str, paper: PaperResults) -> str:
     cells = [row.label]
     for metric in SHOWN:
         mean, std = row.ours(metric)
-        theirs = _paper(paper, table, row.key, dataset, metric)
-        cells += ["skipped" if row.metrics is None else _percent(mean, std),
+        theirs = paper.cell(table, row.key, dataset, metric)
+        cells += ["skipped" if row.metrics is None else _percent(mean, std, row.runs),
                   theirs if isinstance(theirs, str) else str(theirs),  # as printed
                   f"{mean - theirs:+.2f}" if mean is not None and not isinstance(theirs, str)
                   else ""]
@@ -285,21 +267,11 @@ def _line(row: TableRow, table: str, dataset: str, paper: PaperResults) -> str:
     return "| " + " | ".join(cells) + f" | {notes} |"
 
 
-def _paper(paper: PaperResults, table: str, key: str, dataset: str,
-           metric: str) -> float | str:
-    """The paper's number, ``n/a`` (dataset not reported) or ``-`` (not in its table)."""
-    if paper.column(dataset) is None:
-        return "n/a"
-    if table not in paper.tables:
-        return "-"
-    value = paper.number(table, key, dataset, metric)
-    return "-" if value is None else value
-
-
-def _percent(mean: float | None, std: float | None) -> str:
+def _percent(mean: float | None, std: float | None, runs: int = 1) -> str:
     if mean is None:
         return "n/a"
-    return f"{mean:.2f}" + (f" +- {std:.2f}" if std is not None else "")
+    return (f"{mean:.2f}" + (f" +- {std:.2f}" if std is not None else "")
+            + (f" (n={runs})" if runs > 1 else ""))
 
 
 def _csv_rows(target: Target, group: str, rows: Sequence[TableRow],
@@ -317,17 +289,20 @@ def _csv_rows(target: Target, group: str, rows: Sequence[TableRow],
             "pretrain_store_id": pretrained.get("store_id", ""),
             "store_id": m.get("store_id", ""),
             "test_clips": (m.get("counts") or {}).get("test", ""),
-            "seeds": len(m.get("seeds", [])) or ""}
+            "seeds": len(m.get("seeds", [])) or "",
+            "pretrain_seeds": len(row.pooled) or "", "classifiers": row.runs or "",
+            "wall_clock_s": _num(row.seconds)}
         for metric in (*SHOWN, *CSV_ONLY):
             mean, std = row.ours(metric)
             line[metric], line[f"{metric}_std"] = _num(mean), _num(std)
             if metric in SHOWN:
-                theirs = _paper(paper, group, row.key, target.store.dataset, metric)
+                theirs = paper.cell(group, row.key, target.store.dataset, metric)
                 known = isinstance(theirs, float)
                 line[f"paper_{metric}"] = theirs if known else ""
                 line[f"delta_{metric}"] = (_num(mean - theirs) if isinstance(theirs, float)
                                            and mean is not None else "")
-        line["eval"], line["run"] = m.get("out", ""), m.get("run") or ""
+        line["eval"] = ";".join(e.get("out", "") for e in row.pooled)
+        line["run"] = ";".join(e.get("run") or "" for e in row.pooled)
         out.append(line)
     return out
 
@@ -368,20 +343,3 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _chart_data(target: Target, groups: Mapping[str, Sequence[TableRow]],
-                paper: PaperResults) -> tuple[list[str], list[dict[str, float]],
-                                              list[dict[str, float]]]:
-    labels, ours, theirs = [], [], []
-    for group in GROUPS:
-        for row in groups.get(group, ()):
-            labels.append(row.label + (" (skipped)" if row.metrics is None else ""))
-            ours.append({k: _or_nan(row.ours(k)[0]) for k in SHOWN})
-            found = {k: _paper(paper, group, row.key, target.store.dataset, k) for k in SHOWN}
-            theirs.append({k: math.nan if isinstance(v, str) else v for k, v in found.items()})
-    return labels, ours, theirs
-
-
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else value

@@ -5,7 +5,8 @@ what it knows of a store (:class:`StoreFacts`), a downstream dataset with its fo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,13 @@ from typing import Any
 SYSTEMS = ("conclugen", "clef", "avce")
 
 
+#: The paper's columns: metric key -> header (test split, weighted by class support).
+SHOWN = {"accuracy": "Acc", "f1_weighted": "F1", "precision_weighted": "Prec",
+         "recall_weighted": "Rec"}
+#: The groups of classification rows of one dataset, in order: which of the paper's tables
+#: each comes from (``systems``: the other systems' classifiers, CLEF).
+GROUPS = {"baselines": "Table 2", "objectives": "Tables 3-5", "extras": "not in the paper",
+          "systems": "other systems"}
 @dataclass(frozen=True)
 class Method:
     """One row of the study.
@@ -122,13 +130,43 @@ class Target:
 
 
 @dataclass(frozen=True)
+class StudySettings:
+    """How the study ran, for captions and figure titles."""
+
+    quick: bool
+    seeds: int
+    epochs: int
+    pretrain_seeds: int = 1
+
+
+@dataclass(frozen=True)
 class TableRow:
-    """One row: its evaluation's ``metrics.json`` content, or why it was skipped."""
+    """One row: its evaluation's ``metrics.json`` content, or why it was skipped.
+
+    With several pretraining seeds a row pools several evaluations (one per pretrained run):
+    ``metrics`` is the first one's, ``evaluations`` all of them, and the row's numbers are the
+    mean and std over every pretraining x probe seed. ``seconds``: the wall-clock of the runs
+    and evaluations the row used (None: not recorded).
+    """
 
     key: str
     label: str
     metrics: Mapping[str, Any] | None
     reason: str | None = None
+    evaluations: tuple[Mapping[str, Any], ...] = ()
+    seconds: float | None = None
+
+    @property
+    def pooled(self) -> tuple[Mapping[str, Any], ...]:
+        """The evaluations whose seeds the row's numbers pool (none when skipped)."""
+        if self.metrics is None:
+            return ()
+        return self.evaluations or (self.metrics,)
+
+    @property
+    def runs(self) -> int:
+        """How many trained classifiers the numbers are over (pretraining x probe seeds)."""
+        return sum(len(m.get("seeds", [])) for m in self.pooled)
 
     def ours(self, metric: str) -> tuple[float | None, float | None]:
         """Test mean and std in percent (None: skipped, not computed or undefined)."""
@@ -136,11 +174,25 @@ class TableRow:
         return (None if mean is None else 100 * mean), (None if std is None else 100 * std)
 
     def raw(self, metric: str) -> tuple[float | None, float | None]:
-        """Test mean and std as the evaluation wrote them (None: skipped, not computed or
-        undefined)."""
+        """Test mean and std as the evaluation wrote them, or pooled over every seed of every
+        evaluation (None: skipped, not computed or undefined)."""
+        if len(self.pooled) > 1:
+            return pooled_test(self.pooled, metric)
         test = (self.metrics or {}).get("summary", {}).get("test") or {}
         found = test.get(metric)
         if found is None or found["mean"] is None or math.isnan(found["mean"]):
             return None, None
         std = found.get("std")
         return found["mean"], std
+
+
+def pooled_test(evaluations: Sequence[Mapping[str, Any]], metric: str
+                ) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof 1, as each evaluation's summary) of ``metric`` on the test
+    split over every seed of every evaluation (None: a seed did not compute it)."""
+    values = [(run.get("splits", {}).get("test") or {}).get(metric)
+              for m in evaluations for run in m.get("runs", [])]
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not math.isnan(v)]
+    if not numbers or len(numbers) < len(values):
+        return None, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
