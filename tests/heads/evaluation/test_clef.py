@@ -94,7 +94,7 @@ def test_learns_a_meld_like_store_above_chance_and_writes_every_output(meld_like
 
 def test_the_saved_prototypes_give_back_the_scored_classes(meld_like: str, tmp_path: Path,
                                                            classifier_outputs) -> None:
-    metrics = _eval(meld_like, tmp_path / "out", overrides={"epochs": 3})
+    metrics = _eval(meld_like, tmp_path / "out", overrides={"clef.epochs": 3})
     saved = tmp_path / "out" / "classifier.pt"
     logits, labels, meta = classifier_outputs(saved, meld_like, "test")
     assert meta.task == "classification" and meta.multilabel is False
@@ -115,7 +115,7 @@ def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = run_pretrain(meld_like, "multi_cont", tmp_path / "run", preset="cpu", epochs=2,
                        device="cpu", progress=False)
-    metrics = _eval(meld_like, tmp_path / "out", run=run, overrides={"epochs": 3})
+    metrics = _eval(meld_like, tmp_path / "out", run=run, overrides={"clef.epochs": 3})
     zero = metrics["details"]["zero_shot"]
     assert zero["ran"] is True and zero["objective"] == "multi_cont"
     assert set(zero["splits"]) == {"train", "val", "test"}
@@ -127,7 +127,7 @@ def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
 def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path,
                                                      classifier_outputs) -> None:
     store = labelled_store(tmp_path / "mosei", dataset="mosei", n=400)
-    metrics = _eval(store, tmp_path / "out", overrides={"epochs": 5})
+    metrics = _eval(store, tmp_path / "out", overrides={"clef.epochs": 5})
     weak = metrics["details"]["weak"]
     assert weak["ran"] is True and weak["group"] == "sentiment" and weak["epochs"] == 5
     assert {"train_image", "train_text"} <= set(weak["history"][0])
@@ -137,7 +137,7 @@ def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path,
     assert meta.multilabel is True and logits.shape == labels.shape == (80, len(MOSEI))
     said = outputs(torch.from_numpy(logits), meta)
     assert said["predicted"] == [n for n, x in zip(MOSEI, logits[0]) if x >= 0]
-    none = _eval(store, tmp_path / "none", overrides={"epochs": 2, "clef.weak": "none"})
+    none = _eval(store, tmp_path / "none", overrides={"clef.epochs": 2, "clef.weak": "none"})
     assert none["details"]["weak"] == {"ran": False, "reason": "clef.weak=none"}
 
 
