@@ -34,21 +34,32 @@ class ClefConfig:
 
     ``projection_dim``: the joint space both sides are projected into; ``temperature``: the
     learnable temperature's start; ``instance_weight``: lambda of ``L_fine = (lambda L_IN +
-    L_DN) / 2``; ``weak``: the weakly supervised stage 1 (``auto``: when the store has coarse
-    labels, CMU-MOSEI's sentiment sign; ``sentiment``: required; ``none``); ``weak_*``: its
-    fixed temperature, epochs and the feature dropout that makes its two views;
-    ``zero_shot``: also score the prototypes of a pretraining run's MMS text head, untrained.
+    L_DN) / 2``. The schedule is the paper's (as issue 23 states it): AdamW (``lr`` 2e-4, the
+    fine-tuning rate; 1e-4 the paper's other; ``weight_decay`` 0.01), ``batch_size`` 64,
+    ``warmup_epochs`` 1 then cosine to ``min_lr`` 1e-6, for stage 1 over ``weak_epochs`` (5)
+    and for fine-tuning over ``epochs`` (not stated: this project's). ``weak``: stage 1 (``auto``:
+    on ``stage1_store`` when given, else the downstream train split's sentiment sign where the
+    store has it, labelled a fallback; ``store``: ``stage1_store`` required; ``sentiment``: the
+    fallback required; ``none``); ``stage1_store``: a store with activity-like labels other
+    than the downstream ones, in the same feature space; ``weak_*``: stage 1's fixed
+    temperature, epochs and the feature dropout that makes its two views; ``zero_shot``: also
+    score the prototypes of a pretraining run's MMS text head, untrained.
     """
 
     projection_dim: int = 512
     temperature: float = 0.07
     instance_weight: float = 2.0
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-6
+    epochs: int = 20
     standardize: bool = True
-    weak: Literal["auto", "none", "sentiment"] = "auto"
+    weak: Literal["auto", "none", "sentiment", "store"] = "auto"
+    stage1_store: str | None = None
     weak_temperature: float = 0.25
-    weak_epochs: int = 10
+    weak_epochs: int = 5
     weak_view_dropout: float = 0.2
     zero_shot: bool = True
 
@@ -57,15 +68,24 @@ class ClefConfig:
 class AvceConfig:
     """The AVCE protocol (:mod:`heads.evaluation.avce`; Kim & Song, ECCV 2022) on fixed
     features: sizes of the compressor C (``latent``), the regressor R and head H
-    (``hidden``), the head H1 (``view_hidden`` -> ``view_dim``); the similarity's ``mu``; the
-    AVCE weights ``alpha``, ``beta``, ``gamma`` and its weight in the first step
-    (``avce_weight``); the triplet's ``delta1``, ``delta2``; the optimiser's lr and weight
-    decay (both steps)."""
+    (``hidden``), the head H1 (``view_hidden`` -> ``view_dim``), ``batch_norm`` in the heads;
+    the similarity's ``mu``; the AVCE weights ``alpha``, ``beta``, ``gamma`` and its weight in
+    the first step (``avce_weight``); the triplet's ``delta1``, ``delta2``.
+
+    ``optimizer``: ``paper`` (Adam at ``lr`` over C and R, SGD at ``heads_lr`` with momentum
+    ``momentum`` over H and H1, the rates x ``lr_step_gamma`` at the fractions ``lr_steps`` of
+    a run of ``epochs`` epochs at ``batch_size``) or ``adamw`` (AdamW at ``lr``, ``weight_decay``,
+    over every module, the evaluation schedule and ``epochs`` of the evaluation config).
+    ``single_target``: with one target (CMU-MOSEI's valence) the angle term of f is degenerate;
+    ``valence_only`` runs and labels the variant, ``refuse`` stops. ``with_text``: the store's
+    text features among the default inputs.
+    """
 
     latent: int = 32
     hidden: int = 256
     view_hidden: int = 64
     view_dim: int = 8
+    batch_norm: bool = True
     mu: float = 0.75
     alpha: float = 0.5
     beta: float = 0.005
@@ -73,8 +93,18 @@ class AvceConfig:
     avce_weight: float = 1.0
     delta1: float = 1.0
     delta2: float = 0.8
-    lr: float = 1e-3
+    optimizer: Literal["paper", "adamw"] = "paper"
+    lr: float = 1e-4
+    heads_lr: float = 1e-2
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 1e-4
+    batch_size: int = 256
+    epochs: int = 40
+    lr_steps: tuple[float, ...] = (0.1, 0.2, 0.4)
+    lr_step_gamma: float = 0.8
+    single_target: Literal["valence_only", "refuse"] = "valence_only"
+    with_text: bool = False
     standardize: bool = True
 
 
@@ -131,16 +161,28 @@ class EvalConfig:
 
 def _protocol_problems(clef: ClefConfig, avce: AvceConfig) -> list[str]:
     problems = []
-    if clef.projection_dim < 1 or clef.weak_epochs < 0:
-        problems.append("clef.projection_dim must be >= 1, clef.weak_epochs >= 0")
-    if min(clef.temperature, clef.weak_temperature, clef.lr, avce.lr) <= 0:
-        problems.append("clef.temperature, clef.weak_temperature, clef.lr and avce.lr must "
-                        "be > 0")
+    if min(clef.projection_dim, clef.batch_size, clef.epochs, avce.batch_size,
+           avce.epochs) < 1 or clef.weak_epochs < 0:
+        problems.append("clef.projection_dim, clef.batch_size, clef.epochs, avce.batch_size "
+                        "and avce.epochs must be >= 1, clef.weak_epochs >= 0")
+    if min(clef.temperature, clef.weak_temperature, clef.lr, avce.lr, avce.heads_lr) <= 0:
+        problems.append("clef.temperature, clef.weak_temperature, clef.lr, avce.lr and "
+                        "avce.heads_lr must be > 0")
     if not 0.0 <= clef.weak_view_dropout < 1.0:
         problems.append(f"clef.weak_view_dropout must be in [0, 1), got "
                         f"{clef.weak_view_dropout}")
+    if not 0 <= clef.min_lr <= clef.lr or clef.warmup_epochs < 0:
+        problems.append("clef.min_lr must be in [0, clef.lr], clef.warmup_epochs >= 0")
+    if clef.weak == "store" and not clef.stage1_store:
+        problems.append("clef.weak=store needs clef.stage1_store (a store with activity-like "
+                        "labels)")
     if min(avce.latent, avce.hidden, avce.view_hidden, avce.view_dim) < 1:
         problems.append("avce: latent, hidden, view_hidden and view_dim must be >= 1")
+    if any(not 0 < f < 1 for f in avce.lr_steps) or not 0 < avce.lr_step_gamma <= 1:
+        problems.append("avce.lr_steps must be fractions of the run in (0, 1), "
+                        "avce.lr_step_gamma in (0, 1]")
+    if not 0 <= avce.momentum < 1 or not all(0 <= b < 1 for b in avce.betas):
+        problems.append("avce.momentum and avce.betas must be in [0, 1)")
     if min(clef.instance_weight, clef.weight_decay, avce.weight_decay, avce.mu, avce.alpha,
            avce.beta, avce.gamma, avce.avce_weight, avce.delta1, avce.delta2) < 0:
         problems.append("clef.instance_weight, the weight decays and avce's mu, alpha, beta, "

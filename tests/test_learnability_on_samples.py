@@ -60,7 +60,7 @@ def test_clef_beats_the_majority_class_on_the_meld_sample(tmp_path: Path) -> Non
 
 def test_avce_valence_follows_the_mosei_samples_sentiment(tmp_path: Path) -> None:
     store = _text_store(tmp_path, "mosei", 36)
-    metrics = _eval(store, "avce", tmp_path / "avce", "epochs=40")
+    metrics = _eval(store, "avce", tmp_path / "avce", "avce.epochs=40")
     assert metrics["targets"] == ["valence"]
     ccc, pcc = (metrics["summary"]["test"][k]["mean"] for k in ("ccc", "pcc"))
     assert ccc > 0.4 and pcc > 0.6, (ccc, pcc)

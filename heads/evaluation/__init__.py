@@ -6,8 +6,9 @@ small interface (:class:`~heads.evaluation.protocol.Protocol`).
   :mod:`~heads.evaluation.classification`, the classifier of :mod:`~heads.evaluation.probe`
   and its training (:mod:`~heads.evaluation.fit`);
 - :mod:`~heads.evaluation.clef`, :mod:`~heads.evaluation.avce`: the heads of two other systems
-  of the field on the same stores (CLEF's text prototypes, AVCE's valence/arousal
-  regression), trained by :mod:`~heads.evaluation.loop`;
+  of the field on the same stores (CLEF's text prototypes, its stage 1's coarse labels from
+  :mod:`~heads.evaluation.clef_stage1`; AVCE's valence/arousal regression), trained by
+  :mod:`~heads.evaluation.loop`;
 - :mod:`~heads.evaluation.run`: :func:`~heads.evaluation.run.run_eval`, the program that loads
   a store's splits (:mod:`~heads.evaluation.splits`), runs a protocol for each seed and writes
   metrics, figures and the classifier;

@@ -8,15 +8,18 @@ description per label: :mod:`pipeline.label_texts`) by another; both sides are L
 and a sample's logit for class c is ``s_ic = z_i . z_c / tau`` with a learnable temperature.
 Fine-tuning minimises ``L_fine = (lambda L_IN + L_DN) / 2`` (lambda 2,
 :func:`heads.losses.clef_fine_loss`): ``L_IN`` the class-weighted cross-entropy of the logits
-(BCE with the dataset's ``pos_weight`` for multi-label CMU-MOSEI, as the other protocols), and
-``L_DN`` each description against all label names (:func:`heads.losses.description_name_loss`).
+with Eq. 4's 1/B (Eq. 5's sum over the labels, with the dataset's ``pos_weight``, for
+multi-label CMU-MOSEI; :func:`heads.losses.instance_loss`), and ``L_DN`` each description
+against all label names (:func:`heads.losses.description_name_loss`).
 
-Before it, where the store has coarse labels (CMU-MOSEI's sentiment sign, annotated apart from
-its emotions), a weakly supervised stage trains the projections with the paper's fixed
+Before it, a weakly supervised stage 1 trains the projections with the paper's fixed
 temperature 0.25: a supervised contrastive loss between two views of each clip (two
-feature-dropout draws) and the clip against the texts of the coarse classes. MELD's Sentiment
-column is refused as coarse labels: it follows from the emotion label on almost every row, so
-it would be supervision by the target.
+feature-dropout draws) and Eq. 1, each clip against the texts of the batch's clips, those of
+its coarse class the positives (:func:`heads.losses.image_text_supcon`). Its coarse labels come
+from another store's activity-like labels (``clef.stage1_store``, the paper's setting) or, as
+a fallback labelled so, from the downstream store's sentiment sign
+(:mod:`heads.evaluation.clef_stage1`). Both stages follow the paper's schedule: AdamW, batch 64,
+one warm-up epoch, then cosine to 1e-6 (5 epochs for stage 1).
 
 Honestly: with a trainable projection on both sides, the prototype head is a reparametrised
 linear (cosine) classifier on the features; the label texts add information only through the
@@ -39,22 +42,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from heads.eval_config import ClefConfig, EvalConfig
-from heads.evaluation.loop import train_epochs
+from heads.evaluation.clef_stage1 import MELD_SENTIMENT, WeakLabels, weak_labels
 from heads.evaluation.fit import decide, make_loss
+from heads.evaluation.loop import Schedule, cosine_schedule, steps_per_epoch, train_epochs
 from heads.evaluation.probe import LabelledSplit, Standardize
 from heads.evaluation.protocol import EvalSetup, SavedModel, SeedResult, Task, state_of
-from heads.evaluation.targets import read_targets
-from heads.losses import (clef_fine_loss, description_name_loss, image_text_contrast,
-                          supcon_loss)
+from heads.losses import (clef_fine_loss, description_name_loss, image_text_supcon,
+                          instance_loss, supcon_loss)
 from heads.metrics import classification_metrics, multilabel_metrics
-from pipeline.config import ConfigError
 from pipeline.label_texts import LabelTexts, read_label_texts
 
 #: CLIP's bound on the learnable logit scale (1 / tau <= 100).
 MAX_SCALE = 100.0
-MELD_SENTIMENT = ("MELD's Sentiment column follows from the emotion label on almost every row "
-                  "(joy is positive, sadness, anger, fear and disgust negative, neutral "
-                  "neutral): as coarse labels it would be supervision by the target")
 NOTE = ("with trainable projections on both sides the prototype head is a reparametrised "
         "linear (cosine) classifier on the features; the label texts add information only "
         "through the prototypes' initialisation and L_DN. The zero-shot row (a pretraining "
@@ -166,7 +165,7 @@ class ClefProtocol:
         assert setup.store is not None
         cfg, clef = setup.cfg, setup.cfg.clef
         texts = read_label_texts(setup.store)
-        weak = _weak_labels(setup, data["train"], texts)
+        weak = weak_labels(setup, data["train"], texts)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = ClefModel(setup.input_dims, setup.spec.modalities,
@@ -179,19 +178,19 @@ class ClefProtocol:
                                                 for m in model.modalities], 1))
         torch.manual_seed(seed)
         details: dict[str, Any] = {"note": NOTE, "prompts": list(texts.prompts),
-                                   "weak": _weak_stage(model, train, weak, texts, cfg, seed,
-                                                       progress)}
-        loss_fn, weights = make_loss(train.targets, setup.spec.outputs,
-                                     multilabel=setup.spec.multilabel,
-                                     class_weights=cfg.class_weights,
-                                     values=cfg.class_weight_values)
+                                   "weak": _weak_stage(model, weak, cfg, seed, progress)}
+        _, weights = make_loss(train.targets, setup.spec.outputs,
+                               multilabel=setup.spec.multilabel,
+                               class_weights=cfg.class_weights, values=cfg.class_weight_values)
+        weight = torch.tensor(weights, dtype=torch.float32, device=setup.device)
         optimizer = _adamw(model, clef)
         result = train_epochs(
             model, [optimizer], rows=len(train), cfg=cfg, base_lr=clef.lr,
-            step=lambda idx: _step(model, optimizer, loss_fn, train, idx, clef),
-            validate=lambda: _validate(model, data["val"], loss_fn, setup, cfg),
+            step=lambda idx: _step(model, optimizer, weight, train, idx, clef),
+            validate=lambda: _validate(model, data["val"], weight, setup, cfg),
             select="val_loss" if cfg.selection == "val_loss" else "val_f1", seed=seed,
-            progress=progress)
+            epochs=clef.epochs, batch_size=clef.batch_size,
+            schedule=_schedule(clef, len(train), clef.epochs), progress=progress)
         scored = {n: _score(model, s, setup, cfg.batch_size) for n, s in data.items()}
         details["zero_shot"] = zero_shot(setup, data, texts)
         saved = SavedModel("clef", dataclasses.asdict(model.spec), state_of(model))
@@ -205,11 +204,18 @@ def _adamw(model: ClefModel, cfg: ClefConfig) -> torch.optim.Optimizer:
                               {"params": [model.log_scale], "weight_decay": 0.0}], lr=cfg.lr)
 
 
-def _step(model: ClefModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+def _schedule(cfg: ClefConfig, rows: int, epochs: int) -> Schedule:
+    """The paper's: ``warmup_epochs`` of linear warm-up, then cosine to ``min_lr``."""
+    return cosine_schedule(epochs=epochs, per_epoch=steps_per_epoch(rows, cfg.batch_size),
+                           warmup_epochs=cfg.warmup_epochs, base_lr=cfg.lr, min_lr=cfg.min_lr)
+
+
+def _step(model: ClefModel, optimizer: torch.optim.Optimizer, weight: Tensor,
           data: LabelledSplit, idx: Tensor, cfg: ClefConfig) -> dict[str, float]:
     idx = idx.to(data.targets.device)
     logits = model({m: data.inputs[m][idx] for m in model.modalities})
-    l_in = loss_fn(logits, data.targets[idx])
+    l_in = instance_loss(logits, data.targets[idx], weight=weight,
+                         multilabel=model.spec.multilabel)
     l_dn = model.description_loss()
     loss = clef_fine_loss(l_in, l_dn, weight=cfg.instance_weight)
     optimizer.zero_grad(set_to_none=True)
@@ -233,13 +239,13 @@ def _logits(model: ClefModel, data: LabelledSplit, batch_size: int) -> tuple[Ten
     return torch.cat(logits), torch.cat(embedded)
 
 
-def _validate(model: ClefModel, val: LabelledSplit, loss_fn: nn.Module, setup: EvalSetup,
+def _validate(model: ClefModel, val: LabelledSplit, weight: Tensor, setup: EvalSetup,
               cfg: EvalConfig) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
     logits, _ = _logits(model, val, cfg.batch_size)
-    loss = clef_fine_loss(loss_fn(logits, val.targets), model.description_loss(),
-                          weight=cfg.clef.instance_weight)
+    l_in = instance_loss(logits, val.targets, weight=weight, multilabel=model.spec.multilabel)
+    loss = clef_fine_loss(l_in, model.description_loss(), weight=cfg.clef.instance_weight)
     _, decisions = decide(logits.cpu(), setup.spec.multilabel)
     f1 = f1_score(val.targets.cpu().numpy().astype(np.int64), decisions, average="weighted",
                   zero_division=0)
@@ -260,69 +266,27 @@ def _metrics(logits: Tensor, split: LabelledSplit, setup: EvalSetup) -> dict[str
 
 # --------------------------------------------------------------------- weak supervision
 
-@dataclass(frozen=True)
-class WeakLabels:
-    """Stage 1's coarse labels of the train split (-1: none) and their group."""
-
-    group: str
-    labels: Tensor
-    texts: Tensor
-
-
-def _weak_labels(setup: EvalSetup, train: LabelledSplit,
-                 texts: LabelTexts) -> WeakLabels | None:
-    """The coarse labels stage 1 trains on, by ``clef.weak`` (None: no stage 1).
-
-    Raises:
-        ConfigError: ``weak: sentiment`` on MELD (supervision by the target) or on a store
-            without coarse labels.
-    """
-    mode = setup.cfg.clef.weak
-    if mode == "none" or setup.cfg.clef.weak_epochs == 0:
-        return None
-    if mode == "sentiment" and setup.store is not None and setup.store.dataset == "meld":
-        raise ConfigError(f"clef.weak=sentiment is refused on MELD: {MELD_SENTIMENT}")
-    if "sentiment" not in texts.coarse:
-        if mode == "sentiment":
-            raise ConfigError(f"clef.weak=sentiment: the store has no coarse sentiment labels "
-                              f"(CMU-MOSEI's sentiment as the target 'valence', with its label "
-                              f"texts); it has {sorted(texts.coarse) or 'none'}")
-        return None
-    assert setup.store is not None
-    target, _, vectors = texts.coarse["sentiment"]
-    fs = setup.store
-    names = list(fs.manifest.dataset.targets)
-    where = {sid: i for i, sid in enumerate(fs.index.column("sample_id").to_pylist())}
-    values = read_targets(fs, np.array([where[s] for s in train.sample_ids], np.int64))
-    column = values[:, names.index(target)]
-    # index 0 negative (< 0), index 1 non-negative (>= 0); -1 where the clip has no value
-    labels = np.where(np.isnan(column), -1, (column >= 0).astype(np.int64))
-    return WeakLabels("sentiment", torch.from_numpy(labels).to(train.targets.device),
-                      torch.from_numpy(vectors).to(train.targets.device))
-
-
-def _weak_stage(model: ClefModel, train: LabelledSplit, weak: WeakLabels | None,
-                texts: LabelTexts, cfg: EvalConfig, seed: int,
+def _weak_stage(model: ClefModel, weak: WeakLabels | None, cfg: EvalConfig, seed: int,
                 progress: bool) -> dict[str, Any]:
-    """Stage 1 on the coarse labels: both projections, the paper's fixed temperature."""
-    if weak is None:
-        return {"ran": False, "reason": ("clef.weak=none" if cfg.clef.weak == "none" else
-                                         "the store has no coarse labels (CMU-MOSEI's "
-                                         "sentiment sign)")}
-    rows = torch.nonzero(weak.labels >= 0).flatten()
+    """Stage 1 on the coarse labels: both projections, the paper's fixed temperature and
+    schedule; the image-image SupCon over two feature-dropout views plus Eq. 1."""
     clef = cfg.clef
+    if weak is None:
+        return {"ran": False, "reason": ("clef.weak=none" if clef.weak == "none" else
+                                         "no stage-1 store (clef.stage1_store) and the store "
+                                         "has no coarse labels (CMU-MOSEI's sentiment sign)")}
     optimizer = _adamw(model, clef)
 
     def step(idx: Tensor) -> dict[str, float]:
-        idx = rows[idx.to(rows.device)]
-        features = model.features({m: train.inputs[m][idx] for m in model.modalities})
+        idx = idx.to(weak.labels.device)
+        features = model.features({m: weak.inputs[m][idx] for m in model.modalities})
         views = [model.embed(F.dropout(features, clef.weak_view_dropout, training=True))
                  for _ in range(2)]
         labels = weak.labels[idx]
         image = supcon_loss(torch.cat(views), torch.cat([labels, labels]),
                             temperature=clef.weak_temperature)
-        text = image_text_contrast(views[0], model.embed_texts(weak.texts), labels,
-                                   temperature=clef.weak_temperature)
+        text = image_text_supcon(views[0], model.embed_texts(weak.texts)[labels], labels,
+                                 temperature=clef.weak_temperature)
         loss = image + text
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -330,11 +294,13 @@ def _weak_stage(model: ClefModel, train: LabelledSplit, weak: WeakLabels | None,
         return {"loss": float(loss.detach()), "image": float(image.detach()),
                 "text": float(text.detach())}
 
-    result = train_epochs(model, [optimizer], rows=len(rows), cfg=cfg, base_lr=clef.lr,
-                          step=step, validate=None, select="", epochs=clef.weak_epochs,
-                          min_batch=2, seed=seed, progress=progress)
-    return {"ran": True, "group": weak.group, "rows": int(len(rows)),
-            "epochs": len(result.history), "history": result.history}
+    rows = len(weak.labels)
+    result = train_epochs(model, [optimizer], rows=rows, cfg=cfg, base_lr=clef.lr, step=step,
+                          validate=None, select="", epochs=clef.weak_epochs, min_batch=2,
+                          seed=seed, batch_size=clef.batch_size,
+                          schedule=_schedule(clef, rows, clef.weak_epochs), progress=progress)
+    return {"ran": True, **weak.describe(), "rows": rows, "epochs": len(result.history),
+            "history": result.history}
 
 
 # --------------------------------------------------------------------------- zero-shot

@@ -4,8 +4,10 @@ validation split after every epoch, early stopping on its loss and the best epoc
 
 It is :func:`heads.evaluation.fit.fit` with the step and the validation left to the
 protocol: CLEF's step is one optimiser step on ``L_fine``, AVCE's two (``L_AV - L_AVCE``, then
-``L_dis``), and each protocol selects its epoch on its own validation metric. Test data never
-enters this loop.
+``L_dis``), and each protocol selects its epoch on its own validation metric. A protocol may
+bring its own batch size and learning-rate schedule (:func:`cosine_schedule`, CLEF's;
+:func:`step_schedule`, AVCE's): a schedule is a factor of each parameter group's own rate, so
+optimisers with different rates follow one schedule. Test data never enters this loop.
 """
 
 from __future__ import annotations
@@ -32,20 +34,51 @@ log = logging.getLogger(__name__)
 Step = Callable[[Tensor], dict[str, float]]
 #: The validation split's numbers after an epoch: ``val_loss`` and the selection metric.
 Validate = Callable[[], dict[str, float]]
+#: The factor of each parameter group's initial learning rate after ``step`` optimiser steps.
+Schedule = Callable[[int], float]
+
+
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch of ``rows`` rows (at least 1)."""
+    return max(1, math.ceil(rows / batch_size))
+
+
+def cosine_schedule(*, epochs: int, per_epoch: int, warmup_epochs: float, base_lr: float,
+                    min_lr: float) -> Schedule:
+    """A linear warm-up over ``warmup_epochs``, then one cosine from ``base_lr`` to ``min_lr``
+    over the rest of ``epochs`` (CLEF's schedule), as a factor of ``base_lr``."""
+    warmup = round(warmup_epochs * per_epoch)
+    length = max(epochs - warmup / per_epoch, 1 / per_epoch)
+
+    def factor(step: int) -> float:
+        return lr_at(step, base_lr=base_lr, steps_per_epoch=per_epoch, restart_epochs=length,
+                     restart_mult=1, min_lr=min(min_lr, base_lr), warmup_steps=warmup) / base_lr
+    return factor
+
+
+def step_schedule(*, total_steps: int, fractions: Sequence[float], gamma: float) -> Schedule:
+    """The rate times ``gamma`` at each of the ``fractions`` of ``total_steps`` (AVCE's
+    MultiStepLR: x0.8 at 5K, 10K and 20K of 50K iterations are the fractions 0.1, 0.2, 0.4)."""
+    milestones = sorted(round(f * total_steps) for f in fractions)
+
+    def factor(step: int) -> float:
+        return gamma ** sum(step >= m for m in milestones)
+    return factor
 
 
 def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], *, rows: int,
                  cfg: EvalConfig, base_lr: float, step: Step, validate: Validate | None,
                  select: str, epochs: int | None = None, min_batch: int = 1, seed: int,
+                 batch_size: int | None = None, schedule: Schedule | None = None,
                  progress: bool = False) -> FitResult:
     """Train ``model`` with ``step`` on random batches; keep the weights of the best epoch.
 
     Args:
         model: every trainable module of the protocol (its whole state is kept and restored).
-        optimizers: their learning rates follow the schedule of ``cfg.optim`` from ``base_lr``.
+        optimizers: each group's learning rate is its initial rate times the schedule.
         rows: the train split's size.
         cfg: epochs, patience, batch size and the schedule.
-        base_lr: the protocol's learning rate.
+        base_lr: the protocol's learning rate (the history's ``lr`` is it times the schedule).
         step: one optimisation step on a batch of row indices.
         validate: the validation numbers after an epoch (``val_loss`` and ``select``); None:
             every epoch runs and the last one is kept (a stage without model selection).
@@ -54,18 +87,20 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
         epochs: overrides ``cfg.epochs`` (a protocol's own stage).
         min_batch: batches smaller than this are skipped (a correlation needs 2 rows).
         seed: seeds the batch order.
+        batch_size: overrides ``cfg.batch_size`` (a protocol's own).
+        schedule: the factor of each group's initial rate per step; None: ``cfg.optim``'s
+            warm-up and cosine restarts from ``base_lr``.
         progress: show a progress bar.
 
     Raises:
         FloatingPointError: a non-finite loss (names the epoch and step).
     """
     epochs = cfg.epochs if epochs is None else epochs
+    batch_size = cfg.batch_size if batch_size is None else batch_size
     generator = torch.Generator().manual_seed(seed)
-    per_epoch = max(1, math.ceil(rows / cfg.batch_size))
-    o = cfg.optim
-    schedule: dict[str, Any] = {"base_lr": base_lr, "steps_per_epoch": per_epoch,
-                "restart_epochs": o.restart_epochs, "restart_mult": o.restart_mult,
-                "min_lr": min(o.min_lr, base_lr), "warmup_steps": warmup_steps(o, per_epoch)}
+    per_epoch = steps_per_epoch(rows, batch_size)
+    factor = schedule if schedule is not None else _evaluation_schedule(cfg, base_lr, per_epoch)
+    initial = [[group["lr"] for group in optimizer.param_groups] for optimizer in optimizers]
     best: dict[str, float] | None = None
     best_state: dict[str, Tensor] = {}
     history: list[dict[str, float]] = []
@@ -75,9 +110,9 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
     try:
         for epoch in range(epochs):
             model.train()
-            record = {"epoch": epoch, "lr": lr_at(epoch * per_epoch, **schedule),
-                      **_epoch(optimizers, step, rows, epoch, per_epoch, schedule, cfg.batch_size,
-                               min_batch, generator, bar)}
+            record = {"epoch": epoch, "lr": base_lr * factor(epoch * per_epoch),
+                      **_epoch(optimizers, initial, step, rows, epoch, per_epoch, factor,
+                               batch_size, min_batch, generator, bar)}
             history.append(record)
             if validate is None:
                 continue
@@ -105,19 +140,29 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
     return FitResult(int(best["epoch"]), best, history, time.perf_counter() - start)
 
 
-def _epoch(optimizers: Sequence[torch.optim.Optimizer], step: Step, rows: int, epoch: int,
-           per_epoch: int, schedule: dict[str, Any], batch_size: int, min_batch: int,
-           generator: torch.Generator, bar: ProgressBar) -> dict[str, float]:
+def _evaluation_schedule(cfg: EvalConfig, base_lr: float, per_epoch: int) -> Schedule:
+    """``cfg.optim``'s warm-up and cosine restarts from ``base_lr``, as a factor of it."""
+    o = cfg.optim
+    schedule: dict[str, Any] = {"base_lr": base_lr, "steps_per_epoch": per_epoch,
+                                "restart_epochs": o.restart_epochs,
+                                "restart_mult": o.restart_mult, "min_lr": min(o.min_lr, base_lr),
+                                "warmup_steps": warmup_steps(o, per_epoch)}
+    return lambda step: lr_at(step, **schedule) / base_lr
+
+
+def _epoch(optimizers: Sequence[torch.optim.Optimizer], initial: list[list[float]], step: Step,
+           rows: int, epoch: int, per_epoch: int, factor: Schedule, batch_size: int,
+           min_batch: int, generator: torch.Generator, bar: ProgressBar) -> dict[str, float]:
     """One epoch of random batches: the mean of each loss part, as ``train_<part>``."""
     totals: dict[str, float] = {}
     seen, start = 0, time.perf_counter()
     for k, idx in enumerate(torch.randperm(rows, generator=generator).split(batch_size)):
         if len(idx) < min_batch:
             continue
-        lr = lr_at(epoch * per_epoch + k, **schedule)
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        scale = factor(epoch * per_epoch + k)
+        for optimizer, rates in zip(optimizers, initial, strict=True):
+            for group, rate in zip(optimizer.param_groups, rates, strict=True):
+                group["lr"] = rate * scale
         parts = step(idx)
         if not all(math.isfinite(v) for v in parts.values()):
             bad = ", ".join(f"{n}={v}" for n, v in parts.items() if not math.isfinite(v))
@@ -139,4 +184,5 @@ def _better(record: dict[str, float], best: dict[str, float], select: str) -> bo
     return record[select] > best[select]
 
 
-__all__ = ["Step", "Validate", "train_epochs"]
+__all__ = ["Schedule", "Step", "Validate", "cosine_schedule", "step_schedule", "steps_per_epoch",
+           "train_epochs"]

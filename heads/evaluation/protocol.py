@@ -9,7 +9,9 @@ protocol is one new module exposing a ``PROTOCOL`` object with this interface, l
 Besides its name and whether it needs a pretraining run, a protocol says its ``task``,
 ``classification`` (the store's labels) or ``regression`` (its continuous targets,
 :mod:`heads.evaluation.targets`), and whether it ``accepts_run`` that it does not need (CLEF's
-zero-shot row from a run's MMS text head).
+zero-shot row from a run's MMS text head). A protocol may also choose its inputs when the user
+names none: ``default_modalities(cfg, present) -> list[str]`` (AVCE leaves out the store's
+text), which :func:`heads.evaluation.run.run_eval` calls when the protocol has it.
 """
 
 from __future__ import annotations

@@ -188,6 +188,9 @@ def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Pr
                      fs.url, payload.store_url)
     if not protocol.needs_run:
         present = [m for m, keys in cfg.modality_keys.items() if set(keys) & set(fs.keys)]
+        chooser = getattr(protocol, "default_modalities", None)  # AVCE leaves out the text
+        if modalities is None and chooser is not None:
+            present = chooser(cfg, present)
         mods = modality_order(modalities, present)
         layout = assemble_modalities(fs, cfg.modality_keys, mods)
         keys, dims, dim = dict(layout.keys), dict(layout.dims), cfg.representation_dim

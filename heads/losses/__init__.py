@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from heads.losses.avce import (av_loss, avce_objective, avce_similarity, concordance,
                                disentangle_loss, pearson, sparsemax)
-from heads.losses.clef import (clef_fine_loss, description_name_loss, image_text_contrast,
-                               supcon_loss)
+from heads.losses.clef import (clef_fine_loss, description_name_loss, image_text_supcon,
+                               instance_loss, supcon_loss)
 from heads.losses.conclugen import (clustering_loss, info_nce, mms_loss, mms_pairs,
                                     multimodal_mms, reconstruction_loss, reconstruction_losses)
 
 __all__ = ["av_loss", "avce_objective", "avce_similarity", "clef_fine_loss", "clustering_loss",
-           "concordance", "description_name_loss", "disentangle_loss", "image_text_contrast",
-           "info_nce", "mms_loss", "mms_pairs", "multimodal_mms", "pearson",
+           "concordance", "description_name_loss", "disentangle_loss", "image_text_supcon",
+           "info_nce", "instance_loss", "mms_loss", "mms_pairs", "multimodal_mms", "pearson",
            "reconstruction_loss", "reconstruction_losses", "sparsemax", "supcon_loss"]

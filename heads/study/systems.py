@@ -12,6 +12,11 @@ value.
   store's continuous targets (``DatasetInfo.targets``: CMU-MOSEI's valence, AFEW-VA's valence
   and arousal; ``OUT/<dataset>/eval/avce/``), reported in a table of its own.
 
+A row's label says where its evaluation departs from the paper's setting, as ``metrics.json``
+records it: CLEF's stage 1 on the downstream sentiment sign (a fallback) or on another store's
+labels; AVCE's valence-only variant (one target: its angle term degenerate) and text among its
+inputs (:func:`caveats`).
+
 A row that cannot run is returned skipped, with the reason the tables print.
 """
 
@@ -57,7 +62,8 @@ def clef_rows(runner: StudyRunner, target: Target) -> list[TableRow]:
     folder = target.folder / "eval" / "clef"
     metrics = runner.evaluate(target, folder, protocol="clef", run=run, modalities=None)
     seconds = runner.clock.total([folder] if run is None else [run, folder])
-    return [TableRow(trained.key, trained.label, metrics, None, seconds=seconds),
+    return [TableRow(trained.key, trained.label + caveats(metrics), metrics, None,
+                     seconds=seconds),
             zero_shot_row(zero, metrics, no_run)]
 
 
@@ -70,8 +76,26 @@ def avce_row(runner: StudyRunner, target: Target) -> TableRow:
     log.info("study %s: %s", target.name, AVCE_ROW.label)
     folder = target.folder / "eval" / "avce"
     metrics = runner.evaluate(target, folder, protocol="avce", run=None, modalities=None)
-    return TableRow(AVCE_ROW.key, AVCE_ROW.label, metrics, None,
+    return TableRow(AVCE_ROW.key, AVCE_ROW.label + caveats(metrics), metrics, None,
                     seconds=runner.clock.total([folder]))
+
+
+def caveats(metrics: Mapping[str, Any]) -> str:
+    """What a CLEF or AVCE row's label adds from its ``metrics.json``: `` [stage 1: ...]``
+    (CLEF's coarse labels when stage 1 ran), `` [valence only: angle term degenerate]``,
+    `` [inputs include text]`` (AVCE); empty when the evaluation is the paper's setting."""
+    details = metrics.get("details") or {}
+    notes = []
+    weak = details.get("weak") or {}
+    if weak.get("source") == "sentiment_fallback":
+        notes.append("stage 1: sentiment-sign fallback")
+    elif weak.get("source") == "stage1_store":
+        notes.append(f"stage 1: {weak.get('group')} labels")
+    if details.get("variant") == "valence_only":
+        notes.append("valence only: angle term degenerate")
+    if "text" in (details.get("inputs") or ()):
+        notes.append("inputs include text")
+    return f" [{'; '.join(notes)}]" if notes else ""
 
 
 def clef_skip_reason(store: StoreFacts) -> str | None:
@@ -113,5 +137,5 @@ def zero_shot_row(method: Method, metrics: Mapping[str, Any], no_run: str | None
                      "runs": [{"seed": s, "splits": {"test": test}} for s in seeds]})
 
 
-__all__ = ["AVCE_ROW", "CLEF_ROWS", "ZERO_SHOT_RUN", "avce_row", "avce_skip_reason",
+__all__ = ["AVCE_ROW", "CLEF_ROWS", "ZERO_SHOT_RUN", "avce_row", "avce_skip_reason", "caveats",
            "clef_rows", "clef_skip_reason", "zero_shot_row"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from heads.losses import (av_loss, avce_objective, avce_similarity, clef_fine_loss, concordance,
-                          description_name_loss, disentangle_loss, image_text_contrast, pearson,
+                          description_name_loss, disentangle_loss, image_text_supcon, pearson,
                           sparsemax, supcon_loss)
 
 
@@ -92,12 +92,17 @@ def test_supcon_loss_without_positives_is_zero_with_a_gradient() -> None:
     assert loss.item() == 0.0 and z.grad is not None
 
 
-def test_image_text_contrast_matches_hand_computed_value() -> None:
+def test_image_text_supcon_matches_hand_computed_value() -> None:
     z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     texts = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    got = image_text_contrast(z, texts, torch.tensor([0, 0]), temperature=0.5)
-    expected = (_ce([2.0, 0.0], 0) + _ce([0.0, 2.0], 0)) / 2
+    # one label: both texts are positives of both images; rows of S / 0.5: [2, 0] and [0, 2]
+    row = [2.0, 0.0]
+    expected = (_ce(row, 0) + _ce(row, 1)) / 2  # the same for both anchors
+    got = image_text_supcon(z, texts, torch.tensor([0, 0]), temperature=0.5)
     assert got.item() == pytest.approx(expected, abs=1e-6)
+    # two labels: each image's own text is its only positive
+    got = image_text_supcon(z, texts, torch.tensor([0, 1]), temperature=0.5)
+    assert got.item() == pytest.approx(_ce(row, 0), abs=1e-6)
 
 
 def test_description_name_loss_matches_hand_computed_value() -> None:
@@ -130,8 +135,8 @@ def test_clef_losses_refuse_bad_input() -> None:
         supcon_loss(torch.eye(2), torch.tensor([0, 0]), temperature=0.0)
     with pytest.raises(ValueError, match="int64 labels"):
         supcon_loss(torch.eye(2), torch.tensor([0.0, 0.0]))
-    with pytest.raises(ValueError, match="outside"):
-        image_text_contrast(torch.eye(2), torch.eye(2), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"\(2, 2\) and \(3, 2\)"):
+        image_text_supcon(torch.eye(2), torch.ones(3, 2), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"\(2, 2\) and \(3, 2\)"):
         description_name_loss(torch.eye(2), torch.ones(3, 2), temperature=1.0)
 

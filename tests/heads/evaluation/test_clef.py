@@ -22,15 +22,18 @@ from heads.pretrain.train import run_pretrain
 from pipeline.config import ConfigError
 from pipeline.label_texts import LabelTextsError, texts_for, write_label_texts
 from pipeline.store import write_arrays
+from pipeline.store.errors import StoreError
 
 MELD = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 MOSEI = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
+CAER = ["Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
 DIMS = {"frames_2d": 48, "audio": 24, "text": 16}
 SPLIT_CYCLE = ("train", "train", "train", "val", "test")
 
 
 def labelled_store(path: Path, *, dataset: str = "meld", n: int = 560, seed: int = 0,
-                   texts: bool = True) -> str:
+                   texts: bool = True, dims: dict[str, int] | None = None,
+                   space: str = "clef-toy") -> str:
     """Features are noisy linear maps of class means (MELD-like) or of the positive labels
     (CMU-MOSEI-like, with the sentiment as valence); label texts with random vectors in the
     store's 16-d "text space"."""
@@ -43,19 +46,21 @@ def labelled_store(path: Path, *, dataset: str = "meld", n: int = 560, seed: int
                           + 0.2 * rng.normal(size=(n, 1)))
         names, label_names = ("valence",), MOSEI
     else:
-        labels = rng.integers(0, len(MELD), n)
-        z = rng.normal(size=(len(MELD), 8))[labels] * 2.0 + rng.normal(size=(n, 8))
-        label_names = MELD
+        label_names = CAER if dataset == "caer" else MELD
+        labels = rng.integers(0, len(label_names), n)
+        z = rng.normal(size=(len(label_names), 8))[labels] * 2.0 + rng.normal(size=(n, 8))
+    dims = dims or DIMS
     features = {k: (z @ rng.normal(size=(8, d)) / np.sqrt(8)
                     + 0.3 * rng.normal(size=(n, d)))[:, None].astype(np.float16)
-                for k, d in DIMS.items()}
+                for k, d in dims.items()}
     fs = write_arrays(path, dataset=dataset, sample_ids=[f"s{i:04d}" for i in range(n)],
                       splits=[SPLIT_CYCLE[i % 5] for i in range(n)], features=features,
                       labels=labels, label_names=label_names, multilabel=dataset == "mosei",
-                      targets=targets, target_names=names, shard_size=200)
+                      targets=targets, target_names=names, shard_size=200,
+                      feature_space=space)
     if texts:
         made = texts_for(dataset, label_names, names)
-        vectors = rng.normal(size=(len(made.texts), DIMS["text"])).astype(np.float32)
+        vectors = rng.normal(size=(len(made.texts), dims["text"])).astype(np.float32)
         write_label_texts(fs.loc, fs.manifest, made, vectors,
                           vectors + 0.1 * rng.normal(size=vectors.shape).astype(np.float32),
                           backbone="arrays", weights_sha256=None)
@@ -94,7 +99,7 @@ def test_learns_a_meld_like_store_above_chance_and_writes_every_output(meld_like
 
 def test_the_saved_prototypes_give_back_the_scored_classes(meld_like: str, tmp_path: Path,
                                                            classifier_outputs) -> None:
-    metrics = _eval(meld_like, tmp_path / "out", overrides={"epochs": 3})
+    metrics = _eval(meld_like, tmp_path / "out", overrides={"clef.epochs": 3})
     saved = tmp_path / "out" / "classifier.pt"
     logits, labels, meta = classifier_outputs(saved, meld_like, "test")
     assert meta.task == "classification" and meta.multilabel is False
@@ -115,7 +120,7 @@ def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = run_pretrain(meld_like, "multi_cont", tmp_path / "run", preset="cpu", epochs=2,
                        device="cpu", progress=False)
-    metrics = _eval(meld_like, tmp_path / "out", run=run, overrides={"epochs": 3})
+    metrics = _eval(meld_like, tmp_path / "out", run=run, overrides={"clef.epochs": 3})
     zero = metrics["details"]["zero_shot"]
     assert zero["ran"] is True and zero["objective"] == "multi_cont"
     assert set(zero["splits"]) == {"train", "val", "test"}
@@ -127,9 +132,10 @@ def test_a_run_adds_the_zero_shot_row(meld_like: str, tmp_path: Path) -> None:
 def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path,
                                                      classifier_outputs) -> None:
     store = labelled_store(tmp_path / "mosei", dataset="mosei", n=400)
-    metrics = _eval(store, tmp_path / "out", overrides={"epochs": 5})
+    metrics = _eval(store, tmp_path / "out", overrides={"clef.epochs": 5})
     weak = metrics["details"]["weak"]
     assert weak["ran"] is True and weak["group"] == "sentiment" and weak["epochs"] == 5
+    assert weak["source"] == "sentiment_fallback" and weak["note"].startswith("fallback")
     assert {"train_image", "train_text"} <= set(weak["history"][0])
     assert metrics["multilabel"] is True
     assert "weighted_accuracy" in metrics["summary"]["test"]
@@ -137,8 +143,34 @@ def test_weak_stage_runs_on_the_mosei_sentiment_sign(tmp_path: Path,
     assert meta.multilabel is True and logits.shape == labels.shape == (80, len(MOSEI))
     said = outputs(torch.from_numpy(logits), meta)
     assert said["predicted"] == [n for n, x in zip(MOSEI, logits[0]) if x >= 0]
-    none = _eval(store, tmp_path / "none", overrides={"epochs": 2, "clef.weak": "none"})
+    none = _eval(store, tmp_path / "none", overrides={"clef.epochs": 2, "clef.weak": "none"})
     assert none["details"]["weak"] == {"ran": False, "reason": "clef.weak=none"}
+
+
+def test_stage1_runs_on_another_stores_activity_like_labels(meld_like: str,
+                                                             tmp_path: Path) -> None:
+    caer_like = labelled_store(tmp_path / "caer", dataset="caer", n=200, seed=3)
+    metrics = _eval(meld_like, tmp_path / "out",
+                    overrides={"clef.epochs": 2, "clef.weak_epochs": 2,
+                               "clef.stage1_store": caer_like})
+    weak = metrics["details"]["weak"]
+    assert weak["ran"] is True and weak["source"] == "stage1_store"
+    assert weak["group"] == "caer" and weak["classes"] == len(CAER)
+    assert weak["rows"] == 120 and weak["epochs"] == 2  # the stage-1 store's train split
+    assert weak["history"][0]["train_text"] > 0
+    assert metrics["config"]["clef"]["stage1_store"] == caer_like
+
+
+def test_stage1_store_must_be_another_dataset_in_the_same_feature_space(
+        meld_like: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="labels other than the downstream ones"):
+        _eval(meld_like, tmp_path / "same", overrides={"clef.stage1_store": meld_like})
+    other_space = labelled_store(tmp_path / "caer", dataset="caer", n=40,
+                                 dims={"frames_2d": 40, "audio": 24, "text": 16}, space="other")
+    with pytest.raises(StoreError, match="not in the feature space.*frames_2d"):
+        _eval(meld_like, tmp_path / "space", overrides={"clef.stage1_store": other_space})
+    with pytest.raises(ConfigError, match="clef.weak=store needs clef.stage1_store"):
+        _eval(meld_like, tmp_path / "none", overrides={"clef.weak": "store"})
 
 
 def test_refuses_melds_sentiment_as_coarse_labels(meld_like: str, tmp_path: Path) -> None:
