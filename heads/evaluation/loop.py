@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from heads.config import warmup_steps
+from heads.config import schedule_of
 from heads.eval_config import EvalConfig
 from heads.evaluation.fit import FitResult, patience_step, stop_early
 from heads.metrics_log import ProgressBar
@@ -63,9 +63,8 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
     generator = torch.Generator().manual_seed(seed)
     per_epoch = max(1, math.ceil(rows / cfg.batch_size))
     o = cfg.optim
-    schedule: dict[str, Any] = {"base_lr": base_lr, "steps_per_epoch": per_epoch,
-                "restart_epochs": o.restart_epochs, "restart_mult": o.restart_mult,
-                "min_lr": min(o.min_lr, base_lr), "warmup_steps": warmup_steps(o, per_epoch)}
+    schedule: dict[str, Any] = {"base_lr": base_lr,
+                                **schedule_of(o, per_epoch, min_lr=min(o.min_lr, base_lr))}
     best: dict[str, float] | None = None
     best_state: dict[str, Tensor] = {}
     history: list[dict[str, float]] = []

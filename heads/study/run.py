@@ -48,6 +48,7 @@ from heads.study.systems import avce_row, clef_rows
 from heads.study.tables import write_study
 from heads.study.types import BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, SYSTEMS, TableRow, Target
 from pipeline.config import ConfigError
+from pipeline.presets import Preset, parse_preset
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 def run_study(stores: str | Sequence[str], out: str | Path, *,
               pretrain_store: str | None = None, quick: bool = False, device: str = "auto",
               seeds: int = 1, extras: bool = True, progress: bool = True,
-              systems: Sequence[str] = SYSTEMS) -> Path:
+              systems: Sequence[str] = SYSTEMS, preset: str | Preset | None = None) -> Path:
     """Run the study and write its tables (see the module docstring for the layout).
 
     Args:
@@ -66,7 +67,7 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             protocol; the tables say so).
         quick: the ``cpu`` presets and :data:`QUICK_EPOCHS` pretraining epochs: the whole
             study on the sample datasets in minutes on two CPU cores (the numbers then only
-            show that the pipeline works).
+            show that the pipeline works); the same as a ``preset`` with ``cpu``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         seeds: seeds per evaluation (mean and std reported); each run is pretrained once,
             with the pretraining config's seed.
@@ -74,6 +75,9 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
         progress: progress bars for each run.
         systems: which of :data:`SYSTEMS` to run (``conclugen``: the paper's tables; ``clef``,
             ``avce``: the other systems' rows); each where it applies.
+        preset: ``paper`` (default) or ``reference``, optionally with ``cpu``
+            (:mod:`pipeline.presets`): the configs of every run and evaluation; the tables
+            name it, and where the stores were extracted otherwise, what differs.
 
     Returns:
         ``out``.
@@ -87,6 +91,10 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
         CheckpointError: a run folder in ``out`` that this study cannot continue (another
             store or other settings).
     """
+    chosen_preset = parse_preset(preset)
+    if quick:
+        chosen_preset = Preset(chosen_preset.fidelity, "cpu")
+    quick = chosen_preset.size == "cpu"
     stores = [stores] if isinstance(stores, str) else list(stores)
     if not stores:
         raise DataError("the study needs at least one downstream store")
@@ -104,12 +112,14 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     with claim_output(out, "study"):
         write_json_atomic(out / STUDY_RECORD, {
             "stores": stores, "pretrain_store": pretrain_store, "quick": quick,
-            "seeds": seeds, "extras": extras, "systems": list(chosen)})
-        runner = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
-                             modality_keys=modality_keys)
+            "preset": chosen_preset.name, "seeds": seeds, "extras": extras,
+            "systems": list(chosen)})
+        runner = StudyRunner(preset=chosen_preset, device=device, seeds=seeds,
+                             progress=progress, modality_keys=modality_keys)
         results = {target.name: target_rows(runner, target, chosen, extras=extras)
                    for target in targets}
-        write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS)
+        write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS,
+                    preset=chosen_preset)
     log.info("study written to %s", out)
     return out
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from heads.study.paper import PaperResults, paper_results
 from heads.study.types import TableRow, Target
+from pipeline.presets import REFERENCE_VIEWS, Preset, store_differences
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ OTHER_SYSTEMS = ("Other systems on the same features: CLEF (Zhang et al., \"Weak
 
 def write_study(out: Path, targets: Sequence[Target],
                 results: Mapping[str, Mapping[str, Sequence[TableRow]]], *, quick: bool,
-                seeds: int, epochs: int) -> None:
+                seeds: int, epochs: int, preset: Preset = Preset()) -> None:
     """Write every dataset's files and the study's ``results.md`` and ``results.csv`` (and
     ``results_regression.csv`` when AVCE ran).
 
@@ -63,6 +64,8 @@ def write_study(out: Path, targets: Sequence[Target],
         quick: the study ran with the cpu presets (said in every caption).
         seeds: seeds per evaluation.
         epochs: pretraining epochs of a quick study.
+        preset: the study's ``--preset`` (named in every caption, with what the stores' and
+            views differ from it).
     """
     paper = paper_results()
     index = ["# ConCluGen study", "", *_overview(targets, paper), ""]
@@ -71,14 +74,15 @@ def write_study(out: Path, targets: Sequence[Target],
     for target in targets:
         groups = results[target.name]
         target.folder.mkdir(parents=True, exist_ok=True)
-        files = _write_dataset(target, groups, paper, quick=quick, seeds=seeds, epochs=epochs)
+        files = _write_dataset(target, groups, paper, quick=quick, seeds=seeds, epochs=epochs,
+                               preset=preset)
         every += files.rows
         every_regression += files.regression
         links = ", ".join(f"[{target.name}/{name}]({target.name}/{name})"
                           for name in files.names)
         index += [f"## {target.name}", "", f"Files: {links}", "",
                   *dataset_tables(target, groups, paper, level=3, quick=quick, seeds=seeds,
-                                  epochs=epochs), ""]
+                                  epochs=epochs, preset=preset), ""]
     (out / "results.md").write_text("\n".join(index).rstrip() + "\n", encoding="utf-8")
     write_csv(out / "results.csv", every)
     if every_regression:
@@ -96,7 +100,7 @@ class DatasetFiles:
 
 def _write_dataset(target: Target, groups: Mapping[str, Sequence[TableRow]],
                    paper: PaperResults, *, quick: bool, seeds: int,
-                   epochs: int) -> DatasetFiles:
+                   epochs: int, preset: Preset) -> DatasetFiles:
     """One dataset's ``results.md``, ``results.csv``, ``results.png`` (when it has
     classification rows) and ``results_regression.csv`` (when it has regression rows)."""
     rows = [r for group in GROUPS
@@ -112,7 +116,7 @@ def _write_dataset(target: Target, groups: Mapping[str, Sequence[TableRow]],
         names.append(REGRESSION_CSV)
     lines = [f"# ConCluGen study: {target.name}", "",
              *dataset_tables(target, groups, paper, level=2, quick=quick, seeds=seeds,
-                             epochs=epochs)]
+                             epochs=epochs, preset=preset)]
     if chart:
         lines += ["", "![ours (bars) and the paper's (ticks)](results.png)"]
     (target.folder / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -154,7 +158,7 @@ def _overview(targets: Sequence[Target], paper: PaperResults) -> list[str]:
 
 
 def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,
-             epochs: int) -> list[str]:
+             epochs: int, preset: Preset) -> list[str]:
     s, pre = target.store, target.pretrain
     if target.own:
         trained = ("Heads pretrained on the downstream store itself, not on VoxCeleb2 as in "
@@ -182,20 +186,46 @@ def _caption(target: Target, paper: PaperResults, *, quick: bool, seeds: int,
     if random:
         lines += ["", f"Random backbone weights ({', '.join(random)}): the numbers show that "
                       "the pipeline runs, not what the methods achieve."]
+    lines += ["", *preset_lines(preset, target)]
     if quick:
         lines += ["", f"Quick: the cpu presets and {epochs} pretraining epochs; the numbers "
                       "show that the pipeline runs, not what the methods achieve."]
     return lines
 
 
+def preset_lines(preset: Preset, target: Target) -> list[str]:
+    """The caption's sentence on the preset: its name, the views the probe and Instance-Cont
+    drew from, and where the stores were extracted with other choices than the preset's."""
+    probe = _views_sentence(target.store.views, "downstream",
+                            "the probe trains on one per clip, modality and epoch")
+    pairs = _views_sentence(target.pretrain.views, "pretraining",
+                            "Instance-Cont pairs two of them per clip and epoch")
+    line = (f"Preset: `{preset.name}` (the {preset.fidelity} column of docs/CHOICES.md). "
+            f"{probe} {pairs}")
+    differ = sorted({d for facts in (target.store, target.pretrain)
+                     for d in store_differences(preset, {k: v.get("backbone", "") for k, v in
+                                                         facts.feature_space.items()})})
+    if differ:
+        line += (" Where the stores differ from the preset's extraction: "
+                 + "; ".join(differ) + ".")
+    return [line]
+
+
+def _views_sentence(views: int, which: str, use: str) -> str:
+    if views < 2:
+        return f"The {which} store holds no augmented views (clean features only)."
+    return (f"The {which} store holds {views - 1} augmented view(s) per clip ({use}; the "
+            f"reference code drew from {REFERENCE_VIEWS}).")
+
+
 def dataset_tables(target: Target, groups: Mapping[str, Sequence[TableRow]],
                    paper: PaperResults, *, level: int, quick: bool, seeds: int,
-                   epochs: int) -> list[str]:
+                   epochs: int, preset: Preset = Preset()) -> list[str]:
     """One dataset's caption and tables (Table 2, Tables 3-5, the other systems' tables),
     headings at ``level``; a group without rows (a system not run) has no table."""
     h, dataset = "#" * level, target.store.dataset
     two, objectives = paper.tables["baselines"], paper.tables["objectives"]
-    lines = _caption(target, paper, quick=quick, seeds=seeds, epochs=epochs)
+    lines = _caption(target, paper, quick=quick, seeds=seeds, epochs=epochs, preset=preset)
     if groups.get("baselines"):
         lines += ["", f"{h} {two.source}: {two.caption}", "",
                   *table_lines(groups["baselines"], "baselines", dataset, paper)]
