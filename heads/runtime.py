@@ -13,10 +13,14 @@ from pipeline.devices import resolve_device
 from pipeline.errors import UserError
 
 
+#: The heads' autocast type on CUDA (``docs/CHOICES.md``: mixed precision).
+AUTOCAST_DTYPE = "bfloat16"
+
+
 def autocast(device: torch.device) -> Any:
     """bf16 autocast on CUDA; float32 everywhere else."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=getattr(torch, AUTOCAST_DTYPE))
     return nullcontext()
 
 
