@@ -53,7 +53,7 @@ from heads.metrics_log import write_eval_scalars
 from heads.outputs import OutputError, check_not_running, claim_output, clear_output
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
-from pipeline.presets import Preset
+from pipeline.presets import Preset, parse_preset
 from pipeline.store import FeatureStore, open_store
 from pipeline.store.manifest import feature_space_id
 
@@ -129,6 +129,7 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
             a regression protocol).
     """
     spec = get_protocol(protocol)
+    parse_preset(preset)  # a malformed --preset is refused before the store is read
     if fusion not in FUSIONS:
         raise ConfigError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
     if seeds < 1:

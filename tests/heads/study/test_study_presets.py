@@ -11,7 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 from cli import app
+from heads.study.presets import preset_lines
 from heads.study.run import run_study
+from heads.study.types import StoreFacts, Target
+from pipeline.presets import Preset
 from tests.heads.study.test_study import labelled, synthetic_store
 
 
@@ -51,3 +54,24 @@ def test_two_names_of_one_axis_are_refused_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "--preset 'paper,reference': 2 fidelity names" in " ".join(result.output.split())
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def _facts(views: int, text: str) -> StoreFacts:
+    return StoreFacts("s", "0" * 64, "meld", frozenset({"audio", "text"}), views, ("train",), 7,
+                      False, {}, {}, (), {"audio": {"backbone": "resdavenet"},
+                                          "text": {"backbone": text}})
+
+
+def test_the_caption_names_the_preset_the_views_and_what_the_stores_differ_in() -> None:
+    paper_stores = Target("meld", _facts(1, "distilbert-sst2"), _facts(11, "distilbert-sst2"),
+                          Path("o"), Path("r"), own=False)
+    (paper,) = preset_lines(Preset("paper"), paper_stores)
+    assert paper.startswith("Preset: `paper` (the paper column of docs/CHOICES.md).")
+    assert "The downstream store holds no augmented views (clean features only)." in paper
+    assert "The pretraining store holds 10 augmented view(s) per clip" in paper
+    assert "differ" not in paper  # the stores are the paper preset's
+    (reference,) = preset_lines(Preset("reference", "cpu"), paper_stores)
+    assert reference.startswith("Preset: `reference,cpu`")
+    assert reference.endswith("Where the stores differ from the preset's extraction: text "
+                              "backbone distilbert-sst2 (the reference preset: "
+                              "emotion-distilroberta).")
