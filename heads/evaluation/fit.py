@@ -310,7 +310,8 @@ def score_split(model: ProbeModel, data: LabelledSplit, loss_fn: nn.Module, repr
 
 
 def represent_split(model: ProbeModel, data: LabelledSplit, batch_size: int) -> LabelledSplit:
-    """The split with its features replaced by the (frozen) heads' [n, D] representations."""
+    """The split with its features replaced by the (frozen) heads' [n, D] representations (and
+    its augmented views, when it carries them, by [n, V, D] ones)."""
     views = None
     if data.views is not None:  # [n, V, E] -> [n * V, E] -> [n, V, D]
         shape = next(iter(data.views.values())).shape[:2]
