@@ -319,9 +319,10 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
                     shard_size: int,
                     limit: int | None, device: str, annotations: Path | None,
                     transcripts: Path | None, cluster: object, list_file: Path | None = None,
-                    faces: str | None = None) -> StoreManifest:
+                    faces: str | None = None, preset: str | None = None) -> StoreManifest:
     """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
     manifest. Without ``modalities``, the config's that the dataset has are extracted."""
+    from pipeline.presets import extract_settings
     from pipeline.datasets import dataset_source
     from pipeline.datasets.modalities import follow_dataset
     from pipeline.extract_config import load_extract_config
@@ -333,9 +334,9 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     _quiet_dask()
     root, dataset_manifest = dataset_source(dataset, root, list_file=list_file, faces=faces,
                                             transcripts=transcripts)
+    chosen, settings = extract_settings(preset, backbones)
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
-                              backbones=backbones or None, views=views,
-                              detect_fps=detect_fps)
+                              views=views, detect_fps=detect_fps, **settings)
     if modalities is None:
         cfg = follow_dataset(cfg, dataset_manifest)
     bars: list[Progress] = []
@@ -350,7 +351,7 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
         manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
                                transcripts=transcripts, limit=limit, shard_size=shard_size,
                                device=device, cluster=cluster, manifest=dataset_manifest,
-                               on_plan=on_plan,
+                               on_plan=on_plan, preset=chosen.name,
                                on_progress=on_progress)
     finally:
         for bar in bars:
@@ -433,6 +434,9 @@ def extract_cmd(
         help="KEY=NAME to use another registered backbone, e.g. frames_3d=r2plus1d_18.")
     ] = [],  # noqa: B006
     views: Annotated[int | None, typer.Option(help="Views per clip (1 = clean only).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="paper (default: the paper's choices) | reference (the reference code's, which "
+             "produced the published numbers; docs/CHOICES.md).")] = None,
     detect_fps: Annotated[float | None, typer.Option(
         help="Face detection rate (default 1; 2-4 follows fast heads).")] = None,
     shard_size: Annotated[int, typer.Option(help="Clips per shard (one Dask task).")] = 256,
@@ -475,7 +479,7 @@ def extract_cmd(
                     backbones=_parse_pairs(backbone, "--backbone", MODALITIES), views=views,
                     detect_fps=detect_fps, shard_size=shard_size, limit=limit, device=device,
                     annotations=annotations, transcripts=transcripts, cluster=opts,
-                    list_file=list_, faces=faces)
+                    list_file=list_, faces=faces, preset=preset)
 
 
 def run_transcribe_cli(dataset: str, root: Path, *, out: Path | None, settings: object,
@@ -594,7 +598,8 @@ def pretrain_cmd(
     modalities: Annotated[str | None, typer.Option(
         help="Comma-separated subset of video,audio,text (the paper's ablations).")] = None,
     preset: Annotated[str | None, typer.Option(
-        help="A preset of manifests/pretrain.yaml, e.g. 'cpu' (small, fast).")] = None,
+        help="paper (default) | reference (the reference code's choices), optionally with "
+             "cpu (small, fast): e.g. reference,cpu.")] = None,
     config: Annotated[Path | None, typer.Option(help="A YAML config layered on top.")] = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help="KEY=VALUE config override, e.g. --set optim.lr=1e-4; repeatable.")
@@ -817,7 +822,9 @@ def eval_cmd(
     modalities: Annotated[str | None, typer.Option(
         help="Comma-separated modalities the classifier sees, e.g. video.")] = None,
     fusion: Annotated[str, typer.Option(help="concat | mean")] = "concat",
-    preset: Annotated[str | None, typer.Option(help="e.g. cpu (small, fast).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="paper (default) | reference (the reference code's choices), optionally with "
+             "cpu (small, fast): e.g. reference,cpu.")] = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help="KEY=VALUE override of manifests/evaluate.yaml; repeatable.")
     ] = [],  # noqa: B006 - Typer needs a literal default
@@ -855,6 +862,9 @@ def study_cmd(
     ] = None,
     quick: Annotated[bool, typer.Option(
         help="CPU-sized models and few epochs: the same study in minutes.")] = False,
+    preset: Annotated[str | None, typer.Option(
+        help="paper (default) | reference (the reference code's choices), optionally with "
+             "cpu (= --quick): e.g. reference,cpu.")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per evaluation.")] = 1,
     pretrain_seeds: Annotated[int, typer.Option(
         help="Pretraining runs per objective (seeds 0..N-1 from the config's); each row "
@@ -879,7 +889,7 @@ def study_cmd(
     folder = run_study(store, out, pretrain_store=pretrain_store, quick=quick, device=device,
                        seeds=seeds, systems=_split_list(systems) or [],
                        pretrain_seeds=pretrain_seeds, monitor=monitor,
-                       monitor_store=monitor_store)
+                       monitor_store=monitor_store, preset=preset)
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"[bold green]study complete[/]: {folder / 'results.md'} (every table), "
                   f"{folder / 'results.csv'}; per dataset: {folder}/<dataset>/results.md, "

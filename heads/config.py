@@ -6,9 +6,11 @@ strictly from YAML, and the layer merging it shares with the evaluation's
 
     defaults:    every objective            (AdamW, batch 4096, D 4096, k-means settings, ...)
     objectives:  per objective              (learning rate, modalities)
-    presets:     named overrides            (``cpu``: a small model for laptops, tests, demos)
+    presets:     named overrides            (``paper``, ``reference``: whose choices;
+                                             ``cpu``: a small model for laptops, tests, demos)
 
-A run's config is ``defaults <- objectives[name] <- presets[preset] <- config file <- overrides
+A run's config is ``defaults <- objectives[name] <- presets[fidelity] <- presets[size] <- config
+file <- overrides
 <- explicit arguments``, merged key by key, then checked by :func:`pipeline.config.from_dict`:
 an unknown key or a wrong type is an error naming the key path. The resolved config is written
 next to every run (``RUN/config.yaml``) and into every checkpoint.
@@ -25,6 +27,7 @@ from typing import Any, Literal
 
 import manifests
 from pipeline.config import ConfigError, from_dict, load_yaml
+from pipeline.presets import Preset, parse_preset
 
 DEFAULT_CONFIG = manifests.path("pretrain.yaml")  # shipped with the package
 LAYER_KEYS = frozenset({"defaults", "objectives", "presets"})
@@ -82,8 +85,9 @@ class ClusteringConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with a linear warm-up (``warmup_steps`` plus ``warmup_epochs`` worth of steps),
-    then cosine annealing with warm restarts (periods in epochs, see
-    :func:`heads.runtime.lr_at`). Shared by pretraining and every evaluation protocol."""
+    then ``schedule``: cosine annealing with warm restarts (periods in epochs) or
+    ``exponential`` (``decay`` per epoch, the reference code's pretraining), see
+    :func:`heads.runtime.lr_at`. Shared by pretraining and every evaluation protocol."""
 
     lr: float = 3.6e-4
     weight_decay: float = 3.2e-4
@@ -94,6 +98,8 @@ class OptimConfig:
     restart_mult: int = 2
     min_lr: float = 1e-6
     grad_clip: float | None = None
+    schedule: Literal["cosine_restarts", "exponential"] = "cosine_restarts"
+    decay: float = 0.75
 
 
 @dataclass(frozen=True)
@@ -126,12 +132,14 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One pretraining run, fully resolved."""
+    """One pretraining run, fully resolved; ``preset``: the ``--preset`` it was resolved with
+    (``"reference,cpu"``), for the record."""
 
     objective: str
     modalities: tuple[str, ...]
     epochs: int
     seed: int = 0
+    preset: str = "paper"
     modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
         "video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)})
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -155,6 +163,8 @@ class TrainConfig:
             problems.append(f"data.batch_size must be >= 2, got {self.data.batch_size}")
         if self.optim.lr <= 0 or self.optim.restart_epochs <= 0 or self.optim.restart_mult < 1:
             problems.append("optim: lr and restart_epochs must be > 0, restart_mult >= 1")
+        if not 0 < self.optim.decay <= 1:
+            problems.append(f"optim.decay must be in (0, 1], got {self.optim.decay}")
         bad_weights = sorted(set(self.loss.weights) - {"mms", "clustering", "reconstruction",
                                                        "info_nce"})
         if bad_weights:
@@ -172,12 +182,23 @@ def warmup_steps(optim: OptimConfig, steps_per_epoch: int) -> int:
     return optim.warmup_steps + round(optim.warmup_epochs * steps_per_epoch)
 
 
+def schedule_of(optim: OptimConfig, steps_per_epoch: int, *,
+                min_lr: float | None = None) -> dict[str, Any]:
+    """The keyword arguments of :func:`heads.runtime.lr_at` but ``step`` and ``base_lr``."""
+    return {"steps_per_epoch": steps_per_epoch, "restart_epochs": optim.restart_epochs,
+            "restart_mult": optim.restart_mult,
+            "min_lr": optim.min_lr if min_lr is None else min_lr,
+            "warmup_steps": warmup_steps(optim, steps_per_epoch),
+            "schedule": optim.schedule, "decay": optim.decay}
+
+
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
     """A :class:`TrainConfig` from a resolved mapping (``RUN/config.yaml``, a checkpoint)."""
     return from_dict(TrainConfig, dict(data), where)
 
 
-def resolve_config(objective: str, *, config: str | Path | None = None, preset: str | None = None,
+def resolve_config(objective: str, *, config: str | Path | None = None,
+                   preset: str | Preset | None = None,
                    overrides: Mapping[str, Any] | None = None,
                    modalities: Sequence[str] | None = None, epochs: int | None = None,
                    seed: int | None = None) -> TrainConfig:
@@ -189,7 +210,8 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
         config: a YAML file: either layered like ``manifests/pretrain.yaml`` (it replaces the
             default file) or a partial/complete TrainConfig mapping merged over the defaults
             (a run's ``config.yaml`` reproduces that run).
-        preset: a key of the layered file's ``presets`` (``"cpu"``).
+        preset: ``--preset``'s value (:func:`pipeline.presets.parse_preset`: ``"reference"``,
+            ``"cpu"``, ``"reference,cpu"``); each name's layer of the file's ``presets``.
         overrides: merged last; nested mappings or dotted keys (``{"model.representation_dim":
             64}``).
         modalities: overrides ``modalities`` (the paper's ablations: without text/audio).
@@ -209,15 +231,13 @@ def resolve_config(objective: str, *, config: str | Path | None = None, preset: 
     layers = _layers(base_path)
     merged = dict(layers.get("defaults") or {})
     merged = deep_merge(merged, (layers.get("objectives") or {}).get(objective) or {})
-    if preset is not None:
-        presets = layers.get("presets") or {}
-        if preset not in presets:
-            raise ConfigError(f"{base_path}: unknown preset {preset!r}; valid: {sorted(presets)}")
-        merged = deep_merge(merged, presets[preset])
+    for layer in preset_layers(layers.get("presets") or {}, preset, base_path):
+        merged = deep_merge(merged, layer)
     merged = deep_merge(merged, partial)
     merged = deep_merge(merged, expand_dotted(overrides or {}))
     explicit = {"objective": objective, "modalities": None if modalities is None
-                else list(modalities), "epochs": epochs, "seed": seed}
+                else list(modalities), "epochs": epochs, "seed": seed,
+                "preset": None if preset is None else parse_preset(preset).name}
     if merged.get("objective", objective) != objective:
         raise ConfigError(f"{config}: written for objective {merged['objective']!r}, "
                           f"not {objective!r}")
@@ -232,6 +252,23 @@ def _layers(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid: "
                           f"{sorted(LAYER_KEYS)}")
     return data
+
+
+def preset_layers(presets: Mapping[str, Any], preset: str | Preset | None,
+                  where: str | Path) -> list[Mapping[str, Any]]:
+    """The ``presets:`` layers of a config file that ``preset`` names, fidelity then size.
+
+    Raises:
+        ConfigError: a malformed ``--preset``, or a name the file has no layer for.
+    """
+    if preset is None:
+        return []
+    layers = []
+    for name in parse_preset(preset).layers:
+        if name not in presets:
+            raise ConfigError(f"{where}: no preset {name!r}; it has {sorted(presets)}")
+        layers.append(presets[name] or {})
+    return layers
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The evaluation configuration of the heads (:class:`EvalConfig`, with the CLEF and AVCE
 protocols' sections), a frozen dataclass resolved strictly from YAML.
 
-``manifests/evaluate.yaml`` holds ``defaults`` and named ``presets``; a dataset's manifest adds
+``manifests/evaluate.yaml`` holds ``defaults`` and named ``presets`` (``paper``, ``reference``,
+``cpu``; :mod:`pipeline.presets`); a dataset's manifest adds
 its learning rate, weight decay and class weights. An evaluation's config is ``defaults <-
 dataset <- presets[preset] <- overrides``, merged key by key (:func:`heads.config.deep_merge`),
 then checked by :func:`pipeline.config.from_dict`: an unknown key or a wrong type is an error
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import manifests
-from heads.config import OptimConfig, deep_merge, expand_dotted, plain
+from heads.config import OptimConfig, deep_merge, expand_dotted, plain, preset_layers
 from pipeline.config import ConfigError, from_dict, load_yaml
 from pipeline.manifest import load_manifest, manifest_path
+from pipeline.presets import Preset, parse_preset
 
 EVAL_CONFIG = manifests.path("evaluate.yaml")  # shipped with the package
 
@@ -110,7 +112,8 @@ class AvceConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """One downstream evaluation, fully resolved (see ``manifests/evaluate.yaml``)."""
+    """One downstream evaluation, fully resolved (see ``manifests/evaluate.yaml``);
+    ``preset``: the ``--preset`` it was resolved with (``"reference,cpu"``), for the record."""
 
     epochs: int = 1000
     patience: int | None = 15
@@ -125,6 +128,8 @@ class EvalConfig:
     class_weights: Literal["inverse", "frequency", "fixed", "none"] = "inverse"
     class_weight_values: tuple[float, ...] = ()
     selection: Literal["val_f1", "val_loss"] = "val_f1"
+    train_views: Literal["augmented", "clean"] = "augmented"
+    preset: str = "paper"
     representation_dim: int = 4096
     modality_keys: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
         "video": ("frames_2d", "frames_3d"), "audio": ("audio",), "text": ("text",)})
@@ -190,7 +195,7 @@ def _protocol_problems(clef: ClefConfig, avce: AvceConfig) -> list[str]:
     return problems
 
 
-def resolve_eval_config(dataset: str, *, preset: str | None = None,
+def resolve_eval_config(dataset: str, *, preset: str | Preset | None = None,
                         overrides: Mapping[str, Any] | None = None,
                         config: str | Path | None = None) -> EvalConfig:
     """``defaults <- the dataset manifest's eval block <- presets[preset] <- overrides``.
@@ -199,7 +204,9 @@ def resolve_eval_config(dataset: str, *, preset: str | None = None,
         dataset: the store's dataset name; ``manifests/<dataset>.yaml`` supplies the paper's lr
             and weight decay (and the dataset's class weights, where it names them) when it
             exists and has an ``eval`` block.
-        preset: a key of the file's ``presets`` (``"cpu"``).
+        preset: ``--preset``'s value (``"reference"``, ``"cpu"``, ``"reference,cpu"``): each
+            name's layer of the file's ``presets``, then that layer's ``datasets: {dataset:
+            ...}`` values.
         overrides: merged last; nested mappings or dotted keys (``{"optim.lr": 1e-3}``).
         config: another layered file instead of ``manifests/evaluate.yaml``.
 
@@ -213,12 +220,14 @@ def resolve_eval_config(dataset: str, *, preset: str | None = None,
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}; valid: defaults, presets")
     merged = dict(data.get("defaults") or {})
     merged = deep_merge(merged, _dataset_layer(dataset))
-    if preset is not None:
-        presets = data.get("presets") or {}
-        if preset not in presets:
-            raise ConfigError(f"{path}: unknown preset {preset!r}; valid: {sorted(presets)}")
-        merged = deep_merge(merged, presets[preset])
+    for layer in preset_layers(data.get("presets") or {}, preset, path):
+        # a preset's per-dataset values (``datasets: {caer: {...}}``) after its general ones
+        per_dataset = (layer.get("datasets") or {}).get(dataset) or {}
+        merged = deep_merge(merged, {k: v for k, v in layer.items() if k != "datasets"})
+        merged = deep_merge(merged, per_dataset)
     merged = deep_merge(merged, expand_dotted(overrides or {}))
+    if preset is not None:  # recorded with the values it chose (metrics.json's config)
+        merged["preset"] = parse_preset(preset).name
     return from_dict(EvalConfig, merged, str(path))
 
 

@@ -13,10 +13,14 @@ from pipeline.devices import resolve_device
 from pipeline.errors import UserError
 
 
+#: The heads' autocast type on CUDA (``docs/CHOICES.md``: mixed precision).
+AUTOCAST_DTYPE = "bfloat16"
+
+
 def autocast(device: torch.device) -> Any:
     """bf16 autocast on CUDA; float32 everywhere else."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=getattr(torch, AUTOCAST_DTYPE))
     return nullcontext()
 
 
@@ -28,14 +32,20 @@ def full_precision(device: torch.device) -> torch.autocast:
 
 
 def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, restart_epochs: float,
-          restart_mult: int, min_lr: float, warmup_steps: int = 0) -> float:
-    """Learning rate after ``step`` optimizer steps: linear warm-up, then cosine annealing with
-    warm restarts (Loshchilov & Hutter 2017), the first period ``restart_epochs`` long and each
-    next one ``restart_mult`` times longer. Periods are in epochs, measured in fractional steps.
+          restart_mult: int, min_lr: float, warmup_steps: int = 0,
+          schedule: str = "cosine_restarts", decay: float = 0.75) -> float:
+    """Learning rate after ``step`` optimizer steps: linear warm-up, then either cosine
+    annealing with warm restarts (``cosine_restarts``, Loshchilov & Hutter 2017: the first
+    period ``restart_epochs`` long and each next one ``restart_mult`` times longer, periods in
+    epochs measured in fractional steps) or ``exponential``: ``decay`` times less after each
+    whole epoch (the reference code's pretraining ``ExponentialLR``, stepped per epoch, no
+    floor).
     """
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     t = (step - warmup_steps) / steps_per_epoch
+    if schedule == "exponential":
+        return base_lr * decay ** math.floor(t)
     period = restart_epochs
     while t >= period:
         t -= period

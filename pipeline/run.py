@@ -188,7 +188,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 cluster: ClusterOptions | None = None,
                 manifest: DatasetManifest | None = None,
                 on_plan: PlanFn | None = None,
-                on_progress: ProgressFn | None = None) -> StoreManifest:
+                on_progress: ProgressFn | None = None,
+                preset: str | None = None) -> StoreManifest:
     """Extract a raw dataset into a complete feature store at ``out``.
 
     Args:
@@ -206,6 +207,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
             is scanned and finished shards are found.
         on_progress: called about every :data:`POLL_S` with ``(clips done, failures by
             reason, workers connected)``; clips move as workers finish them.
+        preset: the ``--preset`` that chose ``cfg`` (:mod:`pipeline.presets`), recorded in
+            ``store.json``'s ``options``.
 
     Returns:
         The store's manifest (``store.json``).
@@ -266,7 +269,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
             modalities=modalities_from_shards(identity, shards, cfg.dtype), shards=shards,
             adapter_failures=adapter_failures, config=cfg,
             software=software_versions(), timings=_sum_timings(shards),
-            options={"shard_size": shard_size, "limit": limit, "device": device})
+            options={"shard_size": shard_size, "limit": limit, "device": device,
+                     **({"preset": preset} if preset is not None else {})})
         return _with_label_texts(loc, written)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from heads.config import warmup_steps
+from heads.config import schedule_of
 from heads.eval_config import EvalConfig
 from heads.evaluation.probe import LabelledSplit, ProbeModel, Standardize
 from heads.metrics import threshold
@@ -157,10 +157,7 @@ def fit(model: ProbeModel, train: LabelledSplit, val: LabelledSplit, cfg: EvalCo
     generator = torch.Generator().manual_seed(seed)
     per_epoch = math.ceil(len(train) / cfg.batch_size)
     o = cfg.optim
-    schedule: dict[str, Any] = {"base_lr": o.lr, "steps_per_epoch": per_epoch,
-                                "restart_epochs": o.restart_epochs,
-                                "restart_mult": o.restart_mult, "min_lr": o.min_lr,
-                                "warmup_steps": warmup_steps(o, per_epoch)}
+    schedule: dict[str, Any] = {"base_lr": o.lr, **schedule_of(o, per_epoch)}
     best: dict[str, float] | None = None
     best_state: dict[str, Tensor] = {}
     history: list[dict[str, float]] = []
@@ -218,7 +215,7 @@ def _epoch(model: ProbeModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Modu
         lr = lr_at(step, **schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["scale"]
-        loss = _step(model, optimizer, loss_fn, train, idx, represented)
+        loss = _step(model, optimizer, loss_fn, train, idx, represented, generator)
         if not math.isfinite(loss):
             raise DivergedError("training loss", epoch=epoch, step=step + 1)
         total += loss * len(idx)
@@ -250,9 +247,10 @@ def _restore(model: ProbeModel, state: Mapping[str, Tensor]) -> None:
 
 
 def _step(model: ProbeModel, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-          data: LabelledSplit, idx: Tensor, represented: bool) -> float:
+          data: LabelledSplit, idx: Tensor, represented: bool,
+          generator: torch.Generator) -> float:
     idx = idx.to(data.targets.device)
-    batch = {m: x[idx].float() for m, x in data.inputs.items()}
+    batch = data.batch(idx, generator)
     with autocast(data.targets.device):
         logits = model(batch, represented=represented)
     loss = loss_fn(logits.float(), data.targets[idx])
@@ -312,15 +310,29 @@ def score_split(model: ProbeModel, data: LabelledSplit, loss_fn: nn.Module, repr
 
 
 def represent_split(model: ProbeModel, data: LabelledSplit, batch_size: int) -> LabelledSplit:
-    """The split with its features replaced by the (frozen) heads' [n, D] representations."""
+    """The split with its features replaced by the (frozen) heads' [n, D] representations (and
+    its augmented views, when it carries them, by [n, V, D] ones)."""
+    views = None
+    if data.views is not None:  # [n, V, E] -> [n * V, E] -> [n, V, D]
+        shape = next(iter(data.views.values())).shape[:2]
+        flat = _represent(model, {m: x.flatten(0, 1) for m, x in data.views.items()},
+                          batch_size)
+        views = {m: r.unflatten(0, shape) for m, r in flat.items()}
+    return LabelledSplit(data.name, _represent(model, data.inputs, batch_size), data.targets,
+                         data.sample_ids, views)
+
+
+def _represent(model: ProbeModel, inputs: Mapping[str, Tensor],
+               batch_size: int) -> dict[str, Tensor]:
+    """Per modality [n, E] features -> [n, D] representations of the frozen heads."""
     model.eval()
     out: dict[str, list[Tensor]] = {m: [] for m in model.spec.modalities}
+    n = len(next(iter(inputs.values())))
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = {m: x[start:start + batch_size].float() for m, x in data.inputs.items()}
-            with autocast(data.targets.device):
+        for start in range(0, n, batch_size):
+            batch = {m: x[start:start + batch_size].float() for m, x in inputs.items()}
+            with autocast(batch[model.spec.modalities[0]].device):
                 reps = model.represent(batch)
             for m, r in reps.items():
                 out[m].append(r.float())
-    return LabelledSplit(data.name, {m: torch.cat(v) for m, v in out.items()}, data.targets,
-                         data.sample_ids)
+    return {m: torch.cat(v) for m, v in out.items()}

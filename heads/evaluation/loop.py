@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from heads.config import warmup_steps
+from heads.config import schedule_of
 from heads.eval_config import EvalConfig
 from heads.evaluation.fit import FitResult, patience_step, stop_early
 from heads.metrics_log import ProgressBar
@@ -143,10 +143,8 @@ def train_epochs(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], 
 def _evaluation_schedule(cfg: EvalConfig, base_lr: float, per_epoch: int) -> Schedule:
     """``cfg.optim``'s warm-up and cosine restarts from ``base_lr``, as a factor of it."""
     o = cfg.optim
-    schedule: dict[str, Any] = {"base_lr": base_lr, "steps_per_epoch": per_epoch,
-                                "restart_epochs": o.restart_epochs,
-                                "restart_mult": o.restart_mult, "min_lr": min(o.min_lr, base_lr),
-                                "warmup_steps": warmup_steps(o, per_epoch)}
+    schedule: dict[str, Any] = {"base_lr": base_lr,
+                                **schedule_of(o, per_epoch, min_lr=min(o.min_lr, base_lr))}
     return lambda step: lr_at(step, **schedule) / base_lr
 
 

@@ -178,18 +178,33 @@ class LabelledSplit:
 
     Attributes:
         name: ``train``, ``val`` or ``test``.
-        inputs: per modality [n, E_m] features (or [n, D] representations).
+        inputs: per modality [n, E_m] features (or [n, D] representations) of the clean view.
         targets: int64 [n] class indices, or float32 [n, L] in {0, 1}.
         sample_ids: the n sample ids, in order.
+        views: the train split's augmented views to train on (``train_views: augmented``):
+            per modality [n, V, E_m] (or [n, V, D]); None: train on ``inputs``.
     """
 
     name: str
     inputs: dict[str, Tensor]
     targets: Tensor
     sample_ids: list[str]
+    views: dict[str, Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """float32 training inputs of rows ``idx``: the clean features, or with ``views`` one
+        augmented view per row and modality drawn with ``generator`` (the reference code drew
+        1 of its 10 views per sample, modality and epoch)."""
+        if self.views is None:
+            return {m: x[idx].float() for m, x in self.inputs.items()}
+        out = {}
+        for m, x in self.views.items():
+            pick = torch.randint(x.shape[1], (len(idx),), generator=generator).to(x.device)
+            out[m] = x[idx, pick].float()
+        return out
 
 
 def freeze_heads(model: ProbeModel) -> None:

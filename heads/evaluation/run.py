@@ -48,6 +48,7 @@ from heads.classifier_file import save_classifier_file
 from heads.data import DataError, assemble_modalities
 from heads.eval_config import EvalConfig, resolve_eval_config
 from heads.evaluation import get_protocol
+from heads.evaluation.classification import ClassifierProtocol
 from heads.evaluation.classifier import classifier_file
 from heads.evaluation.probe import FUSIONS, LabelledSplit, ProbeSpec
 from heads.evaluation.protocol import EvalSetup, Protocol, SeedResult, accepts_run
@@ -61,6 +62,7 @@ from heads.outputs import check_not_running, claim_output, clear_output
 from heads.run_record import one_warning, random_weights_of, start_clock, warn_random_weights
 from heads.runtime import resolve_device
 from pipeline.config import ConfigError
+from pipeline.presets import Preset, parse_preset
 from pipeline.store import FeatureStore, open_store
 from pipeline.store.manifest import feature_space_id
 
@@ -101,7 +103,7 @@ def eval_name(protocol: str, modalities: Sequence[str], all_modalities: Sequence
 
 def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | None = None,
              modalities: Sequence[str] | None = None, fusion: str = "concat",
-             preset: str | None = None, overrides: dict | None = None, seeds: int = 1,
+             preset: str | Preset | None = None, overrides: dict | None = None, seeds: int = 1,
              device: str = "auto", progress: bool = True, overwrite: bool = False) -> dict:
     """Evaluate representations on a labelled store; write metrics, figures and the classifier.
 
@@ -115,7 +117,8 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         modalities: the modalities the classifier sees (default: all the run's; for
             ``supervised`` all the store has). ``["video"]`` gives "ConCluGen (vision)".
         fusion: ``concat`` (the paper) or ``mean`` of the modality representations.
-        preset: a preset of ``manifests/evaluate.yaml`` (``"cpu"``).
+        preset: ``--preset`` (``"reference"``, ``"cpu"``, ``"reference,cpu"``): layers of
+            ``manifests/evaluate.yaml``; recorded in ``metrics.json``.
         overrides: config values merged last (``{"epochs": 10, "optim.lr": 1e-3}``).
         seeds: how many seeds to train with (mean and std reported).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
@@ -135,6 +138,7 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
             a regression protocol).
     """
     spec = get_protocol(protocol)
+    parse_preset(preset)  # a malformed --preset is refused before the store is read
     if fusion not in FUSIONS:
         raise ConfigError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
     if seeds < 1:
@@ -161,9 +165,13 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
                 if not overwrite:
                     raise refusal(Path(out), ident)
                 clear_output(Path(out), "eval")
+            # the classification protocols train on augmented views (train_views)
+            views = (setup.cfg.train_views == "augmented"
+                     and isinstance(spec, ClassifierProtocol))
             data = {name: split for name in SPLITS
                     if (split := load_split(fs, setup.layout, name, setup.device,
-                                            task=setup.task)) is not None}
+                                            task=setup.task,
+                                            views=views and name == "train")) is not None}
             check_splits(fs, data)
             result = _evaluate(fs, spec, setup, data, seeds=seeds, out=Path(out), run=run,
                                progress=progress)
@@ -172,7 +180,7 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
 
 
 def _setup(fs: FeatureStore, store: str, *, run: str | Path | None, protocol: Protocol,
-           modalities: Sequence[str] | None, fusion: str, preset: str | None,
+           modalities: Sequence[str] | None, fusion: str, preset: str | Preset | None,
            overrides: dict | None, device: str) -> EvalSetup:
     cfg = resolve_eval_config(fs.dataset, preset=preset, overrides=overrides)
     dev = resolve_device(device)
@@ -245,6 +253,10 @@ def _evaluate(fs: FeatureStore, protocol: Protocol, setup: EvalSetup,
     metrics = _report(fs, setup, runs, weights=first.class_weights, run=run, files=files,
                       counts={n: len(s) for n, s in data.items()})
     metrics["details"] = first.details
+    train = data["train"]
+    metrics["train_views"] = (f"augmented: 1 of {next(iter(train.views.values())).shape[1]} "
+                              "per clip, modality and epoch" if train.views is not None
+                              else "clean")
     metrics["out"] = str(out)
     if write_eval_scalars(out, runs, metrics["summary"]):
         files["tensorboard"] = "tensorboard"
@@ -315,6 +327,7 @@ def _report(fs: FeatureStore, setup: EvalSetup, runs: list[dict[str, Any]], *,
         "run": str(run_folder(run)) if run is not None else None,
         "checkpoint": checkpoint_ref(setup),
         "config": setup.cfg.to_dict(),
+        "preset": setup.cfg.preset,
         "selection": (runs[0].get("details", {}).get("selection")
                       or SELECTION[setup.cfg.selection]),
         "class_weights": _class_weights(setup, weights),

@@ -20,8 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def load_split(fs: FeatureStore, layout: Mapping[str, Sequence[str]], split: str,
-               device: torch.device, *, task: str = "classification") -> LabelledSplit | None:
+               device: torch.device, *, task: str = "classification",
+               views: bool = False) -> LabelledSplit | None:
     """The labelled rows of ``split`` on ``device`` (None if it has none).
+
+    With ``views`` and a store of two or more views, the split also carries its augmented
+    views 1..V-1 (:attr:`LabelledSplit.views`) to train on; a store of one view has none, and
+    the clean features are trained on (logged).
 
     Unlabeled rows (label -1) are left out; multi-label targets are 1 where the stored value is
     > 0 (CMU-MOSEI intensities), rows with a non-finite value are left out. With ``task =
@@ -55,7 +60,15 @@ def load_split(fs: FeatureStore, layout: Mapping[str, Sequence[str]], split: str
     inputs = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False))
               .to(device=device, dtype=dtype) for m, keys in layout.items()}
     ids = fs.index.column("sample_id").take(pos).to_pylist()
-    return LabelledSplit(split, inputs, targets.to(device), ids)
+    augmented = None
+    if views and fs.views >= 2:
+        augmented = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=True,
+                                                       first_view=1))
+                     .to(device=device, dtype=dtype) for m, keys in layout.items()}
+    elif views:
+        log.info("%s holds one view per clip: the %s split trains on the clean features",
+                 fs.url, split)
+    return LabelledSplit(split, inputs, targets.to(device), ids, augmented)
 
 
 def check_splits(fs: FeatureStore, data: Mapping[str, LabelledSplit]) -> None:

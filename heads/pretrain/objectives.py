@@ -34,6 +34,7 @@ from heads.models import ConCluGenHeads, HeadOutputs, ModelSpec
 from heads.pretrain.kmeans import OnlineClustering, occupancy
 from heads.runtime import full_precision
 from pipeline.config import ConfigError
+from pipeline.presets import Preset
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def get_objective(name: str) -> ObjectiveSpec:
 
 
 def resolve_objective_config(objective: str, *, config: str | Path | None = None,
-                             preset: str | None = None,
+                             preset: str | Preset | None = None,
                              overrides: Mapping[str, Any] | None = None,
                              modalities: Sequence[str] | None = None, epochs: int | None = None,
                              seed: int | None = None) -> TrainConfig:

@@ -28,7 +28,7 @@ from torch import Tensor
 from heads.checkpoint import (LAST, CheckpointError, HeadsCheckpoint, check_same_store, epoch_file,
                               link_checkpoint, load_checkpoint, prune_epochs, restore_rng,
                               rng_state, save_checkpoint)
-from heads.config import TrainConfig, config_from_dict, warmup_steps
+from heads.config import TrainConfig, config_from_dict, schedule_of
 from heads.data import (Batch, DataError, FeatureSource, assemble_modalities, check_views,
                         load_features)
 from heads.metrics_log import MetricsLog, ProgressBar
@@ -42,6 +42,7 @@ from heads.run_record import one_warning, start_clock, warn_random_weights
 from heads.runtime import autocast, lr_at, resolve_device
 from pipeline.errors import UserError
 from pipeline.store import FeatureStore, open_store
+from pipeline.presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def evaluate(model: ConCluGenHeads, objective: Objective, data: FeatureSource, *
 
 def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | Path | None = None,
                  overrides: dict[str, Any] | None = None, modalities: Sequence[str] | None = None,
-                 preset: str | None = None, device: str = "auto", resume: bool = False,
+                 preset: str | Preset | None = None, device: str = "auto", resume: bool = False,
                  seed: int | None = None, epochs: int | None = None,
                  progress: bool = True, monitor: MonitorSettings | None = None) -> Path:
     """Pretrain the heads with ``objective`` on the features in ``store``.
@@ -124,7 +125,8 @@ def run_pretrain(store: str, objective: str, out: str | Path, *, config: str | P
         config: a YAML config, layered or partial (see :func:`heads.config.resolve_config`).
         overrides: config values merged last (``{"model.representation_dim": 64}``).
         modalities: train on these modalities only (the paper's ablations).
-        preset: a named preset of the config file (``"cpu"``: small and fast).
+        preset: ``--preset`` (``"reference"``, ``"cpu"``: small and fast, ``"reference,cpu"``):
+            layers of the config file; recorded in the run's config (``preset``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         resume: continue the run in ``out`` from ``checkpoints/last.pt``; only ``epochs`` may
             change (to extend it), other settings must match the checkpoint's.
@@ -257,10 +259,8 @@ def _train(run: _Run, run_dir: Path, *, progress: bool, resumed: bool,
             sums: dict[str, float] = defaultdict(float)
             epoch_start, seen = time.perf_counter(), 0
             for batch in run.train_data.epoch(run.generator):
-                lr = lr_at(run.step, base_lr=cfg.optim.lr, steps_per_epoch=steps_per_epoch,
-                           restart_epochs=cfg.optim.restart_epochs,
-                           restart_mult=cfg.optim.restart_mult, min_lr=cfg.optim.min_lr,
-                           warmup_steps=warmup_steps(cfg.optim, steps_per_epoch))
+                lr = lr_at(run.step, base_lr=cfg.optim.lr,
+                           **schedule_of(cfg.optim, steps_per_epoch))
                 t0, n = time.perf_counter(), len(next(iter(batch.values())))
                 parts = train_step(run.model, run.objective, run.optimizer, batch,
                                    step=run.step + 1, epoch=epoch, lr=lr,

@@ -61,6 +61,7 @@ from heads.study.tables import write_study
 from heads.study.types import (BASELINE_ROWS, EXTRA_ROWS, OBJECTIVE_ROWS, SYSTEMS, StoreFacts,
                                TableRow, Target)
 from pipeline.config import ConfigError
+from pipeline.presets import Preset, parse_preset
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
               pretrain_store: str | None = None, quick: bool = False, device: str = "auto",
               seeds: int = 1, extras: bool = True, progress: bool = True,
               systems: Sequence[str] = SYSTEMS, pretrain_seeds: int = 1,
-              monitor: bool = False, monitor_store: str | None = None) -> Path:
+              monitor: bool = False, monitor_store: str | None = None,
+              preset: str | Preset | None = None) -> Path:
     """Run the study and write its tables (see the module docstring for the layout).
 
     Args:
@@ -80,7 +82,7 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             protocol; the tables say so).
         quick: the ``cpu`` presets and :data:`QUICK_EPOCHS` pretraining epochs: the whole
             study on the sample datasets in minutes on two CPU cores (the numbers then only
-            show that the pipeline works).
+            show that the pipeline works); the same as a ``preset`` with ``cpu``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         seeds: seeds per evaluation (mean and std reported).
         pretrain_seeds: pretraining runs per objective, seeds ``s0 .. s0 + N - 1`` (``s0``: the
@@ -94,6 +96,9 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
             with classes.
         monitor_store: the labelled store the monitor uses (implies ``monitor``); it must be in
             the pretraining store's feature space (checked before anything is trained).
+        preset: ``paper`` (default) or ``reference``, optionally with ``cpu``
+            (:mod:`pipeline.presets`): the configs of every run and evaluation; the tables
+            name it, and where the stores were extracted otherwise, what differs.
 
     Returns:
         ``out``.
@@ -108,6 +113,10 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
         CheckpointError: a run folder in ``out`` that this study cannot continue (another
             store or other settings).
     """
+    chosen_preset = parse_preset(preset)
+    if quick:
+        chosen_preset = Preset(chosen_preset.fidelity, "cpu")
+    quick = chosen_preset.size == "cpu"
     stores = [stores] if isinstance(stores, str) else list(stores)
     if not stores:
         raise DataError("the study needs at least one downstream store")
@@ -126,20 +135,20 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     targets = plan_targets(pre, downstream, out)
     clock, read = start_clock(), study_stores(pre, downstream)
     request = {"stores": stores, "pretrain_store": pretrain_store, "quick": quick,
-               "seeds": seeds, "pretrain_seeds": pretrain_seeds, "extras": extras,
+               "preset": chosen_preset.name, "seeds": seeds, "pretrain_seeds": pretrain_seeds, "extras": extras,
                "systems": list(chosen), "monitor": None if watch is None else watch.store}
     # Never another's folder or a store, one study at a time; study.json marks the folder as a
     # study's from its first moment, so a study stopped early is continued, not refused.
     with one_warning(), claim_output(out, "study"):
         warn_study_stores(read)  # once here: the runs and evaluations below say nothing more
         write_json_atomic(out / STUDY_RECORD, request)
-        runner = StudyRunner(quick=quick, device=device, seeds=seeds, progress=progress,
+        runner = StudyRunner(preset=chosen_preset, device=device, seeds=seeds, progress=progress,
                              modality_keys=modality_keys, clock=WallClock(out),
                              pretrain_seeds=pretrain_seeds, monitor=watch)
         results = {target.name: target_rows(runner, target, chosen, extras=extras)
                    for target in targets}
         write_study(out, targets, results, quick=quick, seeds=seeds, epochs=QUICK_EPOCHS,
-                    pretrain_seeds=pretrain_seeds)
+                    pretrain_seeds=pretrain_seeds, preset=chosen_preset)
         write_study_record(out, {**request, "device": device}, read, runner.evaluations,
                            device=str(resolve_device(device)), clock=clock)
     log.info("study written to %s", out)

@@ -25,10 +25,11 @@ from heads.pretrain.train import run_pretrain
 from heads.study.clock import WallClock
 from heads.study.plan import present_modalities, pretrain_modalities, run_name, skip_reason
 from heads.study.types import Method, TableRow, Target
+from pipeline.presets import Preset
 
 log = logging.getLogger(__name__)
 
-#: Pretraining epochs of ``quick`` studies (with the ``cpu`` presets of both configs).
+#: Pretraining epochs of ``quick`` studies (the ``cpu`` size of both configs' presets).
 QUICK_EPOCHS = 3
 #: Written into a run folder once its pretraining finished: what it was trained on and with.
 PRETRAINED = "study-pretrained.json"
@@ -38,13 +39,14 @@ class StudyRunner:
     """Runs rows: each run pretrained once per call, each evaluation once, both only when a
     previous call did not leave them up to date."""
 
-    def __init__(self, *, quick: bool, device: str, seeds: int, progress: bool,
+    def __init__(self, *, preset: Preset, device: str, seeds: int, progress: bool,
                  modality_keys: Mapping[str, Sequence[str]], clock: WallClock,
                  pretrain_seeds: int = 1, monitor: MonitorSettings | None = None) -> None:
-        self.quick, self.device, self.seeds = quick, device, seeds
+        # the cpu size is a quick study: few pretraining epochs too
+        self.quick, self.device, self.seeds = preset.size == "cpu", device, seeds
         self.progress, self.modality_keys = progress, modality_keys
         self.clock, self.pretrain_seeds, self.monitor = clock, pretrain_seeds, monitor
-        self.preset = "cpu" if quick else None
+        self.preset = preset
         self.steps: dict[Path, int] = {}  # run folder -> its checkpoint's step
         self.evaluations: dict[Path, dict[str, Any]] = {}
 

@@ -29,7 +29,9 @@ from typing import Any
 from heads.study.chart import chart
 from heads.study.details import detail_lines
 from heads.study.paper import PaperResults, paper_results
+from heads.study.presets import preset_lines
 from heads.study.types import GROUPS, SHOWN, StudySettings, TableRow, Target
+from pipeline.presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ OTHER_SYSTEMS = ("Other systems on the same features: CLEF (Zhang et al., \"Weak
 
 def write_study(out: Path, targets: Sequence[Target],
                 results: Mapping[str, Mapping[str, Sequence[TableRow]]], *, quick: bool,
-                seeds: int, epochs: int, pretrain_seeds: int = 1) -> None:
+                seeds: int, epochs: int, pretrain_seeds: int = 1,
+                preset: Preset = Preset()) -> None:
     """Write every dataset's files and the study's ``results.md`` and ``results.csv`` (and
     ``results_regression.csv`` when AVCE ran).
 
@@ -59,9 +62,12 @@ def write_study(out: Path, targets: Sequence[Target],
         seeds: seeds per evaluation.
         epochs: pretraining epochs of a quick study.
         pretrain_seeds: pretraining runs per objective (the rows pool them).
+        preset: the study's ``--preset`` (named in every caption, with what the stores' and
+            views differ from it).
     """
     paper = paper_results()
-    how = StudySettings(quick=quick, seeds=seeds, epochs=epochs, pretrain_seeds=pretrain_seeds)
+    how = StudySettings(quick=quick, seeds=seeds, epochs=epochs, pretrain_seeds=pretrain_seeds,
+                        preset=preset)
     index = ["# ConCluGen study", "", *_overview(targets, paper), ""]
     every: list[dict[str, Any]] = []
     every_regression: list[dict[str, Any]] = []
@@ -161,6 +167,7 @@ def _caption(target: Target, paper: PaperResults, how: StudySettings) -> list[st
     if random:
         lines += ["", f"Random backbone weights ({', '.join(random)}): the numbers show that "
                       "the pipeline runs, not what the methods achieve."]
+    lines += ["", *preset_lines(how.preset, target)]
     if how.quick:
         lines += ["", f"Quick: the cpu presets and {how.epochs} pretraining epochs; the numbers "
                       "show that the pipeline runs, not what the methods achieve."]

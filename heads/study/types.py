@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.presets import Preset
+
 #: What a study can run: the paper's rows (ConCluGen, its objectives, ablations and
 #: baselines), and the heads of two other systems on the same stores.
 SYSTEMS = ("conclugen", "clef", "avce")
@@ -137,6 +139,7 @@ class StudySettings:
     seeds: int
     epochs: int
     pretrain_seeds: int = 1
+    preset: Preset = Preset()
 
 
 @dataclass(frozen=True)

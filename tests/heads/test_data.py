@@ -277,3 +277,33 @@ def test_text_that_varies_in_a_late_chunk_is_accepted(tmp_path: Path,
     store = _text_store(tmp_path / "s", last_differs=True)
     layout = assemble_modalities(store, KEYS, ["text"])
     heads.data.check_text_varies(store, layout, store.positions("train"), ["train"])
+
+
+@pytest.mark.parametrize("placement", ["memory", "stream"])
+def test_instance_cont_draws_two_distinct_augmented_views_per_clip_and_epoch(
+        tmp_path: Path, placement: str) -> None:
+    """The reference drew 2 of its 10 views per clip and epoch: from a store of 5 augmented
+    views a clip meets many pairs over the epochs, two distinct ones each time, never view 0."""
+    from pipeline.store import write_arrays
+
+    n, views = 8, 6
+    value = np.arange(views, dtype=np.float16)[None, :, None] + 10 * np.arange(n)[:, None, None]
+    store = write_arrays(tmp_path / "s", dataset="synthetic",
+                         sample_ids=[f"s{i}" for i in range(n)], splits=["train"] * n,
+                         features={"audio": np.broadcast_to(value, (n, views, 1)).copy()},
+                         labels=np.full(n, -1), label_names=[])
+    layout = assemble_modalities(store, KEYS, ["audio"])
+    data = load_features(store, layout, ["train"],
+                         DataConfig(batch_size=4, placement=placement, chunk_rows=4,
+                                    shuffle_chunks=2), device=CPU, pair_views=True)
+    assert data is not None
+    generator = torch.Generator().manual_seed(0)
+    pairs: dict[int, set[tuple[int, int]]] = {i: set() for i in range(n)}
+    for _ in range(12):
+        for batch in data.epoch(generator):
+            for a, b in batch["audio"][..., 0].tolist():
+                clip, first, second = int(a) // 10, int(a) % 10, int(b) % 10
+                assert int(b) // 10 == clip and first != second and 0 not in (first, second)
+                pairs[clip].add((first, second))
+    assert all(len(seen) >= 5 for seen in pairs.values()), pairs
+    data.close()

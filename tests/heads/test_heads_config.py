@@ -75,8 +75,37 @@ def test_strictness(overrides: dict, match: str) -> None:
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(ConfigError, match="unknown preset 'gpu'; valid: \\['cpu'\\]"):
+    with pytest.raises(ConfigError, match="--preset 'gpu': unknown preset name.s. gpu; valid: "
+                                          "one of paper.reference, optionally with one of cpu"):
         resolve_config("conclu", preset="gpu")
+
+
+@pytest.mark.parametrize("preset, match", [
+    ("paper,reference", "2 fidelity names .paper, reference."),
+    ("cpu,cpu", "2 size names"),
+    ("reference,gpu", "unknown preset name.s. gpu"),
+])
+def test_two_presets_of_one_axis_or_an_unknown_name_are_one_line(preset: str,
+                                                                  match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as err:
+        resolve_config("conclu", preset=preset)
+    assert "\n" not in str(err.value)
+
+
+def test_presets_combine_one_per_axis() -> None:
+    paper, cpu = resolve_config("conclugen"), resolve_config("conclugen", preset="cpu")
+    reference = resolve_config("conclugen", preset="reference")
+    both = resolve_config("conclugen", preset="cpu,reference")
+    assert resolve_config("conclugen", preset="paper,cpu") == cpu
+    assert (paper.preset, cpu.preset, both.preset) == ("paper", "paper,cpu", "reference,cpu")
+    # the reference's schedule and choices, with the cpu preset's sizes
+    assert (reference.optim.schedule, reference.optim.warmup_epochs, reference.optim.decay) == \
+        ("exponential", 5.0, 0.75)
+    assert (paper.optim.schedule, paper.optim.warmup_epochs) == ("cosine_restarts", 0.0)
+    assert reference.loss.combine == "mean" and reference.model.shared_projection
+    assert both.optim.schedule == "exponential" and both.loss.combine == "mean"
+    assert both.model.representation_dim == cpu.model.representation_dim == 64
+    assert both.optim.lr == cpu.optim.lr
 
 
 def test_a_run_config_for_another_objective_is_refused(tmp_path: Path) -> None:

@@ -42,6 +42,17 @@ def test_lr_schedule_warms_up_then_anneals_with_warm_restarts() -> None:
     assert [lr_at(s, **kw) for s in range(50)] == [lr_at(s, **kw) for s in range(50)]
 
 
+def test_the_reference_schedule_warms_up_then_decays_by_epoch() -> None:
+    """The reference code's pretraining: LinearLR over 5 epochs, then ExponentialLR(0.75)
+    stepped per epoch (``--preset reference``)."""
+    kw = {"base_lr": 1.0, "steps_per_epoch": 10, "restart_epochs": 2, "restart_mult": 2,
+          "min_lr": 0.0, "warmup_steps": 50, "schedule": "exponential", "decay": 0.75}
+    assert lr_at(24, **kw) == pytest.approx(0.5)  # half way through the warm-up
+    assert lr_at(50, **kw) == lr_at(59, **kw) == pytest.approx(1.0)  # the first whole epoch
+    assert lr_at(60, **kw) == pytest.approx(0.75)
+    assert lr_at(50 + 10 * 7 + 3, **kw) == pytest.approx(0.75 ** 7)  # no restart, no floor
+
+
 # ----------------------------------------------------------------------------- every objective
 
 @pytest.mark.parametrize("name", list(OBJECTIVES))

@@ -1,0 +1,48 @@
+"""``--preset`` on the command line: refused in one line when malformed (exit 2, before any
+work), and recorded in the store an extraction writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+
+@pytest.mark.parametrize("command, preset, message", [
+    (["pretrain", "--store", "S", "--out", "R"], "paper,reference",
+     "--preset 'paper,reference': 2 fidelity names (paper, reference); give at most one"),
+    (["eval", "--store", "S", "--protocol", "supervised", "--out", "R"], "gpu",
+     "--preset 'gpu': unknown preset name(s) gpu"),
+    (["extract", "--dataset", "meld", "--root", "RAW", "--out", "S"], "reference,cpu",
+     "--preset 'reference,cpu': 'cpu' sizes the heads (pretrain, eval, study); extraction "
+     "takes paper or reference"),
+])
+def test_a_malformed_preset_is_one_line_and_exit_2(tmp_path: Path, command: list[str],
+                                                  preset: str, message: str) -> None:
+    args = [str(tmp_path / a) if a in ("S", "R", "RAW") else a for a in command]
+    (tmp_path / "RAW").mkdir()
+    result = CliRunner().invoke(app, [*args, "--preset", preset])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "S").exists()  # no store begun
+    assert not (tmp_path / "R" / "config.yaml").exists()  # no run begun
+
+
+@pytest.mark.slow
+def test_an_extraction_records_its_preset_and_applies_it(meld_sample: Path,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    result = CliRunner().invoke(app, ["extract", "--dataset", "meld", "--root", str(meld_sample),
+                                      "--out", str(out), "--preset", "reference",
+                                      "--modalities", "audio", "--weights", "random",
+                                      "--limit", "2", "--workers", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "store.json").read_text())
+    assert manifest["options"]["preset"] == "reference"
+    assert manifest["config"]["augment"]["jitter_p"] == 0.2  # the reference's probability
+    assert manifest["config"]["backbones"]["text"] == "emotion-distilroberta"
