@@ -176,7 +176,7 @@ def test_augmented_views_feed_instance_cont(meld_sample: Path, tmp_path: Path) -
 
 
 def test_slurm_jobs_take_at_most_one_gpu_each() -> None:
-    from pipeline.run import _make_client
+    from pipeline.cluster import make_client
 
     with pytest.raises(ValueError, match="--slurm-jobs"):
-        _make_client(ClusterOptions(cluster="slurm", slurm_gpus=2), "cuda")
+        make_client(ClusterOptions(cluster="slurm", slurm_gpus=2), "cuda")
