@@ -46,7 +46,7 @@ from pipeline.store.errors import MissingFileError, StoreError, UnsafePathError
 from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, ShardEntry, StoreManifest, parse_manifest,
                                      shard_paths, store_id_of)
-from pipeline.store.reader import dictionary_codes, group_by_code
+from pipeline.store.index_columns import dictionary_codes, group_by_code
 from pipeline.store.verify_label_texts import LABEL_TEXTS, check_label_texts
 from pipeline.store.verify_report import SHOWN, Findings, Problem, VerifyReport
 from pipeline.store.verify_shards import ShardChecks

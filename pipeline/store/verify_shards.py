@@ -20,7 +20,7 @@ import pyarrow as pa
 from pipeline.store.errors import MissingFileError, UnsafePathError
 from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, storage_errors
 from pipeline.store.manifest import ModalityInfo, ShardEntry, StoreManifest
-from pipeline.store.reader import H5_ERRORS, nonfinite_rows, plain_dataset_problem
+from pipeline.store.shard_checks import H5_ERRORS, nonfinite_rows, plain_dataset_problem
 from pipeline.store.verify_report import Findings, VerifyReport
 
 
