@@ -29,7 +29,7 @@ def open_media(path: str | Path) -> av.container.InputContainer:
 
 
 def check_interval(path: str | Path, start_s: float | None,
-                    end_s: float | None) -> tuple[float, float]:
+                   end_s: float | None) -> tuple[float, float]:
     """Interval bounds as floats; an empty or negative interval is the clip's problem."""
     start = 0.0 if start_s is None else float(start_s)
     end = math.inf if end_s is None else float(end_s)
@@ -55,7 +55,7 @@ def origin_s(container: av.container.InputContainer) -> float:
 
 
 def seek(container: av.container.InputContainer, stream: av.stream.Stream,
-          path: str | Path, t_s: float) -> None:
+         path: str | Path, t_s: float) -> None:
     """Seek to the key frame at or before ``t_s`` (seconds from the container start)."""
     if t_s <= 0:
         return
@@ -70,7 +70,7 @@ def seek(container: av.container.InputContainer, stream: av.stream.Stream,
 
 
 def declared_extent(container: av.container.InputContainer,
-                     stream: av.stream.Stream) -> tuple[float, float | None]:
+                    stream: av.stream.Stream) -> tuple[float, float | None]:
     """The stream's declared start and end in seconds from the container start (end None:
     the header does not say)."""
     origin = origin_s(container)
@@ -84,7 +84,7 @@ def declared_extent(container: av.container.InputContainer,
 
 
 def frames_of(container: av.container.InputContainer, stream: av.stream.Stream,
-               damage: Damage) -> Iterator[Any]:
+              damage: Damage) -> Iterator[Any]:
     """Decoded frames of ``stream`` in order; a packet that cannot be decoded is skipped and
     counted, and a container that cannot be read further ends the stream there."""
     packets = container.demux(stream)
