@@ -11,7 +11,8 @@ Before any work the driver checks ``--out``
 configuration; anything else is refused with nothing written) and takes the store's extraction
 lock (:class:`~pipeline.store.lock.StoreLock`), which is also the check that ``--out`` can be
 written: a second run into the same store is refused while the first one lives, and the lock
-of a killed run is taken over.
+of a killed run is taken over. The shard tasks run through :mod:`pipeline.shard_tasks` (the
+loop transcription shares).
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ import pyarrow as pa
 
 from pipeline import store as store_mod
 from pipeline.backbones.registry import check_extraction_weights
-from pipeline.cluster import (ClusterOptions, ClusterWatch, _make_client, close_client,
-                              resolve_device, task_threads)
-from pipeline.config import ConfigError
+from pipeline.cluster import ClusterOptions, resolve_device, task_threads
 from pipeline.datasets import dataset_source, scan
 from pipeline.datasets.modalities import check_extracted, check_modalities, check_plan
 from pipeline.datasets.table import SampleTable
@@ -46,6 +45,7 @@ from pipeline.identity import (check_same_weights, feature_identity, modalities_
 from pipeline.manifest import DatasetManifest, FacePolicy
 from pipeline.models import load_models
 from pipeline.progress import CLIPS_TOPIC, ClipTally, report_clips
+from pipeline.shard_tasks import check_run_options, run_shard_tasks, worker_device, worker_name
 from pipeline.store.destination import check_destination
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import StoreManifest
@@ -63,27 +63,6 @@ INDEX_FIELDS_BASE = [
 
 # -------------------------------------------------------------------------------- worker side
 
-def _worker_name() -> str:
-    """The Dask worker's name, or "driver" when called outside a worker."""
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().name)
-    except ValueError:
-        return "driver"
-
-
-def _worker_device(device: str) -> str:
-    """One GPU per worker: a worker named 0, 1, ... (LocalCluster) takes that GPU."""
-    if device != "cuda":
-        return device
-    import torch
-
-    name = _worker_name()
-    index = int(name) if name.isdigit() else 0
-    return f"cuda:{index % max(1, torch.cuda.device_count())}"
-
-
 def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConfig,
                   policy: FacePolicy, store_id: str, device: str, multilabel: bool,
                   threads: int | None = None) -> store_mod.ShardResult:
@@ -96,7 +75,7 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
 
     if device == "cpu":
         torch.set_num_threads(threads or task_threads())
-    device = _worker_device(device)
+    device = worker_device(device)
     loc = store_mod.Location.parse(url)
     timer = Timer()
     with timer("load"):
@@ -118,7 +97,7 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
             failures=failures_table(failures), dtype=cfg.dtype, scratch=scratch,
             info={"encoders": {m: e.provenance() for m, e in models.encoders.items()},
                   "timings": dict(timer.seconds), "host": socket.gethostname(),
-                  "worker": _worker_name(),
+                  "worker": worker_name(),
                   "device": device, "clips": len(rows)})
     # The shard's own write time cannot be inside the shard; it travels back with the result.
     result.info["timings"]["write"] = time.perf_counter() - started
@@ -143,22 +122,6 @@ def plan_shards(samples: pa.Table, shard_size: int) -> list[list[dict[str, Any]]
     return [rows[i:i + shard_size] for i in range(0, len(rows), shard_size)]
 
 
-def check_run_options(*, shard_size: int, limit: int | None, cluster: ClusterOptions) -> None:
-    """Counts that must be positive, refused before any work (``range()`` would otherwise
-    fail deep inside with "arg 3 must not be zero", and 0 workers would mean "one per core").
-
-    Raises:
-        ConfigError: naming the option.
-    """
-    for name, option, value in (("shard_size", "--shard-size", shard_size),
-                                ("limit", "--limit", limit),
-                                ("workers", "--workers", cluster.workers),
-                                ("slurm_jobs", "--slurm-jobs", cluster.slurm_jobs),
-                                ("slurm_cores", "--slurm-cores", cluster.slurm_cores)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{option} {value}: {name} must be at least 1")
-
-
 def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
                store_id: str) -> dict[int, store_mod.ShardResult]:
     done = {}
@@ -178,10 +141,6 @@ def _completed(loc: store_mod.Location, plan: list[list[dict[str, Any]]],
 
 ProgressFn = Callable[[int, Counter[str], int], None]
 PlanFn = Callable[[int, int], None]
-POLL_S = 0.5
-"""Seconds between two looks at the tasks, the workers' clip reports and the cluster."""
-
-
 def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 annotations: str | Path | None = None, transcripts: str | Path | None = None,
                 limit: int | None = None, shard_size: int = 256, device: str = "auto",
@@ -205,8 +164,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
             for ``dataset`` and ``root``; ``videos`` lists pass the one built from the list).
         on_plan: called once with ``(clips to extract, clips already done)`` after the dataset
             is scanned and finished shards are found.
-        on_progress: called about every :data:`POLL_S` with ``(clips done, failures by
-            reason, workers connected)``; clips move as workers finish them.
+        on_progress: called about every :data:`~pipeline.shard_tasks.POLL_S` with ``(clips
+            done, failures by reason, workers connected)``; clips move as workers finish them.
         preset: the ``--preset`` that chose ``cfg`` (:mod:`pipeline.presets`), recorded in
             ``store.json``'s ``options``.
 
@@ -359,80 +318,6 @@ def _run_tasks(url: str, plan: list[list[dict[str, Any]]], todo: Sequence[int],
     return run_shard_tasks(opts, device, plan, submit, on_done=done, on_tick=tick)
 
 
-SubmitFn = Callable[[Any, str, "dict[str, int] | None"], "dict[Any, int]"]
-
-
-def run_shard_tasks(opts: ClusterOptions, device: str, plan: list[list[dict[str, Any]]],
-                    submit: SubmitFn, *, on_done: Callable[[int, Any], None],
-                    on_tick: Callable[[int], None] | None = None) -> tuple[dict[int, Any], str]:
-    """One Dask task per shard, on the cluster ``opts`` describes, watched while they run
-    (:class:`~pipeline.cluster.ClusterWatch`: ended SLURM jobs replaced, a cluster that cannot
-    finish stops the run); extraction and transcription both run through it.
-
-    Args:
-        opts: where the workers are.
-        device: ``cpu``, ``cuda`` or ``auto`` (resolved by asking the workers).
-        plan: the shards' rows (named in the message of a shard that kills its workers).
-        submit: ``(client, device, resources) -> {future: shard number}``.
-        on_done: called with ``(shard number, result)`` as each task finishes.
-        on_tick: called about every :data:`POLL_S` with the workers connected.
-
-    Returns:
-        The results by shard number, and the device they ran on.
-    """
-    from distributed import KilledWorker
-
-    client, worker_logs = _make_client(opts, device)
-    log.info("Dask dashboard: %s", client.dashboard_link)
-    ok = False
-    try:
-        watch = ClusterWatch(client, opts)
-        device = watch.device(device)
-        pending = submit(client, device, {"GPU": 1} if device == "cuda" else None)
-        results: dict[int, Any] = {}
-        workers = 0
-        while pending:
-            for future in [f for f in pending if f.done()]:
-                try:
-                    # Bounded: a result lost with its worker is computed again, on a worker
-                    # that the watch below may first have to bring back.
-                    result = future.result(timeout=POLL_S)
-                except KilledWorker as err:
-                    k = pending[future]
-                    raise ShardCrashError(_crash_message(k, plan[k], err)) from None
-                except TimeoutError:
-                    continue
-                k = pending.pop(future)
-                results[k] = result
-                on_done(k, result)
-            workers = watch.check() if pending else workers
-            if on_tick:
-                on_tick(workers)
-            if pending:
-                time.sleep(POLL_S)
-        ok = True
-        return results, device
-    finally:
-        close_client(client, worker_logs, ok=ok)
-
-
-class ShardCrashError(UserError):
-    """A shard's task killed every worker that ran it (Dask's ``KilledWorker``)."""
-
-
-def _crash_message(k: int, rows: list[dict[str, Any]], err: Exception) -> str:
-    """What to do about a shard that keeps killing its workers: the clips it holds (one of
-    them is the likeliest cause: a very long or broken file exhausting the worker's memory)
-    and how to isolate it."""
-    ids = [str(r["sample_id"]) for r in rows]
-    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-    return (f"shard {k} ({len(ids)} clips: {shown}) killed every worker that ran it "
-            f"({type(err).__name__}: {str(err)[:200]}). The usual cause is memory: give each "
-            "worker more (--slurm-memory, or fewer workers per node) or run again with "
-            "--shard-size 1 to find the clip; completed shards are kept, so the same command "
-            "resumes.")
-
-
 def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:
     total: dict[str, float] = {}
     for shard in shards:
@@ -441,4 +326,4 @@ def _sum_timings(shards: Sequence[store_mod.ShardResult]) -> dict[str, float]:
     return total
 
 
-__all__ = ["ShardCrashError", "extract_shard", "run_extract", "run_shard_tasks"]
+__all__ = ["extract_shard", "run_extract"]

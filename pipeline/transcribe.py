@@ -113,13 +113,13 @@ def transcribe_shard(parts: str, k: int, rows: list[dict[str, Any]], settings: A
         The part's content: ``clips`` (one dict per clip), ``provenance`` (the recogniser's)
         and ``seconds``.
     """
-    from pipeline.run import _worker_device
+    from pipeline.shard_tasks import worker_device
 
     if device == "cpu":
         import torch
 
         torch.set_num_threads(threads)
-    device = _worker_device(device)
+    device = worker_device(device)
     key = repr((settings, device))
     if key not in _RECOGNIZERS:
         _RECOGNIZERS[key] = load_recognizer(settings, device)
@@ -177,7 +177,7 @@ def run_transcribe(dataset: str, root: str | Path, *, out: str | Path | None = N
         limit: only the first ``limit`` clips of the sample table.
         shard_size: clips per shard (= per Dask task, = per part file).
         device: ``cpu``, ``cuda`` or ``auto``.
-        cluster: a :class:`pipeline.run.ClusterOptions` (default: an in-process LocalCluster).
+        cluster: a :class:`pipeline.cluster.ClusterOptions` (default: an in-process LocalCluster).
         on_plan: called once with ``(clips, clips already done)``.
         on_progress: called with ``(clips done, clips failed)`` as shards finish.
 
@@ -186,7 +186,7 @@ def run_transcribe(dataset: str, root: str | Path, *, out: str | Path | None = N
             a shard that kills every worker it runs on.
     """
     from pipeline.cluster import ClusterOptions, resolve_device
-    from pipeline.run import check_run_options
+    from pipeline.shard_tasks import check_run_options
 
     settings = settings or AsrSettings()
     cluster = cluster or ClusterOptions()
@@ -248,7 +248,7 @@ def _completed_parts(parts: Path, plan: list[list[dict[str, Any]]]) -> dict[int,
 def _run_tasks(parts: Path, plan: list[list[dict[str, Any]]], todo: Sequence[int],
                settings: AsrSettings, device: str, opts: Any, on_progress: ProgressFn | None,
                initial: int) -> dict[int, dict[str, Any]]:
-    from pipeline.run import run_shard_tasks
+    from pipeline.shard_tasks import run_shard_tasks
 
     clips, failed = initial, 0
 

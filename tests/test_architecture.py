@@ -215,18 +215,36 @@ def test_heads_imports_project_modules_inside_functions_only_with_a_reason() -> 
 def over_budget(package: str) -> list[str]:
     """Modules of ``package`` longer than :data:`BUDGET` lines without a comment at their top
     (first 5 lines) saying why."""
-    out = []
-    for module, path in module_files(package).items():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if len(lines) > BUDGET and not any(BUDGET_REASON.match(ln) for ln in lines[:5]):
-            out.append(f"{module}: {len(lines)} lines")
-    return out
+    found = (budget_problem(module, path) for module, path in module_files(package).items())
+    return [problem for problem in found if problem]
+
+
+def budget_problem(module: str, path: Path) -> str | None:
+    """``"<module>: <n> lines"`` when the module is over :data:`BUDGET` lines without a
+    comment at its top (first 5 lines) saying why, else None."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) > BUDGET and not any(BUDGET_REASON.match(ln) for ln in lines[:5]):
+        return f"{module}: {len(lines)} lines"
+    return None
 
 
 def test_heads_modules_stay_within_the_line_budget() -> None:
     bad = over_budget("heads")
     assert not bad, (f"modules over {BUDGET} lines without a '# Over 400 lines: <why>' comment "
                      "at their top:\n" + "\n".join(bad))
+
+
+#: Modules of ``pipeline`` being split elsewhere at the moment: their budget is not yet kept.
+BEING_SPLIT = {"pipeline.store.manifest", "pipeline.extract"}
+
+
+@pytest.mark.parametrize("module", [
+    pytest.param(m, marks=pytest.mark.xfail(strict=False, reason="being split"))
+    if m in BEING_SPLIT else m
+    for m in module_files("pipeline")])
+def test_pipeline_module_stays_within_the_line_budget(module: str) -> None:
+    problem = budget_problem(module, module_files("pipeline")[module])
+    assert problem is None, f"{problem}, without a '# Over 400 lines: <why>' comment at its top"
 
 
 # ------------------------------------------------------------------- the checks themselves

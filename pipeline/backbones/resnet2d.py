@@ -17,7 +17,8 @@ import torch
 from pipeline.backbones.encoder import (
     UnitEncoder, compute_dtype, freeze, normaliser, resize, resolve_device)
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
-from pipeline.backbones.weights import WeightsSource, in_background, torchvision_trunk
+from pipeline.backbones.torchvision_trunk import torchvision_trunk
+from pipeline.backbones.weights import WeightsSource, in_background
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

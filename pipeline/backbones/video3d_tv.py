@@ -18,7 +18,8 @@ from pipeline.backbones.encoder import UnitEncoder, freeze, resolve_device
 from pipeline.backbones.random_init import RESIDUAL_CNN, he_init_, init_fields, state_sha256
 from pipeline.backbones.resnet3d import (
     KINETICS_MEAN, KINETICS_STD, window_encoder, window_preprocessing)
-from pipeline.backbones.weights import WeightsSource, in_background, torchvision_trunk
+from pipeline.backbones.torchvision_trunk import torchvision_trunk
+from pipeline.backbones.weights import WeightsSource, in_background
 
 
 @dataclass(frozen=True)

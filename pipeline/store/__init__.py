@@ -5,8 +5,12 @@ One module per concern:
 - :mod:`~pipeline.store.manifest`: ``store.json`` as typed dataclasses (the contract), the
   ``store_id`` and the feature-space identity, format versions;
 - :mod:`~pipeline.store.writer`: shards, ``finalize``, stores written from arrays;
-- :mod:`~pipeline.store.reader`: :func:`open_store` and :class:`FeatureStore`;
-- :mod:`~pipeline.store.verify`: ``store verify``;
+- :mod:`~pipeline.store.reader`: :func:`open_store` and :class:`FeatureStore`, with the shard
+  files it keeps open (:mod:`~pipeline.store.shard_files`), the checks of a shard's HDF5
+  contents it shares with verify and the writer (:mod:`~pipeline.store.shard_checks`) and the
+  index's columns as arrays (:mod:`~pipeline.store.index_columns`);
+- :mod:`~pipeline.store.verify`: ``store verify`` (its report, shard and label-text checks in
+  ``verify_report``, ``verify_shards``, ``verify_label_texts``);
 - :mod:`~pipeline.store.ops`: ``store info``, ``diff``, ``upgrade``; :mod:`~pipeline.store.merge`:
   ``store merge``;
 - :mod:`~pipeline.store.filesystem`: where the files live (fsspec), the one gate every read of
@@ -24,10 +28,10 @@ from pipeline.store.errors import LockedError, MissingFileError, StoreError, Uns
 from pipeline.store.filesystem import (COPY_BLOCK_SIZE, READ_BLOCK_SIZE, READ_CACHE_TYPE,
                                        Location, check_relative, read_parquet, redact_url,
                                        sha256_file, storage_errors, table_to_bytes)
+from pipeline.store.index_columns import dictionary_codes, group_by_code
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, StoreManifest, canonical_json,
                                      feature_space_differences, shard_paths, store_id_of)
-from pipeline.store.reader import (FeatureStore, dictionary_codes, group_by_code, load_manifest,
-                                   open_store)
+from pipeline.store.reader import FeatureStore, load_manifest, open_store
 from pipeline.store.split import StoreSplit
 from pipeline.store.writer import (ShardResult, completed_shard, finalize, shard_name,
                                    write_arrays, write_shard)

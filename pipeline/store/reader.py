@@ -16,10 +16,8 @@ open (that reads every byte): ``cli store verify`` does that.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -32,74 +30,14 @@ import pyarrow.compute as pc
 
 from pipeline.store.errors import MissingFileError, StoreError
 from pipeline.store.filesystem import READ_BLOCK_SIZE, Location, read_parquet
+from pipeline.store.index_columns import dictionary_codes, group_by_code
 from pipeline.store.manifest import SHARD_DIR, StoreManifest, parse_manifest, shard_paths
+from pipeline.store.shard_checks import (VERIFY_HINT, check_finite, h5_errors,
+                                         plain_dataset_problem)
+from pipeline.store.shard_files import MAX_OPEN_SHARDS, ShardFiles
 from pipeline.store.split import StoreSplit, split_of
 
 log = logging.getLogger(__name__)
-
-H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
-"""What h5py raises on a damaged file (it maps HDF5 library errors onto these)."""
-VERIFY_HINT = "; `cli store verify` checks the whole store"
-MAX_OPEN_SHARDS = 64
-"""Shard files a reader keeps open at once (the least recently read is closed first): a
-streamed epoch over VoxCeleb2 reads ~4,300 shards, more than a process may usually have open
-(``ulimit -n`` is often 1024), and each open file holds HDF5's metadata."""
-
-
-@contextlib.contextmanager
-def h5_errors(where: str, action: str) -> Iterator[None]:
-    """An h5py failure on a store file as one :class:`StoreError` naming the file."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except H5_ERRORS as err:
-        raise StoreError(f"{where}: cannot {action}: {err}{VERIFY_HINT}") from err
-
-
-def dictionary_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
-    """A string column as integer codes [n] and the distinct values they index (columnar)."""
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    encoded = column.combine_chunks().dictionary_encode()
-    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
-
-
-def group_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """``(code, positions)`` for each distinct code, positions in their original order.
-
-    One stable sort instead of one full scan per code: a million rows in a few thousand
-    shards cost one pass.
-    """
-    order = np.argsort(codes, kind="stable")
-    distinct, starts = np.unique(codes[order], return_index=True)
-    ends = np.append(starts[1:], len(order))
-    for code, lo, hi in zip(distinct, starts, ends, strict=True):
-        yield int(code), order[lo:hi]
-
-
-def plain_dataset_problem(h5: h5py.File, name: str) -> str | None:
-    """Why member ``name`` of a shard is not a plain dataset stored in the shard itself, or
-    None. A shard holds plain datasets only: an external link, a soft link, a virtual dataset
-    or external storage would make a reader (and ``store merge``) read another file, or read
-    zeros once that file is gone. The link is inspected before anything is opened."""
-    link = h5.get(name, getlink=True)
-    if link is None:
-        return None  # missing: the callers say so with what they expected
-    if not isinstance(link, h5py.HardLink):
-        return (f"a {type(link).__name__} (its data would be read from elsewhere); a shard "
-                "holds plain datasets only")
-    obj = h5[name]
-    if not isinstance(obj, h5py.Dataset):
-        return f"a {type(obj).__name__}, not a dataset"
-    if obj.is_virtual:
-        return ("a virtual dataset (its data would be read from other files); a shard holds "
-                "plain datasets only")
-    if obj.external:
-        return ("external storage (its data would be read from other files); a shard holds "
-                "plain datasets only")
-    return None
-
 
 def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or (
@@ -112,7 +50,7 @@ class FeatureStore:
     The index stays a pyarrow Table; the columns the hot paths need (split, shard, row, labels)
     are turned into numpy arrays once, so :meth:`positions`, :meth:`labels` and :meth:`read`
     cost array operations, not a Python loop over rows, on stores of a million clips. At most
-    ``max_open_shards`` shard files are open at a time.
+    ``max_open_shards`` shard files are open at a time (:mod:`~pipeline.store.shard_files`).
     """
 
     def __init__(self, loc: Location, manifest: StoreManifest, index: pa.Table, *,
@@ -122,14 +60,10 @@ class FeatureStore:
         self.url = loc.display
         self.manifest = manifest
         self.index = index
-        self.block_size = block_size
         self.shard_paths = shard_paths(manifest, f"{self.url}/store.json")
         self._rows_declared = {e.path: e.rows for e in manifest.shards}
-        self.max_open_shards = max(1, max_open_shards)
-        self._files: OrderedDict[str, h5py.File] = OrderedDict()  # least recently read first
-        self._datasets: dict[tuple[str, str], h5py.Dataset] = {}
-        self._checked: set[str] = set()  # shards whose links and ids were checked
-        self._handles: dict[str, Any] = {}  # remote shards: the fsspec file under each
+        self._shards = ShardFiles(loc, self.shard_paths, self._rows_declared, self._check_shard,
+                                  block_size=block_size, max_open=max_open_shards)
 
     def __repr__(self) -> str:
         return (f"FeatureStore({self.url!r}, dataset={self.dataset!r}, "
@@ -294,42 +228,6 @@ class FeatureStore:
         """int64 [n] (-1 unlabeled) or, multi-label, float32 [n, L]."""
         return self._labels if positions is None else self._labels[np.asarray(positions)]
 
-    def _file(self, shard: str) -> h5py.File:
-        """The open shard ``shard`` (an index ``shard`` value), at its ``store.json`` path.
-
-        Opened without HDF5's chunk cache (8 MiB per dataset by default, kept while the file
-        is open): reads are row slices of uncompressed chunks, which HDF5 copies straight into
-        the caller's buffer, and a cache per dataset of every open shard made a streamed
-        epoch's memory grow with the store's size.
-        """
-        if shard in self._files:
-            self._files.move_to_end(shard)
-        else:
-            if len(self._files) >= self.max_open_shards:
-                self._close_shard(next(iter(self._files)))
-            if shard not in self.shard_paths:
-                raise StoreError(f"{self.url}/index.parquet: shard {shard!r} is not listed in "
-                                 f"store.json{VERIFY_HINT}")
-            rel = self.shard_paths[shard]
-            where = self.loc.where(rel)
-            if self.loc.is_local:
-                path = self.loc.member(rel)
-                with h5_errors(where, "open it as an HDF5 shard"):
-                    self._files[shard] = h5py.File(path, "r", rdcc_nbytes=0)
-            else:
-                handle = self.loc.open_read(rel, block_size=self.block_size)
-                self._handles[shard] = handle
-                with h5_errors(where, "open it as an HDF5 shard"):
-                    self._files[shard] = h5py.File(handle, "r", rdcc_nbytes=0)
-            if shard not in self._checked:  # once per store: reopened after eviction, not again
-                try:
-                    self._check_shard(shard, self._files[shard], where)
-                except StoreError:
-                    self._close_shard(shard)
-                    raise
-                self._checked.add(shard)
-        return self._files[shard]
-
     def _check_shard(self, shard: str, h5: h5py.File, where: str) -> None:
         """When a shard is first opened: plain datasets only, and its ``sample_id`` rows are
         the clips the index says they are (one small dataset: a store whose shards were
@@ -370,35 +268,12 @@ class FeatureStore:
         Raises:
             StoreError: naming the shard and what is wrong.
         """
-        self._file(shard)
-
-    def _close_shard(self, shard: str) -> None:
-        """Close one open shard file and forget its datasets (checked again if reopened)."""
-        self._files.pop(shard).close()
-        for key in [k for k in self._datasets if k[0] == shard]:
-            del self._datasets[key]
-        handle = self._handles.pop(shard, None)
-        if handle is not None:
-            handle.close()
+        self._shards.file(shard)
 
     def _dataset(self, shard: str, key: str) -> h5py.Dataset:
         """Dataset ``key`` of a shard, checked once against what ``store.json`` declares."""
-        h5 = self._file(shard)  # also marks the shard as the most recently read
-        if (shard, key) not in self._datasets:
-            rel = self.shard_paths[shard]
-            where = f"{self.loc.where(rel)} dataset {key!r}"
-            with h5_errors(where, "read it"):
-                if key not in h5:
-                    raise StoreError(f"{where}: missing (the shard holds {sorted(h5)})"
-                                     f"{VERIFY_HINT}")
-                dataset = h5[key]
-                shape, dtype = dataset.shape, dataset.dtype
-            declared = (self._rows_declared[rel], self.views, self.dim(key))
-            if shape != declared or dtype != self._dtype(key):
-                raise StoreError(f"{where}: shape {shape} {dtype}, store.json declares "
-                                 f"{declared} {self._dtype(key)}{VERIFY_HINT}")
-            self._datasets[shard, key] = dataset
-        return self._datasets[shard, key]
+        return self._shards.dataset(shard, key, views=self.views, dim=self.dim(key),
+                                    dtype=self._dtype(key))
 
     def read(self, key: str, positions: np.ndarray | None = None, *,
              view: int | None = None) -> np.ndarray:
@@ -423,7 +298,7 @@ class FeatureStore:
             with h5_errors(where, f"read rows {lo}..{hi - 1}"):
                 block = dataset[lo:hi] if view is None else dataset[lo:hi, view:view + 1]
             picked = block[rows - lo]
-            _check_finite(picked, where, rows)
+            check_finite(picked, where, rows)
             out[sel] = picked
         return out[:, 0] if view is not None else out
 
@@ -439,52 +314,14 @@ class FeatureStore:
             yield pos, self.read(key, pos)
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        for handle in self._handles.values():
-            handle.close()
-        self._files.clear()
-        self._datasets.clear()
-        self._handles.clear()
+        """Close the open shard files."""
+        self._shards.close()
 
     def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-#: Per float width: the unsigned integer of the same width and its exponent bits.
-_EXPONENT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000),
-                  8: (np.uint64, 0x7FF0000000000000)}
-
-
-def nonfinite_rows(block: np.ndarray) -> np.ndarray:
-    """Positions of the rows of ``block`` [rows, ...] holding a NaN or an Inf.
-
-    A float is NaN or Inf exactly when its exponent bits are all ones; testing them on the
-    integer view is ten times faster than :func:`numpy.isfinite` on float16 (which converts to
-    float32 first), and ``store verify`` reads every stored value.
-    """
-    flat = np.ascontiguousarray(block).reshape(len(block), int(np.prod(block.shape[1:])))
-    if flat.dtype.kind != "f" or flat.dtype.itemsize not in _EXPONENT_BITS:
-        return np.flatnonzero(~np.isfinite(flat).all(axis=1))
-    kind, bits = _EXPONENT_BITS[flat.dtype.itemsize]
-    exponent = flat.view(kind) & kind(bits)
-    return np.flatnonzero((exponent == kind(bits)).any(axis=1))
-
-
-def _check_finite(block: np.ndarray, where: str, rows: np.ndarray) -> None:
-    """No NaN or Inf reaches a reader: a store never holds one (the writer refuses them), so
-    one read is damage or tampering, named here rather than scored as a number.
-
-    Raises:
-        StoreError: naming the shard, key and row.
-    """
-    bad = nonfinite_rows(block)
-    if bad.size:
-        raise StoreError(f"{where} row {int(rows[int(bad[0])])}: NaN or Inf values "
-                         f"({bad.size} rows of this read){VERIFY_HINT}")
 
 
 def load_manifest(loc: Location) -> StoreManifest:
@@ -531,7 +368,10 @@ def open_store(url: str | Path, *, storage_options: dict[str, Any] | None = None
     return store
 
 
-__all__ = ["FeatureStore", "dictionary_codes", "group_by_code", "load_manifest", "open_store"]
+#: ``h5_errors`` (:mod:`pipeline.store.shard_checks`), ``dictionary_codes`` and ``group_by_code``
+#: (:mod:`pipeline.store.index_columns`) too: store modules import them from here.
+__all__ = ["FeatureStore", "as_store", "dictionary_codes", "group_by_code", "h5_errors",
+           "load_manifest", "open_store"]
 
 
 def as_store(ref: str | Path | FeatureStore, *,

@@ -19,85 +19,41 @@ The files checked are the files readers open: an index row's ``shard`` is looked
 through :meth:`~pipeline.store.filesystem.Location.member`, so a ``store.json`` or an index
 that names a file outside the store (an absolute path, ``..``, a symbolic link out, a device
 such as ``/dev/zero``, a FIFO) is reported as a problem and never read.
+
+The checks of store.json and the tables are here; those of each shard in
+:mod:`~pipeline.store.verify_shards`, of the label texts in
+:mod:`~pipeline.store.verify_label_texts`, and the report's types in
+:mod:`~pipeline.store.verify_report`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import posixpath
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.failures import FAILURE_SCHEMA, Reason, Stage
 from pipeline.store.errors import MissingFileError, StoreError, UnsafePathError
-from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet, storage_errors
-from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ModalityInfo,
-                                     ShardEntry, StoreManifest, parse_manifest, shard_paths,
-                                     store_id_of)
-from pipeline.store.reader import (H5_ERRORS, dictionary_codes, group_by_code, nonfinite_rows,
-                                   plain_dataset_problem)
+from pipeline.store.filesystem import COPY_BLOCK_SIZE, Location, read_parquet
+from pipeline.store.manifest import (FORMAT, SHARD_DIR, ShardEntry, StoreManifest, parse_manifest,
+                                     shard_paths, store_id_of)
+from pipeline.store.index_columns import dictionary_codes, group_by_code
+from pipeline.store.verify_label_texts import LABEL_TEXTS, check_label_texts
+from pipeline.store.verify_report import SHOWN, Findings, Problem, VerifyReport
+from pipeline.store.verify_shards import ShardChecks
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-SHOWN = 5
-"""Problems of one kind listed one by one; the rest are counted in one more line."""
-LABEL_TEXTS = "label_texts.parquet"
-"""The store's embedded label texts (:mod:`pipeline.label_texts`), recorded in store.json."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One way the store differs from what it declares.
-
-    ``file`` is relative to the store root; ``where`` the row, dataset or field.
-    """
-
-    file: str
-    where: str
-    message: str
-    expected: Any = None
-    found: Any = None
-
-    def __str__(self) -> str:
-        place = f"{self.file} [{self.where}]" if self.where else self.file
-        detail = (f" (expected {self.expected}, found {self.found})"
-                  if self.expected is not None or self.found is not None else "")
-        return f"{place}: {self.message}{detail}"
-
-
-@dataclass
-class VerifyReport:
-    """What :func:`verify_store` found; the store is sound when ``problems`` is empty.
-
-    ``notes`` are harmless findings (leftover temporary files, undeclared datasets).
-    """
-
-    url: str
-    store_id: str | None = None
-    shards: int = 0
-    rows: int = 0
-    bytes_hashed: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def verify_store(url: str | Path, *, storage_options: dict[str, Any] | None = None,
@@ -121,23 +77,14 @@ def verify_store(url: str | Path, *, storage_options: dict[str, Any] | None = No
     return report
 
 
-class _Verifier:
+class _Verifier(Findings):
+    """The store's tables and store.json checked here, each shard by :class:`ShardChecks`; both
+    record into one report."""
+
     def __init__(self, loc: Location, chunk_rows: int) -> None:
-        self.loc, self.chunk_rows = loc, chunk_rows
-        self.report = VerifyReport(loc.display)
-
-    def problem(self, file: str, where: str, message: str, expected: Any = None,
-                found: Any = None) -> None:
-        self.report.problems.append(Problem(file, where, message, expected, found))
-
-    def problems(self, file: str, items: list[tuple[str, str]], kind: str,
-                 total: int | None = None) -> None:
-        """One problem per ``(where, message)`` for the first few, then a count of the rest."""
-        for where, message in items[:SHOWN]:
-            self.problem(file, where, message)
-        rest = (len(items) if total is None else total) - SHOWN
-        if rest > 0:
-            self.problem(file, "", f"{rest} more {kind}")
+        super().__init__(VerifyReport(loc.display))
+        self.loc = loc
+        self.shards = ShardChecks(loc, chunk_rows, self.report)
 
     def run(self) -> None:
         manifest = self.manifest()
@@ -155,11 +102,11 @@ class _Verifier:
         try:
             hashed = self.hash_ahead(hasher, manifest.shards)
             for entry in manifest.shards:
-                self.check_shard(entry, manifest, groups.get(names[entry.path]),
-                                 hashed.get(entry.path))
+                self.shards.check_shard(entry, manifest, groups.get(names[entry.path]),
+                                        hashed.get(entry.path))
         finally:
             hasher.shutdown(wait=True, cancel_futures=True)
-        self.check_label_texts(manifest)
+        check_label_texts(self.loc, manifest, self)
         self.note_leftovers(manifest)
 
     # ------------------------------------------------------------------- store.json and tables
@@ -353,180 +300,6 @@ class _Verifier:
             hashed[entry.path] = hasher.submit(_sha256_and_size, self.loc, resolved)
         return hashed
 
-    def check_shard(self, entry: ShardEntry, manifest: StoreManifest,
-                    part: pa.Table | None,
-                    hashed: Future[tuple[str, int]] | None = None) -> None:
-        rel = entry.path
-        pointing = f"; {part.num_rows} index rows point to it" if part is not None else ""
-        try:
-            resolved = self.loc.member(rel)
-        except MissingFileError:
-            self.problem(rel, "", f"missing{pointing}", f"a shard of {entry.rows} rows",
-                         "no file")
-            return
-        except UnsafePathError as err:
-            self.problem(rel, "", str(err).removeprefix(self.loc.where(rel) + ": ") + pointing)
-            return
-        self.report.shards += 1
-        with self.local_copy(rel, resolved, hashed) as (path, digest, size):
-            self.report.bytes_hashed += size
-            if digest != entry.sha256:
-                self.problem(rel, "", "checksum mismatch: the file changed after it was written",
-                             entry.sha256, digest)
-            try:
-                with h5py.File(path, "r") as h5:
-                    self.check_h5(rel, h5, entry, manifest, part)
-            except H5_ERRORS as err:
-                self.problem(rel, "", f"not a readable HDF5 shard: {err}")
-
-    @contextlib.contextmanager
-    def local_copy(self, rel: str, resolved: str, hashed: Future[tuple[str, int]] | None
-                   ) -> Iterator[tuple[str, str, int]]:
-        """``(local path, sha256, bytes)`` of the file :meth:`Location.member` resolved ``rel``
-        to; a remote file is downloaded once while hashed, a local one's hash is ``hashed``'s
-        when given."""
-        if hashed is not None:
-            with storage_errors(self.loc.where(rel)):
-                found, length = hashed.result()
-            yield resolved, found, length
-            return
-        digest, size = hashlib.sha256(), 0
-        with contextlib.ExitStack() as stack:
-            with storage_errors(self.loc.where(rel)):
-                src = stack.enter_context(self.loc.fs.open(resolved, "rb"))
-            dst = None
-            if not self.loc.is_local:
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "shard.h5"
-                dst = stack.enter_context(tmp.open("wb"))
-            while True:
-                with storage_errors(self.loc.where(rel)):
-                    chunk = src.read(COPY_BLOCK_SIZE)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                if dst is not None:
-                    dst.write(chunk)
-            if dst is not None:
-                dst.close()
-            yield (resolved if dst is None else str(tmp)), digest.hexdigest(), size
-
-    def check_h5(self, rel: str, h5: h5py.File, entry: ShardEntry,
-                 manifest: StoreManifest, part: pa.Table | None) -> None:
-        linked = [(f"dataset {name}", problem) for name in sorted(h5)
-                  if (problem := plain_dataset_problem(h5, name))]
-        if linked:  # nothing is read through a link: that would read another file
-            self.problems(rel, linked, "datasets that are not plain data")
-            return
-        rows = entry.rows
-        # A merged store's shards carry the store_id of the source they were copied from.
-        allowed = {manifest.store_id, *(str(m.get("store_id")) for m in manifest.merged_from)}
-        if h5.attrs.get("store_id") not in allowed:
-            self.problem(rel, "attribute store_id", "another configuration's shard",
-                         manifest.store_id, h5.attrs.get("store_id"))
-        if "sample_id" not in h5:
-            self.problem(rel, "dataset sample_id", "missing")
-            return
-        ids = h5["sample_id"].asstr()[:]
-        if len(ids) != rows:
-            self.problem(rel, "dataset sample_id", "row count differs from store.json", rows,
-                         len(ids))
-        self.check_shard_ids(rel, ids, part)
-        for key, meta in sorted(manifest.modalities.items()):
-            self.check_dataset(rel, h5, key, meta, (len(ids), manifest.views), ids)
-        for extra in sorted(set(h5) - set(manifest.modalities) - {"sample_id"}):
-            self.report.notes.append(f"{rel}: dataset {extra!r} is not declared in store.json")
-        self.report.rows += len(ids)
-
-    def check_shard_ids(self, rel: str, ids: np.ndarray, part: pa.Table | None) -> None:
-        """The shard's ids in row order against the index rows that point into it."""
-        rows = part.column("row").to_numpy() if part is not None else np.empty(0, np.int64)
-        if len(rows) == len(ids) and np.array_equal(rows, np.arange(len(ids))) and (
-                part is None or np.array_equal(
-                    part.column("sample_id").to_numpy(zero_copy_only=False), ids)):
-            return  # the usual case, in array operations: index rows 0..n-1, ids as stored
-        index_ids = part.column("sample_id").to_pylist() if part is not None else []
-        positions = part.column("position").to_numpy() if part is not None else rows
-        out_of_range = [(f"row {p}", f"sample_id {i!r} points to {rel} row {r}, which has "
-                         f"{len(ids)} rows")
-                        for p, i, r in zip(positions, index_ids, rows, strict=True)
-                        if not 0 <= r < len(ids)]
-        self.problems("index.parquet", out_of_range, "index rows out of range")
-        seen: dict[int, int] = {}
-        twice, mismatched = [], []
-        for p, i, r in zip(positions, index_ids, rows, strict=True):
-            if not 0 <= r < len(ids):
-                continue
-            if r in seen:
-                twice.append((f"rows {seen[r]}, {p}", f"both point to {rel} row {r}"))
-            seen[int(r)] = int(p)
-            if ids[r] != i:
-                mismatched.append((f"row {p}", f"sample_id {i!r} points to {rel} row {r}, "
-                                   f"which holds {ids[r]!r}"))
-        self.problems("index.parquet", twice, "shard rows with several index rows")
-        self.problems("index.parquet", mismatched, "sample_id mismatches")
-        orphans = [(f"row {r}", f"sample_id {ids[r]!r} has no index row")
-                   for r in range(len(ids)) if r not in seen]
-        self.problems(rel, orphans, "shard rows without an index row")
-
-    def check_dataset(self, rel: str, h5: h5py.File, key: str, meta: ModalityInfo,
-                      lead: tuple[int, int], ids: np.ndarray) -> None:
-        if key not in h5:
-            self.problem(rel, f"dataset {key}", "missing")
-            return
-        ds = h5[key]
-        shape = (*lead, meta.dim)
-        if ds.shape != shape:
-            self.problem(rel, f"dataset {key}", "shape differs from store.json", shape, ds.shape)
-        if ds.dtype != np.dtype(meta.dtype):
-            self.problem(rel, f"dataset {key}", "dtype differs from store.json", meta.dtype,
-                         str(ds.dtype))
-        bad: list[int] = []
-        for lo in range(0, ds.shape[0], self.chunk_rows):
-            bad.extend((lo + nonfinite_rows(ds[lo:lo + self.chunk_rows])).tolist())
-        if bad:
-            sample = repr(ids[bad[0]]) if bad[0] < len(ids) else "?"
-            self.problem(rel, f"dataset {key}, row {bad[0]} (sample_id {sample})",
-                         f"{len(bad)} rows hold NaN or Inf values")
-
-    # -------------------------------------------------------------------------- label texts
-
-    def check_label_texts(self, manifest: StoreManifest) -> None:
-        """``label_texts.parquet`` against its record in store.json (readers trust both: CLEF's
-        prototypes are read from it without a backbone to embed them again)."""
-        info = manifest.label_texts
-        if info is None:
-            if self.loc.exists(LABEL_TEXTS):
-                self.report.notes.append(f"{LABEL_TEXTS}: store.json records no label texts, "
-                                         "so no reader uses this file")
-            return
-        try:
-            data = self.loc.read_bytes(LABEL_TEXTS)
-        except MissingFileError:
-            self.problem(LABEL_TEXTS, "", "missing: store.json records label texts",
-                         f"{info.rows} rows", "no file")
-            return
-        except UnsafePathError as err:
-            self.problem(LABEL_TEXTS, "", str(err).removeprefix(self.loc.where(LABEL_TEXTS)
-                                                                + ": "))
-            return
-        self.report.bytes_hashed += len(data)
-        digest = hashlib.sha256(data).hexdigest()
-        if info.sha256 is None:
-            self.report.notes.append(f"{LABEL_TEXTS}: not hashed (store.json records no "
-                                     "sha256 for it); `cli store add-label-texts` writes them "
-                                     "again with one")
-        elif digest != info.sha256:
-            self.problem(LABEL_TEXTS, "", "checksum mismatch: the file changed after it was "
-                         "written", info.sha256, digest)
-        try:
-            table = pq.read_table(io.BytesIO(data))
-        except pa.ArrowException as err:
-            self.problem(LABEL_TEXTS, "", f"not a readable Parquet file ({err})")
-            return
-        for where, message, expected, found in label_texts_mismatches(table, info, manifest):
-            self.problem(LABEL_TEXTS, where, message, expected, found)
-
     def note_leftovers(self, manifest: StoreManifest) -> None:
         if not self.loc.exists(SHARD_DIR):
             return
@@ -550,51 +323,7 @@ def _sha256_and_size(loc: Location, path: str) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def label_texts_mismatches(table: pa.Table, info: LabelTextsInfo, manifest: StoreManifest
-                           ) -> list[tuple[str, str, Any, Any]]:
-    """Where a label-texts table differs from its record and from the store: ``(where,
-    message, expected, found)`` each; empty when it is the store's.
 
-    The rows are the recorded count, the classes the dataset's labels in order, the vectors as
-    wide as the text key's features, and the backbone and weights that embedded them the
-    store's own for that key (the prototypes must lie in the space of its text features).
-    """
-    found: list[tuple[str, str, Any, Any]] = []
-    needed = {"kind", "index", "label", "prompt_vector", "description_vector"}
-    missing = sorted(needed - set(table.column_names))
-    if missing:
-        return [(f"columns {missing}", "missing", None, None)]
-    if table.num_rows != info.rows:
-        found.append(("rows", "row count differs from store.json", info.rows, table.num_rows))
-    rows = table.select(["kind", "index", "label"]).to_pylist()
-    classes = [r["label"] for r in sorted((r for r in rows if r["kind"] == "class"),
-                                          key=lambda r: r["index"])]
-    if classes != list(manifest.dataset.labels):
-        found.append(("classes", "are not the dataset's labels, in order",
-                      list(manifest.dataset.labels), classes))
-    modality = manifest.modalities.get(info.key)
-    if modality is None:
-        return [*found, (f"key {info.key}", "the store has no such features", None, None)]
-    for column in ("prompt_vector", "description_vector"):
-        width = _list_width(table.schema.field(column).type)
-        if width != modality.dim:
-            found.append((f"column {column}", f"width differs from the {info.key} features'",
-                          modality.dim, width))
-        elif table.num_rows:
-            values = pc.list_flatten(table.column(column)).to_numpy(zero_copy_only=False)
-            bad = np.flatnonzero(~np.isfinite(np.asarray(values, np.float64).reshape(
-                table.num_rows, width)).all(axis=1))
-            if bad.size:
-                found.append((f"column {column}, row {int(bad[0])}",
-                              f"{bad.size} rows hold NaN or Inf values", None, None))
-    space = manifest.feature_space.get(info.key) or {}
-    recorded = (info.backbone, info.weights_sha256)
-    store = (space.get("backbone"), space.get("weights_sha256"))
-    if recorded != store:
-        found.append(("backbone", f"embedded by another backbone than the store's {info.key} "
-                      "features", store, recorded))
-    return found
-
-
-def _list_width(kind: pa.DataType) -> int | None:
-    return int(kind.list_size) if pa.types.is_fixed_size_list(kind) else None
+#: ``Problem`` and ``VerifyReport`` (:mod:`pipeline.store.verify_report`) are named here too:
+#: ``store verify`` returns them; ``LABEL_TEXTS`` is the file the label texts check reads.
+__all__ = ["LABEL_TEXTS", "Problem", "VerifyReport", "verify_store"]

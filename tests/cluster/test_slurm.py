@@ -195,7 +195,7 @@ def test_a_worker_with_two_cores_loads_its_models_once(
         caplog: pytest.LogCaptureFixture) -> None:
     """Two tasks start at once in one worker: both ask for the text model (transformers'
     lazy imports fail when two threads load at once). ``--device auto`` asks the worker."""
-    caplog.set_level(logging.INFO, logger="pipeline.cluster")
+    caplog.set_level(logging.INFO, logger="pipeline.cluster_watch")
     result = _extract(slurm, meld_sample, tmp_path / "store", "--slurm-jobs", "1",
                       "--slurm-cores", str(min(2, slurm.cores)), "--device", "auto",
                       modalities=("audio", "text"))

@@ -41,12 +41,13 @@ def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any scan of the dataset or Dask cluster fails the test: refusals come before work."""
     import pipeline.run
+    import pipeline.shard_tasks
 
     def work(*args: object, **kwargs: object) -> None:
         raise AssertionError("the extraction started working before refusing")
 
     monkeypatch.setattr(pipeline.run, "scan", work)
-    monkeypatch.setattr(pipeline.run, "_make_client", work)
+    monkeypatch.setattr(pipeline.shard_tasks, "make_client", work)
 
 
 def _user_folder(out: Path) -> None:

@@ -243,7 +243,7 @@ def test_a_shard_that_kills_every_worker_is_named_then_the_rerun_completes(
     from distributed import KilledWorker
 
     import pipeline.run
-    from pipeline.run import ShardCrashError
+    from pipeline.shard_tasks import ShardCrashError
 
     out = tmp_path / "store"
     real = pipeline.run.extract_shard

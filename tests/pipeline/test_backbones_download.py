@@ -266,13 +266,14 @@ def test_the_catalogue_pins_the_published_checksums() -> None:
 def test_every_bad_checkpoint_is_one_line_before_any_worker(
         site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pipeline.run
+    import pipeline.shard_tasks
     from pipeline.extract_config import load_extract_config
     from pipeline.run import run_extract
 
     def no_cluster(*args: object) -> None:
         raise AssertionError("a cluster was started")
 
-    monkeypatch.setattr(pipeline.run, "_make_client", no_cluster)
+    monkeypatch.setattr(pipeline.shard_tasks, "make_client", no_cluster)
     # The torchvision file is in the folder but damaged; nothing else is served (404).
     bad = tmp_path / "weights" / "resnet152-f82ba261.pth"
     bad.parent.mkdir(parents=True)

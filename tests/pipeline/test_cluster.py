@@ -18,9 +18,11 @@ import pytest
 from distributed import Client, LocalCluster
 
 import pipeline.cluster as cluster_mod
+import pipeline.cluster_watch as watch_mod
 import pipeline.models as models_mod
-from pipeline.cluster import (ClusterError, ClusterOptions, ClusterWatch, check_job_script,
-                              device_of_workers, resolve_device)
+from pipeline.cluster import (ClusterError, ClusterOptions, check_job_script, device_of_workers,
+                              resolve_device)
+from pipeline.cluster_watch import ClusterWatch
 from pipeline.devices import DeviceError
 
 
@@ -59,11 +61,11 @@ def test_no_worker_for_the_wait_stops_the_run(scheduler_only: Client) -> None:
 
 
 def test_auto_asks_the_connected_workers(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="pipeline.cluster")
+    caplog.set_level(logging.INFO, logger="pipeline.cluster_watch")
     with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         watch = ClusterWatch(client, ClusterOptions(scheduler=cluster.scheduler_address))
-        want = "cuda" if cluster_mod._cuda_devices() else "cpu"
+        want = "cuda" if cluster_mod.cuda_devices() else "cpu"
         assert watch.device("auto") == want
     assert "--device auto: 1 worker(s) connected" in caplog.text
     assert f"extracting on {want}" in caplog.text
@@ -110,8 +112,8 @@ class FakeClient:
 
 def _watch(monkeypatch: pytest.MonkeyPatch, states: dict[str, tuple[str, str]],
            resubmits: int) -> tuple[ClusterWatch, FakeSlurmCluster]:
-    monkeypatch.setattr(cluster_mod, "slurm_job_states", lambda: states)
-    monkeypatch.setattr(cluster_mod, "SQUEUE_EVERY_S", 0.0)
+    monkeypatch.setattr(watch_mod, "slurm_job_states", lambda: states)
+    monkeypatch.setattr(watch_mod, "SQUEUE_EVERY_S", 0.0)
     fake = FakeSlurmCluster(jobs=2)
     opts = ClusterOptions(cluster="slurm", slurm_jobs=2, slurm_resubmits=resubmits)
     return ClusterWatch(FakeClient(fake, workers=2), opts), fake
@@ -194,7 +196,7 @@ def _say_on_stderr(text: str) -> int:
 def test_local_workers_output_stays_off_the_driver(capfd: pytest.CaptureFixture[str]) -> None:
     """What a local worker process writes (FFmpeg's complaints, warnings) goes to its log
     file, not onto the driver's terminal; the file is removed after a run that completed."""
-    client, logs = cluster_mod._make_client(ClusterOptions(workers=1), "cpu")
+    client, logs = cluster_mod.make_client(ClusterOptions(workers=1), "cpu")
     assert logs is not None
     try:
         client.submit(_say_on_stderr, "moov atom not found\n", pure=False).result()
@@ -204,7 +206,7 @@ def test_local_workers_output_stays_off_the_driver(capfd: pytest.CaptureFixture[
     (worker_log,) = Path(logs).glob("worker-*.log")
     assert "moov atom not found" in worker_log.read_text()
     shutil.rmtree(logs)
-    client, logs = cluster_mod._make_client(ClusterOptions(workers=1), "cpu")
+    client, logs = cluster_mod.make_client(ClusterOptions(workers=1), "cpu")
     cluster_mod.close_client(client, logs, ok=True)
     assert logs is not None and not Path(logs).exists()
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline import media
+from pipeline.media import video as media_video
 from pipeline.failures import ClipError, Reason, Stage
 from pipeline.media import MediaInfo, iter_frames, probe, read_audio
 
@@ -147,14 +148,14 @@ def test_interval_past_the_end_stops_at_the_last_frame(files: dict[str, Path]) -
 def test_seek_decodes_only_the_interval(files: dict[str, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     decoded = []
-    original = media._decoded_frames
+    original = media_video._decoded_frames
 
     def counting(*args: object) -> Iterator[tuple[float, float, av.VideoFrame]]:
         for item in original(*args):
             decoded.append(item[0])
             yield item
 
-    monkeypatch.setattr(media, "_decoded_frames", counting)
+    monkeypatch.setattr(media_video, "_decoded_frames", counting)
     assert len(list(iter_frames(files["long"], fps=1, start_s=54.0, end_s=57.0))) == 3
     # One group of pictures (1 s, key frames every 25 frames) plus the interval, not 54 s.
     assert len(decoded) <= 2 * FPS + 3 * FPS

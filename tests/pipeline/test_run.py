@@ -82,6 +82,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli", *args]
 
 
+#: Two shards of two clips: the run is killed after the first, the rerun makes the second (each
+#: clip more costs face detection and a ResNet-152 pass in both runs).
+KILLED_LIMIT = 4
+
+
 def test_killed_run_resumes_to_the_same_store(meld_sample: Path, meld_store: Path,
                                               tmp_path: Path) -> None:
     """SIGKILL the driver and its workers after the first shard, run again: the same index and
@@ -89,8 +94,8 @@ def test_killed_run_resumes_to_the_same_store(meld_sample: Path, meld_store: Pat
     duplicates."""
     out = tmp_path / "resumed"
     cmd = _cli("extract", "--dataset", "meld", "--root", str(meld_sample), "--out", str(out),
-               "--weights", "random", "--modalities", "frames_2d,audio", "--limit", "6",
-               "--shard-size", "2", "--workers", "1", "--device", "cpu")
+               "--weights", "random", "--modalities", "frames_2d,audio", "--limit",
+               str(KILLED_LIMIT), "--shard-size", "2", "--workers", "1", "--device", "cpu")
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -109,7 +114,7 @@ def test_killed_run_resumes_to_the_same_store(meld_sample: Path, meld_store: Pat
     ids = resumed.index.column("sample_id").to_pylist()
     failed = pq.read_table(out / "failures.parquet").column("sample_id").to_pylist()
     assert len(ids) == len(set(ids)) and not set(ids) & set(failed)
-    assert len(ids) + len(failed) == 6  # --limit 6: the first six clips of the sample table
+    assert len(ids) + len(failed) == KILLED_LIMIT  # the first clips of the sample table
     position = {sid: i for i, sid in enumerate(full.index.column("sample_id").to_pylist())}
     rows = np.array([position[sid] for sid in ids])
     for key in resumed.keys:
@@ -176,7 +181,7 @@ def test_augmented_views_feed_instance_cont(meld_sample: Path, tmp_path: Path) -
 
 
 def test_slurm_jobs_take_at_most_one_gpu_each() -> None:
-    from pipeline.run import _make_client
+    from pipeline.cluster import make_client
 
     with pytest.raises(ValueError, match="--slurm-jobs"):
-        _make_client(ClusterOptions(cluster="slurm", slurm_gpus=2), "cuda")
+        make_client(ClusterOptions(cluster="slurm", slurm_gpus=2), "cuda")

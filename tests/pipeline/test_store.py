@@ -45,7 +45,7 @@ def test_open_shards_keep_no_chunk_cache(tmp_path: Path) -> None:
     store, feats = _store(tmp_path)
     got = store.read("frames_2d", store.positions()).astype(np.float32)
     np.testing.assert_allclose(got, feats["frames_2d"], atol=2e-3)
-    opened = list(store._files.values())
+    opened = list(store._shards.files.values())
     assert len(opened) == 3  # 300 rows in shards of 128
     for h5 in opened:
         assert h5.id.get_access_plist().get_cache()[2] == 0  # rdcc_nbytes
@@ -64,13 +64,13 @@ def test_a_reader_keeps_a_bounded_number_of_shards_open(tmp_path: Path) -> None:
         pos = order[start:start + 7]
         np.testing.assert_allclose(store.read("audio", pos, view=0).astype(np.float32),
                                    feats["audio"][pos, 0], atol=2e-3)
-        assert len(store._files) <= 4
+        assert len(store._shards.files) <= 4
     assert len(list(Path("/proc/self/fd").iterdir())) <= fds + 4
-    recent = list(store._files)[-1]
+    recent = list(store._shards.files)[-1]
     store.read("frames_2d", store.positions()[:1])  # shard-00000, opened again
-    assert list(store._files)[-1] == "shard-00000" and recent in store._files
+    assert list(store._shards.files)[-1] == "shard-00000" and recent in store._shards.files
     store.close()
-    assert not store._files and not store._datasets
+    assert not store._shards.files and not store._shards.datasets
 
 
 def test_plain_h5py_and_pyarrow_read_the_contract(tmp_path: Path) -> None:

@@ -508,7 +508,7 @@ def test_index_operations_are_columnar_and_exact_on_a_large_index() -> None:
 def test_nonfinite_rows_are_those_numpy_finds(dtype: type) -> None:
     """The exponent-bit test finds exactly the rows np.isfinite rejects: NaN, +-Inf, and not
     the largest finite values, subnormals or negative zero."""
-    from pipeline.store.reader import nonfinite_rows
+    from pipeline.store.shard_checks import nonfinite_rows
 
     info = np.finfo(dtype)
     block = np.zeros((8, 2, 3), dtype)
