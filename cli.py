@@ -1,4 +1,6 @@
-"""The command line: ``cli <command> --help`` for each.
+# Over 400 lines: each command's options, with their help, defaults and an example, are the
+# command line's documentation; what the commands do lives in pipeline/commands and heads.
+"""The command line: ``cli <command> --help`` (or ``conclugen <command> --help``) for each.
 
 Thin by design: every command parses its options and calls one importable ``run_*`` function
 (or the library function it names); all logic lives in :mod:`pipeline` and :mod:`heads`.
@@ -13,11 +15,13 @@ import typer
 
 from pipeline.commands.console import console
 from pipeline.commands.exits import user_errors
+from pipeline.commands.help import PlainHelpGroup
 from pipeline.commands.logs import setup_logging
 from pipeline.commands.options import cluster_options, parse_pairs, parse_sets, split_list
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Emotion-video feature stores and the ConCluGen head trainer.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=PlainHelpGroup,
+                  help="Emotion-video feature stores and the ConCluGen head trainer.",
+                  epilog="Example: cli extract --help")
 
 DatasetOpt = Annotated[str, typer.Option(
     "--dataset", "-d", help="meld | caer | mosei | voxceleb2 | afewva | videos (any folder "
@@ -28,16 +32,19 @@ RootOpt = Annotated[Path | None, typer.Option(
 ListOpt = Annotated[Path | None, typer.Option(
     "--list", help="--dataset videos: a CSV with the column path and optional sample_id, "
                    "split, label, transcript, start_s, end_s (what scan --out FILE.csv "
-                   "writes).")]
+                   "writes). Default: none.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 # Where a Dask run (extract, transcribe) runs.
 WorkersOpt = Annotated[int | None, typer.Option(
     help="Local Dask workers (default: one per core, or one per GPU).")]
 SchedulerOpt = Annotated[str | None, typer.Option(
-    help="Address of a running Dask scheduler, e.g. tcp://host:8786.")]
+    help="Address of a running Dask scheduler, e.g. tcp://host:8786 (default: none, a "
+         "cluster of its own).")]
 ClusterOpt = Annotated[str, typer.Option(help="local | slurm (starts workers via dask-jobqueue)")]
-SlurmQueueOpt = Annotated[str | None, typer.Option(help="SLURM partition (sbatch -p).")]
-SlurmAccountOpt = Annotated[str | None, typer.Option(help="SLURM account (sbatch -A).")]
+SlurmQueueOpt = Annotated[str | None, typer.Option(
+    help="SLURM partition (sbatch -p; default: the cluster's).")]
+SlurmAccountOpt = Annotated[str | None, typer.Option(
+    help="SLURM account (sbatch -A; default: the user's).")]
 SlurmCoresOpt = Annotated[int, typer.Option(
     help="Cores per SLURM job (--cpus-per-task); its worker runs a task per core.")]
 SlurmMemoryOpt = Annotated[str, typer.Option(help="Memory per SLURM job (--mem).")]
@@ -52,19 +59,34 @@ SlurmResubmitsOpt = Annotated[int, typer.Option(
 SlurmWaitOpt = Annotated[float, typer.Option(
     help="Seconds with no worker connected (jobs queued or gone) before the run stops.")]
 AnnotationsOpt = Annotated[Path | None, typer.Option(
-    help="Folder with the annotation files, if they are not under --root.")]
+    help="Folder with the annotation files, if they are not under --root (default: --root).")]
+TranscriptsOpt = Annotated[Path | None, typer.Option(
+    help="Transcript sidecar CSV (sample_id,transcript) for datasets without text (default: "
+         "the dataset's sidecar under --root, if there is one).")]
 WeightsDirOpt = Annotated[Path | None, typer.Option(
     help="Folder of fetched checkpoints (`cli weights fetch --to DIR`, for offline nodes); "
          "default $CONCLUGEN_WEIGHTS_DIR, else ~/.cache/conclugen/weights.")]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from pipeline.commands.version import version_line
+
+        console.print(version_line(), highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                                 help="Debug logging.")] = False) -> None:
+                                                 help="Debug logging.")] = False,
+           version: Annotated[bool, typer.Option(
+               "--version", callback=_print_version, is_eager=True,
+               help="The package's version, torch's and the git commit; then exit.")] = False,
+           ) -> None:
     setup_logging(verbose)
 
 
-@app.command("datasets")
+@app.command("datasets", epilog="Example: cli datasets")
 @user_errors
 def datasets_cmd() -> None:
     """List the supported datasets, their labels and continuous targets."""
@@ -73,7 +95,8 @@ def datasets_cmd() -> None:
     print_datasets()
 
 
-@app.command("sample-data")
+@app.command("sample-data", epilog=(
+    "Example: cli sample-data data/meld-sample --dataset meld --clips 48"))
 @user_errors
 def sample_data_cmd(
     out: Annotated[Path, typer.Argument(help="New folder for the dataset's raw layout.")],
@@ -88,19 +111,17 @@ def sample_data_cmd(
     console.print(f"wrote the {dataset} sample dataset to [bold]{root}[/]")
 
 
-@app.command("scan")
+@app.command("scan", epilog="Example: cli scan --dataset meld --root data/MELD.Raw --out meld.csv")
 @user_errors
 def scan_cmd(
     dataset: DatasetOpt,
     root: RootOpt = None,
     list_: ListOpt = None,
-    annotations: Annotated[Path | None, typer.Option(
-        help="Folder with the annotation files, if they are not under --root.")] = None,
-    transcripts: Annotated[Path | None, typer.Option(
-        help="Transcript sidecar CSV (sample_id,transcript) for datasets without text.")] = None,
+    annotations: AnnotationsOpt = None,
+    transcripts: TranscriptsOpt = None,
     out: Annotated[Path | None, typer.Option(
         help="FILE.csv: a videos list (edit it, then extract --dataset videos --list); "
-             "FILE.parquet: the sample table.")] = None,
+             "FILE.parquet: the sample table. Default: none (printed only).")] = None,
 ) -> None:
     """Read a raw dataset: counts per split and label, the failures, the sample table."""
     from pipeline.commands.scan import run_scan
@@ -109,7 +130,8 @@ def scan_cmd(
              list_file=list_)
 
 
-@app.command("extract")
+@app.command("extract", epilog=(
+    "Example: cli extract --dataset meld --root data/MELD.Raw --out stores/meld --device cuda"))
 @user_errors
 def extract_cmd(
     dataset: DatasetOpt,
@@ -125,17 +147,22 @@ def extract_cmd(
         help="Comma-separated subset of frames_2d,frames_3d,audio,text (default: those the "
              "dataset has).")] = None,
     weights: Annotated[list[str], typer.Option(
-        help="'random' (every backbone), or KEY=ID|PATH|URL|random per modality; repeatable.")
+        help="'random' (every backbone), or KEY=ID|PATH|URL|random per modality; repeatable "
+             "(default: each backbone's pinned checkpoint, `cli weights list`).",
+        metavar="KEY=WEIGHTS")
     ] = [],  # noqa: B006 - Typer needs a literal default
     backbone: Annotated[list[str], typer.Option(
-        help="KEY=NAME to use another registered backbone, e.g. frames_3d=r2plus1d_18.")
+        help="KEY=NAME to use another registered backbone, e.g. frames_3d=r2plus1d_18 "
+             "(default: manifests/extract.yaml's).", metavar="KEY=NAME")
     ] = [],  # noqa: B006
-    views: Annotated[int | None, typer.Option(help="Views per clip (1 = clean only).")] = None,
+    views: Annotated[int | None, typer.Option(
+        help="Views per clip (1 = clean only; default: 1 from manifests/extract.yaml).")] = None,
     detect_fps: Annotated[float | None, typer.Option(
-        help="Face detection rate (default 1; 2-4 follows fast heads).")] = None,
+        help="Face detection rate, per second (default: 1.0 from manifests/extract.yaml; 2-4 "
+             "follows fast heads).")] = None,
     shard_size: Annotated[int, typer.Option(help="Clips per shard (one Dask task).")] = 256,
-    limit: Annotated[int | None, typer.Option(help="Only the first N clips (quick tries).")
-                     ] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Only the first N clips (quick tries; default: every clip).")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -151,8 +178,7 @@ def extract_cmd(
     slurm_resubmits: SlurmResubmitsOpt = 4,
     slurm_wait: SlurmWaitOpt = 3600.0,
     annotations: AnnotationsOpt = None,
-    transcripts: Annotated[Path | None, typer.Option(
-        help="Transcript sidecar CSV (sample_id,transcript).")] = None,
+    transcripts: TranscriptsOpt = None,
     weights_dir: WeightsDirOpt = None,
 ) -> None:
     """Extract a raw dataset into a feature store (resumable: run it again after a crash)."""
@@ -178,7 +204,8 @@ def extract_cmd(
                     list_file=list_, faces=faces)
 
 
-@app.command("transcribe")
+@app.command("transcribe", epilog=(
+    "Example: cli transcribe --dataset caer --root data/CAER --model pocketsphinx"))
 @user_errors
 def transcribe_cmd(
     dataset: DatasetOpt,
@@ -199,7 +226,8 @@ def transcribe_cmd(
         help="Clips per model call (larger on a GPU).")] = 8,
     shard_size: Annotated[int, typer.Option(
         help="Clips per shard (one Dask task; the unit a rerun resumes from).")] = 64,
-    limit: Annotated[int | None, typer.Option(help="Only the first N clips.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Only the first N clips (default: every clip).")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto")] = "auto",
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -229,7 +257,8 @@ def transcribe_cmd(
                        limit=limit, shard_size=shard_size, device=device, cluster=opts)
 
 
-@app.command("pretrain")
+@app.command("pretrain", epilog=(
+    "Example: cli pretrain --store stores/voxceleb2 --out runs/conclugen --epochs 100"))
 @user_errors
 def pretrain_cmd(
     store: Annotated[str, typer.Option(help="The feature store (folder or fsspec URL).")],
@@ -238,15 +267,22 @@ def pretrain_cmd(
         help="conclugen | conclu | congen | multi_cont | generative | instance_cont")
     ] = "conclugen",
     modalities: Annotated[str | None, typer.Option(
-        help="Comma-separated subset of video,audio,text (the paper's ablations).")] = None,
+        help="Comma-separated subset of video,audio,text (the paper's ablations; default: the "
+             "objective's in manifests/pretrain.yaml, video,audio,text but instance_cont's "
+             "video).")] = None,
     preset: Annotated[str | None, typer.Option(
-        help="A preset of manifests/pretrain.yaml, e.g. 'cpu' (small, fast).")] = None,
-    config: Annotated[Path | None, typer.Option(help="A YAML config layered on top.")] = None,
+        help="A preset of manifests/pretrain.yaml, e.g. 'cpu' (small, fast; default: none).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="A YAML config layered on top (default: none).")] = None,
     set_: Annotated[list[str], typer.Option(
-        "--set", help="KEY=VALUE config override, e.g. --set optim.lr=1e-4; repeatable.")
+        "--set", help="KEY=VALUE config override, e.g. --set optim.lr=1e-4; repeatable "
+                      "(default: none).", metavar="KEY=VALUE")
     ] = [],  # noqa: B006 - Typer needs a literal default
-    epochs: Annotated[int | None, typer.Option(help="Total epochs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (default: the config's).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="Total epochs (default: 100 from manifests/pretrain.yaml).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed (default: 0 from manifests/pretrain.yaml).")] = None,
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(
         help="Continue the run in --out from its last checkpoint.")] = False,
@@ -261,12 +297,13 @@ def pretrain_cmd(
                   "checkpoints/last.pt)")
 
 
-store_app = typer.Typer(no_args_is_help=True, help="Inspect, verify, compare and merge stores.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect, verify, compare and merge stores.",
+                        epilog="Example: cli store info stores/meld")
 app.add_typer(store_app, name="store")
 StoreArg = Annotated[str, typer.Argument(help="A feature store: folder or fsspec URL.")]
 
 
-@store_app.command("info")
+@store_app.command("info", epilog="Example: cli store info stores/meld")
 @user_errors
 def store_info_cmd(store: StoreArg) -> None:
     """Dataset, counts per split and label, modalities and how they were made, failures."""
@@ -275,7 +312,7 @@ def store_info_cmd(store: StoreArg) -> None:
     print_store_info(store)
 
 
-@store_app.command("verify")
+@store_app.command("verify", epilog="Example: cli store verify s3://bucket/stores/meld")
 @user_errors
 def store_verify_cmd(store: StoreArg) -> None:
     """Recompute every checksum and cross-check store.json, index, failures and shards.
@@ -288,7 +325,7 @@ def store_verify_cmd(store: StoreArg) -> None:
         raise typer.Exit(1)
 
 
-@store_app.command("diff")
+@store_app.command("diff", epilog="Example: cli store diff stores/meld stores/meld-other")
 @user_errors
 def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
     """What differs in provenance between two stores; exit 1 when they are not comparable."""
@@ -298,7 +335,8 @@ def store_diff_cmd(a: StoreArg, b: StoreArg) -> None:
         raise typer.Exit(1)
 
 
-@store_app.command("merge")
+@store_app.command("merge", epilog=(
+    "Example: cli store merge stores/meld-a stores/meld-b --out stores/meld"))
 @user_errors
 def store_merge_cmd(
     stores: Annotated[list[str], typer.Argument(help="Two or more stores of one configuration.")],
@@ -310,7 +348,7 @@ def store_merge_cmd(
     run_store_merge(stores, out)
 
 
-@store_app.command("upgrade")
+@store_app.command("upgrade", epilog="Example: cli store upgrade stores/meld")
 @user_errors
 def store_upgrade_cmd(store: StoreArg) -> None:
     """Rewrite an older store's store.json in the current format (atomically; shards kept)."""
@@ -319,7 +357,8 @@ def store_upgrade_cmd(store: StoreArg) -> None:
     run_store_upgrade(store)
 
 
-@store_app.command("add-label-texts")
+@store_app.command("add-label-texts", epilog=(
+    "Example: cli store add-label-texts stores/meld --device cuda"))
 @user_errors
 def store_add_label_texts_cmd(
     store: StoreArg,
@@ -335,7 +374,8 @@ def store_add_label_texts_cmd(
     run_add_label_texts(store, device)
 
 
-@app.command("eval")
+@app.command("eval", epilog=(
+    "Example: cli eval --store stores/meld --run runs/conclugen --protocol linear --seeds 3"))
 @user_errors
 def eval_cmd(
     store: Annotated[str, typer.Option(help="The feature store the run was trained on.")],
@@ -345,15 +385,19 @@ def eval_cmd(
              "targets)")] = "linear",
     run: Annotated[Path | None, typer.Option(
         help="The pretraining run (not needed for supervised and avce; clef uses it for its "
-             "zero-shot row).")] = None,
+             "zero-shot row). Default: none.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Output folder (default RUN/eval/<protocol>; required for supervised).")] = None,
     modalities: Annotated[str | None, typer.Option(
-        help="Comma-separated modalities the classifier sees, e.g. video.")] = None,
+        help="Comma-separated modalities the classifier sees, e.g. video (default: all the "
+             "run's; supervised: all the store has).")] = None,
     fusion: Annotated[str, typer.Option(help="concat | mean")] = "concat",
-    preset: Annotated[str | None, typer.Option(help="e.g. cpu (small, fast).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="A preset of manifests/evaluate.yaml, e.g. cpu (small, fast; default: none).")
+    ] = None,
     set_: Annotated[list[str], typer.Option(
-        "--set", help="KEY=VALUE override of manifests/evaluate.yaml; repeatable.")
+        "--set", help="KEY=VALUE override of manifests/evaluate.yaml; repeatable (default: "
+                      "none).", metavar="KEY=VALUE")
     ] = [],  # noqa: B006 - Typer needs a literal default
     seeds: Annotated[int, typer.Option(help="Repeat with N seeds; mean and std.")] = 1,
     device: DeviceOpt = "auto",
@@ -372,7 +416,8 @@ def eval_cmd(
     print_evaluation(console, result, protocol)
 
 
-@app.command("study")
+@app.command("study", epilog=(
+    "Example: cli study --store stores/meld --store stores/caer --out study --quick"))
 @user_errors
 def study_cmd(
     store: Annotated[list[str], typer.Option(
@@ -404,7 +449,8 @@ def study_cmd(
     print_study(console, folder)
 
 
-@app.command("predict")
+@app.command("predict", epilog=(
+    "Example: cli predict clip.mp4 --run runs/conclugen --transcript 'Oh my God!'"))
 @user_errors
 def predict_cmd(
     video: Annotated[Path, typer.Argument(
@@ -412,10 +458,12 @@ def predict_cmd(
              "AFEW-VA releases them).")],
     run: Annotated[Path | None, typer.Option(
         help="The pretraining run with an evaluated classifier (linear, finetune, "
-             "supervised); not needed with --classifier.")] = None,
+             "supervised); not needed with --classifier. Default: none.")] = None,
     store: Annotated[str | None, typer.Option(
         help="The store the run was trained on (default: the one recorded).")] = None,
-    transcript: Annotated[str | None, typer.Option(help="What is said in the clip.")] = None,
+    transcript: Annotated[str | None, typer.Option(
+        help="What is said in the clip (default: none, as the store treats a clip without "
+             "transcript).")] = None,
     classifier: Annotated[Path | None, typer.Option(
         help="A classifier.pt of cli eval, of any protocol (clef: classes; avce: valence and "
              "arousal). Default RUN/eval/linear/classifier.pt.")] = None,
@@ -435,12 +483,12 @@ def predict_cmd(
     print_prediction(console, result, video)
 
 
-weights_app = typer.Typer(no_args_is_help=True,
+weights_app = typer.Typer(no_args_is_help=True, epilog="Example: cli weights list",
                           help="The backbones' published checkpoints: list, fetch, verify.")
 app.add_typer(weights_app, name="weights")
 
 
-@weights_app.command("list")
+@weights_app.command("list", epilog="Example: cli weights list")
 @user_errors
 def weights_list_cmd() -> None:
     """Per backbone: the checkpoint's source, checksum, size, licence, and whether it is
@@ -450,7 +498,7 @@ def weights_list_cmd() -> None:
     print_weights_list()
 
 
-@weights_app.command("fetch")
+@weights_app.command("fetch", epilog="Example: cli weights fetch --to /shared/weights")
 @user_errors
 def weights_fetch_cmd(
     to: Annotated[Path | None, typer.Option(
