@@ -7,12 +7,12 @@ from pathlib import Path
 
 from pipeline.cluster import ClusterOptions
 from pipeline.commands.console import console
-from pipeline.commands.logs import quiet_dask
+from pipeline.commands.logs import library_log, log_file_beside
 from pipeline.datasets import dataset_source
 from pipeline.datasets.modalities import follow_dataset
+from pipeline.dependencies import check_extraction_dependencies
 from pipeline.extract_config import load_extract_config
 from pipeline.progress import Progress, failures_text
-from pipeline.run import run_extract
 from pipeline.store import StoreManifest, open_store, redact_url
 
 
@@ -26,7 +26,6 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
                     faces: str | None = None) -> StoreManifest:
     """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
     manifest. Without ``modalities``, the config's that the dataset has are extracted."""
-    quiet_dask()
     root, dataset_manifest = dataset_source(dataset, root, list_file=list_file, faces=faces,
                                             transcripts=transcripts)
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
@@ -34,6 +33,9 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
                               detect_fps=detect_fps)
     if modalities is None:
         cfg = follow_dataset(cfg, dataset_manifest)
+    check_extraction_dependencies(crop_faces=dataset_manifest.faces.crop and cfg.needs_video)
+    from pipeline.run import run_extract  # here: it imports PyAV, checked just above
+
     bars: list[Progress] = []
 
     def on_plan(total: int, done: int) -> None:
@@ -42,16 +44,20 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     def on_progress(done: int, failed: Counter[str], workers: int) -> None:
         bars[0].update(done, failed=failures_text(failed), workers=workers)
 
+    log_file = log_file_beside(out, ".extract.log")
     try:
-        manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
-                               transcripts=transcripts, limit=limit, shard_size=shard_size,
-                               device=device, cluster=cluster, manifest=dataset_manifest,
-                               on_plan=on_plan,
-                               on_progress=on_progress)
+        with library_log(log_file):
+            manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
+                                   transcripts=transcripts, limit=limit, shard_size=shard_size,
+                                   device=device, cluster=cluster, manifest=dataset_manifest,
+                                   on_plan=on_plan,
+                                   on_progress=on_progress)
     finally:
         for bar in bars:
             bar.close()
     print_extract_summary(out, manifest)
+    if log_file.is_file():
+        console.print(f"Dask's messages: {log_file}", soft_wrap=True, highlight=False)
     return manifest
 
 
