@@ -21,10 +21,12 @@ def setup_logging(verbose: bool) -> None:
 
 
 def log_handler() -> logging.Handler:
-    """Rich's handler in a terminal; elsewhere (a batch job's log, CI) plain lines with an ISO
-    date, never wrapped: a path or a progress line stays whole, for grep."""
+    """Rich's handler in a terminal (ISO dates, not its default ``12/06/26``); elsewhere (a
+    batch job's log, CI) plain lines with an ISO date, never wrapped: a path or a progress
+    line stays whole, for grep."""
     if sys.stderr.isatty():
-        return RichHandler(console=Console(stderr=True), show_path=False)
+        return RichHandler(console=Console(stderr=True), show_path=False,
+                           log_time_format="%Y-%m-%dT%H:%M:%S")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
                                            datefmt="%Y-%m-%dT%H:%M:%S%z"))

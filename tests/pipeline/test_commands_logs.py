@@ -82,3 +82,21 @@ def test_no_record_no_file_and_a_missing_folder_is_made(console_log: io.StringIO
     with library_log(nested):
         logging.getLogger("distributed.scheduler").info("a record")
     assert "a record" in nested.read_text()
+
+
+def test_a_terminal_gets_iso_dates_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import sys
+
+    from pipeline.commands.logs import log_handler
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    handler = log_handler()
+    handler.handle(logging.LogRecord("progress", logging.INFO, __file__, 1, "extract: 1/2", (),
+                                     None))
+    shown = sys.stderr.getvalue()
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", shown) and "extract: " in shown, shown
