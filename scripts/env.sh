@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse the project's environment: system packages, uv, .venv with the locked
 # dependencies, and the project installed in editable mode. Safe to run again: it only does
-# what is missing. Source it (". scripts/env.sh") or run it; afterwards .venv/bin has `cli`.
+# what is missing. Source it (". scripts/env.sh") or run it; afterwards .venv/bin has `cli` and
+# `conclugen` (the same command).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -243,7 +243,7 @@ def test_the_papers_protocol_pretrain_on_voxceleb2_evaluate_on_meld(
 
 def test_set_reads_numbers_in_exponent_notation() -> None:
     """YAML 1.1 reads ``1e-4`` (no dot) as a string; the README's own example must work."""
-    from cli import _parse_sets
+    from pipeline.commands.options import parse_sets
 
-    assert _parse_sets(["optim.lr=1e-4", "a=2", "b=true", "c=[1, 2]", "d=name", "e=.5E3"]) == {
+    assert parse_sets(["optim.lr=1e-4", "a=2", "b=true", "c=[1, 2]", "d=name", "e=.5E3"]) == {
         "optim.lr": 1e-4, "a": 2, "b": True, "c": [1, 2], "d": "name", "e": 500.0}

@@ -191,3 +191,7 @@ print("ok")
     listing = _run([str(venv / "bin" / "cli"), "datasets"], cwd=elsewhere, env=env).stdout
     for name in DATASETS:
         assert name in listing, listing
+    # `conclugen` is the same app; outside a checkout its version names no git commit.
+    version = _run([str(venv / "bin" / "conclugen"), "--version"], cwd=elsewhere, env=env)
+    assert re.fullmatch(r"conclugen \d+\.\d+\.\S+, torch \S+", version.stdout.strip()), \
+        version.stdout

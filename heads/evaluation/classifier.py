@@ -127,8 +127,8 @@ def _run_heads(classifier: ClassifierFile, spec: ModelSpec,
     if found.store_id != ref.store_id:
         raise CheckpointError(f"{ckpt} was pretrained on store_id {found.store_id[:16]}..., "
                               f"but the classifier sits on heads pretrained on "
-                              f"{ref.store_id[:16]}...: pass the run the classifier was "
-                              "trained on")
+                              f"{ref.store_id[:16]}...: pass as --run (run=) the run the "
+                              "classifier was trained on")
     if found.step != ref.step:
         raise CheckpointError(f"{ckpt} is at step {found.step}, but the classifier was trained "
                               f"on the heads of step {ref.step}: evaluate the run again")

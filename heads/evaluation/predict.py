@@ -95,8 +95,8 @@ def run_predict(video: str | Path, *, run: str | Path | None = None, store: str 
     elif run is not None:
         path = run_folder(run) / "eval" / "linear" / CLASSIFIER
     else:
-        raise PredictError("give the classifier (classifier.pt of `cli eval`) or the run "
-                           "whose RUN/eval/linear/classifier.pt to use")
+        raise PredictError("give --classifier (classifier=, a classifier.pt of `cli eval`) "
+                           "or --run (run=), whose RUN/eval/linear/classifier.pt is used")
     dev = resolve_device(device)
     model, meta = load_predictor(path, run=run, device=dev)
     url = store or meta.store_url

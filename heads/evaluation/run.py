@@ -85,7 +85,8 @@ def modality_order(requested: Sequence[str] | None, available: Sequence[str]) ->
     requested = tuple(requested)
     unknown = [m for m in requested if m not in available]
     if unknown or not requested or len(set(requested)) != len(requested):
-        raise ConfigError(f"modalities {list(requested)}: must be distinct and among "
+        raise ConfigError(f"--modalities (modalities={list(requested)}): must be distinct "
+                          "and among "
                           f"{list(available)}")
     return requested
 
@@ -140,11 +141,13 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
     spec = get_protocol(protocol)
     parse_preset(preset)  # a malformed --preset is refused before the store is read
     if fusion not in FUSIONS:
-        raise ConfigError(f"unknown fusion {fusion!r}; valid: {list(FUSIONS)}")
+        raise ConfigError(f"--fusion {fusion} (fusion={fusion!r}): unknown; valid: "
+                          f"{list(FUSIONS)}")
     if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+        raise ConfigError(f"--seeds {seeds} (seeds={seeds}): must be at least 1")
     if spec.needs_run and run is None:
-        raise ConfigError(f"protocol {protocol!r} evaluates a pretraining run: pass run")
+        raise ConfigError(f"--protocol {protocol} evaluates a pretraining run: pass --run "
+                          "(run=RUN)")
     clock = start_clock()
     with one_warning(), open_store(store) as fs:
         setup = _setup(fs, store, run=run, protocol=spec, modalities=modalities,
@@ -154,7 +157,8 @@ def run_eval(store: str, *, run: str | Path | None, protocol: str, out: Path | N
         ident = eval_identity(fs, setup, seeds)
         if out is None:
             if run is None:
-                raise ConfigError(f"{protocol} evaluation without a run needs out")
+                raise ConfigError(f"--protocol {protocol} without --run needs --out "
+                                  "(out=FOLDER)")
             all_modalities = (list(setup.payload.layout) if spec.needs_run and setup.payload
                               is not None else list(setup.spec.modalities))
             # another evaluation in the default folder stays: this one goes beside it

@@ -28,7 +28,8 @@ def check_systems(systems: Sequence[str]) -> tuple[str, ...]:
     """
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
-        raise ConfigError(f"systems {list(systems)}: choose one or more of {list(SYSTEMS)}")
+        raise ConfigError(f"--systems (systems={list(systems)}): choose one or more of "
+                          f"{list(SYSTEMS)}")
     return tuple(s for s in SYSTEMS if s in systems)
 
 

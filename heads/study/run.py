@@ -121,9 +121,10 @@ def run_study(stores: str | Sequence[str], out: str | Path, *,
     if not stores:
         raise DataError("the study needs at least one downstream store")
     if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+        raise ConfigError(f"--seeds {seeds} (seeds={seeds}): must be at least 1")
     if pretrain_seeds < 1:
-        raise ConfigError(f"--pretrain-seeds must be >= 1, got {pretrain_seeds}")
+        raise ConfigError(f"--pretrain-seeds {pretrain_seeds} (pretrain_seeds={pretrain_seeds}): "
+                          "must be at least 1")
     chosen = check_systems(systems)
     out = Path(out)
     modality_keys = resolve_config("conclugen").modality_keys

@@ -56,7 +56,8 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
     """
     if annotations is not None:
         raise DatasetError(annotations, "CAER has no annotation files (labels are the class "
-                                        "folder names); do not pass annotations")
+                                        "folder names); do not pass --annotations "
+                                        "(annotations=)")
     clips = [clip for split in SPLITS if split in manifest.splits
              for clip in _scan_split(root, split, manifest)]
     rows, failures = _drop_known_bad(clips, manifest)

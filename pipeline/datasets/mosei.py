@@ -162,7 +162,8 @@ def label_file_path(root: Path, manifest: DatasetManifest, annotations: Path | N
     path = (annotations or root) / manifest.label_file
     if not path.is_file():
         raise DatasetError(path, "label file not found (the SDK's CMU_MOSEI_Labels.csd, or pass "
-                                 "its folder or a CSV export as annotations)")
+                                 "its folder or a CSV export as --annotations, "
+                                 "annotations=)")
     return path
 
 

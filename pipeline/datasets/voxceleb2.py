@@ -68,7 +68,7 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
     """
     if annotations is not None:
         raise DatasetError(annotations, "VoxCeleb2 has no annotation files; do not pass "
-                                        "annotations")
+                                        "--annotations (annotations=)")
     cols = _Columns()
     folders = {s: root / manifest.splits[s].media for s in SPLITS if s in manifest.splits}
     found = {s: f for s, f in folders.items() if f.is_dir()}

@@ -82,11 +82,11 @@ def test_a_batch_log_gets_whole_lines_with_iso_dates(monkeypatch: pytest.MonkeyP
     import re
     import sys
 
-    from cli import _log_handler
+    from pipeline.commands.logs import log_handler
 
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
-    handler = _log_handler()
+    handler = log_handler()
     path = "/a/very/long/path/" + "x" * 150 + "/shard-00000.h5"
     handler.handle(logging.LogRecord("progress", logging.INFO, __file__, 1, "extract: %s",
                                      (path,), None))

@@ -298,9 +298,9 @@ def test_refuses_a_store_with_other_features(store_no3d: str, run: Path) -> None
 def test_refuses_bad_options(store: str, run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown protocol"):
         _eval(store, run=run, protocol="probe")
-    with pytest.raises(ConfigError, match="pass run"):
+    with pytest.raises(ConfigError, match=r"pass --run \(run=RUN\)"):
         _eval(store, run=None, protocol="linear")
-    with pytest.raises(ConfigError, match="needs out"):
+    with pytest.raises(ConfigError, match=r"without --run needs --out \(out=FOLDER\)"):
         _eval(store, run=None, protocol="supervised")
     with pytest.raises(ConfigError, match="among"):
         _eval(store, run=run, protocol="linear", modalities=["smell"])

@@ -117,5 +117,5 @@ def test_missing_video_or_classifier_is_named(tmp_path: Path) -> None:
     video.write_bytes(b"")
     with pytest.raises(CheckpointError, match="no classifier"):
         run_predict(video, run=tmp_path / "run")
-    with pytest.raises(PredictError, match="give the classifier"):
+    with pytest.raises(PredictError, match=r"give --classifier .* or --run \(run=\)"):
         run_predict(video)
