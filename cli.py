@@ -292,7 +292,7 @@ def pretrain_cmd(
     monitor_store: Annotated[str | None, typer.Option(
         help="A labelled store in the same feature space: log the k-NN accuracy of the "
              "representations (train split as the bank, val split as queries) to "
-             "metrics.jsonl and TensorBoard while pretraining.")] = None,
+             "metrics.jsonl and TensorBoard while pretraining (default: none).")] = None,
     monitor_every: Annotated[int, typer.Option(
         help="Run the monitor every N epochs (and after the last).")] = 5,
     monitor_linear: Annotated[bool, typer.Option(
@@ -455,7 +455,8 @@ def study_cmd(
         help="Every pretraining run logs the online k-NN accuracy on the first downstream "
              "store with classes (or --monitor-store).")] = False,
     monitor_store: Annotated[str | None, typer.Option(
-        help="The labelled store the monitor uses (implies --monitor).")] = None,
+        help="The labelled store the monitor uses (implies --monitor; default: the first "
+             "downstream store with classes).")] = None,
     systems: Annotated[str, typer.Option(
         help="Comma-separated systems to run: conclugen (the paper's tables), clef (CLEF's "
              "text prototypes, trained and zero-shot; stores with label texts), avce "
