@@ -55,12 +55,12 @@ def backbone_only(rows: list[dict], models: Models, cfg, policy) -> tuple[float,
             clips.append(prepare_clip(row, cfg, models.detector, policy))
         except ClipError:
             continue
-    size = cfg.clips_per_batch(models.device)
+    size = cfg.run.clips_per_batch(models.device)
     synchronize(models.device)
     start = time.perf_counter()
     for i in range(0, len(clips), size):
         batch = clips[i:i + size]
-        for key in cfg.modalities:
+        for key in cfg.choices.modalities:
             models.encoders[key].encode_batch([getattr(c, key) for c in batch])
     synchronize(models.device)
     return time.perf_counter() - start, len(clips)
@@ -76,7 +76,7 @@ def end_to_end(rows: list[dict], models: Models, cfg, policy, out: Path) -> tupl
                 features=feats, index=_index_table(kept, False), failures=failures_table(failures))
     seconds = time.perf_counter() - start
     backbone = sum(v for k, v in timer.seconds.items() if k.startswith("backbone:"))
-    print(f"  prefetch {'on ' if cfg.prefetch else 'off'}: stage seconds",
+    print(f"  prefetch {'on ' if cfg.run.prefetch else 'off'}: stage seconds",
           {k: round(v, 2) for k, v in sorted(timer.seconds.items())},
           f"backbone share of end-to-end: {backbone / seconds:.3f}")
     return seconds, len(kept)
@@ -152,7 +152,8 @@ def main() -> None:
         rows = scan("meld", root).samples.to_pylist()
         models = load_models(cfg, manifest.faces, args.device)
         print(f"{len(rows)} MELD sample clips on {args.device}, "
-              f"{cfg.clips_per_batch(args.device)} clips per batch, {cfg.views} view(s)")
+              f"{cfg.run.clips_per_batch(args.device)} clips per batch, "
+              f"{cfg.choices.views} view(s)")
         # Alternate the measurements and keep each one's best: a shared machine only ever
         # makes a run slower, so the minimum is the least noisy estimate of each.
         best = {"backbone": float("inf"), "on": float("inf"), "off": float("inf")}

@@ -115,7 +115,7 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
         result = store_mod.write_shard(
             loc, k, store_id=store_id, sample_ids=[r["sample_id"] for r in kept],
             features=feats, index=_index_table(kept, multilabel),
-            failures=failures_table(failures), dtype=cfg.dtype, scratch=scratch,
+            failures=failures_table(failures), dtype=cfg.features.dtype, scratch=scratch,
             info={"encoders": {m: e.provenance() for m, e in models.encoders.items()},
                   "timings": dict(timer.seconds), "host": socket.gethostname(),
                   "worker": _worker_name(),
@@ -216,7 +216,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     if manifest is None:  # an unknown dataset lists the valid ones, before any work
         root, manifest = dataset_source(dataset, root, transcripts=transcripts)
     check_modalities(cfg, manifest)  # a modality the dataset lacks, before weights or work
-    text = "text" in cfg.modalities
+    text = "text" in cfg.choices.modalities
     transcripts = Path(transcripts) if transcripts else None
     source = transcript_source(Path(root), manifest, transcripts) if text else None
     identity = feature_identity(cfg, manifest, source)
@@ -263,7 +263,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         lock.check()  # taken over while this run was frozen: leave store.json to that run
         written = store_mod.finalize(
             loc, identity=identity,
-            modalities=modalities_from_shards(identity, shards, cfg.dtype), shards=shards,
+            modalities=modalities_from_shards(identity, shards, cfg.features.dtype), shards=shards,
             adapter_failures=adapter_failures, config=cfg,
             software=software_versions(), timings=_sum_timings(shards),
             options={"shard_size": shard_size, "limit": limit, "device": device})
