@@ -145,7 +145,7 @@ def main() -> None:
                                   backbones={"frames_3d": "r3d_18"}, views=args.views)
     else:
         cfg = load_extract_config(weights={m: "random" for m in MODALITIES}, views=args.views)
-    cfg = dataclasses.replace(cfg, batch_clips=args.batch_clips)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_clips=args.batch_clips))
     manifest = load_manifest("meld")
     with tempfile.TemporaryDirectory() as tmp:
         root = generate("meld", Path(tmp) / "raw", clips=args.clips, seed=1)
@@ -162,7 +162,8 @@ def main() -> None:
             b_s, n_b = backbone_only(rows, models, cfg, manifest.faces)
             best["backbone"] = min(best["backbone"], b_s)
             for prefetch in (True, False):
-                run_cfg = dataclasses.replace(cfg, prefetch=prefetch)
+                run_cfg = dataclasses.replace(
+                    cfg, run=dataclasses.replace(cfg.run, prefetch=prefetch))
                 with GpuBusy(args.device) as watch:
                     e_s, n_e = end_to_end(rows, models, run_cfg, manifest.faces,
                                           Path(tmp) / f"one{rep}{prefetch}")
