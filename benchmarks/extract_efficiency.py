@@ -55,12 +55,12 @@ def backbone_only(rows: list[dict], models: Models, cfg, policy) -> tuple[float,
             clips.append(prepare_clip(row, cfg, models.detector, policy))
         except ClipError:
             continue
-    size = cfg.clips_per_batch(models.device)
+    size = cfg.run.clips_per_batch(models.device)
     synchronize(models.device)
     start = time.perf_counter()
     for i in range(0, len(clips), size):
         batch = clips[i:i + size]
-        for key in cfg.modalities:
+        for key in cfg.choices.modalities:
             models.encoders[key].encode_batch([getattr(c, key) for c in batch])
     synchronize(models.device)
     return time.perf_counter() - start, len(clips)
@@ -76,7 +76,7 @@ def end_to_end(rows: list[dict], models: Models, cfg, policy, out: Path) -> tupl
                 features=feats, index=_index_table(kept, False), failures=failures_table(failures))
     seconds = time.perf_counter() - start
     backbone = sum(v for k, v in timer.seconds.items() if k.startswith("backbone:"))
-    print(f"  prefetch {'on ' if cfg.prefetch else 'off'}: stage seconds",
+    print(f"  prefetch {'on ' if cfg.run.prefetch else 'off'}: stage seconds",
           {k: round(v, 2) for k, v in sorted(timer.seconds.items())},
           f"backbone share of end-to-end: {backbone / seconds:.3f}")
     return seconds, len(kept)
@@ -145,14 +145,15 @@ def main() -> None:
                                   backbones={"frames_3d": "r3d_18"}, views=args.views)
     else:
         cfg = load_extract_config(weights={m: "random" for m in MODALITIES}, views=args.views)
-    cfg = dataclasses.replace(cfg, batch_clips=args.batch_clips)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_clips=args.batch_clips))
     manifest = load_manifest("meld")
     with tempfile.TemporaryDirectory() as tmp:
         root = generate("meld", Path(tmp) / "raw", clips=args.clips, seed=1)
         rows = scan("meld", root).samples.to_pylist()
         models = load_models(cfg, manifest.faces, args.device)
         print(f"{len(rows)} MELD sample clips on {args.device}, "
-              f"{cfg.clips_per_batch(args.device)} clips per batch, {cfg.views} view(s)")
+              f"{cfg.run.clips_per_batch(args.device)} clips per batch, "
+              f"{cfg.choices.views} view(s)")
         # Alternate the measurements and keep each one's best: a shared machine only ever
         # makes a run slower, so the minimum is the least noisy estimate of each.
         best = {"backbone": float("inf"), "on": float("inf"), "off": float("inf")}
@@ -161,7 +162,8 @@ def main() -> None:
             b_s, n_b = backbone_only(rows, models, cfg, manifest.faces)
             best["backbone"] = min(best["backbone"], b_s)
             for prefetch in (True, False):
-                run_cfg = dataclasses.replace(cfg, prefetch=prefetch)
+                run_cfg = dataclasses.replace(
+                    cfg, run=dataclasses.replace(cfg.run, prefetch=prefetch))
                 with GpuBusy(args.device) as watch:
                     e_s, n_e = end_to_end(rows, models, run_cfg, manifest.faces,
                                           Path(tmp) / f"one{rep}{prefetch}")

@@ -148,14 +148,15 @@ def noop_extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: Any, p
     from pipeline.run import _index_table
 
     loc = store_mod.Location.parse(url)
-    features = {key: np.zeros((len(rows), cfg.views, DRIVER_DIM), np.float32)
-                for key in cfg.modalities}
-    encoders = {key: {"dim": DRIVER_DIM, "weights_sha256": "noop"} for key in cfg.modalities}
+    keys = cfg.choices.modalities
+    features = {key: np.zeros((len(rows), cfg.choices.views, DRIVER_DIM), np.float32)
+                for key in keys}
+    encoders = {key: {"dim": DRIVER_DIM, "weights_sha256": "noop"} for key in keys}
     with tempfile.TemporaryDirectory() as scratch:
         return store_mod.write_shard(
             loc, k, store_id=store_id, sample_ids=[r["sample_id"] for r in rows],
             features=features, index=_index_table(rows, multilabel),
-            failures=FAILURE_SCHEMA.empty_table(), dtype=cfg.dtype, scratch=scratch,
+            failures=FAILURE_SCHEMA.empty_table(), dtype=cfg.features.dtype, scratch=scratch,
             info={"encoders": encoders, "timings": {"noop": 0.0}, "clips": len(rows)})
 
 

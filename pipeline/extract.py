@@ -3,20 +3,18 @@
 :func:`prepare_clip` turns one sample-table row into the backbones' inputs (or raises a typed
 :class:`~pipeline.failures.ClipError`); :func:`extract_clips` runs a list of rows through the
 loaded :class:`Models` in batches and returns features, index rows and failures. Dask and the
-shard writer (:mod:`pipeline.run`) only map these functions over shards.
+shard writer (:mod:`pipeline.run`) only map these functions over shards. Face detection across
+a batch's clips is :mod:`pipeline.detect`, the streaming of a long clip's crops into the frame
+backbones :mod:`pipeline.segments`.
 """
+
 
 from __future__ import annotations
 
 import logging
-import math
-import threading
-import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,264 +23,15 @@ from pipeline import faces as faces_mod
 from pipeline import media
 from pipeline.augment import augment_clip
 from pipeline.config import ConfigError
+from pipeline.detect import Detected, clip_interval, detect_clips, track_face
 from pipeline.extract_config import MODALITIES, ClipInputs, ExtractConfig
 from pipeline.failures import ClipError, Failure, Reason, Stage
 from pipeline.manifest import FacePolicy
 from pipeline.models import Models
+from pipeline.segments import Segments, crop_pass
+from pipeline.timer import Timer
 
 log = logging.getLogger(__name__)
-
-class Timer:
-    """Seconds spent per stage, summed (decode, faces, backbone:<key>, write, and
-    ``prefetch_wait``: the time the backbones waited for the next batch's inputs).
-
-    Thread-safe: with prefetching, decode and faces run on another thread while the backbones
-    encode, so the stages' seconds may add up to more than the wall time.
-    """
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            with self._lock:
-                self.seconds[stage] += elapsed
-
-
-def _interval(row: dict[str, Any]) -> tuple[float | None, float | None]:
-    return row.get("start_s"), row.get("end_s")
-
-
-DETECT_BATCH = 32
-"""Frames per MTCNN call: detection streams, so memory does not grow with the clips. The
-frames of a batch's clips share calls (a 3-second clip has 3 frames at 1 fps; batched across
-clips a GPU gets full calls)."""
-
-SEGMENT_FRAMES = 256
-"""A clip with more 16-fps frames than this (16 s) is encoded segment by segment as it is
-cropped: at most this many frames plus one 3D window (about 26 MB of 180-px crops, and their
-float copies inside an augmentation or a backbone batch) are held, whatever the clip's
-length. A clip's frame features are the mean over its units (frames, 16-frame windows), so the
-segments' means weighted by their unit counts give the same vector, up to float rounding."""
-
-
-@dataclass
-class Detected:
-    """One clip's face detections at ``detect_fps`` (before tracking), or why there are none.
-
-    ``error`` is the :class:`ClipError` the detection pass raised; tracking raises it, so a
-    batch fails its clips exactly as one by one.
-    """
-
-    times: list[float] = field(default_factory=list)
-    detections: list[np.ndarray | None] = field(default_factory=list)
-    frame_size: tuple[int, int] = (0, 0)
-    report: media.DecodeReport = field(default_factory=media.DecodeReport)
-    error: ClipError | None = None
-
-
-def detect_clips(rows: Sequence[dict[str, Any] | None], cfg: ExtractConfig,
-                 detector: faces_mod.FaceDetector, timer: Timer) -> list[Detected | None]:
-    """Decode the ``detect_fps`` frames of several clips and detect faces in shared calls.
-
-    Frames are decoded one clip after another and detected :data:`DETECT_BATCH` at a time
-    across clip boundaries, so at most that many frames are held and a GPU detector gets full
-    batches even for 3-second clips. A clip whose decoding fails gets the error (its frames
-    already queued are detected and dropped); the others are unaffected.
-
-    Args:
-        rows: sample-table rows; None skips a row (its result is None).
-    """
-    out: list[Detected | None] = [None if row is None else Detected() for row in rows]
-    pending: list[tuple[int, float, np.ndarray]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        with timer("faces"):
-            found = detector.detect([frame for _, _, frame in pending])
-        for (i, t, frame), boxes in zip(pending, found, strict=True):
-            clip = out[i]
-            assert clip is not None
-            clip.times.append(t)
-            clip.detections.append(boxes)
-            clip.frame_size = frame.shape[1::-1]  # as decoded: a rotated video's turned frame
-        pending.clear()
-
-    for i, row in enumerate(rows):
-        clip = out[i]
-        if row is None or clip is None:
-            continue
-        start, end = _interval(row)
-        frames = media.iter_frames(row["media_path"], fps=cfg.detect_fps, start_s=start,
-                                   end_s=end, rule=cfg.decode, report=clip.report)
-        try:
-            while True:
-                with timer("decode"):
-                    pair = next(frames, None)
-                if pair is None:
-                    break
-                pending.append((i, *pair))
-                if len(pending) >= DETECT_BATCH:
-                    flush()
-        except ClipError as err:
-            clip.error = err
-    flush()
-    for clip in out:
-        if clip is not None and clip.error is not None:
-            clip.times, clip.detections = [], []
-    return out
-
-
-def _track_face(cfg: ExtractConfig, detected: Detected, policy: FacePolicy,
-                timer: Timer) -> tuple[faces_mod.FaceTrack | None, float]:
-    """Follow one face through the clip's detections.
-
-    A track whose face is found in fewer than ``faces.min_face_ratio`` of the frames counts
-    as no face: the policy decides (``fail``: a ``no_face`` failure naming the ratio).
-
-    Returns:
-        The track (None: no usable face and the ``full_frame`` policy) and the clip's face
-        ratio (0 when the policy applied).
-    """
-    if detected.error is not None:
-        raise detected.error
-    times = detected.times
-    with timer("faces"):
-        track = faces_mod.track(times, detected.detections, cfg.faces, detected.frame_size)
-    if track is not None and track.face_ratio >= cfg.faces.min_face_ratio:
-        return track, track.face_ratio
-    if policy.no_face == "fail":
-        where = f"{len(times)} frames sampled at {cfg.detect_fps:g} fps"
-        if track is None:
-            message = f"no face with p >= {cfg.faces.min_prob} in {where}"
-        else:
-            message = (f"a face in only {int(track.found.sum())} of {where} (face_ratio "
-                       f"{track.face_ratio:.3f} < min_face_ratio {cfg.faces.min_face_ratio:g})")
-        raise ClipError(Stage.FACES, Reason.NO_FACE, message)
-    return None, 0.0
-
-
-class _Segments:
-    """The cropped frames of one pass for its frame keys: held whole while the clip is short
-    (the arrays today's backbones get), encoded :data:`SEGMENT_FRAMES` at a time with every
-    view once it is long, when encoders are given.
-
-    Args:
-        keys: the frame keys this pass feeds (``frames_3d`` and/or ``frames_2d``).
-        step: ``frames_2d`` is every ``step``-th frame of the pass (1: all of them).
-        encoders: key -> encoder; None holds every frame (memory grows with the clip).
-        sample_id, cfg, timer: for the views and the timings.
-    """
-
-    def __init__(self, keys: list[str], step: int, encoders: dict[str, Any] | None,
-                 sample_id: str, cfg: ExtractConfig, timer: Timer) -> None:
-        self.keys, self.step, self.encoders = keys, step, encoders
-        self.sample_id, self.cfg, self.timer = sample_id, cfg, timer
-        self.window = _window_rule(cfg)[0] if "frames_3d" in keys else 1
-        # Segments start on a window and on a 2D frame, so both see the units of the whole.
-        unit = math.lcm(self.window, step)
-        self.size = unit * math.ceil(SEGMENT_FRAMES / unit)
-        self._held: list[np.ndarray] = []
-        self._sums: dict[str, np.ndarray] = {}
-        self._units: dict[str, int] = defaultdict(int)
-
-    def add(self, crop: np.ndarray) -> None:
-        self._held.append(crop)
-        # A window is kept back, so the last segment has one full window at least and the
-        # 3D windowing rule (a short tail is dropped) sees the clip's own tail.
-        if self.encoders is not None and len(self._held) >= self.size + self.window:
-            self._encode(np.stack(self._held[:self.size]))
-            del self._held[:self.size]
-
-    def finish(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """``(frames, encoded)``: key -> uint8 frames (short clip) or float32 [views, dim]."""
-        frames = np.stack(self._held)
-        self._held = []
-        if not self._sums:
-            out = {"frames_3d": frames} if "frames_3d" in self.keys else {}
-            if "frames_2d" in self.keys:
-                out["frames_2d"] = (frames if self.step == 1
-                                    else np.ascontiguousarray(frames[::self.step]))
-            return out, {}
-        self._encode(frames)
-        return {}, {k: (v / self._units[k]).astype(np.float32) for k, v in self._sums.items()}
-
-    def _encode(self, frames: np.ndarray) -> None:
-        assert self.encoders is not None
-        part = ClipInputs(self.sample_id, None, None, None, None, 0.0, None)
-        if "frames_3d" in self.keys:
-            part = replace(part, frames_3d=frames)
-        if "frames_2d" in self.keys:
-            part = replace(part, frames_2d=np.ascontiguousarray(frames[::self.step]))
-        for key in self.keys:
-            units = _unit_count(self.cfg, key, len(getattr(part, key)))
-            vectors = []
-            for v in range(self.cfg.views):
-                view = augment_clip(part, v, seed=self.cfg.seed,
-                                    sample_rate=self.cfg.sample_rate, spec=self.cfg.augment)
-                with self.timer(f"backbone:{key}"):
-                    vectors.append(_encode_one(self.encoders[key], key, getattr(view, key)))
-            total = np.stack(vectors).astype(np.float64) * units
-            self._sums[key] = self._sums.get(key, 0) + total
-            self._units[key] += units
-
-
-def _window_rule(cfg: ExtractConfig) -> tuple[int, int]:
-    """``(window, min_tail)`` of the 3D backbone (its spec's windowing rule)."""
-    from pipeline.backbones import get_spec
-
-    spec = get_spec(cfg.backbones["frames_3d"])
-    return int(getattr(spec, "window")), int(getattr(spec, "min_tail"))
-
-
-def _unit_count(cfg: ExtractConfig, key: str, n_frames: int) -> int:
-    """How many units the backbone of ``key`` averages over in ``n_frames`` frames."""
-    if key == "frames_2d":
-        return n_frames
-    from pipeline.backbones.resnet3d import window_bounds
-
-    return len(window_bounds(n_frames, *_window_rule(cfg)))
-
-
-def _encode_one(encoder: Any, key: str, frames: np.ndarray) -> np.ndarray:
-    """One segment's frames -> float32 [dim]; a backbone failure is the clip's."""
-    try:
-        return np.asarray(encoder.encode_batch([frames])[0], np.float32)
-    except (RuntimeError, ValueError) as err:
-        raise ClipError(Stage.BACKBONE, Reason.BACKBONE_ERROR, f"{key}: {str(err)[:500]}") from err
-
-
-def _crop_pass(row: dict[str, Any], fps: float, track: faces_mod.FaceTrack | None, size: int,
-               sink: _Segments, cfg: ExtractConfig, timer: Timer,
-               report: media.DecodeReport) -> None:
-    """Frames at ``fps`` cropped as they are decoded (the track's box, or the centred square)
-    into ``sink``."""
-    start, end = _interval(row)
-    frames = media.iter_frames(row["media_path"], fps=fps, start_s=start, end_s=end,
-                               rule=cfg.decode, report=report)
-    centre: np.ndarray | None = None
-    while True:
-        with timer("decode"):
-            pair = next(frames, None)
-        if pair is None:
-            return
-        t, frame = pair
-        with timer("faces"):
-            if track is not None:
-                box = track.box_at(t)
-            else:
-                centre = centre if centre is not None else faces_mod.centre_box(
-                    frame.shape[1::-1])
-                box = centre
-            crop = faces_mod.crop(frame, box, size)
-        sink.add(crop)
 
 
 def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.FaceDetector | None,
@@ -294,11 +43,11 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
     at ``detect_fps``, then the 16-fps frames cropped with the track's box at their own
     timestamps (interpolated between detections); the 1-fps frames are every 16th of those (a
     pass of their own when the rates are not multiples). With ``encoders``, a clip longer
-    than :data:`SEGMENT_FRAMES` frames is encoded segment by segment during the pass (its
+    than :data:`~pipeline.segments.SEGMENT_FRAMES` frames is encoded segment by segment during the pass (its
     ``encoded`` vectors, every view, replace the frames), so a long clip costs time, not
     memory; without, every crop is held.
 
-    Decoding skips undecodable packets within ``cfg.decode``'s limits: ``decode_errors``
+    Decoding skips undecodable packets within ``cfg.features.decode``'s limits: ``decode_errors``
     counts them (the video pass that met the most, plus the audio) and ``coverage`` is the
     least covered stream's decoded fraction.
 
@@ -311,7 +60,7 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
         encoders: the frame keys' encoders, to stream long clips into.
 
     Raises:
-        ClipError: decoding failed (or the damage is beyond ``cfg.decode``), no usable face
+        ClipError: decoding failed (or the damage is beyond ``cfg.features.decode``), no usable face
             (policy ``fail``), empty transcript (policy ``fail``; with ``keep`` the empty
             transcript is what the text backbone encodes), a backbone failing on a streamed
             clip.
@@ -319,7 +68,7 @@ def prepare_clip(row: dict[str, Any], cfg: ExtractConfig, detector: faces_mod.Fa
     timer = timer or Timer()
     header = _header(row, cfg, timer)
     detected = None
-    if cfg.needs_video and policy.crop:
+    if cfg.choices.needs_video and policy.crop:
         assert detector is not None
         detected = detect_clips([row], cfg, detector, timer)[0]
     return _prepare(row, cfg, header, detected, policy, timer, encoders)
@@ -341,17 +90,17 @@ def _header(row: dict[str, Any], cfg: ExtractConfig, timer: Timer) -> _Header:
             the frame keys need one; a file that is missing or not media.
     """
     text = row.get("transcript")
-    if "text" in cfg.modalities and not (text or "").strip():
-        if cfg.empty_text == "fail":
+    if "text" in cfg.choices.modalities and not (text or "").strip():
+        if cfg.features.empty_text == "fail":
             raise ClipError(Stage.BACKBONE, Reason.EMPTY_TRANSCRIPT, "the clip has no transcript")
-        if cfg.empty_text == "keep":
+        if cfg.features.empty_text == "keep":
             text = ""  # the text backbone sees the empty transcript ([CLS] [SEP] only)
     with timer("decode"):
         info = media.probe(row["media_path"])
-    if cfg.needs_video and not info.has_video:
+    if cfg.choices.needs_video and not info.has_video:
         raise ClipError(Stage.DECODE, Reason.NO_VIDEO_STREAM, f"{row['media_path']}: no video")
     # Before face detection, so that a clip without sound is reported as such, not as no_face.
-    if "audio" in cfg.modalities and not info.has_audio:
+    if "audio" in cfg.choices.modalities and not info.has_audio:
         raise media.no_audio(row["media_path"])
     return _Header(text, info)
 
@@ -362,36 +111,37 @@ def _prepare(row: dict[str, Any], cfg: ExtractConfig, header: _Header,
     """:func:`prepare_clip` past its header and face detection: tracking, the crop passes
     and the audio (``detected`` is None when the dataset is not cropped)."""
     text, info = header.text, header.info
-    start, end = _interval(row)
+    start, end = clip_interval(row)
     duration = (end - start) if start is not None and end is not None else info.duration_s
     video_reports: list[media.DecodeReport] = []
     frames: dict[str, np.ndarray] = {}
     encoded: dict[str, np.ndarray] = {}
     face_ratio: float | None = None
-    if cfg.needs_video:
+    if cfg.choices.needs_video:
         track = None
         if policy.crop:
             assert detected is not None
             video_reports.append(detected.report)
-            track, face_ratio = _track_face(cfg, detected, policy, timer)
+            track, face_ratio = track_face(cfg, detected, policy, timer)
         for fps, keys, step in _passes(cfg):
-            sink = _Segments(keys, step, encoders, str(row["sample_id"]), cfg, timer)
+            sink = Segments(keys, step, encoders, str(row["sample_id"]), cfg, timer)
             video_reports.append(media.DecodeReport())
-            _crop_pass(row, fps, track, cfg.faces.size, sink, cfg, timer, video_reports[-1])
+            crop_pass(row, fps, track, cfg.features.faces.size, sink, cfg, timer,
+                       video_reports[-1])
             got, streamed = sink.finish()
             frames.update(got)
             encoded.update(streamed)
     audio, audio_report = None, None
-    if "audio" in cfg.modalities:
+    if "audio" in cfg.choices.modalities:
         audio_report = media.DecodeReport()
         with timer("decode"):
-            audio = media.read_audio(row["media_path"], sample_rate=cfg.sample_rate,
-                                     start_s=start, end_s=end, rule=cfg.decode,
+            audio = media.read_audio(row["media_path"], sample_rate=cfg.features.sample_rate,
+                                     start_s=start, end_s=end, rule=cfg.features.decode,
                                      report=audio_report)
     reports = [*video_reports, *([audio_report] if audio_report else [])]
     errors = max((r.errors for r in video_reports), default=0)
     return ClipInputs(str(row["sample_id"]), frames.get("frames_2d"), frames.get("frames_3d"),
-                      audio, text if "text" in cfg.modalities else None, float(duration),
+                      audio, text if "text" in cfg.choices.modalities else None, float(duration),
                       face_ratio, decode_errors=errors + (audio_report.errors if audio_report
                                                           else 0),
                       coverage=min((r.coverage for r in reports), default=None),
@@ -413,7 +163,7 @@ def prepare_batch(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
         except ClipError as err:
             headers.append(err)
     detected: list[Detected | None] = [None] * len(rows)
-    if cfg.needs_video and policy.crop:
+    if cfg.choices.needs_video and policy.crop:
         assert models.detector is not None
         detected = detect_clips([row if isinstance(h, _Header) else None
                                  for row, h in zip(rows, headers, strict=True)],
@@ -433,7 +183,7 @@ def prepare_batch(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
 
 def _prepared_batches(batches: Sequence[Sequence[dict[str, Any]]], cfg: ExtractConfig,
                       models: Models, policy: FacePolicy, timer: Timer) -> Iterator[Prepared]:
-    """Each batch prepared, in order; with ``cfg.prefetch`` the next batch is prepared on a
+    """Each batch prepared, in order; with ``cfg.run.prefetch`` the next batch is prepared on a
     second thread while the caller encodes the current one.
 
     At most one batch is prepared ahead (its short clips' crops, a few tens of MB at the
@@ -443,7 +193,7 @@ def _prepared_batches(batches: Sequence[Sequence[dict[str, Any]]], cfg: ExtractC
     a CPU that work uses a core the backbones leave idle. An error other than a clip's own
     (a bug, an interrupt) surfaces in the caller when it asks for that batch.
     """
-    if not cfg.prefetch or len(batches) < 2:
+    if not cfg.run.prefetch or len(batches) < 2:
         for batch in batches:
             yield prepare_batch(batch, cfg, models, policy, timer)
         return
@@ -465,12 +215,12 @@ def _prepared_batches(batches: Sequence[Sequence[dict[str, Any]]], cfg: ExtractC
 def _passes(cfg: ExtractConfig) -> list[tuple[float, list[str], int]]:
     """The crop passes over the video: ``(fps, keys, step of frames_2d)``. The 1-fps instants
     are every 16th 16-fps instant: the same frames, one pass less, when the rates divide."""
-    step = cfg.fps_3d / cfg.fps_2d
-    want_2d, want_3d = "frames_2d" in cfg.modalities, "frames_3d" in cfg.modalities
+    step = cfg.features.fps_3d / cfg.features.fps_2d
+    want_2d, want_3d = "frames_2d" in cfg.choices.modalities, "frames_3d" in cfg.choices.modalities
     if want_3d and want_2d and step.is_integer():
-        return [(cfg.fps_3d, ["frames_3d", "frames_2d"], int(step))]
-    return ([(cfg.fps_3d, ["frames_3d"], 1)] if want_3d else []) + (
-        [(cfg.fps_2d, ["frames_2d"], 1)] if want_2d else [])
+        return [(cfg.features.fps_3d, ["frames_3d", "frames_2d"], int(step))]
+    return ([(cfg.features.fps_3d, ["frames_3d"], 1)] if want_3d else []) + (
+        [(cfg.features.fps_2d, ["frames_2d"], 1)] if want_2d else [])
 
 
 def _encode(models: Models, cfg: ExtractConfig, clips: Sequence[ClipInputs],
@@ -480,9 +230,9 @@ def _encode(models: Models, cfg: ExtractConfig, clips: Sequence[ClipInputs],
     A clip whose key was streamed (``encoded``) carries its vector already.
     """
     out = {}
-    for key in cfg.modalities:
+    for key in cfg.choices.modalities:
         inputs = [None if key in c.encoded else getattr(c, key) for c in clips]
-        if key == "text" and cfg.empty_text == "skip_text":
+        if key == "text" and cfg.features.empty_text == "skip_text":
             inputs = [t if (t or "").strip() else None for t in inputs]
         with timer(f"backbone:{key}"):
             out[key] = _encode_key(models.encoders[key], key, inputs)
@@ -504,9 +254,9 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
                   policy: FacePolicy, timer: Timer | None = None,
                   on_batch: Callable[[int, list[Failure]], None] | None = None,
                   ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[Failure]]:
-    """Extract a list of sample-table rows, ``cfg.batch_clips`` clips per backbone batch (by
+    """Extract a list of sample-table rows, ``cfg.run.batch_clips`` clips per backbone batch (by
     default 8 on a CPU, 64 on a GPU), the next batch decoded and cropped meanwhile when
-    ``cfg.prefetch``.
+    ``cfg.run.prefetch``.
 
     Returns:
         ``(kept_rows, features, failures)``: the rows that succeeded, with ``duration_s``,
@@ -518,9 +268,9 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
     """
     timer = timer or Timer()
     kept: list[dict[str, Any]] = []
-    feats: dict[str, list[np.ndarray]] = {k: [] for k in cfg.modalities}
+    feats: dict[str, list[np.ndarray]] = {k: [] for k in cfg.choices.modalities}
     failures: list[Failure] = []
-    size = cfg.clips_per_batch(models.device)
+    size = cfg.run.clips_per_batch(models.device)
     batches = [rows[i:i + size] for i in range(0, len(rows), size)]
     for batch, prepare_failures in _prepared_batches(batches, cfg, models, policy, timer):
         first = len(failures)
@@ -529,8 +279,8 @@ def extract_clips(rows: Sequence[dict[str, Any]], cfg: ExtractConfig, models: Mo
             _encode_into(kept, feats, failures, batch, models, cfg, timer)
         if on_batch:
             on_batch(len(batch) + len(prepare_failures), failures[first:])
-    dims = {k: models.encoders[k].dim for k in cfg.modalities}
-    return kept, {k: (np.stack(v) if v else np.zeros((0, cfg.views, dims[k]), np.float32))
+    dims = {k: models.encoders[k].dim for k in cfg.choices.modalities}
+    return kept, {k: (np.stack(v) if v else np.zeros((0, cfg.choices.views, dims[k]), np.float32))
                   for k, v in feats.items()}, failures
 
 
@@ -547,7 +297,7 @@ def _encode_into(kept: list[dict[str, Any]], feats: dict[str, list[np.ndarray]],
         kept.append({**row, "duration_s": clip.duration_s, "face_ratio": clip.face_ratio,
                      "empty_transcript": not (row.get("transcript") or "").strip(),
                      "decode_errors": clip.decode_errors, "coverage": clip.coverage})
-    for key in cfg.modalities:
+    for key in cfg.choices.modalities:
         ok = [i for i, e in enumerate(errors) if e is None]
         feats[key].extend(encoded[key][i] for i in ok)
 
@@ -555,12 +305,12 @@ def _encode_into(kept: list[dict[str, Any]], feats: dict[str, list[np.ndarray]],
 def _unstorable(encoded: dict[str, np.ndarray], i: int, cfg: ExtractConfig) -> ClipError | None:
     """A ``backbone_error`` for clip ``i`` when a vector of it is not finite once cast to the
     store's dtype (float16 holds at most 65504: larger values would be stored as Inf)."""
-    limit = float(np.finfo(np.dtype(cfg.dtype)).max)
-    for key in cfg.modalities:
+    limit = float(np.finfo(np.dtype(cfg.features.dtype)).max)
+    for key in cfg.choices.modalities:
         peak = float(np.abs(encoded[key][i]).max(initial=0.0))
         if not peak <= limit:  # also catches NaN
             return ClipError(Stage.BACKBONE, Reason.BACKBONE_ERROR,
-                             f"{key}: features reach {peak:.6g}, beyond what {cfg.dtype} "
+                             f"{key}: features reach {peak:.6g}, beyond what {cfg.features.dtype} "
                              f"stores (at most {limit:g}); extract with dtype: float32")
     return None
 
@@ -572,37 +322,40 @@ def _encode_batch(models: Models, cfg: ExtractConfig, clips: list[ClipInputs], t
     The batch is encoded in one call per backbone; if that fails, the clips are encoded one at
     a time so that a single bad clip becomes a ``backbone_error`` instead of sinking the batch.
     """
-    expanded = [_view(c, v, cfg) for c in clips for v in range(cfg.views)]
+    expanded = [_view(c, v, cfg) for c in clips for v in range(cfg.choices.views)]
     try:
         flat = _encode(models, cfg, expanded, timer)
-        return ({k: v.reshape(len(clips), cfg.views, -1) for k, v in flat.items()},
+        return ({k: v.reshape(len(clips), cfg.choices.views, -1) for k, v in flat.items()},
                 [None] * len(clips))
     except ClipError:
         pass
     except (RuntimeError, ValueError) as err:
         log.warning("batch of %d clips failed in a backbone (%s); retrying one by one",
                     len(clips), err)
-    out: dict[str, list[np.ndarray]] = {k: [] for k in cfg.modalities}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in cfg.choices.modalities}
     errors: list[ClipError | None] = []
     for i in range(len(clips)):
         try:
-            one = _encode(models, cfg, expanded[i * cfg.views:(i + 1) * cfg.views], timer)
+            views = cfg.choices.views
+            one = _encode(models, cfg, expanded[i * views:(i + 1) * views], timer)
         except ClipError as err:
             errors.append(err)
-            one = {k: np.zeros((cfg.views, models.encoders[k].dim), np.float32)
-                   for k in cfg.modalities}
+            one = {k: np.zeros((cfg.choices.views, models.encoders[k].dim), np.float32)
+                   for k in cfg.choices.modalities}
         except (RuntimeError, ValueError) as err:
             errors.append(ClipError(Stage.BACKBONE, Reason.BACKBONE_ERROR, str(err)[:500]))
-            one = {k: np.zeros((cfg.views, models.encoders[k].dim), np.float32)
-                   for k in cfg.modalities}
+            one = {k: np.zeros((cfg.choices.views, models.encoders[k].dim), np.float32)
+                   for k in cfg.choices.modalities}
         else:
             errors.append(None)
-        for k in cfg.modalities:
+        for k in cfg.choices.modalities:
             out[k].append(one[k])
     return {k: np.stack(v) for k, v in out.items()}, errors
 
 
 def _view(clip: ClipInputs, view: int, cfg: ExtractConfig) -> ClipInputs:
     """View ``view`` of a clip, with that view's vectors of its streamed keys."""
-    out = augment_clip(clip, view, seed=cfg.seed, sample_rate=cfg.sample_rate, spec=cfg.augment)
+    features = cfg.features
+    out = augment_clip(clip, view, seed=features.seed, sample_rate=features.sample_rate,
+                       spec=features.augment)
     return replace(out, encoded={k: v[view] for k, v in clip.encoded.items()})

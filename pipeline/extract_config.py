@@ -7,166 +7,13 @@ PyAV, torch or the face detector.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
 
 from pipeline.config import ConfigError
-
-@dataclass(frozen=True)
-class FaceSpec:
-    """Face detection, tracking and cropping settings (recorded in the store's provenance).
-
-    Attributes:
-        size: side of the output crop in pixels.
-        margin: context added around the face: the crop's side is the detected box's longer side
-            times ``1 + margin`` (``margin / 2`` of the side on each edge), centred on the box.
-        min_prob: detections with a lower MTCNN probability are ignored. The default equals
-            the last stage threshold of MTCNN's defaults (P/R/O-net 0.6, 0.7, 0.7, which the
-            detector uses), so it removes nothing MTCNN keeps.
-        detect_max_side: frames whose longer side exceeds this are downscaled for detection only
-            (the boxes are scaled back); MTCNN cost grows with the pixel count.
-        min_face_size: smallest face MTCNN looks for, in pixels of the ORIGINAL frame (MTCNN's
-            default, 20). Detection on a downscaled frame looks for ``min_face_size`` times the
-            scale, but for no less than MTCNN's 12-pixel window: on a 1280x720 frame detected
-            at 640x360 the smallest face found is 24 px, on 1920x1080 36 px
-            (:func:`pipeline.faces.detection_size`; ``docs/CHOICES.md`` has the measurements;
-            a ``detect_max_side`` above the frame size gives MTCNN's defaults exactly).
-        smoothing: standard deviation in seconds of the Gaussian weights with which box
-            coordinates are averaged over the detection times (a centred, time-based moving
-            average: no lag, and the same meaning at any detection rate); 0 disables it. It only
-            takes out jitter: at 1-fps detection 0.25 s leaves neighbours almost unweighted,
-            while 0.5 s already damps real head motion (``benchmarks/faces_detect.py``).
-        max_shift: a detection continues the track when its centre is within ``max_shift``
-            times the track's box side (per second since the last match, at least one) of the
-            previous box's centre; farther faces are taken to be someone else.
-        min_face_ratio: a track whose face was found in fewer than this fraction of the
-            detection frames is no face track: the dataset's no-face policy applies (a
-            pedestrian glimpsed in 1 frame of 80 would otherwise give 79 crops of wherever
-            that one box was). 0.1: at 1-fps detection a clip shorter than 10 s with one
-            detection always passes (the paper kept every clip with a face), a face missing
-            from 9 of every 10 frames does not; 0 keeps any track.
-    """
-
-    size: int = 180
-    margin: float = 0.2
-    min_prob: float = 0.7
-    detect_max_side: int = 640
-    min_face_size: int = 20
-    smoothing: float = 0.25
-    max_shift: float = 1.5
-    min_face_ratio: float = 0.1
-
-    def __post_init__(self) -> None:
-        checks = {
-            "size": self.size >= 1,
-            "margin": self.margin >= 0,
-            "min_prob": 0 <= self.min_prob <= 1,
-            "detect_max_side": self.detect_max_side >= 48,
-            "min_face_size": self.min_face_size >= 12,
-            "smoothing": self.smoothing >= 0,
-            "max_shift": self.max_shift > 0,
-            "min_face_ratio": 0 <= self.min_face_ratio <= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ConfigError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
-                             "0 <= min_prob <= 1, detect_max_side >= 48, min_face_size >= 12, "
-                             "smoothing >= 0, max_shift > 0, 0 <= min_face_ratio <= 1)")
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    """The augmented views' image transforms (views 1.. of a store; view 0 is the clean clip).
-
-    One draw per clip and view, applied to every frame (temporally consistent). The defaults
-    are the reference code's SimCLR-strength video augmentation, with its inverted
-    probabilities corrected (it applied the colour jitter with probability 0.2 and the
-    grayscale with 0.16 where it asked for 0.8 and 0.2; ``docs/CHOICES.md``).
-
-    Attributes:
-        crop_scale: area fraction range of the random resized crop.
-        crop_ratio: aspect ratio range of the crop (drawn log-uniformly).
-        flip_p: probability of a horizontal flip.
-        jitter_p: probability of the colour jitter.
-        brightness: brightness factor drawn from ``[1 - b, 1 + b]``.
-        contrast: contrast factor drawn from ``[1 - c, 1 + c]``.
-        saturation: saturation factor drawn from ``[1 - s, 1 + s]``.
-        hue: hue shift drawn from ``[-h, h]`` (fractions of a full turn).
-        grayscale_p: probability of converting to grayscale.
-        blur_p: probability of a Gaussian blur.
-        blur_sigma: range of the blur's standard deviation in pixels.
-        blur_kernel: kernel side as a fraction of the crop side (made odd).
-    """
-
-    crop_scale: tuple[float, float] = (0.3, 1.0)
-    crop_ratio: tuple[float, float] = (0.5, 2.0)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.8
-    contrast: float = 0.8
-    saturation: float = 0.8
-    hue: float = 0.2
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel: float = 0.1
-
-    def __post_init__(self) -> None:
-        probs = {n: getattr(self, n) for n in ("flip_p", "jitter_p", "grayscale_p", "blur_p")}
-        bad = [n for n, p in probs.items() if not 0 <= p <= 1]
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            bad.append("crop_scale")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            bad.append("crop_ratio")
-        if min(self.brightness, self.contrast, self.saturation) < 0:
-            bad.append("brightness/contrast/saturation")
-        if not 0 <= self.hue <= 0.5:
-            bad.append("hue")
-        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1] or not 0 <= self.blur_kernel < 1:
-            bad.append("blur_sigma/blur_kernel")
-        if bad:
-            raise ConfigError(f"AugmentSpec: invalid {bad} (probabilities in [0, 1], "
-                              "0 < crop_scale <= 1 increasing, 0 < crop_ratio increasing, "
-                              "jitter strengths >= 0, hue in [0, 0.5], blur_sigma > 0 "
-                              "increasing, blur_kernel in [0, 1))")
-
-
-@dataclass(frozen=True)
-class DecodeSpec:
-    """When a damaged stream is still usable: decoding tolerates what a player tolerates.
-
-    Packets that cannot be decoded are skipped and counted (a player skips them too); the
-    stretch of time they leave without frames or samples is *lost*. A stream of a clip is
-    kept when what decoded covers it well enough, and is ``corrupt_media`` otherwise, with
-    the numbers in the message (:func:`pipeline.media.iter_frames`,
-    :func:`pipeline.media.read_audio`). Lost time is, within the clip's interval cut to the
-    stream's declared extent: for video, the time from the end of the last frame before an
-    undecodable packet to the next decoded frame (a timestamp gap *without* a decoding error
-    is how variable frame rates are stored: the frame stays on screen); for audio, every
-    stretch without samples (undecodable packets or a timestamp jump: it is filled with
-    silence, so later samples stay at their time); for both, a stream that stops more than
-    ``pipeline.media.TRUNCATION_TOLERANCE_S`` before its declared end (a cut file).
-
-    Attributes:
-        min_coverage: the smallest fraction of each stream's expected time that must be
-            decoded (0.9: a clip may lose a tenth of its time to damage).
-        max_gap_s: the longest stretch of lost time allowed, in seconds (1.0: a second of
-            missing picture or sound is more than a glitch: the content is gone).
-    """
-
-    min_coverage: float = 0.9
-    max_gap_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_coverage <= 1 or not self.max_gap_s >= 0:
-            raise ConfigError(f"DecodeSpec: invalid min_coverage={self.min_coverage!r} or "
-                              f"max_gap_s={self.max_gap_s!r} (0 <= min_coverage <= 1, "
-                              "max_gap_s >= 0)")
-
+from pipeline.extract_specs import AugmentSpec, DecodeSpec, FaceSpec
 
 MODALITIES = ("frames_2d", "frames_3d", "audio", "text")
 
@@ -189,31 +36,30 @@ enough to keep an H100-class GPU's tensor cores busy in bf16 and small enough fo
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
-    """Everything that determines the extracted features (and a few run settings).
+class FeatureSettings:
+    """The extraction settings that determine the feature values of every key.
 
-    Loaded from ``manifests/extract.yaml`` plus command-line overrides; written into the
-    store's provenance.
+    Embedded as they are in the store's identity (``identity.extraction``), so its sha256, the
+    ``store_id``, changes exactly when one of them does (``augment`` only counts with more than
+    one view: with one, the identity records the default transforms,
+    :func:`pipeline.identity.feature_identity`).
 
-    ``empty_text``: what a clip whose transcript is empty becomes: ``keep`` (the default; the
-    paper kept every clip) encodes the empty transcript and flags the clip in the index
-    (``empty_transcript``), ``fail`` records an ``empty_transcript`` failure, ``skip_text``
-    keeps the clip with a zero text vector.
-
-    ``decode``: how much damage a stream may have and still be used (:class:`DecodeSpec`).
-
-    Run settings that leave the features as they are (not in the store's identity):
-    ``batch_clips`` (clips per backbone batch; None: :data:`BATCH_CLIPS` for the device),
-    ``units_per_call`` (key -> frames, windows or clips per backbone call; a key not given:
-    the backbone's own on a CPU, :data:`GPU_UNITS_PER_CALL` on a GPU) and ``prefetch``
-    (decode, detect and crop the next batch on a second thread while the backbones encode
-    the current one).
+    Attributes:
+        fps_2d: frame rate of the 2D frames.
+        fps_3d: frame rate of the 3D windows.
+        detect_fps: rate at which faces are detected (boxes are interpolated between).
+        sample_rate: audio sample rate.
+        faces: face detection, tracking and cropping (:class:`FaceSpec`).
+        augment: the augmented views' transforms (:class:`AugmentSpec`).
+        decode: how much damage a stream may have and still be used (:class:`DecodeSpec`).
+        empty_text: what a clip whose transcript is empty becomes: ``keep`` (the default; the
+            paper kept every clip) encodes the empty transcript and flags the clip in the
+            index (``empty_transcript``), ``fail`` records an ``empty_transcript`` failure,
+            ``skip_text`` keeps the clip with a zero text vector.
+        dtype: storage dtype of the vectors.
+        seed: seed of the augmented views.
     """
 
-    modalities: tuple[str, ...] = MODALITIES
-    backbones: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_BACKBONES))
-    weights: dict[str, str] = field(default_factory=dict)
-    views: int = 1
     fps_2d: float = 1.0
     fps_3d: float = 16.0
     detect_fps: float = 1.0
@@ -223,28 +69,32 @@ class ExtractConfig:
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     empty_text: Literal["keep", "fail", "skip_text"] = "keep"
     dtype: Literal["float16", "float32"] = "float16"
-    batch_clips: int | None = None
-    units_per_call: dict[str, int] = field(default_factory=dict)
-    prefetch: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.modalities) - set(MODALITIES))
-        if unknown or not self.modalities:
-            raise ConfigError(f"modalities: unknown {unknown or 'none given'}; "
-                              f"valid: {list(MODALITIES)}")
-        missing = [m for m in self.modalities if m not in self.backbones]
-        if missing:
-            raise ConfigError(f"backbones: no backbone named for {missing}")
-        stray = sorted(set(self.weights) - set(self.modalities))
-        if stray:
-            raise ConfigError(f"weights given for {stray}, which are not extracted "
-                              f"(modalities: {list(self.modalities)})")
-        if self.views < 1:
-            raise ConfigError(f"views must be at least 1, got {self.views}")
         for name in ("fps_2d", "fps_3d", "detect_fps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How an extraction runs: settings that leave the features as they are (never in the
+    store's identity; recorded under ``run`` in ``store.json``).
+
+    Attributes:
+        batch_clips: clips per backbone batch; None: :data:`BATCH_CLIPS` for the device.
+        units_per_call: key -> frames, windows or clips per backbone call; a key not given:
+            the backbone's own on a CPU, :data:`GPU_UNITS_PER_CALL` on a GPU.
+        prefetch: decode, detect and crop the next batch on a second thread while the
+            backbones encode the current one.
+    """
+
+    batch_clips: int | None = None
+    units_per_call: dict[str, int] = field(default_factory=dict)
+    prefetch: bool = True
+
+    def __post_init__(self) -> None:
         if self.batch_clips is not None and self.batch_clips < 1:
             raise ConfigError(f"batch_clips must be at least 1 (or null: by device), got "
                               f"{self.batch_clips}")
@@ -266,9 +116,70 @@ class ExtractConfig:
             return self.units_per_call[key]
         return GPU_UNITS_PER_CALL.get(key) if device.startswith("cuda") else None
 
+
+@dataclass(frozen=True)
+class ExtractChoices:
+    """What is extracted: the keys, their backbones and weights, the number of views.
+
+    Recorded as given under ``choices`` in ``store.json`` (a weights path stays a path there;
+    the identity records the file by name and sha256).
+
+    Attributes:
+        modalities: the store keys to extract.
+        backbones: key -> backbone (registry name, Hugging Face id or model folder).
+        weights: key -> weights identifier, local path, URL or ``random`` (a key not given:
+            the backbone's default weights).
+        views: vectors per clip: 1 is the clean clip; more are augmented views after it.
+        preset: the name of the settings bundle the extraction was asked for (None: none).
+    """
+
+    modalities: tuple[str, ...] = MODALITIES
+    backbones: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_BACKBONES))
+    weights: dict[str, str] = field(default_factory=dict)
+    views: int = 1
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or not self.modalities:
+            raise ConfigError(f"modalities: unknown {unknown or 'none given'}; "
+                              f"valid: {list(MODALITIES)}")
+        missing = [m for m in self.modalities if m not in self.backbones]
+        if missing:
+            raise ConfigError(f"backbones: no backbone named for {missing}")
+        stray = sorted(set(self.weights) - set(self.modalities))
+        if stray:
+            raise ConfigError(f"weights given for {stray}, which are not extracted "
+                              f"(modalities: {list(self.modalities)})")
+        if self.views < 1:
+            raise ConfigError(f"views must be at least 1, got {self.views}")
+
     @property
     def needs_video(self) -> bool:
         return "frames_2d" in self.modalities or "frames_3d" in self.modalities
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """An extraction's settings, each in one of three parts.
+
+    Loaded from ``manifests/extract.yaml`` plus command-line overrides (one flat mapping: each
+    key belongs to exactly one part, :func:`load_extract_config`).
+
+    Attributes:
+        choices: what is extracted (:class:`ExtractChoices`).
+        features: the settings that determine the feature values (:class:`FeatureSettings`).
+        run: how the extraction runs (:class:`RunSettings`).
+    """
+
+    choices: ExtractChoices = field(default_factory=ExtractChoices)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+
+#: The part of :class:`ExtractConfig` each part's dataclass fills.
+PARTS: dict[str, type[ExtractChoices] | type[FeatureSettings] | type[RunSettings]] = {
+    "choices": ExtractChoices, "features": FeatureSettings, "run": RunSettings}
 
 
 @dataclass(frozen=True)
@@ -297,11 +208,14 @@ DEFAULT_CONFIG = "extract.yaml"
 def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractConfig:
     """The extraction config: ``manifests/extract.yaml`` (or ``path``), then ``overrides``.
 
+    Both are flat mappings of setting names; each name belongs to one part of
+    :class:`ExtractConfig`.
+
     Raises:
         ConfigError: an unknown key, a wrong type or an invalid value, naming the file.
     """
     import manifests
-    from pipeline.config import from_dict, load_yaml
+    from pipeline.config import load_yaml
 
     source = path or str(manifests.path(DEFAULT_CONFIG))
     data = load_yaml(source)
@@ -314,8 +228,27 @@ def load_extract_config(path: str | None = None, **overrides: Any) -> ExtractCon
             data[key] = {**data[key], **value}
         else:
             data[key] = value
-    return from_dict(ExtractConfig, data, source)
+    return config_from_flat(data, source)
+
+
+def config_from_flat(data: dict[str, Any], where: str) -> ExtractConfig:
+    """An :class:`ExtractConfig` from one flat mapping of setting names (a config file).
+
+    Raises:
+        ConfigError: a key of no part, a wrong type or an invalid value, naming ``where``.
+    """
+    from pipeline.config import from_dict
+
+    names = {part: {f.name for f in fields(cls)} for part, cls in PARTS.items()}
+    known = set().union(*names.values())
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+    parts = {part: from_dict(cls, {k: v for k, v in data.items() if k in names[part]}, where)
+             for part, cls in PARTS.items()}
+    return ExtractConfig(**parts)  # type: ignore[arg-type]
 
 
 __all__ = ["BATCH_CLIPS", "DEFAULT_BACKBONES", "GPU_UNITS_PER_CALL", "MODALITIES", "AugmentSpec",
-           "ClipInputs", "DecodeSpec", "ExtractConfig", "FaceSpec", "load_extract_config"]
+           "ClipInputs", "DecodeSpec", "ExtractChoices", "ExtractConfig", "FaceSpec",
+           "FeatureSettings", "RunSettings", "config_from_flat", "load_extract_config"]

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError, file_sha256
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import AugmentSpec, ExtractConfig, FeatureSettings
 from pipeline.manifest import DatasetManifest
 from pipeline.store import ShardResult, StoreError
-from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ExtractionInfo, FacePolicyInfo,
-                                     ModalityInfo, StoreIdentity, TranscriptSource)
+from pipeline.store.manifest import (BackboneChoice, DatasetInfo, ModalityInfo, StoreIdentity,
+                                     TranscriptSource)
 
 
 
@@ -38,24 +38,28 @@ def feature_identity(cfg: ExtractConfig, manifest: DatasetManifest,
     from pipeline.backbones import get_spec
 
     modalities = {}
-    for key in cfg.modalities:
-        spec = get_spec(cfg.backbones[key])
+    for key in cfg.choices.modalities:
+        spec = get_spec(cfg.choices.backbones[key])
         check_rate(cfg, key, spec)
-        weights = cfg.weights.get(key) or getattr(spec, "default_weights", None) or "none"
+        weights = cfg.choices.weights.get(key) or getattr(spec, "default_weights", None) or "none"
         recorded, sha = _weights_identity(weights)
         modalities[key] = BackboneChoice(
-            backbone=cfg.backbones[key], weights=recorded, spec=dataclasses.asdict(spec),
+            backbone=cfg.choices.backbones[key], weights=recorded, spec=dataclasses.asdict(spec),
             weights_file_sha256=sha)
     return StoreIdentity(
         dataset=DatasetInfo(manifest.name, tuple(manifest.labels), manifest.multilabel,
-                            manifest.sha256, tuple(manifest.targets), transcripts),
-        modalities=modalities, views=cfg.views,
-        extraction=ExtractionInfo(
-            fps_2d=cfg.fps_2d, fps_3d=cfg.fps_3d, detect_fps=cfg.detect_fps,
-            sample_rate=cfg.sample_rate, faces=cfg.faces,
-            face_policy=FacePolicyInfo(manifest.faces.crop, manifest.faces.no_face),
-            empty_text=cfg.empty_text, dtype=cfg.dtype, augment_seed=cfg.seed,
-            augment=cfg.augment if cfg.views > 1 else None, decode=cfg.decode))
+                            manifest.sha256, tuple(manifest.targets), transcripts,
+                            manifest.faces),
+        modalities=modalities, views=cfg.choices.views, extraction=_applied(cfg))
+
+
+def _applied(cfg: ExtractConfig) -> FeatureSettings:
+    """The feature settings as they shape the features: with one view the augmented views'
+    transforms are never applied, so the identity records the default ones (the same store
+    whatever ``augment`` says)."""
+    if cfg.choices.views == 1:
+        return dataclasses.replace(cfg.features, augment=AugmentSpec())
+    return cfg.features
 
 
 def _weights_identity(weights: str) -> tuple[str, str | None]:
@@ -89,9 +93,10 @@ def check_rate(cfg: ExtractConfig, key: str, spec: Any) -> None:
     if key not in RATE_FIELDS:
         return
     spec_field, cfg_field = RATE_FIELDS[key]
-    declared, used = getattr(spec, spec_field, None), getattr(cfg, cfg_field)
+    declared, used = getattr(spec, spec_field, None), getattr(cfg.features, cfg_field)
     if declared is not None and float(declared) != float(used):
-        raise ConfigError(f"{cfg_field} is {used}, but backbone {cfg.backbones[key]!r} ({key}) "
+        raise ConfigError(f"{cfg_field} is {used}, but backbone "
+                          f"{cfg.choices.backbones[key]!r} ({key}) "
                           f"is made for {spec_field} {declared}: set {cfg_field}: {declared} "
                           "in the extraction config, or choose a backbone made for that rate")
 

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 import manifests
 from pipeline.config import file_sha256, load_yaml
 from pipeline.errors import UserError
-from pipeline.store.manifest import LabelTextsInfo, StoreManifest, manifest_json
+from pipeline.store.manifest import LabelTextsInfo, StoreManifest, publish_manifest
 from pipeline.store.verify import LABEL_TEXTS
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def available(manifest: StoreManifest, *, source: str | Path | None = None) -> s
     """Why label texts cannot be made for the store (None: they can)."""
     if KEY not in manifest.modalities:
         return f"the store has no {KEY!r} features, so no text backbone to embed label texts"
-    if manifest.config is None or manifest.identity.extraction is None:
+    if manifest.choices is None or manifest.identity.extraction is None:
         return ("the store was written from arrays, not extracted: there is no text backbone "
                 "to load")
     if not manifest.dataset.labels:
@@ -186,7 +186,7 @@ def add_label_texts(store: str | Path, *, device: str = "cpu",
     texts = texts_for(manifest.dataset.name, manifest.dataset.labels,
                       manifest.dataset.targets, source=source)
     cfg, _ = extraction_settings(manifest, [KEY])
-    backbone, weights = cfg.backbones[KEY], cfg.weights[KEY]
+    backbone, weights = cfg.choices.backbones[KEY], cfg.choices.weights[KEY]
     why = weights_problem(backbone, weights)
     if why:
         raise LabelTextsError(f"{loc.display}: the store's {KEY} features were extracted with "
@@ -251,7 +251,7 @@ def write_label_texts(loc: Location, manifest: StoreManifest, texts: LabelTextSe
                           created=datetime.now(UTC).isoformat(timespec="seconds"))
     loc.write_atomic(data, FILE)
     updated = dataclasses.replace(manifest, label_texts=info)
-    loc.write_atomic(manifest_json(updated), "store.json")
+    publish_manifest(loc, updated)
     log.info("%s: %d label texts embedded with %s", loc.display, n, backbone)
     return updated
 

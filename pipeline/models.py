@@ -52,12 +52,12 @@ def _load_models(cfg: ExtractConfig, policy: FacePolicy, device: str) -> Models:
     from pipeline.faces import FaceDetector
 
     encoders = {}
-    for modality in cfg.modalities:
-        encoders[modality] = load_encoder(cfg.backbones[modality],
-                                          weights=cfg.weights.get(modality), device=device,
-                                          batch_size=cfg.units(modality, device))
-    detector = FaceDetector(cfg.faces, device=device) if (
-        policy.crop and cfg.needs_video) else None
+    for modality in cfg.choices.modalities:
+        encoders[modality] = load_encoder(cfg.choices.backbones[modality],
+                                          weights=cfg.choices.weights.get(modality), device=device,
+                                          batch_size=cfg.run.units(modality, device))
+    detector = FaceDetector(cfg.features.faces, device=device) if (
+        policy.crop and cfg.choices.needs_video) else None
     return Models(encoders, detector, device)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import ExtractConfig, RunSettings
 from pipeline.manifest import FacePolicy
 from pipeline.store.manifest import StoreManifest
 
@@ -36,24 +36,25 @@ def extraction_settings(manifest: StoreManifest,
         VideoError: the store was written from arrays (no extraction to repeat), or lacks a key.
     """
     ident = manifest.identity
-    if manifest.config is None or ident.extraction is None:
+    if manifest.choices is None or ident.extraction is None or ident.dataset.faces is None:
         raise VideoError(f"store {manifest.store_id[:16]}... was not extracted from videos by "
                          "this project's backbones (its features were written from arrays): "
                          "there is no extraction to repeat")
-    cfg = manifest.config
-    missing = [k for k in keys if k not in cfg.modalities]
+    choices = manifest.choices
+    missing = [k for k in keys if k not in choices.modalities]
     if missing:
-        raise VideoError(f"the store has no {missing} features (it has {list(cfg.modalities)})")
-    wanted = tuple(m for m in cfg.modalities if m in keys)
+        raise VideoError(f"the store has no {missing} features (it has "
+                         f"{list(choices.modalities)})")
+    wanted = tuple(m for m in choices.modalities if m in keys)
     # The weights as given (a local path is recorded by name and sha256 in the identity);
     # the identity's for keys left at their default, and for stores of the first release.
-    weights = {k: cfg.weights.get(k) or ident.modalities[k].weights for k in wanted}
-    narrowed = dataclasses.replace(
-        cfg, modalities=wanted, backbones={k: cfg.backbones[k] for k in wanted},
-        weights=weights, views=1, batch_clips=1)
-    policy = FacePolicy(crop=ident.extraction.face_policy.crop,
-                        no_face=ident.extraction.face_policy.no_face)  # type: ignore[arg-type]
-    return narrowed, policy
+    weights = {k: choices.weights.get(k) or ident.modalities[k].weights for k in wanted}
+    narrowed = ExtractConfig(
+        choices=dataclasses.replace(choices, modalities=wanted, weights=weights, views=1,
+                                    backbones={k: choices.backbones[k] for k in wanted}),
+        features=ident.extraction,
+        run=dataclasses.replace(manifest.run or RunSettings(), batch_clips=1))
+    return narrowed, ident.dataset.faces
 
 
 def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequence[str], *,
@@ -81,15 +82,15 @@ def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequenc
 
     video = Path(video)
     cfg, policy = extraction_settings(manifest, keys)
-    if "text" in keys and not (transcript or "").strip() and cfg.empty_text == "fail":
+    if "text" in keys and not (transcript or "").strip() and cfg.features.empty_text == "fail":
         raise VideoError("the classifier uses the text modality: pass a transcript, or use a "
                          "classifier evaluated without text (modalities video,audio); the "
                          "store treated clips without transcript as failures (empty_text: "
                          "fail)")
-    for key in cfg.modalities:
-        problem = weights_problem(cfg.backbones[key], cfg.weights[key])
+    for key in cfg.choices.modalities:
+        problem = weights_problem(cfg.choices.backbones[key], cfg.choices.weights[key])
         if problem is None:
-            problem = _other_local_file(cfg.weights[key],
+            problem = _other_local_file(cfg.choices.weights[key],
                                         manifest.identity.modalities[key].weights_file_sha256)
         if problem:
             raise VideoError(f"the store's {key} features were extracted with {problem}")
@@ -107,7 +108,7 @@ def extract_like_store(video: str | Path, manifest: StoreManifest, keys: Sequenc
         f = failures[0]
         raise VideoError(f"{video}: extraction failed at stage {f.stage}: {f.reason}: "
                          f"{f.message}")
-    dtype = np.dtype(cfg.dtype)
+    dtype = np.dtype(cfg.features.dtype)
     return {k: feats[k][:, 0].astype(dtype).astype(np.float32) for k in keys}
 
 

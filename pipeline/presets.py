@@ -115,7 +115,8 @@ def extract_overrides(preset: Preset, backbones: Mapping[str, str]) -> dict[str,
         raise PresetError(f"--preset {preset.name!r}: {preset.size!r} sizes the heads "
                           "(pretrain, eval, study); extraction takes paper or reference")
     chosen = EXTRACT_REFERENCE if preset.fidelity == "reference" else {}
-    return {**chosen, "backbones": {**chosen.get("backbones", {}), **backbones}}
+    return {**chosen, "backbones": {**chosen.get("backbones", {}), **backbones},
+            "preset": preset.name}
 
 
 def extract_settings(preset: str | None,

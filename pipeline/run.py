@@ -94,7 +94,7 @@ def extract_shard(url: str, k: int, rows: list[dict[str, Any]], cfg: ExtractConf
         result = store_mod.write_shard(
             loc, k, store_id=store_id, sample_ids=[r["sample_id"] for r in kept],
             features=feats, index=_index_table(kept, multilabel),
-            failures=failures_table(failures), dtype=cfg.dtype, scratch=scratch,
+            failures=failures_table(failures), dtype=cfg.features.dtype, scratch=scratch,
             info={"encoders": {m: e.provenance() for m, e in models.encoders.items()},
                   "timings": dict(timer.seconds), "host": socket.gethostname(),
                   "worker": worker_name(),
@@ -147,8 +147,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
                 cluster: ClusterOptions | None = None,
                 manifest: DatasetManifest | None = None,
                 on_plan: PlanFn | None = None,
-                on_progress: ProgressFn | None = None,
-                preset: str | None = None) -> StoreManifest:
+                on_progress: ProgressFn | None = None) -> StoreManifest:
     """Extract a raw dataset into a complete feature store at ``out``.
 
     Args:
@@ -166,8 +165,6 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
             is scanned and finished shards are found.
         on_progress: called about every :data:`~pipeline.shard_tasks.POLL_S` with ``(clips
             done, failures by reason, workers connected)``; clips move as workers finish them.
-        preset: the ``--preset`` that chose ``cfg`` (:mod:`pipeline.presets`), recorded in
-            ``store.json``'s ``options``.
 
     Returns:
         The store's manifest (``store.json``).
@@ -178,7 +175,7 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     if manifest is None:  # an unknown dataset lists the valid ones, before any work
         root, manifest = dataset_source(dataset, root, transcripts=transcripts)
     check_modalities(cfg, manifest)  # a modality the dataset lacks, before weights or work
-    text = "text" in cfg.modalities
+    text = "text" in cfg.choices.modalities
     transcripts = Path(transcripts) if transcripts else None
     source = transcript_source(Path(root), manifest, transcripts) if text else None
     identity = feature_identity(cfg, manifest, source)
@@ -225,11 +222,10 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
         lock.check()  # taken over while this run was frozen: leave store.json to that run
         written = store_mod.finalize(
             loc, identity=identity,
-            modalities=modalities_from_shards(identity, shards, cfg.dtype), shards=shards,
+            modalities=modalities_from_shards(identity, shards, cfg.features.dtype), shards=shards,
             adapter_failures=adapter_failures, config=cfg,
             software=software_versions(), timings=_sum_timings(shards),
-            options={"shard_size": shard_size, "limit": limit, "device": device,
-                     **({"preset": preset} if preset is not None else {})})
+            options={"shard_size": shard_size, "limit": limit, "device": device})
         return _with_label_texts(loc, written)
 
 

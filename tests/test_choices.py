@@ -90,8 +90,10 @@ def resolve(key: str, preset: str = "paper") -> Any:
     if kind == "eval":
         dataset, _, path = rest.partition(":")
         return _attr(resolve_eval_config(dataset, preset=preset), path.split("."))
-    if kind == "extract":
-        return _attr(load_extract_config(**extract_settings(preset, {})[1]), rest.split("."))
+    if kind == "extract":  # a flat setting name, as in the config file: found in its part
+        cfg, path = load_extract_config(**extract_settings(preset, {})[1]), rest.split(".")
+        part = next(p for p in (cfg.choices, cfg.features, cfg.run) if hasattr(p, path[0]))
+        return _attr(part, path)
     if kind == "code":
         module, _, path = rest.partition(":")
         return _attr(importlib.import_module(module), path.split("."))

@@ -38,11 +38,12 @@ def test_an_extraction_records_its_preset_and_applies_it(meld_sample: Path,
                                                          tmp_path: Path) -> None:
     out = tmp_path / "store"
     result = CliRunner().invoke(app, ["extract", "--dataset", "meld", "--root", str(meld_sample),
-                                      "--out", str(out), "--preset", "reference",
+                                      "--out", str(out), "--preset", "reference", "--views", "2",
                                       "--modalities", "audio", "--weights", "random",
                                       "--limit", "2", "--workers", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "store.json").read_text())
-    assert manifest["options"]["preset"] == "reference"
-    assert manifest["config"]["augment"]["jitter_p"] == 0.2  # the reference's probability
-    assert manifest["config"]["backbones"]["text"] == "emotion-distilroberta"
+    assert manifest["choices"]["preset"] == "reference"
+    # the reference's probability, in the feature settings the store's identity embeds
+    assert manifest["identity"]["extraction"]["augment"]["jitter_p"] == 0.2
+    assert manifest["choices"]["backbones"]["text"] == "emotion-distilroberta"

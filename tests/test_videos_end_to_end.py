@@ -62,7 +62,7 @@ def test_a_list_and_a_folder_of_videos_through_extract_pretrain_eval_and_predict
     assert meta["identity"]["dataset"]["labels"] == names
     assert meta["identity"]["dataset"]["manifest_sha256"] == dataset_source(
         "videos", meld_sample, list_file=listing, faces="none")[1].sha256
-    assert meta["identity"]["extraction"]["face_policy"]["crop"] is False
+    assert meta["identity"]["dataset"]["faces"]["crop"] is False
     index = {r["sample_id"]: r for r in pq.read_table(labelled / "index.parquet").to_pylist()}
     for row in listed:
         if row["sample_id"] in index:

@@ -288,7 +288,8 @@ def check_weights(backbones: Mapping[str, str], weights: Mapping[str, str]) -> N
 
 def check_extraction_weights(cfg: ExtractConfig) -> None:
     """:func:`check_weights` for the keys an extraction config extracts."""
-    check_weights({k: cfg.backbones[k] for k in cfg.modalities}, cfg.weights)
+    choices = cfg.choices
+    check_weights({k: choices.backbones[k] for k in choices.modalities}, choices.weights)
 
 
 @dataclass(frozen=True)

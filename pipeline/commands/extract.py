@@ -29,12 +29,12 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     manifest. Without ``modalities``, the config's that the dataset has are extracted."""
     root, dataset_manifest = dataset_source(dataset, root, list_file=list_file, faces=faces,
                                             transcripts=transcripts)
-    chosen, settings = extract_settings(preset, backbones)
+    _, settings = extract_settings(preset, backbones)
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
                               views=views, detect_fps=detect_fps, **settings)
     if modalities is None:
         cfg = follow_dataset(cfg, dataset_manifest)
-    check_extraction_dependencies(crop_faces=dataset_manifest.faces.crop and cfg.needs_video)
+    check_extraction_dependencies(crop_faces=dataset_manifest.faces.crop and cfg.choices.needs_video)
     from pipeline.run import run_extract  # here: it imports PyAV, checked just above
 
     bars: list[Progress] = []
@@ -51,7 +51,7 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
             manifest = run_extract(dataset, root, out, cfg=cfg, annotations=annotations,
                                    transcripts=transcripts, limit=limit, shard_size=shard_size,
                                    device=device, cluster=cluster, manifest=dataset_manifest,
-                                   on_plan=on_plan, preset=chosen.name,
+                                   on_plan=on_plan,
                                    on_progress=on_progress)
     finally:
         for bar in bars:

@@ -9,6 +9,7 @@ from rich.table import Table
 from pipeline.commands.console import console, short
 from pipeline.datasets.transcripts import describe_transcripts
 from pipeline.store import ops
+from pipeline.store.manifest import FORMAT
 from pipeline.store.merge import merge_stores
 
 
@@ -18,12 +19,14 @@ def print_store_info(store: str) -> None:
     console.print(f"[bold]{info.url}[/]  {info.format}  store_id {info.store_id}")
     console.print(f"feature space {info.feature_space[:16]} (stores with the same feature space "
                   "share pretrained heads)")
-    if info.format != "conclugen-store/2":
+    if info.format != FORMAT:
         console.print(f"[yellow]{info.format} store: `cli store upgrade {info.url}` rewrites its "
                       "store.json in the current format (the shards stay)[/]")
     console.print(f"dataset {info.dataset} (manifest {str(info.manifest_sha256)[:12]}), "
                   f"{info.samples} samples, {info.failures} failures, {info.views} view(s), "
                   f"{info.shards} shards, {info.size_bytes / 1e6:.1f} MB, created {info.created}")
+    if info.preset is not None:
+        console.print(f"preset {info.preset}")
     if info.transcripts is not None:
         console.print("transcripts: " + escape(describe_transcripts(info.transcripts)),
                       highlight=False)

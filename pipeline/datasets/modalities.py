@@ -53,16 +53,17 @@ def follow_dataset(cfg: ExtractConfig, manifest: DatasetManifest) -> ExtractConf
     Raises:
         ModalityError: none of the config's modalities is one the dataset has.
     """
-    kept = tuple(m for m in cfg.modalities if m in manifest.modalities)
+    kept = tuple(m for m in cfg.choices.modalities if m in manifest.modalities)
     if not kept:
         raise ModalityError(f"{manifest.name} has {list(manifest.modalities)}, none of the "
-                            f"extraction config's modalities {list(cfg.modalities)}")
-    if kept == cfg.modalities:
+                            f"extraction config's modalities {list(cfg.choices.modalities)}")
+    if kept == cfg.choices.modalities:
         return cfg
     log.info("%s: extracting %s, the modalities its clips have (not %s)", manifest.name,
-             ", ".join(kept), ", ".join(m for m in cfg.modalities if m not in kept))
-    return dataclasses.replace(cfg, modalities=kept,
-                               weights={k: v for k, v in cfg.weights.items() if k in kept})
+             ", ".join(kept), ", ".join(m for m in cfg.choices.modalities if m not in kept))
+    weights = {k: v for k, v in cfg.choices.weights.items() if k in kept}
+    return dataclasses.replace(
+        cfg, choices=dataclasses.replace(cfg.choices, modalities=kept, weights=weights))
 
 
 def check_modalities(cfg: ExtractConfig, manifest: DatasetManifest) -> None:
@@ -71,9 +72,10 @@ def check_modalities(cfg: ExtractConfig, manifest: DatasetManifest) -> None:
     Raises:
         ModalityError: naming the modalities it lacks and the ones to extract instead.
     """
-    missing = [m for m in cfg.modalities if m not in manifest.modalities]
+    missing = [m for m in cfg.choices.modalities if m not in manifest.modalities]
     if missing:
-        raise ModalityError(f"--modalities {','.join(cfg.modalities)}: {manifest.name} has no "
+        raise ModalityError(f"--modalities {','.join(cfg.choices.modalities)}: {manifest.name} "
+                            "has no "
                             f"{', '.join(missing)} (it has {', '.join(manifest.modalities)}); "
                             f"extract --modalities {','.join(_others(cfg, missing))}")
 
@@ -96,11 +98,11 @@ def check_plan(cfg: ExtractConfig, manifest: DatasetManifest, samples: pa.Table,
     if samples.num_rows == 0:
         raise ModalityError(f"{manifest.name}: no clip to extract"
                             + _reasons(adapter_failures, "; the adapter dropped "))
-    if "audio" in cfg.modalities and all(
+    if "audio" in cfg.choices.modalities and all(
             Path(p).is_dir() for p in samples.column("media_path").to_pylist()):
         raise ModalityError(f"{manifest.name}: every clip is a folder of frames, which has no "
                             f"sound; extract --modalities {','.join(_others(cfg, ['audio']))}")
-    if "text" in cfg.modalities and not any(
+    if "text" in cfg.choices.modalities and not any(
             (t or "").strip() for t in samples.column("transcript").to_pylist()):
         raise ModalityError(
             f"{manifest.name}: none of the {samples.num_rows} clips has a transcript, so the "
@@ -130,7 +132,7 @@ def check_extracted(kept: int, failures: Sequence[pa.Table]) -> None:
 
 
 def _others(cfg: ExtractConfig, dropped: Sequence[str]) -> list[str]:
-    return [m for m in cfg.modalities if m not in dropped] or ["frames_2d,frames_3d"]
+    return [m for m in cfg.choices.modalities if m not in dropped] or ["frames_2d,frames_3d"]
 
 
 def _reasons(failures: pa.Table | None, prefix: str) -> str:

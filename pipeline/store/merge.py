@@ -32,7 +32,7 @@ from pipeline.store.filesystem import (Location, read_parquet, redact_url, stora
 from pipeline.store.lock import StoreLock
 from pipeline.store.manifest import (SHARD_DIR, LabelTextsInfo, ShardEntry, StoreManifest,
                                      TranscriptSource, canonical_json, feature_space_differences,
-                                     feature_space_id, manifest_json, sha256_json, to_json)
+                                     feature_space_id, sha256_json, to_json)
 from pipeline.store.ops import EXAMPLES, diff_stores
 from pipeline.store.reader import FeatureStore, as_store, dictionary_codes, group_by_code
 from pipeline.store.verify import LABEL_TEXTS
@@ -176,14 +176,13 @@ def _merge_into(dest: Location, stores: list[FeatureStore],
         store_id = None
     if texts is not None:  # before store.json: a complete store never lacks a file it lists
         dest.write_atomic(texts[0], LABEL_TEXTS)
+    config = None if first.choices is None else first.extract_config()
     manifest = finalize(dest, identity=identity, modalities=first.modalities,
-                        shards=shards, adapter_failures=failures, config=first.config,
+                        shards=shards, adapter_failures=failures, config=config,
                         software=first.software, timings=timings, options=first.options,
                         merged_from=[_source_entry(s) for s in stores],
-                        store_id=store_id, legacy=first.legacy)
-    if texts is not None:
-        manifest = dataclasses.replace(manifest, label_texts=texts[1])
-        dest.write_atomic(manifest_json(manifest), "store.json")
+                        store_id=store_id, legacy=first.legacy,
+                        label_texts=None if texts is None else texts[1])
     return MergeResult(url=dest.display, store_id=manifest.store_id,
                        sources=[s.url for s in stores], shards=len(shards),
                        samples=manifest.counts.samples, failures=manifest.counts.failures,

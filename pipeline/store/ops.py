@@ -42,7 +42,7 @@ from pipeline.store.manifest import (FORMAT, SHARD_DIR, LabelTextsInfo, ShardEnt
                                      StoreManifest, TranscriptSource, canonical_json,
                                      feature_space_differences,
                                      feature_space_id,
-                                     format_version, manifest_json, parse_manifest, sha256_json,
+                                     format_version, parse_manifest, publish_manifest, sha256_json,
                                      to_json)
 from pipeline.store.reader import FeatureStore, as_store, dictionary_codes, group_by_code
 from pipeline.store.verify import LABEL_TEXTS, Problem, VerifyReport, verify_store
@@ -117,6 +117,8 @@ class StoreInfo:
     merged_from: list[dict[str, Any]] = field(default_factory=list)
     transcripts: TranscriptSource | None = None
     """Where the text key's transcripts came from (None: no text key, or an older store)."""
+    preset: str | None = None
+    """The settings bundle the extraction was asked for (None: none, or written from arrays)."""
 
     @property
     def random_weights(self) -> list[str]:
@@ -135,7 +137,7 @@ def store_info(store: StoreRef, *, storage_options: dict[str, Any] | None = None
     m = fs.manifest
     return StoreInfo(
         url=fs.url, store_id=fs.store_id,
-        format=m.format if m.legacy is None else str(m.legacy.get("format")),
+        format=m.format,
         created=m.created, dataset=fs.dataset, manifest_sha256=m.dataset.manifest_sha256,
         label_names=list(fs.label_names), multilabel=fs.multilabel, views=fs.views,
         samples=fs.index.num_rows, failures=fs.failures.num_rows, shards=len(m.shards),
@@ -144,7 +146,7 @@ def store_info(store: StoreRef, *, storage_options: dict[str, Any] | None = None
         failures_by_reason=_value_counts(fs.failures.column("reason")),
         software=dict(m.software), timings=dict(m.timings),
         feature_space=feature_space_id(m.feature_space), merged_from=list(m.merged_from),
-        transcripts=m.dataset.transcripts)
+        transcripts=m.dataset.transcripts, preset=m.choices.preset if m.choices else None)
 
 
 def _modality_info(key: str, m: StoreManifest) -> ModalityInfo:
@@ -332,6 +334,6 @@ def upgrade_store(url: str | Path, *,
     format_version(found, f"{loc.display}/store.json")
     manifest = parse_manifest(raw, f"{loc.display}/store.json")
     if found != FORMAT:
-        loc.write_atomic(manifest_json(manifest), "store.json")
+        publish_manifest(loc, manifest)
         log.info("%s: store.json rewritten from %s to %s", loc.display, found, FORMAT)
     return UpgradeResult(loc.display, manifest.store_id, found, FORMAT)

@@ -39,8 +39,9 @@ from pipeline.store.errors import MissingFileError, StoreError
 from pipeline.store.filesystem import (Location, read_parquet, sha256_file, storage_errors,
                                        table_to_bytes)
 from pipeline.store.manifest import (FORMAT, SHARD_DIR, BackboneChoice, Counts, DatasetInfo,
-                                     ModalityInfo, ShardEntry, StoreIdentity, StoreManifest,
-                                     build_manifest, manifest_json, store_id_of)
+                                     LabelTextsInfo, ModalityInfo, ShardEntry, StoreIdentity,
+                                     StoreManifest, build_manifest, publish_manifest,
+                                     store_id_of)
 from pipeline.store.reader import FeatureStore, h5_errors, open_store
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,8 @@ def finalize(loc: Location, *, identity: StoreIdentity, modalities: Mapping[str,
              timings: Mapping[str, float] | None = None,
              options: Mapping[str, Any] | None = None,
              merged_from: Sequence[Mapping[str, Any]] = (), store_id: str | None = None,
-             legacy: Mapping[str, Any] | None = None) -> StoreManifest:
+             legacy: Mapping[str, Any] | None = None,
+             label_texts: LabelTextsInfo | None = None) -> StoreManifest:
     """Write ``index.parquet``, ``failures.parquet`` and, last, ``store.json``.
 
     Args:
@@ -223,7 +225,9 @@ def finalize(loc: Location, *, identity: StoreIdentity, modalities: Mapping[str,
         modalities: per key, what the loaded encoder reported (dim, dtype, weights sha256).
         shards: every shard of the store, in order.
         adapter_failures: failures found before extraction (missing files, known-bad clips).
-        config, software, timings, options, merged_from, legacy: see
+        config: the extraction config (None: written from arrays); its feature settings are
+            ``identity.extraction``, its choices and run settings are recorded beside it.
+        software, timings, options, merged_from, legacy, label_texts: see
             :class:`~pipeline.store.manifest.StoreManifest`.
 
     Returns:
@@ -253,8 +257,9 @@ def finalize(loc: Location, *, identity: StoreIdentity, modalities: Mapping[str,
                       splits={d["values"]: d["counts"]
                               for d in sorted(splits, key=lambda d: d["values"])}),
         created=datetime.now(UTC).isoformat(timespec="seconds"), config=config,
-        software=software, timings=timings, options=options, merged_from=merged_from)
-    loc.write_atomic(manifest_json(manifest), "store.json")
+        software=software, timings=timings, options=options, merged_from=merged_from,
+        label_texts=label_texts)
+    publish_manifest(loc, manifest)
     _remove_dead_partials(loc)
     log.info("%s: store complete, %d samples in %d shards, %d failures", loc.display,
              index.num_rows, len(shards), failures.num_rows)

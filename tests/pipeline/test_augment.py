@@ -66,7 +66,7 @@ def test_text_swaps_neighbours() -> None:
 # ------------------------------------------------ strength: the reference code's (CHOICES.md)
 
 def test_default_strength_is_the_reference_simclr_augmentation() -> None:
-    spec = load_extract_config().augment
+    spec = load_extract_config().features.augment
     assert spec == AugmentSpec()
     assert (spec.crop_scale, spec.crop_ratio, spec.flip_p) == ((0.3, 1.0), (0.5, 2.0), 0.5)
     assert (spec.jitter_p, spec.brightness, spec.contrast, spec.saturation, spec.hue) == \

@@ -15,14 +15,14 @@ from pipeline.extract_config import BATCH_CLIPS, GPU_UNITS_PER_CALL
 
 def test_units_per_call_and_clips_per_batch_follow_the_device() -> None:
     cfg = load_extract_config()
-    assert cfg.batch_clips is None and cfg.units_per_call == {}
-    assert cfg.clips_per_batch("cpu") == BATCH_CLIPS["cpu"] == 8
-    assert cfg.clips_per_batch("cuda:1") == BATCH_CLIPS["cuda"] == 64
-    assert cfg.units("frames_2d", "cpu") is None  # the backbone's own
-    assert cfg.units("frames_3d", "cuda:0") == GPU_UNITS_PER_CALL["frames_3d"]
+    assert cfg.run.batch_clips is None and cfg.run.units_per_call == {}
+    assert cfg.run.clips_per_batch("cpu") == BATCH_CLIPS["cpu"] == 8
+    assert cfg.run.clips_per_batch("cuda:1") == BATCH_CLIPS["cuda"] == 64
+    assert cfg.run.units("frames_2d", "cpu") is None  # the backbone's own
+    assert cfg.run.units("frames_3d", "cuda:0") == GPU_UNITS_PER_CALL["frames_3d"]
     chosen = load_extract_config(batch_clips=3, units_per_call={"frames_2d": 17})
-    assert chosen.clips_per_batch("cuda") == 3
-    assert chosen.units("frames_2d", "cpu") == chosen.units("frames_2d", "cuda") == 17
+    assert chosen.run.clips_per_batch("cuda") == 3
+    assert chosen.run.units("frames_2d", "cpu") == chosen.run.units("frames_2d", "cuda") == 17
     with pytest.raises(ConfigError, match="units_per_call: invalid"):
         load_extract_config(units_per_call={"video": 4})
     with pytest.raises(ConfigError, match="batch_clips must be at least 1"):

@@ -93,11 +93,12 @@ def test_extraction_defaults_follow_the_paper() -> None:
     # detection defaults relative to the original frame, the reference code's augmentation.
     shipped, coded = load_extract_config(), ExtractConfig()
     assert shipped == coded
-    assert coded.empty_text == "keep"
-    assert (coded.faces.min_face_size, coded.faces.min_prob) == (20, 0.7)
-    assert coded.augment.crop_scale == (0.3, 1.0) and coded.augment.hue == 0.2
+    assert coded.features.empty_text == "keep"
+    assert (coded.features.faces.min_face_size, coded.features.faces.min_prob) == (20, 0.7)
+    augment = coded.features.augment
+    assert augment.crop_scale == (0.3, 1.0) and augment.hue == 0.2
     for policy in ("fail", "skip_text"):
-        assert load_extract_config(empty_text=policy).empty_text == policy
+        assert load_extract_config(empty_text=policy).features.empty_text == policy
 
 
 def test_extraction_config_refuses_bad_augment_and_face_values() -> None:
@@ -107,6 +108,16 @@ def test_extraction_config_refuses_bad_augment_and_face_values() -> None:
         load_extract_config(augment={"jitter_p": 1.5})
     with pytest.raises(ConfigError, match="min_face_size"):
         load_extract_config(faces={"min_face_size": 8})
+
+
+def test_each_extraction_setting_lands_in_one_part_and_an_unknown_one_is_named() -> None:
+    cfg = load_extract_config(views=3, fps_2d=2.0, batch_clips=4, preset="reference")
+    assert (cfg.choices.views, cfg.choices.preset) == (3, "reference")
+    assert (cfg.features.fps_2d, cfg.run.batch_clips) == (2.0, 4)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['fps_4d'\]"):
+        load_extract_config(fps_4d=1.0)
+    with pytest.raises(ConfigError, match="batch_clips must be at least 1"):
+        load_extract_config(batch_clips=0)
 
 
 def test_dataset_manifests_carry_their_class_weights() -> None:

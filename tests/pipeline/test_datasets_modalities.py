@@ -40,8 +40,8 @@ def _samples(tmp_path: Path, *, folders: bool = False,
 def test_afewva_defaults_to_its_video_keys_and_drops_their_weights_with_the_rest() -> None:
     cfg = load_extract_config(weights={m: "random" for m in ALL})
     followed = follow_dataset(cfg, load_manifest("afewva"))
-    assert followed.modalities == ("frames_2d", "frames_3d")
-    assert set(followed.weights) == {"frames_2d", "frames_3d"}
+    assert followed.choices.modalities == ("frames_2d", "frames_3d")
+    assert set(followed.choices.weights) == {"frames_2d", "frames_3d"}
     meld = load_manifest("meld")
     assert follow_dataset(cfg, meld) is cfg and meld.modalities == ALL
 
@@ -137,5 +137,5 @@ def test_cli_extract_defaults_to_the_modalities_the_dataset_has(
                                  "--out", str(tmp_path / "s"), "--weights", "random",
                                  *options])
     assert "planned" in result.output, result.output
-    assert planned[0].modalities == expected
-    assert set(planned[0].weights) == set(expected)
+    assert planned[0].choices.modalities == expected
+    assert set(planned[0].choices.weights) == set(expected)

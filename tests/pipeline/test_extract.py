@@ -119,7 +119,7 @@ def test_a_clip_without_transcript_is_kept_and_flagged(rows: dict,
     # The paper kept every clip: the text backbone encodes the empty transcript.
     cfg = load_extract_config(modalities=["audio", "text"], weights={"audio": "random",
                                                                       "text": "random"})
-    assert cfg.empty_text == "keep"
+    assert cfg.features.empty_text == "keep"
     empty = {**rows["train/dia0_utt0"], "transcript": "  "}
     missing = {**rows["train/dia0_utt1"], "transcript": None}
     spoken = rows["train/dia1_utt0"]
@@ -283,7 +283,7 @@ def test_a_face_seen_too_rarely_is_no_face_track(twelve_seconds: dict[str, Any])
     """A pedestrian in 1 detection frame of 12 (1 fps) is below min_face_ratio (0.1): the
     no-face policy applies, instead of 11 s of crops cut where that one box was."""
     cfg = load_extract_config(modalities=["frames_2d"], weights={"frames_2d": "random"})
-    assert cfg.faces.min_face_ratio == 0.1
+    assert cfg.features.faces.min_face_ratio == 0.1
     with pytest.raises(ClipError) as err:
         prepare_clip(twelve_seconds, cfg, FaceIn({0}), FacePolicy())  # type: ignore[arg-type]
     assert err.value.reason == Reason.NO_FACE
@@ -347,7 +347,7 @@ def _unit_encoders() -> dict[str, Any]:
 
 def test_a_long_clip_streams_into_the_backbones_with_the_same_features(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.extract
+    import pipeline.segments
 
     # 6.28 s: 101 frames at 16 fps, six windows and a 5-frame tail (dropped), 7 frames at 1 fps
     row = _video_row(_write_video(tmp_path / "clip.avi", 6.28))
@@ -357,7 +357,7 @@ def test_a_long_clip_streams_into_the_backbones_with_the_same_features(
     held = prepare_clip(row, cfg, None, FacePolicy(crop=False), encoders=models.encoders)
     assert held.frames_3d is not None and len(held.frames_3d) == 101 and not held.encoded
     _, whole, _ = extract_clips([row], cfg, models, FacePolicy(crop=False))
-    monkeypatch.setattr(pipeline.extract, "SEGMENT_FRAMES", 32)  # 3 segments: 32, 32, 37
+    monkeypatch.setattr(pipeline.segments, "SEGMENT_FRAMES", 32)  # 3 segments: 32, 32, 37
     streamed = prepare_clip(row, cfg, None, FacePolicy(crop=False), encoders=models.encoders)
     assert streamed.frames_3d is None and streamed.frames_2d is None
     assert {k: v.shape for k, v in streamed.encoded.items()} == {"frames_2d": (2, 4),
@@ -385,14 +385,14 @@ def test_memory_does_not_grow_with_the_clip_length(tmp_path: Path) -> None:
     """A 90-s clip peaks where a 30-s one does: the 16-fps crops stream into the
     backbones a segment at a time (before, every crop was held and then copied when stacked:
     ~270 MB of numpy arrays for 90 s, 3 times the 30-s clip's)."""
-    from pipeline.extract import SEGMENT_FRAMES
+    from pipeline.segments import SEGMENT_FRAMES
 
     cfg = load_extract_config(modalities=["frames_2d", "frames_3d"],
                               weights={"frames_2d": "random", "frames_3d": "random"})
     models = Models(_unit_encoders(), None)
     peaks = {s: _numpy_peak(_video_row(_write_video(tmp_path / f"{s}.avi", s)), cfg, models)
              for s in (4.0, 30.0, 90.0)}
-    crop_bytes = cfg.faces.size ** 2 * 3
+    crop_bytes = cfg.features.faces.size ** 2 * 3
     bound = 2 * (SEGMENT_FRAMES + 16) * crop_bytes  # one segment and a window, stacked once
     assert peaks[90.0] < 1.15 * peaks[30.0]
     assert peaks[90.0] < bound + 8 * 2**20

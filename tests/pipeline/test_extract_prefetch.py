@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import pipeline.detect
 import pipeline.extract as extract_mod
 from pipeline.datasets import scan
 from pipeline.extract import Timer, detect_clips, extract_clips, prepare_batch
@@ -120,7 +121,7 @@ def test_faces_are_detected_across_the_clips_of_a_batch(rows: list[dict[str, Any
 
 def test_detection_calls_stay_bounded(rows: list[dict[str, Any]],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extract_mod, "DETECT_BATCH", 4)
+    monkeypatch.setattr(pipeline.detect, "DETECT_BATCH", 4)
     counting = FrameDetector()
     detect_clips(rows, _cfg(), counting, Timer())  # type: ignore[arg-type]
     assert max(counting.calls) <= 4 and len(counting.calls) >= 3

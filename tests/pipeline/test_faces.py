@@ -253,7 +253,7 @@ def test_centre_box() -> None:
 
 
 def test_detection_defaults_are_mtcnns() -> None:
-    spec = load_extract_config().faces
+    spec = load_extract_config().features.faces
     assert spec == FaceSpec()
     assert (spec.min_face_size, spec.min_prob, spec.detect_max_side) == (20, 0.7, 640)
     assert MTCNN_THRESHOLDS == (0.6, 0.7, 0.7) and MTCNN_FACTOR == 0.709

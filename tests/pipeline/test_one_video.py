@@ -40,7 +40,7 @@ def test_extract_config_round_trips_through_the_manifest_for_every_field() -> No
                               faces={"size": 160, "min_prob": 0.8, "smoothing": 0.5})
     identity = feature_identity(cfg, load_manifest("meld"))
     manifest = build_manifest(identity=identity, shards=[], counts=Counts(0, 0), created="",
-                              modalities={k: ModalityInfo(dim=4) for k in cfg.modalities},
+                              modalities={k: ModalityInfo(dim=4) for k in cfg.choices.modalities},
                               config=cfg)
     import json
 
@@ -53,10 +53,11 @@ def test_extract_config_round_trips_through_the_manifest_for_every_field() -> No
 def test_settings_repeat_the_store_including_the_detection_rate() -> None:
     manifest = _manifest(detect_fps=4.0, faces={"size": 150, "margin": 0.3})
     cfg, policy = extraction_settings(manifest, ["frames_3d", "frames_2d"])
-    assert cfg.modalities == ("frames_2d", "frames_3d") and cfg.views == 1
-    assert cfg.weights == {"frames_2d": "random", "frames_3d": "random"}
-    assert cfg.backbones == {"frames_2d": "resnet152", "frames_3d": "resnet3d101"}
-    assert (cfg.detect_fps, cfg.faces.size, cfg.faces.margin) == (4.0, 150, 0.3)
+    assert cfg.choices.modalities == ("frames_2d", "frames_3d") and cfg.choices.views == 1
+    assert cfg.choices.weights == {"frames_2d": "random", "frames_3d": "random"}
+    assert cfg.choices.backbones == {"frames_2d": "resnet152", "frames_3d": "resnet3d101"}
+    features = cfg.features
+    assert (features.detect_fps, features.faces.size, features.faces.margin) == (4.0, 150, 0.3)
     assert policy.crop is True
 
 
@@ -140,7 +141,8 @@ def test_a_clip_extracted_again_equals_the_store_with_non_default_settings(
         stored = store.read(key, np.array([0]), view=0).astype(np.float32)
         np.testing.assert_allclose(again[key], stored, rtol=0, atol=1e-3)
     again_cfg, policy = extraction_settings(store.manifest, ["frames_3d"])
-    assert (again_cfg.detect_fps, again_cfg.faces.margin, policy.crop) == (4.0, 0.35, True)
+    again = again_cfg.features
+    assert (again.detect_fps, again.faces.margin, policy.crop) == (4.0, 0.35, True)
 
 
 def test_a_rate_the_backbone_is_not_made_for_is_refused() -> None:

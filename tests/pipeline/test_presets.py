@@ -45,9 +45,10 @@ def test_the_reference_extraction_overrides_what_it_reproduces(
         chosen, settings = extract_settings("reference", {})
     cfg = load_extract_config(**settings)
     assert chosen == Preset("reference")
-    assert cfg.backbones["text"] == "emotion-distilroberta"
-    assert cfg.backbones["frames_2d"] == DEFAULT_BACKBONES["frames_2d"]
-    assert (cfg.augment.jitter_p, cfg.augment.grayscale_p) == (0.2, 0.16)
+    assert cfg.choices.backbones["text"] == "emotion-distilroberta"
+    assert cfg.choices.backbones["frames_2d"] == DEFAULT_BACKBONES["frames_2d"]
+    assert (cfg.features.augment.jitter_p, cfg.features.augment.grayscale_p) == (0.2, 0.16)
+    assert cfg.choices.preset == "reference"  # recorded among the store's choices
     # what it cannot reproduce is said, one warning each
     assert len([r for r in caplog.records if "not reproduced" in r.message]) == \
         len(EXTRACT_NOT_REPRODUCED)
@@ -55,9 +56,12 @@ def test_the_reference_extraction_overrides_what_it_reproduces(
 
 def test_the_paper_extraction_is_the_default_config_and_explicit_backbones_win() -> None:
     _, paper = extract_settings(None, {})
-    assert load_extract_config(**paper) == load_extract_config()
+    chosen, default = load_extract_config(**paper), load_extract_config()
+    assert chosen.features == default.features and chosen.run == default.run
+    assert chosen.choices.backbones == default.choices.backbones
+    assert chosen.choices.preset == "paper"
     _, explicit = extract_settings("reference", {"text": "distilbert-sst2"})
-    assert load_extract_config(**explicit).backbones["text"] == "distilbert-sst2"
+    assert load_extract_config(**explicit).choices.backbones["text"] == "distilbert-sst2"
 
 
 def test_extraction_has_no_size() -> None:

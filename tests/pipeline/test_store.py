@@ -77,7 +77,7 @@ def test_plain_h5py_and_pyarrow_read_the_contract(tmp_path: Path) -> None:
     store, feats = _store(tmp_path)
     root = tmp_path / "s"
     manifest = json.loads((root / "store.json").read_text())
-    assert manifest["format"] == "conclugen-store/2"
+    assert manifest["format"] == "conclugen-store/3"
     assert manifest["store_id"] == store_id_of(manifest["identity"])
     index = pq.read_table(root / "index.parquet").to_pandas()
     assert index["sample_id"].is_unique and len(index) == 300

@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.extract_config import FaceSpec
+from pipeline.extract_config import ExtractChoices, ExtractConfig, FeatureSettings
 from pipeline.failures import FAILURE_SCHEMA
 from pipeline.store import (FeatureStore, Location, StoreError, finalize, group_by_code,
                             open_store, redact_url, store_id_of, write_arrays, write_shard)
-from pipeline.store.manifest import (BackboneChoice, Counts, DatasetInfo, ExtractionInfo,
-                                     FacePolicyInfo, ModalityInfo, StoreIdentity,
-                                     build_manifest)
+from pipeline.manifest import FacePolicy
+from pipeline.store.manifest import (BackboneChoice, Counts, DatasetInfo, ModalityInfo,
+                                     StoreIdentity, build_manifest)
 from pipeline.store.ops import diff_stores, provenance_differences, store_info, verify_store
 from pipeline.store.merge import merge_stores
 
@@ -53,14 +53,13 @@ def store(tmp_path: Path) -> Path:
 
 
 def _extract_like(url: str | Path, ids: list[str], *, weights: str = "random",
-                  software: str = "2.9.1", failures: list[tuple[str, str]] = ()) -> None:
+                  software: str = "2.9.1", failures: list[tuple[str, str]] = (),
+                  preset: str | None = None) -> None:
     """A store with the provenance an extraction run writes (backbone, preprocessing, ...)."""
     identity = StoreIdentity(
-        dataset=DatasetInfo("meld", tuple(LABELS), False, "m" * 64),
+        dataset=DatasetInfo("meld", tuple(LABELS), False, "m" * 64, faces=FacePolicy()),
         modalities={"frames_2d": BackboneChoice("resnet152", weights)}, views=1,
-        extraction=ExtractionInfo(fps_2d=1.0, fps_3d=16.0, detect_fps=1.0, sample_rate=16000,
-                                  faces=FaceSpec(), face_policy=FacePolicyInfo(),
-                                  empty_text="fail", dtype="float16", augment_seed=0))
+        extraction=FeatureSettings(empty_text="fail"))
     modalities = {"frames_2d": ModalityInfo(
         dim=4, weights_sha256="w" * 64,
         encoder={"image_size": 224, "mean": [0.485, 0.456, 0.406]})}
@@ -75,7 +74,9 @@ def _extract_like(url: str | Path, ids: list[str], *, weights: str = "random",
                         failures=fail)
     finalize(loc, identity=identity, modalities=modalities, shards=[shard],
              adapter_failures=FAILURE_SCHEMA.empty_table(), software={"torch": software},
-             timings={"decode": 1.5})
+             timings={"decode": 1.5}, config=ExtractConfig(
+                 choices=ExtractChoices(modalities=("frames_2d",), views=1, preset=preset),
+                 features=FeatureSettings(empty_text="fail")))
 
 
 # ----------------------------------------------------------------------------------------- info
@@ -96,6 +97,22 @@ def test_info_reports_counts_modalities_failures_and_size(tmp_path: Path) -> Non
     files = [p for p in (tmp_path / "e").rglob("*") if p.is_file()]
     assert info.size_bytes == sum(p.stat().st_size for p in files)
     assert info.store_id == open_store(tmp_path / "e").store_id
+
+
+def test_info_shows_the_preset_the_extraction_was_asked_for(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    _extract_like(tmp_path / "e", ["a", "b"], preset="reference")
+    assert store_info(tmp_path / "e").preset == "reference"
+    raw = json.loads((tmp_path / "e" / "store.json").read_text())
+    assert raw["choices"]["preset"] == "reference" and raw["run"]["prefetch"] is True
+    assert "extraction" in raw["identity"] and "config" not in raw
+    result = CliRunner().invoke(app, ["store", "info", str(tmp_path / "e")])
+    assert result.exit_code == 0 and "preset reference" in result.output, result.output
+    _extract_like(tmp_path / "n", ["a", "b"])
+    assert store_info(tmp_path / "n").preset is None
 
 
 def test_info_counts_unlabeled_and_keeps_label_order(store: Path) -> None:
