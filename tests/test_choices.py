@@ -144,7 +144,12 @@ def preset_differences() -> set[str]:
 def _extract_dict(preset: str) -> dict[str, Any]:
     import dataclasses
 
-    return dataclasses.asdict(load_extract_config(**extract_settings(preset, {})[1]))
+    # the table spells a setting by its flat name, as in the config file (found in its part);
+    # the preset's own name is not a difference
+    parts = dataclasses.asdict(load_extract_config(**extract_settings(preset, {})[1]))
+    flat = {k: v for part in parts.values() for k, v in part.items()}
+    flat.pop("preset")
+    return flat
 
 
 def _canonical(key: str) -> str:
