@@ -36,8 +36,8 @@ class ClefConfig:
 
     ``projection_dim``: the joint space both sides are projected into; ``temperature``: the
     learnable temperature's start; ``instance_weight``: lambda of ``L_fine = (lambda L_IN +
-    L_DN) / 2``. The schedule is the paper's (as issue 23 states it): AdamW (``lr`` 2e-4, the
-    fine-tuning rate; 1e-4 the paper's other; ``weight_decay`` 0.01), ``batch_size`` 64,
+    L_DN) / 2``. The schedule is the paper's (as docs/PAPER-NOTES.md records it): AdamW (``lr``
+    2e-4, the fine-tuning rate; 1e-4 the paper's other; ``weight_decay`` 0.01), ``batch_size`` 64,
     ``warmup_epochs`` 1 then cosine to ``min_lr`` 1e-6, for stage 1 over ``weak_epochs`` (5)
     and for fine-tuning over ``epochs`` (not stated: this project's). ``weak``: stage 1 (``auto``:
     on ``stage1_store`` when given, else the downstream train split's sentiment sign where the

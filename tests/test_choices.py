@@ -199,7 +199,8 @@ def test_the_table_has_the_choices_the_issues_name() -> None:
                 "eval:caer:class_weights", "eval:meld:class_weights", "eval:mosei:class_weights",
                 "extract:empty_text", "extract:faces.min_face_size",
                 "code:pipeline.faces:MTCNN_THRESHOLDS",
-                # issue 23: the probe's views, the views a store holds, bf16, the schedule
+                # rows added with the presets: the probe's views, the views a store holds,
+                # bf16, the schedule
                 "eval:meld:train_views", "extract:views", "code:heads.runtime:AUTOCAST_DTYPE",
                 "train:conclugen:optim.schedule", "train:conclugen:optim.warmup_epochs"):
         assert key in keys, key

@@ -17,9 +17,9 @@ Each iteration takes two optimiser steps: ``L_AV - L_AVCE`` over C, R and H
 similarity of x to y_a and minimises it to y_n), then ``L_dis`` over C and H1
 (:func:`heads.losses.disentangle_loss`). The sizes are the reference code's
 (``kdhht2334/AVCE_FER``, ``src/models.py``); the BatchNorm of the heads and the optimisers are
-the paper's as issue 23 states them (the reference code's heads have none; where BatchNorm
-sits, after each hidden Linear, is this project's reading): Adam (1e-4) over the encoder side,
-C and R, SGD (1e-2, the reference code's momentum 0.9) over the heads H and H1, the rates x0.8
+the paper's as docs/PAPER-NOTES.md records them (the reference code's heads have none; where
+BatchNorm sits, after each hidden Linear, is this project's reading): Adam (1e-4) over the encoder
+side, C and R, SGD (1e-2, the reference code's momentum 0.9) over the heads H and H1, the rates x0.8
 at 5K, 10K and 20K of the paper's 50K iterations at batch 256. On fixed features the run is
 scaled to the store: ``avce.epochs`` passes over its train split (40: the paper's 50K x 256
 samples are 40 passes over 320k images), the steps at the same fractions of the run

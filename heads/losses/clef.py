@@ -72,7 +72,7 @@ def image_text_supcon(images: Tensor, texts: Tensor, labels: Tensor, *,
     with P(i) = {p : y_p = y_i}, the anchor's own text among them (it is another modality, so
     nothing leaves the softmax). Texts of one class repeat in the batch as often as the class
     does; that is what distinguishes Eq. 1 from a cross-entropy over the C class texts. The
-    equation's content is issue 23's statement of the paper (the paper is not in this
+    equation's content is the paper's as docs/PAPER-NOTES.md records it (the paper is not in this
     repository); the normalisation by |P(i)| and N follows Khosla et al.'s L_out, as in
     :func:`supcon_loss`.
 
@@ -117,7 +117,8 @@ def instance_loss(logits: Tensor, targets: Tensor, *, weight: Tensor | None = No
     summed over the C labels, not averaged as ``binary_cross_entropy_with_logits`` does (a
     factor of 1/C); ``w_c`` is the label's ``pos_weight`` (the weighting the other protocols
     use). Both normalisations matter because lambda = 2 balances L_IN against L_DN
-    (:func:`clef_fine_loss`). The equations' content is issue 23's statement of the paper.
+    (:func:`clef_fine_loss`). The equations' content is the paper's as docs/PAPER-NOTES.md
+    records it.
 
     Args:
         logits: [B, C] the prototype logits s_ic.

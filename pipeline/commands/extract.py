@@ -34,7 +34,8 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
                               views=views, detect_fps=detect_fps, **settings)
     if modalities is None:
         cfg = follow_dataset(cfg, dataset_manifest)
-    check_extraction_dependencies(crop_faces=dataset_manifest.faces.crop and cfg.choices.needs_video)
+    check_extraction_dependencies(
+        crop_faces=dataset_manifest.faces.crop and cfg.choices.needs_video)
     from pipeline.run import run_extract  # here: it imports PyAV, checked just above
 
     bars: list[Progress] = []

@@ -1,6 +1,6 @@
 """Fidelity of CLEF's and AVCE's losses: each against an independent implementation written
-from the paper's equation (as issue 23 states it) with plain float64 loops over scalars, not the
-production code's helpers; values and gradients (autograd through the loops) agree to 1e-10.
+from the paper's equation (as docs/PAPER-NOTES.md records it) with plain float64 loops over
+scalars, not the production code's helpers; values and gradients (autograd through the loops) agree to 1e-10.
 """
 
 from __future__ import annotations
