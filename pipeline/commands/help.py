@@ -35,6 +35,11 @@ def commands_of(group: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...],
     return found
 
 
+def _no_type(ctx: Any) -> None:
+    """An argument's type column: none (its name says what it is; not ``<list[str]>``)."""
+    return None
+
+
 class PlainHelpGroup(TyperGroup):
     """A Typer group whose commands show plain metavars (see :func:`plain_metavar`)."""
 
@@ -48,3 +53,6 @@ class PlainHelpGroup(TyperGroup):
                 metavar = plain_metavar(param)
                 if metavar is not None:
                     param.metavar = metavar
+                if param.param_type_name == "argument":
+                    # Typer renders an argument's type from its annotation whatever its metavar
+                    param.display_type_rich = _no_type
