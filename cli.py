@@ -59,7 +59,9 @@ SlurmResubmitsOpt = Annotated[int, typer.Option(
 SlurmWaitOpt = Annotated[float, typer.Option(
     help="Seconds with no worker connected (jobs queued or gone) before the run stops.")]
 AnnotationsOpt = Annotated[Path | None, typer.Option(
-    help="Folder with the annotation files, if they are not under --root (default: --root).")]
+    help="Folder with the annotation files, if they are not under --root (default: --root). "
+         "voxceleb2: a list of the sample ids to read (one per line, or a .csv with a "
+         "sample_id column; default: every clip under --root).")]
 TranscriptsOpt = Annotated[Path | None, typer.Option(
     help="Transcript sidecar CSV (sample_id,transcript) for datasets without text (default: "
          "the dataset's sidecar under --root, if there is one).")]

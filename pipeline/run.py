@@ -173,7 +173,8 @@ def run_extract(dataset: str, root: str | Path, out: str, *, cfg: ExtractConfig,
     check_run_options(shard_size=shard_size, limit=limit, cluster=cluster)
     device = resolve_device(device, cluster)
     if manifest is None:  # an unknown dataset lists the valid ones, before any work
-        root, manifest = dataset_source(dataset, root, transcripts=transcripts)
+        root, manifest = dataset_source(dataset, root, transcripts=transcripts,
+                                        annotations=annotations)
     check_modalities(cfg, manifest)  # a modality the dataset lacks, before weights or work
     text = "text" in cfg.choices.modalities
     transcripts = Path(transcripts) if transcripts else None

@@ -28,7 +28,7 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     """Extract with progress (a bar in a terminal, log lines elsewhere); returns the store's
     manifest. Without ``modalities``, the config's that the dataset has are extracted."""
     root, dataset_manifest = dataset_source(dataset, root, list_file=list_file, faces=faces,
-                                            transcripts=transcripts)
+                                            transcripts=transcripts, annotations=annotations)
     _, settings = extract_settings(preset, backbones)
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
                               views=views, detect_fps=detect_fps, **settings)

@@ -22,7 +22,8 @@ def run_scan(dataset: str, root: Path | None, *, annotations: Path | None = None
     the sample table as ``.parquet``)."""
     if out is not None and out.suffix not in (".csv", ".parquet"):
         raise OptionError(f"--out {out}: .csv (a videos list) or .parquet (the sample table)")
-    root, manifest = dataset_source(dataset, root, list_file=list_file, transcripts=transcripts)
+    root, manifest = dataset_source(dataset, root, list_file=list_file, transcripts=transcripts,
+                                    annotations=annotations)
     table = scan(dataset, root, manifest=manifest, annotations=annotations,
                  transcripts=transcripts)
     print_scan(table, manifest)

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pipeline.datasets import afewva, caer, meld, mosei, videos, voxceleb2
+from pipeline.datasets.subset import subset_manifest
 from pipeline.datasets.table import DatasetError, SampleTable
 from pipeline.manifest import DatasetManifest, load_manifest
 
@@ -45,13 +46,16 @@ def text_source(name: str) -> str:
 
 
 def dataset_source(name: str, root: str | Path | None, *, list_file: str | Path | None = None,
-                   faces: str | None = None, transcripts: str | Path | None = None
-                   ) -> tuple[Path, DatasetManifest]:
+                   faces: str | None = None, transcripts: str | Path | None = None,
+                   annotations: str | Path | None = None) -> tuple[Path, DatasetManifest]:
     """The root to read and the manifest of a dataset as the command line names it.
 
     ``videos`` builds its manifest from ``list_file`` or the folder
     (:func:`pipeline.datasets.videos.build_manifest`); every other dataset reads
-    ``manifests/<name>.yaml`` and takes neither a list nor a face option.
+    ``manifests/<name>.yaml`` and takes neither a list nor a face option. For VoxCeleb2,
+    ``annotations`` is a list of the sample ids to extract, and the manifest's sha256 covers
+    it (:func:`pipeline.datasets.subset.subset_manifest`); for the others it is the folder of
+    annotation files, which the manifest does not record.
 
     Raises:
         DatasetError: an unknown dataset, a missing root, or ``list_file`` / ``faces`` given
@@ -69,6 +73,8 @@ def dataset_source(name: str, root: str | Path | None, *, list_file: str | Path 
                                        f"official layout and manifests/{name}.yaml")
     if root is None:
         raise DatasetError("--root", f"missing: --dataset {name} reads the dataset's folder")
+    if name == "voxceleb2" and annotations is not None:
+        return Path(root), subset_manifest(load_manifest(name), Path(annotations))
     return Path(root), load_manifest(name)
 
 
@@ -82,7 +88,8 @@ def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None
         root: the dataset root in its official layout.
         manifest: defaults to ``manifests/<name>.yaml`` (for ``videos``: the folder form's
             manifest of ``root``, see :func:`dataset_source`).
-        annotations: folder holding the annotation files if not under ``root``.
+        annotations: folder holding the annotation files if not under ``root`` (VoxCeleb2: a
+            list of the sample ids to read, see :mod:`pipeline.datasets.subset`).
         transcripts: optional sidecar (CSV ``sample_id,transcript``) for datasets released
             without transcripts (CAER, VoxCeleb2).
 
@@ -95,7 +102,8 @@ def scan(name: str, root: str | Path, *, manifest: DatasetManifest | None = None
         raise DatasetError(root, "dataset root not found "
                            "(expected a folder in the official layout)")
     if manifest is None:
-        root, manifest = dataset_source(name, root, transcripts=transcripts)
+        root, manifest = dataset_source(name, root, transcripts=transcripts,
+                                        annotations=annotations)
     return adapter.read(
         root.resolve(), manifest,
         annotations=Path(annotations) if annotations else None,

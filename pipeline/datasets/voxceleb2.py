@@ -10,11 +10,14 @@ from the directory listing, no ``stat`` per file) and the table is built column-
 A split folder that is absent is skipped with a warning: partial downloads are normal (the paper
 used 534,616 utterances), but a root with none of them is an error.
 
-There is no annotation list, so a lost file is only noticed when the transcript sidecar (see
-:mod:`pipeline.datasets.transcripts`) lists it: an id whose speaker folder exists but whose file
-does not becomes a ``missing_file`` failure in that speaker's split. An id whose speaker is under
-no split folder is an error: it cannot be placed in a split, and it means the sidecar belongs to
-another copy of the dataset (filter the sidecar to the speakers you downloaded).
+The release has no annotation files. ``--annotations LIST`` restricts the clips to a list of
+sample ids (:mod:`pipeline.datasets.subset`: the paper's 534,616 utterances, for one, if you have
+their list); the list's sha256 is part of the store's identity. Without a list, a lost file is
+only noticed when the transcript sidecar (see :mod:`pipeline.datasets.transcripts`) lists it.
+Either way, an id (of the list or the sidecar) whose speaker folder exists but whose file does
+not becomes a ``missing_file`` failure in that speaker's split; an id whose speaker is under no
+split folder is an error: it cannot be placed in a split, and it means the list or sidecar
+belongs to another copy of the dataset (filter it to the speakers you downloaded).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipeline.datasets.subset import read_id_list
 from pipeline.datasets.table import DatasetError, SampleTable, sample_schema
 from pipeline.datasets.transcripts import SidecarEntry, read_sidecar_entries, sidecar_path
 from pipeline.failures import FAILURE_SCHEMA, Failure, Reason, Stage, failures_table
@@ -55,20 +59,19 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
     Args:
         root: the dataset root holding ``dev/mp4`` and/or ``test/mp4`` (absolute).
         manifest: the VoxCeleb2 manifest (split folders, media suffix, known-bad clips).
-        annotations: unused: VoxCeleb2 has no annotation files. Must be None.
+        annotations: a list of the sample ids to read (:mod:`pipeline.datasets.subset`);
+            None: every utterance under ``root``.
         transcripts: a transcript sidecar CSV; defaults to the manifest's, if present.
 
     Returns:
         The utterances ordered by split (train, test), then speaker, video and utterance in
-        natural order; failures for known-bad clips on disk and for sidecar ids without a file.
+        natural order; failures for known-bad clips on disk and for listed (or, without a
+        list, sidecar) ids without a file.
 
     Raises:
-        DatasetError: no split folder exists, a speaker is in two splits, or the sidecar is
-            invalid or names a speaker that is under no split folder.
+        DatasetError: no split folder exists, a speaker is in two splits, the list or the
+            sidecar is invalid or names a speaker that is under no split folder.
     """
-    if annotations is not None:
-        raise DatasetError(annotations, "VoxCeleb2 has no annotation files; do not pass "
-                                        "--annotations (annotations=)")
     cols = _Columns()
     folders = {s: root / manifest.splits[s].media for s in SPLITS if s in manifest.splits}
     found = {s: f for s, f in folders.items() if f.is_dir()}
@@ -81,11 +84,16 @@ def read(root: Path, manifest: DatasetManifest, *, annotations: Path | None = No
         else:
             log.warning("voxceleb2: split '%s' folder %s not found; skipped", split, folder)
     failures = _known_bad(cols, manifest)
+    if annotations is not None:
+        failures = _restrict(cols, failures, annotations, manifest, found)
     transcript: list[str | None] = [None] * len(cols.sample_id)
     sidecar = sidecar_path(root, manifest, transcripts)
     if sidecar is not None:
-        failures += _attach(cols, transcript, read_sidecar_entries(sidecar), sidecar, manifest,
-                            found)
+        entries = read_sidecar_entries(sidecar)
+        if annotations is not None:  # listed ids without a file are failures already
+            kept = set(cols.sample_id)
+            entries = {sid: e for sid, e in entries.items() if sid in kept}
+        failures += _attach(cols, transcript, entries, sidecar, manifest, found)
     log.info("voxceleb2: %d utterances (%s), %d failures", len(cols.sample_id),
              dict(Counter(cols.split)), len(failures))
     return _table(manifest.name, cols, transcript, failures)
@@ -159,6 +167,29 @@ def _known_bad(cols: _Columns, manifest: DatasetManifest) -> list[Failure]:
     return failures
 
 
+def _restrict(cols: _Columns, failures: list[Failure], id_list: Path,
+              manifest: DatasetManifest, found: dict[str, Path]) -> list[Failure]:
+    """Keep the listed utterances (in the tree's order) and the failures of listed ids; a
+    listed id without a file becomes a ``missing_file`` failure."""
+    listed = read_id_list(id_list, parts=3)
+    unplaced = [sid for sid in listed if sid.split("/")[0] not in cols.speaker_split]
+    if unplaced:
+        raise DatasetError(id_list, f"{len(unplaced)} listed id(s) of speakers under none of "
+                                    f"{[str(f) for f in found.values()]}, e.g. "
+                                    f"{', '.join(unplaced[:3])} (line {listed[unplaced[0]]}); "
+                                    "the list belongs to another copy of the dataset")
+    keep = [i for i, sid in enumerate(cols.sample_id) if sid in listed]
+    present = {cols.sample_id[i] for i in keep} | {f.sample_id for f in failures}
+    cols.sample_id = [cols.sample_id[i] for i in keep]
+    cols.split = [cols.split[i] for i in keep]
+    cols.media_path = [cols.media_path[i] for i in keep]
+    kept = [f for f in failures if f.sample_id in listed]
+    missing = [_lost(sid, f"listed in {id_list} line {line}", cols, found, _suffix(manifest))
+               for sid, line in listed.items() if sid not in present]
+    log.info("voxceleb2: %d of %d listed ids on disk (%s)", len(keep), len(listed), id_list)
+    return kept + missing
+
+
 def _attach(cols: _Columns, transcript: list[str | None], entries: dict[str, SidecarEntry],
             sidecar: Path, manifest: DatasetManifest, found: dict[str, Path]) -> list[Failure]:
     """Fill ``transcript`` from the sidecar; its ids without a file become failures."""
@@ -184,15 +215,22 @@ def _missing(sid: str, entry: SidecarEntry, sidecar: Path, cols: _Columns,
     if len(parts) != 3 or not all(parts):
         raise DatasetError(sidecar, f"sample_id {sid!r} is not <speaker>/<video>/<utterance>",
                            row=entry.row, column="sample_id")
-    split = cols.speaker_split.get(parts[0])
-    if split is None:
+    if parts[0] not in cols.speaker_split:
         raise DatasetError(sidecar, f"sample_id {sid!r}: speaker {parts[0]} is under none of "
                                     f"{[str(f) for f in found.values()]}; the sidecar belongs "
                                     f"to another copy of the dataset", row=entry.row,
                            column="sample_id")
-    path = found[split].joinpath(*parts[:-1], parts[-1] + suffix)
+    return _lost(sid, f"listed in {sidecar} row {entry.row}", cols, found, suffix)
+
+
+def _lost(sid: str, where: str, cols: _Columns, found: dict[str, Path],
+          suffix: str) -> Failure:
+    """The ``missing_file`` failure of a listed id whose speaker folder is in a split."""
+    speaker, *rest = sid.split("/")
+    split = cols.speaker_split[speaker]
+    path = found[split].joinpath(speaker, *rest[:-1], rest[-1] + suffix)
     return Failure(sid, split, Stage.ADAPTER, Reason.MISSING_FILE,
-                   f"listed in {sidecar} row {entry.row}, but {path} does not exist")
+                   f"{where}, but {path} does not exist")
 
 
 def _table(dataset: str, cols: _Columns, transcript: list[str | None],
