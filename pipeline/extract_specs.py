@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from pipeline.config import ConfigError
 
+#: ``FaceSpec.crop_mode`` values: this project's tracked square boxes, the reference's union box.
+CROP_MODES = ("square", "union")
+
 
 @dataclass(frozen=True)
 class FaceSpec:
@@ -42,6 +45,11 @@ class FaceSpec:
             that one box was). 0.1: at 1-fps detection a clip shorter than 10 s with one
             detection always passes (the paper kept every clip with a face), a face missing
             from 9 of every 10 frames does not; 0 keeps any track.
+        crop_mode: ``square`` (the default: the tracked face's smoothed square box with
+            ``margin``, per frame, aspect kept) or ``union`` (the reference code's crop: one
+            box for the whole clip, the running union of the overlapping detections, cut from
+            every frame and stretched to ``size x size``; ``margin`` and ``smoothing`` do not
+            apply; :func:`pipeline.faces.union_box`).
     """
 
     size: int = 180
@@ -52,6 +60,7 @@ class FaceSpec:
     smoothing: float = 0.25
     max_shift: float = 1.5
     min_face_ratio: float = 0.1
+    crop_mode: str = "square"
 
     def __post_init__(self) -> None:
         checks = {
@@ -63,13 +72,15 @@ class FaceSpec:
             "smoothing": self.smoothing >= 0,
             "max_shift": self.max_shift > 0,
             "min_face_ratio": 0 <= self.min_face_ratio <= 1,
+            "crop_mode": self.crop_mode in CROP_MODES,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ConfigError(f"FaceSpec: invalid {values} (size >= 1, margin >= 0, "
                              "0 <= min_prob <= 1, detect_max_side >= 48, min_face_size >= 12, "
-                             "smoothing >= 0, max_shift > 0, 0 <= min_face_ratio <= 1)")
+                             "smoothing >= 0, max_shift > 0, 0 <= min_face_ratio <= 1, "
+                             f"crop_mode one of {'|'.join(CROP_MODES)})")
 
 
 @dataclass(frozen=True)
@@ -163,4 +174,4 @@ class DecodeSpec:
                               "max_gap_s >= 0)")
 
 
-__all__ = ["AugmentSpec", "DecodeSpec", "FaceSpec"]
+__all__ = ["AugmentSpec", "CROP_MODES", "DecodeSpec", "FaceSpec"]

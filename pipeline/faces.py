@@ -4,6 +4,8 @@ The flow for a clip: :meth:`FaceDetector.detect` runs MTCNN in batches on a few 
 1-fps frames), :func:`track` follows the most confident face through them and turns the
 detections into smooth square boxes, and :func:`crop` cuts any frame (also the 16-fps frames in
 between, through :meth:`FaceTrack.box_at`) to a ``size x size`` RGB crop without distorting it.
+``FaceSpec.crop_mode: union`` gives the reference code's crop instead: one box per clip, the
+running union of the overlapping detections (:func:`union_box`), stretched to the square.
 
 Frames are RGB throughout (MTCNN's weights expect RGB; the paper's reference code fed BGR).
 Boxes are ``(x1, y1, x2, y2)`` in pixels of the original frame, float; frame sizes are
@@ -153,7 +155,8 @@ class FaceTrack:
 
     Attributes:
         times: ``[K]`` seconds of the detection frames, increasing.
-        boxes: ``[K, 4]`` smoothed square boxes with margin, ``(x1, y1, x2, y2)``, float.
+        boxes: ``[K, 4]`` smoothed square boxes with margin, ``(x1, y1, x2, y2)``, float
+            (``crop_mode: union``: the clip's one union box in every row).
         found: ``[K]`` bool: the face was detected in that frame (otherwise its box was
             interpolated from the neighbouring detections).
     """
@@ -187,7 +190,8 @@ def track(times: Sequence[float], detections: list[np.ndarray | None], spec: Fac
     box's centre continues it, unless it is farther than ``spec.max_shift`` box sides (another
     person). Frames without a match get boxes interpolated between their neighbours; then boxes
     are smoothed over time (``spec.smoothing``), made square with ``spec.margin``, and shifted
-    into the frame where they fit.
+    into the frame where they fit. With ``spec.crop_mode == "union"`` every time has the clip's
+    one :func:`union_box` instead.
 
     Args:
         times: ``[K]`` seconds of the detection frames, strictly increasing.
@@ -203,6 +207,10 @@ def track(times: Sequence[float], detections: list[np.ndarray | None], spec: Fac
         raise ValueError(f"track: {len(t)} times for {len(detections)} detections")
     if np.any(np.diff(t) <= 0):
         raise ValueError(f"track: times must be strictly increasing, got {t.tolist()}")
+    if spec.crop_mode == "union":
+        box, found = union_box(detections, frame_size)
+        return None if box is None else FaceTrack(times=t, boxes=np.tile(box, (len(t), 1)),
+                                                  found=found)
     raw, found = _follow(t, detections, spec.max_shift)
     if raw is None:
         return None
@@ -210,6 +218,48 @@ def track(times: Sequence[float], detections: list[np.ndarray | None], spec: Fac
     raw = _smooth(t, raw, spec.smoothing)
     boxes = _fit_inside(_square(raw, spec.margin), frame_size)
     return FaceTrack(times=t, boxes=boxes, found=found)
+
+
+def union_box(detections: Sequence[np.ndarray | None], frame_size: tuple[int, int]
+              ) -> tuple[np.ndarray | None, np.ndarray]:
+    """The reference code's face box of a clip: the running union of overlapping detections.
+
+    In each frame the most confident detection (the reference ran MTCNN with
+    ``select_largest=False``) has its corners truncated to whole pixels; it joins the union if
+    it overlaps the last detection that joined (touching edges count), and is left out
+    otherwise (another face, or a jump: the reference cut the clip into segments there). The
+    union is clipped to the frame; it is neither squared nor given a margin, and the crop
+    stretches it to a square (:func:`crop` with ``stretch``).
+
+    Args:
+        detections: per frame, ``[n, 5]`` rows sorted by decreasing probability, or None.
+        frame_size: ``(width, height)`` of the frames.
+
+    Returns:
+        The box ``[4]`` ``(x1, y1, x2, y2)`` (None when no frame has a face) and ``found [K]``:
+        the frames whose detection joined the union.
+    """
+    found = np.zeros(len(detections), dtype=bool)
+    union: np.ndarray | None = None
+    last: np.ndarray | None = None
+    for i, dets in enumerate(detections):
+        if dets is None or len(dets) == 0:
+            continue
+        box = np.trunc(dets[0, :4].astype(np.float64))
+        if last is not None and not _overlap(box, last):
+            continue
+        union = box if union is None else np.concatenate([np.minimum(union[:2], box[:2]),
+                                                          np.maximum(union[2:], box[2:])])
+        last, found[i] = box, True
+    if union is None:
+        return None, found
+    width, height = frame_size
+    return np.clip(union, 0, [width, height, width, height]), found
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two boxes share a point (edges included)."""
+    return bool(a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3])
 
 
 def _follow(times: np.ndarray, detections: list[np.ndarray | None], max_shift: float
@@ -287,28 +337,34 @@ def _fit_inside(boxes: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """Cut a square box out of a frame and resize it to ``size x size``.
+def crop(frame: np.ndarray, box: np.ndarray, size: int, *, stretch: bool = False) -> np.ndarray:
+    """Cut a box out of a frame and resize it to ``size x size``.
 
-    Parts of the box outside the frame are filled with black (zeros), as PIL's ``crop`` does;
-    the box is square, so resizing (PIL bilinear, which filters over the whole source area when
-    shrinking) keeps the aspect ratio.
+    Parts of the box outside the frame are filled with black (zeros), as PIL's ``crop`` does.
+    Resizing is PIL bilinear, which filters over the whole source area when shrinking. A
+    square box keeps its aspect ratio; with ``stretch`` any box is taken (the reference's
+    union box, ``FaceSpec.crop_mode: union``) and its aspect ratio is not kept.
 
     Args:
         frame: RGB uint8 ``[H, W, 3]``.
-        box: ``[4]`` square box ``(x1, y1, x2, y2)`` in pixels (any overhang allowed).
+        box: ``[4]`` box ``(x1, y1, x2, y2)`` in pixels (any overhang allowed), square unless
+            ``stretch``.
         size: output side.
+        stretch: accept a box of any aspect ratio and stretch it to the square.
 
     Returns:
         RGB uint8 ``[size, size, 3]``.
     """
     x1, y1, x2, y2 = (float(v) for v in box)
     side = max(x2 - x1, y2 - y1)
-    if not side > 0 or abs((x2 - x1) - (y2 - y1)) > max(1.0, 0.01 * side):
-        raise ValueError(f"crop: box must be a non-empty square, got {np.round(box, 2).tolist()}")
+    square = abs((x2 - x1) - (y2 - y1)) <= max(1.0, 0.01 * side)
+    if not side > 0 or min(x2 - x1, y2 - y1) <= 0 or not (square or stretch):
+        what = "non-empty box" if stretch else "non-empty square"
+        raise ValueError(f"crop: box must be a {what}, got {np.round(box, 2).tolist()}")
     left, top = round(x1), round(y1)
-    pixels = max(1, round(side))
-    region = Image.fromarray(frame).crop((left, top, left + pixels, top + pixels))
+    width, height = (max(1, round(x2 - x1)), max(1, round(y2 - y1))) if stretch else \
+        (max(1, round(side)),) * 2
+    region = Image.fromarray(frame).crop((left, top, left + width, top + height))
     return np.asarray(region.resize((size, size), Image.Resampling.BILINEAR))
 
 

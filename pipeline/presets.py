@@ -43,6 +43,9 @@ EXTRACT_REFERENCE: dict[str, dict[str, Any]] = {
     # its augmentation drew "p > u" where it meant "u < p": the colour jitter asked for with
     # 0.8 is applied with 0.2, the grayscale asked for with 0.2 with 0.8 x 0.2 = 0.16
     "augment": {"jitter_p": 0.2, "grayscale_p": 0.16},
+    # REFERENCE-NOTES: "boxes are a running union of overlapping detections ... crops are
+    # stretched to a square" (at 180 px, the default size)
+    "faces": {"crop_mode": "union"},
 }
 
 #: Reference choices of extraction this project has no faithful switch for (yet): the preset
@@ -50,10 +53,19 @@ EXTRACT_REFERENCE: dict[str, dict[str, Any]] = {
 EXTRACT_NOT_REPRODUCED = {
     "audio input": "128 linear-power mel bands, min-max scaled (the ResDAVEnet checkpoint "
                    "was trained on 40 log-mel bands; the 40-band input is used)",
-    "face crops": "a running union of overlapping MTCNN boxes on BGR frames, stretched to "
-                  "180 px (tracked square boxes with a margin are used)",
-    "VoxCeleb2 subset": "the 534,616 utterances the paper used (no list of them is "
-                        "published; every clip under --root is extracted)",
+    "face detection": "MTCNN on BGR frames, every video frame, a clip cut into segments "
+                      "where the boxes stop overlapping (the union crop detects on RGB frames "
+                      "at detect_fps and leaves a detection apart from the last out of the "
+                      "clip's one box)",
+}
+
+#: Reference choices reproduced only from a file the user gives (none is published): per
+#: dataset, the choice and what to pass; ``cli extract --preset reference`` says so when it
+#: is not given.
+EXTRACT_NEEDS_FILE = {
+    "voxceleb2": ("VoxCeleb2 subset", "the 534,616 utterances the paper used are extracted "
+                  "from a list of their sample ids: pass --annotations LIST (no list is "
+                  "published; without one every clip under --root is extracted)"),
 }
 
 
@@ -119,10 +131,12 @@ def extract_overrides(preset: Preset, backbones: Mapping[str, str]) -> dict[str,
             "preset": preset.name}
 
 
-def extract_settings(preset: str | None,
-                     backbones: Mapping[str, str]) -> tuple[Preset, dict[str, Any]]:
+def extract_settings(preset: str | None, backbones: Mapping[str, str], *,
+                     dataset: str | None = None,
+                     file_given: bool = False) -> tuple[Preset, dict[str, Any]]:
     """``cli extract --preset``: the parsed preset and its ``load_extract_config`` overrides
-    (logging, for ``reference``, the reference choices it cannot reproduce).
+    (logging, for ``reference``, the reference choices it cannot reproduce, and for a
+    ``dataset`` of :data:`EXTRACT_NEEDS_FILE` without its file (``file_given``), what to pass).
 
     Raises:
         PresetError: a malformed ``--preset`` or a size name.
@@ -133,6 +147,9 @@ def extract_settings(preset: str | None,
         for choice, why in EXTRACT_NOT_REPRODUCED.items():
             log.warning("--preset reference: the reference code's %s is not reproduced: %s",
                         choice, why)
+        if dataset in EXTRACT_NEEDS_FILE and not file_given:
+            log.warning("--preset reference: the reference code's %s is not reproduced "
+                        "without its file: %s", *EXTRACT_NEEDS_FILE[dataset])
     return chosen, settings
 
 
@@ -146,5 +163,5 @@ def store_differences(preset: Preset, backbones: Mapping[str, str]) -> list[str]
             for key, have in sorted(backbones.items()) if key in wanted and have != wanted[key]]
 
 
-__all__ = ["EXTRACT_NOT_REPRODUCED", "EXTRACT_REFERENCE", "FIDELITY", "REFERENCE_VIEWS", "Preset",
+__all__ = ["EXTRACT_NEEDS_FILE", "EXTRACT_NOT_REPRODUCED", "EXTRACT_REFERENCE", "FIDELITY", "REFERENCE_VIEWS", "Preset",
            "PresetError", "SIZES", "extract_overrides", "extract_settings", "parse_preset", "store_differences"]

@@ -127,6 +127,7 @@ def crop_pass(row: dict[str, Any], fps: float, track: faces_mod.FaceTrack | None
     frames = media.iter_frames(row["media_path"], fps=fps, start_s=start, end_s=end,
                                rule=cfg.features.decode, report=report)
     centre: np.ndarray | None = None
+    stretch = cfg.features.faces.crop_mode == "union"  # the reference's box, any aspect ratio
     while True:
         with timer("decode"):
             pair = next(frames, None)
@@ -140,7 +141,7 @@ def crop_pass(row: dict[str, Any], fps: float, track: faces_mod.FaceTrack | None
                 centre = centre if centre is not None else faces_mod.centre_box(
                     frame.shape[1::-1])
                 box = centre
-            crop = faces_mod.crop(frame, box, size)
+            crop = faces_mod.crop(frame, box, size, stretch=stretch)
         sink.add(crop)
 
 

@@ -29,7 +29,8 @@ def run_extract_cli(dataset: str, root: Path | None, out: str, *, config: str | 
     manifest. Without ``modalities``, the config's that the dataset has are extracted."""
     root, dataset_manifest = dataset_source(dataset, root, list_file=list_file, faces=faces,
                                             transcripts=transcripts, annotations=annotations)
-    _, settings = extract_settings(preset, backbones)
+    _, settings = extract_settings(preset, backbones, dataset=dataset,
+                                   file_given=annotations is not None)
     cfg = load_extract_config(config, modalities=modalities, weights=weights or None,
                               views=views, detect_fps=detect_fps, **settings)
     if modalities is None:

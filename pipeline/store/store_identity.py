@@ -48,18 +48,35 @@ def store_id_of(identity: StoreIdentity | Mapping[str, Any]) -> str:
     return sha256_json(canonical_identity(data))
 
 
+#: Face settings added after the store format was released, at the value every store written
+#: before them has: left out of the ``store_id`` at that value.
+LATER_FACE_DEFAULTS: dict[str, Any] = {"crop_mode": "square"}
+
+
 def canonical_identity(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The identity mapping whose hash is the ``store_id``: fields added to the identity after
     its format was released are left out at their default (``dataset.targets`` empty,
-    ``dataset.transcripts`` None), so the stores written before them keep their ``store_id``."""
+    ``dataset.transcripts`` None, ``extraction.faces.crop_mode`` square), so the stores written
+    before them keep their ``store_id``."""
     dataset = data.get("dataset")
     if not isinstance(dataset, Mapping):
         return data
     # ``targets`` empty and ``transcripts`` None are the values of stores written before them.
     unset = {k for k in ("targets", "transcripts") if k in dataset and not dataset[k]}
     if unset:
-        return {**data, "dataset": {k: v for k, v in dataset.items() if k not in unset}}
-    return data
+        data = {**data, "dataset": {k: v for k, v in dataset.items() if k not in unset}}
+    return _without_later_face_defaults(data)
+
+
+def _without_later_face_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    extraction = data.get("extraction")
+    faces = extraction.get("faces") if isinstance(extraction, Mapping) else None
+    if not isinstance(extraction, Mapping) or not isinstance(faces, Mapping):
+        return data
+    kept = {k: v for k, v in faces.items() if LATER_FACE_DEFAULTS.get(k, object()) != v}
+    if len(kept) == len(faces):
+        return data
+    return {**data, "extraction": {**extraction, "faces": kept}}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.extract_config import DEFAULT_BACKBONES, load_extract_config
-from pipeline.presets import (EXTRACT_NOT_REPRODUCED, Preset, PresetError, extract_settings,
+from pipeline.presets import (EXTRACT_NEEDS_FILE, EXTRACT_NOT_REPRODUCED, Preset, PresetError, extract_settings,
                               parse_preset, store_differences)
 
 
@@ -52,6 +52,20 @@ def test_the_reference_extraction_overrides_what_it_reproduces(
     # what it cannot reproduce is said, one warning each
     assert len([r for r in caplog.records if "not reproduced" in r.message]) == \
         len(EXTRACT_NOT_REPRODUCED)
+
+
+def test_the_reference_extraction_asks_for_voxceleb2s_list(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def said(**given: object) -> bool:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pipeline.presets"):
+            extract_settings("reference", {}, **given)  # type: ignore[arg-type]
+        return "pass --annotations LIST" in caplog.text
+
+    assert said(dataset="voxceleb2")
+    assert not said(dataset="voxceleb2", file_given=True)
+    assert not said(dataset="meld")
+    assert "534,616" in EXTRACT_NEEDS_FILE["voxceleb2"][1]
 
 
 def test_the_paper_extraction_is_the_default_config_and_explicit_backbones_win() -> None:
