@@ -163,5 +163,6 @@ def store_differences(preset: Preset, backbones: Mapping[str, str]) -> list[str]
             for key, have in sorted(backbones.items()) if key in wanted and have != wanted[key]]
 
 
-__all__ = ["EXTRACT_NEEDS_FILE", "EXTRACT_NOT_REPRODUCED", "EXTRACT_REFERENCE", "FIDELITY", "REFERENCE_VIEWS", "Preset",
-           "PresetError", "SIZES", "extract_overrides", "extract_settings", "parse_preset", "store_differences"]
+__all__ = ["EXTRACT_NEEDS_FILE", "EXTRACT_NOT_REPRODUCED", "EXTRACT_REFERENCE", "FIDELITY",
+           "REFERENCE_VIEWS", "Preset", "PresetError", "SIZES", "extract_overrides",
+           "extract_settings", "parse_preset", "store_differences"]

@@ -47,3 +47,33 @@ def test_an_extraction_records_its_preset_and_applies_it(meld_sample: Path,
     # the reference's probability, in the feature settings the store's identity embeds
     assert manifest["identity"]["extraction"]["augment"]["jitter_p"] == 0.2
     assert manifest["choices"]["backbones"]["text"] == "emotion-distilroberta"
+    assert manifest["identity"]["extraction"]["faces"]["crop_mode"] == "union"
+
+
+@pytest.mark.slow
+def test_a_voxceleb2_extraction_of_a_list_holds_its_clips_and_records_it(tmp_path: Path) -> None:
+    from pipeline.datasets import dataset_source, scan
+
+    raw, out = tmp_path / "vox-raw", tmp_path / "vox"
+    runner = CliRunner()
+    assert runner.invoke(app, ["sample-data", str(raw), "--dataset", "voxceleb2",
+                               "--clips", "4"]).exit_code == 0
+    ids = scan("voxceleb2", raw).samples.column("sample_id").to_pylist()
+    speaker = ids[0].split("/")[0]
+    listed = tmp_path / "subset.txt"
+    listed.write_text(f"# two clips and a lost one\n{ids[2]}\n{ids[0]}\n{speaker}/lost/00001\n")
+    result = runner.invoke(app, ["extract", "--dataset", "voxceleb2", "--root", str(raw),
+                                 "--annotations", str(listed), "--out", str(out),
+                                 "--preset", "reference", "--modalities", "audio",
+                                 "--weights", "random", "--workers", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "store.json").read_text())
+    assert manifest["counts"]["samples"] == 2 and manifest["counts"]["failures"] == 1
+    subset = dataset_source("voxceleb2", raw, annotations=listed)[1].sha256
+    assert manifest["identity"]["dataset"]["manifest_sha256"] == subset
+    assert subset != dataset_source("voxceleb2", raw)[1].sha256
+    import pyarrow.parquet as pq
+
+    assert sorted(pq.read_table(out / "index.parquet").column("sample_id").to_pylist()) == \
+        sorted([ids[0], ids[2]])
+    assert pq.read_table(out / "failures.parquet").column("reason").to_pylist() == ["missing_file"]

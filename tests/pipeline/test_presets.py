@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.extract_config import DEFAULT_BACKBONES, load_extract_config
-from pipeline.presets import (EXTRACT_NEEDS_FILE, EXTRACT_NOT_REPRODUCED, Preset, PresetError, extract_settings,
-                              parse_preset, store_differences)
+from pipeline.presets import (EXTRACT_NEEDS_FILE, EXTRACT_NOT_REPRODUCED, Preset, PresetError,
+                              extract_settings, parse_preset, store_differences)
 
 
 @pytest.mark.parametrize("text, fidelity, size, name", [
