@@ -16,7 +16,8 @@ from heads.study.types import TableRow
 HEADING = "Per row: per-class F1 (test), classifiers, wall-clock, confusion matrices"
 NOTE = ("n: classifiers pooled (pretraining seeds x probe seeds); wall-clock: seconds of the "
         "pretraining runs and evaluations the row used (a run shared by rows counts in each; "
-        "n/a: not timed by this study); F1 per class in percent, mean over the n classifiers.")
+        "n/a: not timed by this study); F1 per class in percent, mean over the n classifiers "
+        "(n/a: no test clip of the class, where F1 is undefined).")
 
 
 def detail_lines(rows: Sequence[TableRow], links_from: Path, *, level: int) -> list[str]:
@@ -40,14 +41,16 @@ def detail_lines(rows: Sequence[TableRow], links_from: Path, *, level: int) -> l
 
 def per_class_f1(row: TableRow) -> dict[str, float | None]:
     """Class name -> test F1 (fraction), mean over every seed of every pooled evaluation
-    (None: a seed did not report it)."""
+    (None: a seed did not report it, or the test split has no clip of the class: its F1 is
+    undefined, not 0)."""
     found: dict[str, list[Any]] = {}
     for metrics in row.pooled:
         for run in metrics.get("runs", []):
             test = (run.get("splits") or {}).get("test") or {}
             # single-label metrics have per_class, multi-label ones per_label
             for name, scores in (test.get("per_class") or test.get("per_label") or {}).items():
-                found.setdefault(name, []).append(scores.get("f1"))
+                found.setdefault(name, []).append(
+                    scores.get("f1") if scores.get("support", 1) else None)
     return {name: statistics.fmean(v) if all(isinstance(x, int | float) for x in v) else None
             for name, v in found.items()}
 

@@ -56,6 +56,14 @@ def test_a_row_pools_every_pretraining_and_probe_seed(tmp_path: Path) -> None:
     assert TableRow("x", "X", first).ours("accuracy") == (pytest.approx(55.0), None)
 
 
+def test_a_class_absent_from_the_test_split_has_no_f1_not_zero(tmp_path: Path) -> None:
+    metrics = evaluation(str(tmp_path / "eval/supervised"), [1.0], [{"joy": 0.0, "anger": 1.0}])
+    metrics["runs"][0]["splits"]["test"]["per_class"] = {
+        "joy": {"f1": 0.0, "support": 0}, "anger": {"f1": 1.0, "support": 3}}
+    assert per_class_f1(TableRow("supervised", "Supervised", metrics)) == {
+        "joy": None, "anger": 1.0}
+
+
 def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on, any pretraining or evaluation fails the test."""
     def refuse(*args: object, **kwargs: object) -> None:
