@@ -82,18 +82,27 @@ def output_state(out: Path, kind: Kind) -> Literal["new", "own"]:
 def claim_output(out: Path, kind: Kind) -> Iterator[Literal["new", "own"]]:
     """Hold ``out`` for a ``kind`` command: checked (:func:`output_state`), then locked for as
     long as the ``with`` block runs; yields the state found. Temporary files of killed writes
-    are removed once the lock is held.
+    are removed once the lock is held. A folder this call created is removed again when the
+    block fails before writing anything into it.
 
     Raises:
         OutputError: see :func:`output_state`.
         LockedError: another run holds the folder.
     """
     state = output_state(out, kind)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with StoreLock(Location.parse(str(out)), purpose=kind):
-        state = output_state(out, kind)  # what it is now that no other run writes
-        remove_temporaries(out)
-        yield state
+    try:
+        with StoreLock(Location.parse(str(out)), purpose=kind):
+            state = output_state(out, kind)  # what it is now that no other run writes
+            remove_temporaries(out)
+            yield state
+    except BaseException:
+        # a command refused before it wrote anything (a bad --set, a wrong store) leaves no
+        # empty folder behind it, so "nothing was written" holds for the folder too
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def clear_output(out: Path, kind: Kind) -> None:

@@ -57,6 +57,22 @@ def test_a_second_run_into_a_claimed_folder_is_refused(tmp_path: Path) -> None:
     assert not list(out.glob("pretrain.lock.*"))
 
 
+def test_a_refusal_inside_the_claim_leaves_no_folder_it_created(tmp_path: Path) -> None:
+    new, kept = tmp_path / "runs" / "new", tmp_path / "existing"
+    kept.mkdir()
+    for out in (new, kept):
+        with pytest.raises(ValueError, match="bad --set"):
+            with claim_output(out, "pretrain"):
+                raise ValueError("bad --set")
+    assert not new.exists()  # created by the claim and still empty: removed
+    assert kept.is_dir()  # the user's own (empty) folder stays
+    with pytest.raises(ValueError, match="late"):
+        with claim_output(new, "pretrain"):
+            (new / "config.yaml").write_text("objective: conclugen\n")
+            raise ValueError("late")
+    assert (new / "config.yaml").is_file()  # what was written stays, for --resume to read
+
+
 def test_temporaries_of_killed_writes_are_removed_when_claimed(tmp_path: Path) -> None:
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
