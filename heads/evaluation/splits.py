@@ -57,17 +57,20 @@ def load_split(fs: FeatureStore, layout: Mapping[str, Sequence[str]], split: str
         return None
     # float16 on a GPU (half the memory), float32 on the CPU (no fast float16 math there).
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    inputs = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False))
-              .to(device=device, dtype=dtype) for m, keys in layout.items()}
-    ids = fs.index.column("sample_id").take(pos).to_pylist()
     augmented = None
     if views and fs.views >= 2:
-        augmented = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=True,
-                                                       first_view=1))
-                     .to(device=device, dtype=dtype) for m, keys in layout.items()}
-    elif views:
-        log.info("%s holds one view per clip: the %s split trains on the clean features",
-                 fs.url, split)
+        # one read of every view: view 0 is the clean input, views 1.. the augmented ones
+        every = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=True))
+                 .to(device=device, dtype=dtype) for m, keys in layout.items()}
+        inputs = {m: v[:, 0].contiguous() for m, v in every.items()}
+        augmented = {m: v[:, 1:] for m, v in every.items()}
+    else:
+        if views:
+            log.info("%s holds one view per clip: the %s split trains on the clean features",
+                     fs.url, split)
+        inputs = {m: torch.from_numpy(read_modality(fs, keys, pos, all_views=False))
+                  .to(device=device, dtype=dtype) for m, keys in layout.items()}
+    ids = fs.index.column("sample_id").take(pos).to_pylist()
     return LabelledSplit(split, inputs, targets.to(device), ids, augmented)
 
 
